@@ -1,0 +1,211 @@
+//! Blob service: containers, Block Blob uploads in blocks, reads, listing, deletion.
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+
+use crate::sign::{authorize, Service};
+use crate::{xml, Account, AzureError, Request, Response};
+
+/// Characters escaped in query values (unreserved ones stay as they are).
+pub(crate) const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+/// Path segments keep `/` so virtual directories survive.
+const PATH: &AsciiSet = &QUERY.remove(b'/');
+
+/// Azure's hard limit on blocks per blob.
+pub const MAX_BLOCKS: usize = 50_000;
+
+pub(crate) fn encode_path(p: &str) -> String {
+    percent_encoding::utf8_percent_encode(p, PATH).to_string()
+}
+
+fn q(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, QUERY).to_string()
+}
+
+fn blob_url(a: &Account, container: &str, blob: &str) -> String {
+    format!("{}/{}/{}", a.blob_endpoint, container, encode_path(blob))
+}
+
+fn build(a: &Account, now: DateTime<Utc>, method: &str, url: String, headers: Vec<(String, String)>, body: Vec<u8>) -> Request {
+    let mut r = Request { method: method.into(), url, headers, body };
+    authorize(a, Service::Blob, &mut r, now);
+    r
+}
+
+/// Block ids must all have the same length within a blob: a zero-padded sequence number.
+pub fn block_id(index: u32) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("block-{index:08}"))
+}
+
+pub fn create_container(a: &Account, now: DateTime<Utc>, container: &str) -> Request {
+    build(a, now, "PUT", format!("{}/{}?restype=container", a.blob_endpoint, container), vec![], vec![])
+}
+
+/// Create-container succeeds when it already exists (409 ContainerAlreadyExists).
+pub fn parse_create_container(r: Response) -> Result<(), AzureError> {
+    if r.status == 409 {
+        return Ok(());
+    }
+    r.check("create container").map(|_| ())
+}
+
+pub fn put_block(a: &Account, now: DateTime<Utc>, container: &str, blob: &str, id: &str, data: Vec<u8>) -> Request {
+    let url = format!("{}?comp=block&blockid={}", blob_url(a, container, blob), q(id));
+    build(a, now, "PUT", url, vec![], data)
+}
+
+/// Commits `ids` as the blob's content. `overwrite = false` sends `If-None-Match: *` so a retried or
+/// duplicated job can never replace an existing backup.
+pub fn put_block_list(
+    a: &Account,
+    now: DateTime<Utc>,
+    container: &str,
+    blob: &str,
+    ids: &[String],
+    content_type: &str,
+    metadata: &[(String, String)],
+    overwrite: bool,
+) -> Request {
+    let mut body = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+    for id in ids {
+        body.push_str(&format!("<Latest>{}</Latest>", xml::escape(id)));
+    }
+    body.push_str("</BlockList>");
+    let mut headers = vec![
+        ("Content-Type".to_string(), "application/xml".to_string()),
+        ("x-ms-blob-content-type".to_string(), content_type.to_string()),
+    ];
+    if !overwrite {
+        headers.push(("If-None-Match".into(), "*".into()));
+    }
+    for (k, v) in metadata {
+        headers.push((format!("x-ms-meta-{k}"), v.clone()));
+    }
+    build(a, now, "PUT", format!("{}?comp=blocklist", blob_url(a, container, blob)), headers, body.into_bytes())
+}
+
+pub fn get_blob(a: &Account, now: DateTime<Utc>, container: &str, blob: &str) -> Request {
+    build(a, now, "GET", blob_url(a, container, blob), vec![], vec![])
+}
+
+pub fn get_properties(a: &Account, now: DateTime<Utc>, container: &str, blob: &str) -> Request {
+    build(a, now, "HEAD", blob_url(a, container, blob), vec![], vec![])
+}
+
+/// Blob properties from a HEAD/GET answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobProperties {
+    pub content_length: u64,
+    pub metadata: Vec<(String, String)>,
+}
+
+pub fn parse_properties(r: Response) -> Result<BlobProperties, AzureError> {
+    let r = r.check("get blob properties")?;
+    let content_length = r.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let metadata = r
+        .headers
+        .iter()
+        .filter_map(|(k, v)| k.to_ascii_lowercase().strip_prefix("x-ms-meta-").map(|n| (n.to_string(), v.clone())))
+        .collect();
+    Ok(BlobProperties { content_length, metadata })
+}
+
+pub fn delete_blob(a: &Account, now: DateTime<Utc>, container: &str, blob: &str) -> Request {
+    build(a, now, "DELETE", blob_url(a, container, blob), vec![("x-ms-delete-snapshots".into(), "include".into())], vec![])
+}
+
+/// Deleting what is already gone is success: retention and retries may race.
+pub fn parse_delete_blob(r: Response) -> Result<(), AzureError> {
+    if r.status == 404 {
+        return Ok(());
+    }
+    r.check("delete blob").map(|_| ())
+}
+
+pub fn list_blobs(a: &Account, now: DateTime<Utc>, container: &str, prefix: &str, marker: Option<&str>) -> Request {
+    let mut url = format!("{}/{}?restype=container&comp=list&include=metadata", a.blob_endpoint, container);
+    if !prefix.is_empty() {
+        url.push_str(&format!("&prefix={}", q(prefix)));
+    }
+    if let Some(m) = marker.filter(|m| !m.is_empty()) {
+        url.push_str(&format!("&marker={}", q(m)));
+    }
+    build(a, now, "GET", url, vec![], vec![])
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobItem {
+    pub name: String,
+    pub size: u64,
+    pub last_modified: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobPage {
+    pub items: Vec<BlobItem>,
+    pub next_marker: Option<String>,
+}
+
+pub fn parse_list_blobs(r: Response) -> Result<BlobPage, AzureError> {
+    let r = r.check("list blobs")?;
+    let doc = String::from_utf8_lossy(&r.body);
+    let items = xml::blocks(&doc, "Blob")
+        .into_iter()
+        .map(|b| BlobItem {
+            name: xml::first(b, "Name").unwrap_or_default(),
+            size: xml::first(b, "Content-Length").and_then(|s| s.parse().ok()).unwrap_or(0),
+            last_modified: xml::first(b, "Last-Modified").unwrap_or_default(),
+        })
+        .collect();
+    let next_marker = xml::first(&doc, "NextMarker").filter(|m| !m.is_empty());
+    Ok(BlobPage { items, next_marker })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev() -> Account {
+        Account::from_connection_string("UseDevelopmentStorage=true").unwrap()
+    }
+
+    #[test]
+    fn block_ids_have_equal_length() {
+        assert_eq!(block_id(0).len(), block_id(49_999).len());
+        assert_ne!(block_id(1), block_id(2));
+    }
+
+    #[test]
+    fn block_list_refuses_overwrite_and_carries_metadata() {
+        let r = put_block_list(&dev(), Utc::now(), "c", "p/x.gz", &[block_id(0)], "application/gzip",
+            &[("sha256".into(), "ab".into())], false);
+        assert_eq!(r.header("if-none-match"), Some("*"));
+        assert_eq!(r.header("x-ms-meta-sha256"), Some("ab"));
+        assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()));
+        assert!(String::from_utf8_lossy(&r.body).contains("<Latest>YmxvY2stMDAwMDAwMDA=</Latest>"));
+    }
+
+    #[test]
+    fn block_id_is_query_encoded_in_url() {
+        let r = put_block(&dev(), Utc::now(), "c", "a b/x", &"ab+/=".to_string(), vec![1]);
+        assert!(r.url.ends_with("/c/a%20b/x?comp=block&blockid=ab%2B%2F%3D"), "{}", r.url);
+    }
+
+    #[test]
+    fn parses_list_with_marker() {
+        let body = "<EnumerationResults><Blobs><Blob><Name>a/1</Name><Properties><Content-Length>12</Content-Length>\
+            <Last-Modified>x</Last-Modified></Properties></Blob></Blobs><NextMarker>m1</NextMarker></EnumerationResults>";
+        let p = parse_list_blobs(Response { status: 200, headers: vec![], body: body.into() }).unwrap();
+        assert_eq!(p.items, vec![BlobItem { name: "a/1".into(), size: 12, last_modified: "x".into() }]);
+        assert_eq!(p.next_marker.as_deref(), Some("m1"));
+    }
+
+    #[test]
+    fn service_errors_are_typed() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>BlobAlreadyExists</Code><Message>The specified blob already exists.\nRequestId:1</Message></Error>";
+        let e = parse_create_container(Response { status: 412, headers: vec![], body: body.into() }).unwrap_err();
+        assert_eq!(e.status(), Some(412));
+        assert_eq!(e.to_string(), "create container failed: HTTP 412 BlobAlreadyExists: The specified blob already exists.");
+    }
+}

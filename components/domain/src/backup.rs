@@ -1,0 +1,240 @@
+//! Backup jobs (queue messages) and results (history rows), their keys and their life cycle:
+//! pending → in_progress → completed | failed.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{EngineType, ErrorClass};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupStatus {
+    Pending,
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl BackupStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, BackupStatus::Completed | BackupStatus::Failed | BackupStatus::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupTier {
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+    Yearly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggeredBy {
+    Manual,
+    Scheduler,
+}
+
+/// The message on the `backup-jobs` queue. Carries no secret: the worker resolves credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupJob {
+    pub id: String,
+    pub database_id: String,
+    pub engine_type: EngineType,
+    pub triggered_by: TriggeredBy,
+    #[serde(default)]
+    pub tiers: Vec<BackupTier>,
+    pub created_at: DateTime<Utc>,
+    /// Keys of the history row created with the job.
+    pub history_pk: String,
+    pub history_rk: String,
+    pub blob_name: String,
+}
+
+impl BackupJob {
+    pub fn new(database_id: &str, engine_type: EngineType, triggered_by: TriggeredBy, tiers: Vec<BackupTier>, now: DateTime<Utc>) -> Self {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (history_pk, history_rk) = history_keys(now, &id);
+        BackupJob {
+            blob_name: blob_name(engine_type, database_id, now),
+            id,
+            database_id: database_id.into(),
+            engine_type,
+            triggered_by,
+            tiers,
+            created_at: now,
+            history_pk,
+            history_rk,
+        }
+    }
+}
+
+/// .NET `DateTime.MaxValue.Ticks`: RowKeys count down from it so the newest sorts first.
+pub const MAX_TICKS: i64 = 3_155_378_975_999_999_999;
+
+/// History keys: the UTC date as partition, inverted 100-ns ticks + id as row.
+pub fn history_keys(at: DateTime<Utc>, id: &str) -> (String, String) {
+    let ticks = at.timestamp() * 10_000_000 + i64::from(at.timestamp_subsec_nanos() / 100);
+    (at.format("%Y-%m-%d").to_string(), format!("{:019}_{id}", MAX_TICKS - ticks))
+}
+
+/// `{engine_type}/{database_id}/{YYYYMMDD_HHMMSS}.{format}`
+pub fn blob_name(engine_type: EngineType, database_id: &str, at: DateTime<Utc>) -> String {
+    format!("{}/{}/{}.{}", engine_type.as_str(), database_id, at.format("%Y%m%d_%H%M%S"), engine_type.dump_format())
+}
+
+/// A history row: one backup attempt and what came of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupResult {
+    pub id: String,
+    pub database_id: String,
+    pub database_name: String,
+    pub database_alias: String,
+    pub database_type: EngineType,
+    pub engine_id: String,
+    pub status: BackupStatus,
+    pub triggered_by: TriggeredBy,
+    #[serde(with = "crate::entity::comma_list", default)]
+    pub tiers: Vec<BackupTier>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub duration_seconds: Option<f64>,
+    pub blob_name: String,
+    pub file_format: String,
+    #[serde(default)]
+    pub file_size_bytes: Option<i64>,
+    #[serde(default)]
+    pub uncompressed_size_bytes: Option<i64>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub error_class: Option<ErrorClass>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+}
+
+impl BackupResult {
+    pub fn pending(job: &BackupJob, database_name: &str, database_alias: &str, engine_id: &str) -> Self {
+        BackupResult {
+            id: job.id.clone(),
+            database_id: job.database_id.clone(),
+            database_name: database_name.into(),
+            database_alias: database_alias.into(),
+            database_type: job.engine_type,
+            engine_id: engine_id.into(),
+            status: BackupStatus::Pending,
+            triggered_by: job.triggered_by,
+            tiers: job.tiers.clone(),
+            created_at: job.created_at,
+            started_at: None,
+            completed_at: None,
+            duration_seconds: None,
+            blob_name: job.blob_name.clone(),
+            file_format: job.engine_type.dump_format().into(),
+            file_size_bytes: None,
+            uncompressed_size_bytes: None,
+            sha256: None,
+            error_class: None,
+            error_message: None,
+            attempts: 0,
+        }
+    }
+
+    /// Marks an attempt as started. `false` when the row is already final (a redelivered message
+    /// for a finished job must not run again).
+    pub fn start(&mut self, now: DateTime<Utc>) -> bool {
+        if self.status.is_final() {
+            return false;
+        }
+        self.status = BackupStatus::InProgress;
+        self.started_at = Some(now);
+        self.attempts += 1;
+        self.error_class = None;
+        self.error_message = None;
+        true
+    }
+
+    pub fn complete(&mut self, now: DateTime<Utc>, size: u64, uncompressed: u64, sha256: String) {
+        self.status = BackupStatus::Completed;
+        self.finish(now);
+        self.file_size_bytes = Some(size as i64);
+        self.uncompressed_size_bytes = Some(uncompressed as i64);
+        self.sha256 = Some(sha256);
+    }
+
+    pub fn fail(&mut self, now: DateTime<Utc>, class: ErrorClass, message: &str) {
+        self.status = BackupStatus::Failed;
+        self.finish(now);
+        self.error_class = Some(class);
+        self.error_message = Some(message.chars().take(2000).collect());
+    }
+
+    fn finish(&mut self, now: DateTime<Utc>) {
+        self.completed_at = Some(now);
+        let start = self.started_at.unwrap_or(self.created_at);
+        self.duration_seconds = Some((now - start).num_milliseconds() as f64 / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::{from_entity, to_entity};
+    use chrono::TimeZone;
+
+    #[test]
+    fn newer_rows_sort_first_within_a_day() {
+        let t1 = Utc.with_ymd_and_hms(2025, 12, 5, 10, 0, 0).unwrap();
+        let t2 = t1 + chrono::Duration::milliseconds(1);
+        let (p1, r1) = history_keys(t1, "a");
+        let (p2, r2) = history_keys(t2, "b");
+        assert_eq!(p1, "2025-12-05");
+        assert_eq!(p1, p2);
+        assert!(r2 < r1);
+        assert_eq!(r1.len(), 19 + 2);
+    }
+
+    #[test]
+    fn blob_names_follow_the_layout() {
+        let t = Utc.with_ymd_and_hms(2024, 1, 15, 0, 0, 7).unwrap();
+        assert_eq!(blob_name(EngineType::Mysql, "db-1", t), "mysql/db-1/20240115_000007.sql.gz");
+    }
+
+    #[test]
+    fn results_round_trip_through_table_entities() {
+        let job = BackupJob::new("d1", EngineType::Postgresql, TriggeredBy::Manual, vec![BackupTier::Daily, BackupTier::Weekly], Utc::now());
+        let mut r = BackupResult::pending(&job, "app", "App", "e1");
+        assert!(r.start(Utc::now()));
+        r.complete(Utc::now(), 5_000_000_000, 9_000_000_000, "ab".into());
+        let e = to_entity(&job.history_pk, &job.history_rk, &r);
+        assert_eq!(e["file_size_bytes"], "5000000000");
+        assert_eq!(e["file_size_bytes@odata.type"], "Edm.Int64");
+        assert_eq!(e["tiers"], "daily,weekly");
+        assert!(!e.contains_key("error_class"), "nulls are not stored");
+        let back: BackupResult = from_entity(e).unwrap();
+        assert_eq!(back, r);
+        assert!(!r.clone().start(Utc::now()), "a finished row never restarts");
+    }
+
+    #[test]
+    fn failure_records_class_and_duration() {
+        let t0 = Utc::now();
+        let job = BackupJob::new("d1", EngineType::Mysql, TriggeredBy::Scheduler, vec![], t0);
+        let mut r = BackupResult::pending(&job, "app", "App", "e1");
+        r.start(t0);
+        r.fail(t0 + chrono::Duration::seconds(2), ErrorClass::AuthFailed, "denied");
+        assert_eq!(r.status, BackupStatus::Failed);
+        assert_eq!(r.duration_seconds, Some(2.0));
+        assert_eq!(serde_json::to_value(&r).unwrap()["error_class"], "AuthFailed");
+    }
+}

@@ -1,0 +1,25 @@
+//! The Dilux domain: models, validation and rules, shared by the Spin components, the dumper-host and
+//! the UI so no model exists twice. No I/O here.
+
+pub mod backup;
+pub mod engine;
+pub mod entity;
+pub mod error;
+pub mod secret;
+
+pub use backup::{BackupJob, BackupResult, BackupStatus, BackupTier, TriggeredBy};
+pub use engine::{AuthMethod, Database, DatabaseView, Engine, EngineType, EngineView};
+pub use error::{ErrorClass, FieldError};
+pub use secret::{SealError, Sealer};
+
+/// Table names (Azure Table storage).
+pub mod tables {
+    pub const ENGINES: &str = "engines";
+    pub const DATABASES: &str = "databaseconfigs";
+    pub const HISTORY: &str = "backuphistory";
+}
+
+/// The queue the dumper-host workers lease jobs from.
+pub const JOBS_QUEUE: &str = "backup-jobs";
+/// The container backups are written to.
+pub const BACKUPS_CONTAINER: &str = "backups";
