@@ -1,1 +1,335 @@
-//! See tests/*.rs
+//! Test harness: throwaway servers on loopback, each stopped when dropped. Everything real: Azurite
+//! from npm, Debian's PostgreSQL and MariaDB, the release dumper-host serving the built components.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+pub fn root() -> PathBuf {
+    std::env::var("DILUX_ROOT").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/dilux/target")
+    })
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dilux-e2e-{name}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn wait_port(port: u16, within: Duration) -> Result<()> {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("nothing listens on port {port} after {within:?}")
+}
+
+/// A child process stopped with SIGTERM (then SIGKILL) on drop.
+pub struct Proc {
+    pub child: Child,
+    name: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{} did not stop on SIGTERM; killing it", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs `cmd` as `user` when we are root (servers refuse to run as root), else as ourselves.
+fn as_user(user: &str, program: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", user, "--", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn chown(path: &Path, user: &str) -> Result<()> {
+    if is_root() {
+        let ok = Command::new("chown").args(["-R", user]).arg(path).status()?.success();
+        if !ok {
+            bail!("chown {user} {} failed", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn run_with_input(cmd: &mut Command, input: &[u8], what: &str) -> Result<String> {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("cannot run {what}"))?;
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output()?;
+    writer.join().unwrap().with_context(|| format!("writing to {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+// ---------------------------------------------------------------- Azurite
+
+pub struct Azurite {
+    _proc: Proc,
+    pub connection_string: String,
+}
+
+impl Azurite {
+    pub fn start() -> Result<Self> {
+        let bin = std::env::var("AZURITE_BIN").map(PathBuf::from).unwrap_or_else(|_| root().join("scripts/node_modules/.bin/azurite"));
+        let dir = tempdir("azurite");
+        let mut child = Command::new(&bin)
+            .args(["--silent", "--disableTelemetry", "--skipApiVersionCheck", "--blobPort", "0", "--queuePort", "0", "--tablePort", "0", "--location"])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start Azurite at {} (run scripts/test.sh, which installs it)", bin.display()))?;
+        let stdout = child.stdout.take().unwrap();
+        let proc = Proc { child, name: "azurite".into() };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut ports = [0u16; 3];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ports.contains(&0) {
+            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).context("Azurite did not report its ports")?;
+            for (i, svc) in ["Blob", "Queue", "Table"].iter().enumerate() {
+                if line.contains(&format!("{svc} service is successfully listening at")) {
+                    ports[i] = line.rsplit(':').next().and_then(|p| p.trim().trim_end_matches('/').parse().ok()).unwrap_or(0);
+                }
+            }
+        }
+        Ok(Azurite { _proc: proc, connection_string: dilux_azure::Account::azurite_connection_string(ports[0], ports[1], ports[2]) })
+    }
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+pub struct Postgres {
+    pub port: u16,
+    pub superuser_password: String,
+    bindir: PathBuf,
+    data: PathBuf,
+}
+
+impl Postgres {
+    pub fn start(superuser_password: &str) -> Result<Self> {
+        let bindir = std::env::var("DILUX_PG_BINDIR").map(PathBuf::from).unwrap_or_else(|_| {
+            let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten().map(|e| e.path().join("bin")).collect();
+            v.sort();
+            v.pop().unwrap_or_default()
+        });
+        let dir = tempdir("pg");
+        let data = dir.join("data");
+        let pwfile = dir.join("pw");
+        std::fs::write(&pwfile, superuser_password)?;
+        chown(&dir, "postgres")?;
+        let port = free_port();
+        run(as_user("postgres", bindir.join("initdb").to_str().unwrap())
+            .arg("-D").arg(&data)
+            .args(["-N", "-U", "postgres", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"])
+            .arg(format!("--pwfile={}", pwfile.display())), "initdb")?;
+        run(as_user("postgres", bindir.join("pg_ctl").to_str().unwrap())
+            .arg("-D").arg(&data)
+            .arg("-l").arg(dir.join("log"))
+            .arg("-o").arg(format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off", dir.display()))
+            .args(["-w", "start"]), "pg_ctl start")?;
+        wait_port(port, Duration::from_secs(30))?;
+        Ok(Postgres { port, superuser_password: superuser_password.into(), bindir, data })
+    }
+
+    fn client(&self, tool: &str, db: &str) -> Command {
+        let mut c = Command::new(self.bindir.join(tool));
+        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+            .env("PGPASSWORD", &self.superuser_password);
+        c
+    }
+
+    /// Runs SQL (from stdin, so scripts of any size work) and returns its unaligned output.
+    pub fn sql(&self, db: &str, sql: &str) -> Result<String> {
+        run_with_input(&mut self.client("psql", db), sql.as_bytes(), "psql")
+    }
+
+    /// Restores a plain-format dump into `db` the way an operator would: psql, stop at the first error.
+    pub fn restore(&self, db: &str, dump: &[u8]) -> Result<()> {
+        run_with_input(&mut self.client("psql", db), dump, "psql restore").map(|_| ())
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_user("postgres", self.bindir.join("pg_ctl").to_str().unwrap())
+            .arg("-D").arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+// ---------------------------------------------------------------- MariaDB
+
+pub struct Mariadb {
+    _proc: Proc,
+    pub port: u16,
+    socket: PathBuf,
+}
+
+impl Mariadb {
+    pub fn start() -> Result<Self> {
+        let dir = tempdir("mariadb");
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data)?;
+        chown(&dir, "mysql")?;
+        run(Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--user=mysql", "--auth-root-authentication-method=socket", "--skip-test-db"]), "mariadb-install-db")?;
+        let port = free_port();
+        let socket = dir.join("mysqld.sock");
+        let child = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--user=mysql", "--bind-address=127.0.0.1", "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=0"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("log"))?)
+            .spawn()
+            .context("cannot start mariadbd")?;
+        let proc = Proc { child, name: "mariadbd".into() };
+        wait_port(port, Duration::from_secs(60))?;
+        Ok(Mariadb { _proc: proc, port, socket })
+    }
+
+    fn client(&self, db: &str) -> Command {
+        let mut c = Command::new("mariadb");
+        c.arg("--no-defaults").arg(format!("--socket={}", self.socket.display())).args(["-u", "root", "-N", "-B", "--default-character-set=utf8mb4"]);
+        if !db.is_empty() {
+            c.arg(db);
+        }
+        c
+    }
+
+    pub fn sql(&self, db: &str, sql: &str) -> Result<String> {
+        run_with_input(&mut self.client(db), sql.as_bytes(), "mariadb")
+    }
+
+    pub fn restore(&self, db: &str, dump: &[u8]) -> Result<()> {
+        run_with_input(&mut self.client(db), dump, "mariadb restore").map(|_| ())
+    }
+}
+
+// ---------------------------------------------------------------- The app
+
+pub const SEAL_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+pub struct App {
+    _proc: Proc,
+    pub url: String,
+}
+
+impl App {
+    /// Starts the dumper-host serving `spin.toml` and running the worker against `storage`.
+    pub fn start(connection_string: &str) -> Result<Self> {
+        let bin = std::env::var("DILUX_HOST_BIN").map(PathBuf::from).unwrap_or_else(|_| target_dir().join("release/dilux-dumper-host"));
+        let root = root();
+        let mut child = Command::new(&bin)
+            .current_dir(&root)
+            .args(["--manifest", "spin.toml", "--listen", "127.0.0.1:0", "--job-runner", "target/wasm/dilux_job_runner.wasm"])
+            .env("SPIN_VARIABLE_STORAGE_CONNECTION_STRING", connection_string)
+            .env("SPIN_VARIABLE_SEAL_KEY", SEAL_KEY)
+            .env("SPIN_VARIABLE_TICK_TOKEN", "test-tick-token")
+            .env("DILUX_WORKER_CONCURRENCY", "2")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {} (run scripts/build.sh first)", bin.display()))?;
+        let stdout = child.stdout.take().unwrap();
+        let proc = Proc { child, name: "dumper-host".into() };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            let line = rx.recv_timeout(Duration::from_secs(120)).context("the app did not start listening")?;
+            if let Some(url) = line.strip_prefix("DILUX_LISTENING ") {
+                return Ok(App { _proc: proc, url: url.trim_end_matches('/').to_string() });
+            }
+        }
+    }
+}
+
+/// Command lines of every process on the machine (what `ps -eo args` shows any user).
+pub fn process_command_lines() -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(raw) = std::fs::read(e.path().join("cmdline")) {
+            if !raw.is_empty() {
+                out.push(String::from_utf8_lossy(&raw).replace('\0', " "));
+            }
+        }
+    }
+    out
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn gunzip(b: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(b).read_to_end(&mut out).context("the backup is not valid gzip")?;
+    Ok(out)
+}

@@ -1,1 +1,133 @@
+//! The I/O edge for components: sends `dilux-azure` requests through `spin_sdk::http::send` and
+//! offers typed Table/Queue helpers over the domain's entity mapping.
 
+use chrono::Utc;
+use dilux_azure::{is_retryable_status, queue, table, Account, AzureError, Request, Response};
+use dilux_domain::entity::{from_entity, to_entity};
+use serde::{de::DeserializeOwned, Serialize};
+use spin_sdk::http::Method;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Azure(#[from] AzureError),
+    #[error("{operation}: cannot reach Azure Storage: {detail}")]
+    Unreachable { operation: &'static str, detail: String },
+    #[error("{table}/{key}: stored record is unreadable: {detail}")]
+    Corrupt { table: String, key: String, detail: String },
+}
+
+impl StoreError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            StoreError::Azure(e) => e.status(),
+            _ => None,
+        }
+    }
+}
+
+const ATTEMPTS: u32 = 3;
+
+/// Sends one request, retrying transient failures (Azurite resets connections under load).
+pub async fn send(operation: &'static str, req: Request) -> Result<Response, StoreError> {
+    let mut last = String::new();
+    for _ in 0..ATTEMPTS {
+        let method = match req.method.as_str() {
+            "GET" => Method::Get,
+            "PUT" => Method::Put,
+            "POST" => Method::Post,
+            "DELETE" => Method::Delete,
+            "HEAD" => Method::Head,
+            "PATCH" => Method::Patch,
+            other => Method::Other(other.to_string()),
+        };
+        let mut b = spin_sdk::http::Request::builder();
+        b.method(method).uri(req.url.clone());
+        for (k, v) in &req.headers {
+            b.header(k.clone(), v.clone());
+        }
+        b.body(req.body.clone());
+        match spin_sdk::http::send::<_, spin_sdk::http::Response>(b.build()).await {
+            Ok(r) => {
+                let status = *r.status();
+                let headers = r.headers().map(|(k, v)| (k.to_string(), v.as_str().unwrap_or("").to_string())).collect();
+                let resp = Response { status, headers, body: r.into_body() };
+                if !is_retryable_status(status) {
+                    return Ok(resp);
+                }
+                last = format!("HTTP {status}");
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(StoreError::Unreachable { operation, detail: last })
+}
+
+/// Creates the tables, queue and container the app needs. Idempotent.
+pub async fn ensure_storage(a: &Account, tables: &[&str], queues: &[&str], containers: &[&str]) -> Result<(), StoreError> {
+    for t in tables {
+        table::parse_create_table(send("create table", table::create_table(a, Utc::now(), t)).await?)?;
+    }
+    for q in queues {
+        queue::parse_create_queue(send("create queue", queue::create_queue(a, Utc::now(), q)).await?)?;
+    }
+    for c in containers {
+        dilux_azure::blob::parse_create_container(send("create container", dilux_azure::blob::create_container(a, Utc::now(), c)).await?)?;
+    }
+    Ok(())
+}
+
+fn decode<T: DeserializeOwned>(tbl: &str, key: &str, e: table::Entity) -> Result<T, StoreError> {
+    from_entity(e).map_err(|err| StoreError::Corrupt { table: tbl.into(), key: key.into(), detail: err.to_string() })
+}
+
+/// A record and its ETag.
+pub type Tagged<T> = (T, String);
+
+pub async fn get<T: DeserializeOwned>(a: &Account, tbl: &str, pk: &str, rk: &str) -> Result<Option<Tagged<T>>, StoreError> {
+    let r = send("get entity", table::get_entity(a, Utc::now(), tbl, pk, rk)).await?;
+    match table::parse_get_entity(r)? {
+        None => Ok(None),
+        Some((e, etag)) => Ok(Some((decode(tbl, rk, e)?, etag))),
+    }
+}
+
+/// Inserts a new record; `Err` with status 409 when the key exists.
+pub async fn insert<T: Serialize>(a: &Account, tbl: &str, pk: &str, rk: &str, record: &T) -> Result<(), StoreError> {
+    let r = send("insert entity", table::insert_entity(a, Utc::now(), tbl, &to_entity(pk, rk, record))).await?;
+    table::parse_write(r, "insert entity")?;
+    Ok(())
+}
+
+/// Replaces a record. `etag: Some` fails with 412 if it changed since it was read.
+pub async fn replace<T: Serialize>(a: &Account, tbl: &str, pk: &str, rk: &str, record: &T, etag: Option<&str>) -> Result<Option<String>, StoreError> {
+    let req = table::update_entity(a, Utc::now(), tbl, &to_entity(pk, rk, record), etag)?;
+    Ok(table::parse_write(send("update entity", req).await?, "update entity")?)
+}
+
+pub async fn delete(a: &Account, tbl: &str, pk: &str, rk: &str) -> Result<(), StoreError> {
+    table::parse_delete_entity(send("delete entity", table::delete_entity(a, Utc::now(), tbl, pk, rk, None)).await?)?;
+    Ok(())
+}
+
+/// Every record matching `filter`, following continuations.
+pub async fn query_all<T: DeserializeOwned>(a: &Account, tbl: &str, filter: &str) -> Result<Vec<Tagged<T>>, StoreError> {
+    let mut out = Vec::new();
+    let mut cont = None;
+    loop {
+        let r = send("query entities", table::query(a, Utc::now(), tbl, Some(filter), Some(1000), cont.as_ref())).await?;
+        let page = table::parse_query(r)?;
+        for (e, etag) in page.entities {
+            let key = e.get("RowKey").and_then(|v| v.as_str()).unwrap_or("").to_string();
+            out.push((decode(tbl, &key, e)?, etag));
+        }
+        match page.continuation {
+            Some(c) => cont = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+pub async fn put_message(a: &Account, q: &str, text: &str) -> Result<String, StoreError> {
+    Ok(queue::parse_put_message(send("put message", queue::put_message(a, Utc::now(), q, text)).await?)?)
+}

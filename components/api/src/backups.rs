@@ -1,0 +1,142 @@
+//! Manual backups, history and downloads.
+
+use chrono::{Duration, NaiveDate, Utc};
+use dilux_azure::table::literal;
+use dilux_azure::{blob, BlobSas, SasPermissions};
+use dilux_azure_spin as store;
+use dilux_domain::{tables, BackupJob, BackupResult, BackupStatus, TriggeredBy};
+
+use crate::catalog::{database_with_engine, insert_record};
+use crate::http::{json, param, ApiError, ApiResult};
+use crate::Ctx;
+
+/// `POST /api/databases/{id}/backup`: records a pending history row, then queues the job.
+pub async fn trigger(ctx: &Ctx, id: &str) -> ApiResult {
+    let (db, engine) = database_with_engine(ctx, id).await?;
+    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Manual, vec![], Utc::now());
+    let row = BackupResult::pending(&job, &db.name, &db.alias, &engine.id);
+    insert_record(ctx, tables::HISTORY, &job.history_pk, &job.history_rk, &row).await?;
+    let message = serde_json::to_string(&job).expect("jobs serialize");
+    if let Err(e) = store::put_message(&ctx.account, dilux_domain::JOBS_QUEUE, &message).await {
+        // Nothing half-written: a pending row without a job would wait forever.
+        let _ = store::delete(&ctx.account, tables::HISTORY, &job.history_pk, &job.history_rk).await;
+        return Err(e.into());
+    }
+    Ok(json(202, &serde_json::json!({
+        "job_id": job.id,
+        "backup_id": job.id,
+        "database_id": db.id,
+        "status": BackupStatus::Pending,
+        "blob_name": job.blob_name,
+        "message": "backup queued",
+    })))
+}
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 200;
+/// How far back the history list looks by default, and at most.
+const DEFAULT_DAYS: i64 = 90;
+const MAX_DAYS: i64 = 3660;
+/// Days fetched per Table query (one query per window of date partitions).
+const WINDOW_DAYS: i64 = 31;
+
+/// `GET /api/backups`: newest first, filtered by `database_id` / `status`, paged by `cursor`.
+pub async fn list(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
+    let page_size = match param(q, "page_size") {
+        None => DEFAULT_PAGE,
+        Some(s) => s.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| ApiError::field("page_size", format!("must be a number from 1 to {MAX_PAGE}")))?,
+    };
+    let days = match param(q, "days") {
+        None => DEFAULT_DAYS,
+        Some(s) => s.parse::<i64>().ok().filter(|n| (1..=MAX_DAYS).contains(n)).ok_or_else(|| ApiError::field("days", format!("must be a number from 1 to {MAX_DAYS}")))?,
+    };
+    let status = match param(q, "status") {
+        None => None,
+        Some(s) => Some(serde_json::from_value::<BackupStatus>(serde_json::Value::String(s.into())).map_err(|_| {
+            ApiError::field("status", "must be one of pending, in_progress, completed, failed, cancelled")
+        })?),
+    };
+    // The cursor is the last row's keys: rows strictly after it (in newest-first order) come next.
+    let cursor = match param(q, "cursor") {
+        None | Some("") => None,
+        Some(c) => Some(c.split_once('|').map(|(p, r)| (p.to_string(), r.to_string())).ok_or_else(|| ApiError::field("cursor", "is not a cursor this API returned"))?),
+    };
+    let mut extra = String::new();
+    if let Some(d) = param(q, "database_id") {
+        extra.push_str(&format!(" and database_id eq {}", literal(d)));
+    }
+    if let Some(s) = status {
+        extra.push_str(&format!(" and status eq {}", literal(&serde_json::to_value(s).unwrap().as_str().unwrap_or_default().to_string())));
+    }
+
+    let today = Utc::now().date_naive();
+    let oldest = today - Duration::days(days - 1);
+    let mut end = match &cursor {
+        Some((pk, _)) => NaiveDate::parse_from_str(pk, "%Y-%m-%d").map_err(|_| ApiError::field("cursor", "is not a cursor this API returned"))?,
+        None => today,
+    };
+    let mut items: Vec<(String, String, BackupResult)> = Vec::new();
+    while end >= oldest && items.len() <= page_size {
+        let start = (end - Duration::days(WINDOW_DAYS - 1)).max(oldest);
+        let filter = format!(
+            "PartitionKey ge {} and PartitionKey le {}{extra}",
+            literal(&start.format("%Y-%m-%d").to_string()),
+            literal(&end.format("%Y-%m-%d").to_string())
+        );
+        let mut window: Vec<(String, String, BackupResult)> = store::query_all::<BackupResult>(&ctx.account, tables::HISTORY, &filter)
+            .await?
+            .into_iter()
+            .map(|(r, _)| {
+                let (pk, rk) = dilux_domain::backup::history_keys(r.created_at, &r.id);
+                (pk, rk, r)
+            })
+            .collect();
+        // Newest date first; within a date the inverted-ticks RowKey already sorts newest first.
+        window.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for item in window {
+            let after_cursor = match &cursor {
+                None => true,
+                Some((cp, cr)) => item.0 < *cp || (item.0 == *cp && item.1 > *cr),
+            };
+            if after_cursor {
+                items.push(item);
+            }
+        }
+        end = start - Duration::days(1);
+    }
+    let has_more = items.len() > page_size;
+    items.truncate(page_size);
+    let next_cursor = if has_more { items.last().map(|(p, r, _)| format!("{p}|{r}")) } else { None };
+    let backups: Vec<&BackupResult> = items.iter().map(|(_, _, r)| r).collect();
+    Ok(json(200, &serde_json::json!({ "backups": backups, "count": backups.len(), "next_cursor": next_cursor })))
+}
+
+/// Download links live this long.
+const SAS_MINUTES: i64 = 15;
+
+/// `GET /api/backups/download?blob_name=…`: a short-lived read-only URL for one backup file.
+pub async fn download(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
+    let name = param(q, "blob_name").filter(|n| !n.is_empty()).ok_or_else(|| ApiError::field("blob_name", "is required"))?;
+    let parts: Vec<&str> = name.split('/').collect();
+    let valid = parts.len() == 3
+        && ["mysql", "postgresql", "sqlserver"].contains(&parts[0])
+        && parts.iter().all(|p| !p.is_empty() && *p != "." && *p != "..");
+    if !valid {
+        return Err(ApiError::field("blob_name", "must look like {engine_type}/{database_id}/{YYYYMMDD_HHMMSS}.{ext}"));
+    }
+    let props = store::send("get blob properties", blob::get_properties(&ctx.account, Utc::now(), &ctx.container, name)).await?;
+    if props.status == 404 {
+        return Err(ApiError::not_found("backup file", name));
+    }
+    let props = blob::parse_properties(props).map_err(store::StoreError::from)?;
+    let sas = BlobSas::new(&ctx.account, &ctx.container, name, SasPermissions::Read, Utc::now(), Duration::minutes(SAS_MINUTES))
+        .map_err(|e| ApiError::new(501, "sas_unavailable", format!("download links need an account key: {e}")))?;
+    let sha256 = props.metadata.iter().find(|(k, _)| k == "sha256").map(|(_, v)| v.clone());
+    Ok(json(200, &serde_json::json!({
+        "url": sas.url,
+        "expires_at": sas.expires_at,
+        "blob_name": name,
+        "size_bytes": props.content_length,
+        "sha256": sha256,
+    })))
+}

@@ -1,0 +1,182 @@
+//! Engines (servers) and databases.
+
+use chrono::Utc;
+use dilux_azure::table::literal;
+use dilux_azure_spin as store;
+use dilux_domain::engine::{CreateDatabase, CreateEngine, UpdateDatabase};
+use dilux_domain::{tables, Database, DatabaseView, Engine, EngineView};
+
+use crate::http::{json, parse, ApiError, ApiResult};
+use crate::Ctx;
+
+const ENGINE_PK: &str = "engine";
+const DATABASE_PK: &str = "database";
+
+async fn load_engine(ctx: &Ctx, id: &str) -> Result<Option<(Engine, String)>, ApiError> {
+    Ok(store::get::<Engine>(&ctx.account, tables::ENGINES, ENGINE_PK, id).await?)
+}
+
+async fn load_database(ctx: &Ctx, id: &str) -> Result<(Database, String), ApiError> {
+    store::get::<Database>(&ctx.account, tables::DATABASES, DATABASE_PK, id).await?.ok_or_else(|| ApiError::not_found("database", id))
+}
+
+/// Inserts, creating the app's tables on first use (a fresh storage account has none).
+pub async fn insert_record<T: serde::Serialize>(ctx: &Ctx, table: &str, pk: &str, rk: &str, record: &T) -> Result<(), ApiError> {
+    match store::insert(&ctx.account, table, pk, rk, record).await {
+        Err(e) if e.status() == Some(404) => {
+            store::ensure_storage(&ctx.account, &[tables::ENGINES, tables::DATABASES, tables::HISTORY], &[dilux_domain::JOBS_QUEUE], &[&ctx.container]).await?;
+            Ok(store::insert(&ctx.account, table, pk, rk, record).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
+pub async fn list_engines(ctx: &Ctx) -> ApiResult {
+    let mut engines: Vec<EngineView> = store::query_all::<Engine>(&ctx.account, tables::ENGINES, &format!("PartitionKey eq {}", literal(ENGINE_PK)))
+        .await?
+        .iter()
+        .map(|(e, _)| EngineView::from(e))
+        .collect();
+    engines.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    Ok(json(200, &serde_json::json!({ "engines": engines, "total": engines.len() })))
+}
+
+pub async fn create_engine(ctx: &Ctx, body: &[u8]) -> ApiResult {
+    let input: CreateEngine = parse(body)?;
+    input.validate()?;
+    let port = input.port.unwrap_or(input.engine_type.default_port());
+    let host = input.host.trim().to_ascii_lowercase();
+    // (host, port, type) identifies a server: a second engine for it would split its databases.
+    let filter = format!(
+        "PartitionKey eq {} and host eq {} and engine_type eq {}",
+        literal(ENGINE_PK),
+        literal(&host),
+        literal(input.engine_type.as_str())
+    );
+    let dupes = store::query_all::<Engine>(&ctx.account, tables::ENGINES, &filter).await?;
+    if let Some((d, _)) = dupes.iter().find(|(e, _)| e.port == port) {
+        return Err(ApiError::new(409, "duplicate", format!("server {host}:{port} ({}) is already registered as `{}` ({})", input.engine_type.as_str(), d.name, d.id)));
+    }
+    let now = Utc::now();
+    let engine = Engine {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: input.name.trim().to_string(),
+        engine_type: input.engine_type,
+        host,
+        port,
+        auth_method: input.auth_method,
+        username: input.username.clone(),
+        password_sealed: input.password.as_deref().map(|p| ctx.sealer.seal(p)),
+        policy_id: input.policy_id.clone(),
+        discovery_enabled: input.username.is_some(),
+        created_at: now,
+        updated_at: now,
+    };
+    insert_record(ctx, tables::ENGINES, ENGINE_PK, &engine.id, &engine).await?;
+    Ok(json(201, &EngineView::from(&engine)))
+}
+
+pub async fn get_engine(ctx: &Ctx, id: &str) -> ApiResult {
+    let (e, _) = load_engine(ctx, id).await?.ok_or_else(|| ApiError::not_found("engine", id))?;
+    Ok(json(200, &EngineView::from(&e)))
+}
+
+pub async fn delete_engine(ctx: &Ctx, id: &str) -> ApiResult {
+    load_engine(ctx, id).await?.ok_or_else(|| ApiError::not_found("engine", id))?;
+    let dbs = databases_of(ctx, id).await?;
+    if !dbs.is_empty() {
+        return Err(ApiError::new(409, "has_databases", format!("engine `{id}` still has {} database(s); delete or move them first", dbs.len())));
+    }
+    store::delete(&ctx.account, tables::ENGINES, ENGINE_PK, id).await?;
+    Ok(json(200, &serde_json::json!({ "deleted": id })))
+}
+
+async fn databases_of(ctx: &Ctx, engine_id: &str) -> Result<Vec<Database>, ApiError> {
+    let filter = format!("PartitionKey eq {} and engine_id eq {}", literal(DATABASE_PK), literal(engine_id));
+    Ok(store::query_all::<Database>(&ctx.account, tables::DATABASES, &filter).await?.into_iter().map(|(d, _)| d).collect())
+}
+
+pub async fn list_databases(ctx: &Ctx) -> ApiResult {
+    let engines = store::query_all::<Engine>(&ctx.account, tables::ENGINES, &format!("PartitionKey eq {}", literal(ENGINE_PK))).await?;
+    let dbs = store::query_all::<Database>(&ctx.account, tables::DATABASES, &format!("PartitionKey eq {}", literal(DATABASE_PK))).await?;
+    let mut views: Vec<DatabaseView> = dbs
+        .iter()
+        .map(|(d, _)| DatabaseView::new(d, engines.iter().map(|(e, _)| e).find(|e| e.id == d.engine_id)))
+        .collect();
+    views.sort_by(|a, b| a.alias.to_lowercase().cmp(&b.alias.to_lowercase()));
+    Ok(json(200, &serde_json::json!({ "databases": views, "total": views.len() })))
+}
+
+pub async fn create_database(ctx: &Ctx, body: &[u8]) -> ApiResult {
+    let input: CreateDatabase = parse(body)?;
+    input.validate()?;
+    let (engine, _) = load_engine(ctx, &input.engine_id).await?.ok_or_else(|| ApiError::field("engine_id", format!("no engine `{}` exists", input.engine_id)))?;
+    if input.use_engine_credentials && !engine.has_credentials() {
+        return Err(ApiError::field("use_engine_credentials", format!(
+            "server `{}` has no username/password; give this database its own credentials or add them to the server", engine.name)));
+    }
+    let existing = databases_of(ctx, &engine.id).await?;
+    if existing.iter().any(|d| d.name == input.name) {
+        return Err(ApiError::new(409, "duplicate", format!("database `{}` on server `{}` is already registered", input.name, engine.name)));
+    }
+    let now = Utc::now();
+    let db = Database {
+        id: uuid::Uuid::new_v4().to_string(),
+        engine_id: engine.id.clone(),
+        engine_type: engine.engine_type,
+        name: input.name.clone(),
+        alias: input.alias.clone().unwrap_or_else(|| input.name.clone()),
+        use_engine_credentials: input.use_engine_credentials,
+        auth_method: input.auth_method,
+        username: input.username.clone(),
+        password_sealed: input.password.as_deref().map(|p| ctx.sealer.seal(p)),
+        policy_id: input.policy_id.clone().or(engine.policy_id.clone()),
+        enabled: input.enabled,
+        created_at: now,
+        updated_at: now,
+    };
+    insert_record(ctx, tables::DATABASES, DATABASE_PK, &db.id, &db).await?;
+    Ok(json(201, &DatabaseView::new(&db, Some(&engine))))
+}
+
+pub async fn get_database(ctx: &Ctx, id: &str) -> ApiResult {
+    let (d, _) = load_database(ctx, id).await?;
+    let engine = load_engine(ctx, &d.engine_id).await?.map(|(e, _)| e);
+    Ok(json(200, &DatabaseView::new(&d, engine.as_ref())))
+}
+
+pub async fn update_database(ctx: &Ctx, id: &str, body: &[u8]) -> ApiResult {
+    let input: UpdateDatabase = parse(body)?;
+    input.validate()?;
+    let (mut d, etag) = load_database(ctx, id).await?;
+    let engine = load_engine(ctx, &d.engine_id).await?.map(|(e, _)| e);
+    let sealed = input.password.as_deref().map(|p| ctx.sealer.seal(p));
+    input.apply(&mut d, sealed, Utc::now())?;
+    if d.use_engine_credentials && !engine.as_ref().is_some_and(Engine::has_credentials) {
+        return Err(ApiError::field("use_engine_credentials", "the server has no username/password to inherit"));
+    }
+    match store::replace(&ctx.account, tables::DATABASES, DATABASE_PK, id, &d, Some(&etag)).await {
+        Err(e) if e.status() == Some(412) => {
+            return Err(ApiError::new(412, "changed", "the database was changed by someone else meanwhile; reload and try again"))
+        }
+        other => {
+            other?;
+        }
+    }
+    Ok(json(200, &DatabaseView::new(&d, engine.as_ref())))
+}
+
+pub async fn delete_database(ctx: &Ctx, id: &str) -> ApiResult {
+    load_database(ctx, id).await?;
+    // Its backups stay: deleting a database's configuration must never delete its backups.
+    store::delete(&ctx.account, tables::DATABASES, DATABASE_PK, id).await?;
+    Ok(json(200, &serde_json::json!({ "deleted": id })))
+}
+
+pub async fn database_with_engine(ctx: &Ctx, id: &str) -> Result<(Database, Engine), ApiError> {
+    let (d, _) = load_database(ctx, id).await?;
+    let (e, _) = load_engine(ctx, &d.engine_id).await?.ok_or_else(|| {
+        ApiError::new(409, "orphaned", format!("database `{id}` refers to server `{}`, which no longer exists", d.engine_id))
+    })?;
+    Ok((d, e))
+}

@@ -1,0 +1,133 @@
+//! Request parsing and the error contract: every error is `{"error": {"code", "message", "field"?}}`
+//! with a status a client can act on.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use spin_sdk::http::Response;
+
+use dilux_azure_spin::StoreError;
+use dilux_domain::FieldError;
+
+pub type ApiResult = Result<Response, ApiError>;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), field: None }
+    }
+
+    pub fn not_found(what: &str, id: &str) -> Self {
+        ApiError::new(404, "not_found", format!("{what} `{id}` does not exist"))
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        ApiError { status: 400, code: "invalid_field", message: format!("{field}: {}", message.into()), field: Some(field.into()) }
+    }
+
+    pub fn config(message: String) -> Self {
+        ApiError::new(500, "misconfigured", format!("the API is misconfigured: {message}"))
+    }
+
+    pub fn into_response(self) -> Response {
+        let mut err = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(f) = self.field {
+            err["field"] = f.into();
+        }
+        json(self.status, &serde_json::json!({ "error": err }))
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::field(&e.field, e.message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        // Storage details stay in the log; the client learns what failed and that it may retry.
+        eprintln!("api storage_error={e}");
+        ApiError::new(503, "storage_unavailable", format!("Azure Storage could not complete the request ({e}); try again"))
+    }
+}
+
+pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(serde_json::to_vec(body).expect("API bodies serialize"))
+        .build()
+}
+
+/// Parses a JSON body, naming the offending field on error.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.len() > MAX_BODY {
+        return Err(ApiError::new(413, "body_too_large", format!("request body exceeds {MAX_BODY} bytes")));
+    }
+    if body.is_empty() {
+        return Err(ApiError::new(400, "invalid_body", "a JSON body is required"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // Unknown and missing fields carry their name in the message, not the path.
+        let field = if path == "." || path.is_empty() {
+            extract_backticked(&inner).unwrap_or_else(|| "body".into())
+        } else {
+            path
+        };
+        let message = inner.split(" at line").next().unwrap_or(&inner).to_string();
+        ApiError { status: 400, code: "invalid_field", message: format!("{field}: {message}"), field: Some(field) }
+    })
+}
+
+fn extract_backticked(s: &str) -> Option<String> {
+    let start = s.find('`')? + 1;
+    let end = s[start..].find('`')? + start;
+    Some(s[start..end].to_string())
+}
+
+pub fn query_params(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}

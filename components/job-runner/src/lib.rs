@@ -1,0 +1,172 @@
+//! The backup job logic as a Wasm guest of the dumper-host: load the job's database and credentials,
+//! move the history row through its states, and ask the host to run the dump. Portable logic here,
+//! processes and byte streams in the host.
+
+use chrono::Utc;
+use dilux_azure::Account;
+use dilux_azure_spin as store;
+use dilux_domain::{tables, BackupJob, BackupResult, Database, Engine, EngineType, ErrorClass, Sealer};
+
+spin_sdk::wit_bindgen::generate!({
+    world: "job-runner",
+    path: "../../wit",
+    runtime_path: "::spin_sdk::wit_bindgen::rt",
+});
+
+use dilux::dumper::dump;
+use exports::dilux::dumper::job_handler::{Guest, JobOutcome};
+
+/// After this many deliveries a job is failed instead of run again: each one ended with the worker
+/// dying mid-job, and running it forever helps nobody.
+const MAX_DELIVERIES: u32 = 5;
+
+struct Runner;
+export!(Runner);
+
+impl Guest for Runner {
+    fn handle_job(message: String, dequeue_count: u32) -> JobOutcome {
+        spin_sdk::http::run(handle(message, dequeue_count))
+    }
+}
+
+fn log(event: &str, fields: &[(&str, &str)]) {
+    let f: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    eprintln!("job-runner event={event} {}", f.join(" "));
+}
+
+struct Ctx {
+    account: Account,
+    sealer: Sealer,
+    container: String,
+}
+
+fn context() -> Result<Ctx, String> {
+    let var = |n: &str| spin_sdk::variables::get(n).map_err(|e| format!("variable `{n}`: {e}"));
+    let account = Account::from_connection_string(&var("storage_connection_string")?).map_err(|e| e.to_string())?;
+    let sealer = Sealer::from_base64_key(&var("seal_key")?).map_err(|e| e.to_string())?;
+    let container = var("backups_container").unwrap_or_else(|_| dilux_domain::BACKUPS_CONTAINER.into());
+    Ok(Ctx { account, sealer, container })
+}
+
+async fn handle(message: String, dequeue_count: u32) -> JobOutcome {
+    let ctx = match context() {
+        Ok(c) => c,
+        Err(e) => return JobOutcome::RetryLater(format!("job-runner is misconfigured: {e}")),
+    };
+    let job: BackupJob = match serde_json::from_str(&message) {
+        Ok(j) => j,
+        Err(e) => {
+            // Not ours, or from an incompatible version: retrying cannot help.
+            log("unreadable_job", &[("error", &e.to_string())]);
+            return JobOutcome::Done;
+        }
+    };
+    let (mut row, etag) = match store::get::<BackupResult>(&ctx.account, tables::HISTORY, &job.history_pk, &job.history_rk).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            log("history_row_missing", &[("job", &job.id)]);
+            return JobOutcome::Done;
+        }
+        Err(e) => return JobOutcome::RetryLater(e.to_string()),
+    };
+    if row.status.is_final() {
+        log("duplicate_delivery", &[("job", &job.id)]);
+        return JobOutcome::Done;
+    }
+    if dequeue_count > MAX_DELIVERIES {
+        row.fail(Utc::now(), ErrorClass::ToolFailed, &format!(
+            "gave up after {MAX_DELIVERIES} attempts: the worker stopped while running this backup each time; check the dumper-host's memory and logs"));
+        return save(&ctx, &job, &row).await;
+    }
+    row.start(Utc::now());
+    match store::replace(&ctx.account, tables::HISTORY, &job.history_pk, &job.history_rk, &row, Some(&etag)).await {
+        Ok(_) => {}
+        // Another worker got to it first.
+        Err(e) if e.status() == Some(412) => return JobOutcome::RetryLater("history row changed concurrently".into()),
+        Err(e) => return JobOutcome::RetryLater(e.to_string()),
+    }
+    log("started", &[("job", &job.id), ("database", &job.database_id), ("attempt", &row.attempts.to_string())]);
+    match prepare(&ctx, &job).await {
+        Err(Prepare::Retry(e)) => return JobOutcome::RetryLater(e),
+        Err(Prepare::Fail(class, msg)) => row.fail(Utc::now(), class, &msg),
+        Ok(request) => match dump::run_dump(&request) {
+            Ok(o) => row.complete(Utc::now(), o.compressed_bytes, o.uncompressed_bytes, o.sha256),
+            Err(f) => row.fail(Utc::now(), class_of(f.class), &f.message),
+        },
+    }
+    save(&ctx, &job, &row).await
+}
+
+async fn save(ctx: &Ctx, job: &BackupJob, row: &BackupResult) -> JobOutcome {
+    let status = serde_json::to_value(row.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    log("finished", &[("job", &job.id), ("status", &status), ("error_class", &row.error_class.map(|c| c.to_string()).unwrap_or_default())]);
+    match store::replace(&ctx.account, tables::HISTORY, &job.history_pk, &job.history_rk, row, None).await {
+        Ok(_) => JobOutcome::Done,
+        Err(e) => JobOutcome::RetryLater(format!("could not record the result: {e}")),
+    }
+}
+
+enum Prepare {
+    Retry(String),
+    Fail(ErrorClass, String),
+}
+
+/// Resolves the job's database, engine and credentials into a dump request.
+async fn prepare(ctx: &Ctx, job: &BackupJob) -> Result<dump::DumpRequest, Prepare> {
+    let retry = |e: store::StoreError| Prepare::Retry(e.to_string());
+    let invalid = |m: String| Prepare::Fail(ErrorClass::InvalidJob, m);
+    let (db, _) = store::get::<Database>(&ctx.account, tables::DATABASES, "database", &job.database_id)
+        .await
+        .map_err(retry)?
+        .ok_or_else(|| invalid(format!("database {} was deleted after this backup was queued", job.database_id)))?;
+    let (engine, _) = store::get::<Engine>(&ctx.account, tables::ENGINES, "engine", &db.engine_id)
+        .await
+        .map_err(retry)?
+        .ok_or_else(|| invalid(format!("server {} of this database no longer exists", db.engine_id)))?;
+    let (username, sealed) = if db.use_engine_credentials {
+        (engine.username.clone(), engine.password_sealed.clone())
+    } else {
+        (db.username.clone(), db.password_sealed.clone())
+    };
+    let (Some(username), Some(sealed)) = (username, sealed) else {
+        let whose = if db.use_engine_credentials { "its server" } else { "the database" };
+        return Err(invalid(format!("no username/password is set on {whose}; add credentials and run the backup again")));
+    };
+    let password = ctx.sealer.open(&sealed).map_err(|e| invalid(e.to_string()))?;
+    let kind = match engine.engine_type {
+        EngineType::Postgresql => dump::EngineKind::Postgresql,
+        EngineType::Mysql => dump::EngineKind::Mysql,
+        EngineType::Sqlserver => {
+            return Err(Prepare::Fail(ErrorClass::ToolFailed, "SQL Server backups are not supported by this dumper yet".into()))
+        }
+    };
+    Ok(dump::DumpRequest {
+        engine: kind,
+        host: engine.host.clone(),
+        port: engine.port,
+        database: db.name.clone(),
+        username,
+        password,
+        container: ctx.container.clone(),
+        blob_name: job.blob_name.clone(),
+        metadata: vec![
+            ("database_id".into(), db.id.clone()),
+            ("engine_type".into(), engine.engine_type.as_str().into()),
+            ("backup_id".into(), job.id.clone()),
+        ],
+    })
+}
+
+fn class_of(c: dump::FailureClass) -> ErrorClass {
+    use dump::FailureClass as F;
+    match c {
+        F::AuthFailed => ErrorClass::AuthFailed,
+        F::NotFound => ErrorClass::NotFound,
+        F::PermissionDenied => ErrorClass::PermissionDenied,
+        F::Unreachable => ErrorClass::Unreachable,
+        F::Timeout => ErrorClass::Timeout,
+        F::Tls => ErrorClass::Tls,
+        F::ToolFailed => ErrorClass::ToolFailed,
+        F::StorageFailed => ErrorClass::StorageFailed,
+    }
+}

@@ -1,0 +1,63 @@
+//! Serves the UI's files, mounted at `/` by the manifest's `files`, with an SPA fallback to
+//! `index.html` so client-side routes survive a reload. The usual prebuilt Spin file server cannot be
+//! fetched here, and this one is small.
+
+use spin_sdk::http::{IntoResponse, Method, Request, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
+    if !matches!(req.method(), Method::Get | Method::Head) {
+        return Ok(Response::builder().status(405).header("allow", "GET, HEAD").body("method not allowed").build());
+    }
+    let path = req.path().split('?').next().unwrap_or("/");
+    let Some(rel) = safe_relative(path) else {
+        return Ok(Response::new(400, "bad path"));
+    };
+    let candidate = if rel.is_empty() { "index.html".to_string() } else { rel };
+    let (file, body) = match std::fs::read(format!("/{candidate}")) {
+        Ok(b) => (candidate, b),
+        // Paths without an extension are client-side routes.
+        Err(_) if !candidate.rsplit('/').next().unwrap_or("").contains('.') => match std::fs::read("/index.html") {
+            Ok(b) => ("index.html".to_string(), b),
+            Err(_) => return Ok(Response::new(404, "not found")),
+        },
+        Err(_) => return Ok(Response::new(404, "not found")),
+    };
+    let cache = if file == "index.html" { "no-cache" } else { "public, max-age=3600" };
+    Ok(Response::builder()
+        .status(200)
+        .header("content-type", content_type(&file))
+        .header("cache-control", cache)
+        .header("x-content-type-options", "nosniff")
+        .body(body)
+        .build())
+}
+
+/// The path without its leading `/`, or `None` if it tries to leave the mount.
+fn safe_relative(path: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return None,
+            s if s.contains('\\') || s.contains('\0') => return None,
+            s => parts.push(s),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+fn content_type(file: &str) -> &'static str {
+    match file.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "wasm" => "application/wasm",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        _ => "application/octet-stream",
+    }
+}

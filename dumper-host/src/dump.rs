@@ -1,0 +1,379 @@
+//! The dump pipeline: tool stdout → gzip (zlib-rs) → SHA-256 → Put Block (bounded in flight) →
+//! Put Block List with `If-None-Match: *`. Memory is bounded by block size × blocks in flight, whatever
+//! the database size; nothing touches the local disk.
+
+use std::io::Write as _;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use flate2::{write::GzEncoder, Compression};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+use tokio::task::JoinSet;
+
+use dilux_azure::blob;
+use dilux_domain::ErrorClass;
+
+use crate::storage::Storage;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Postgresql,
+    Mysql,
+}
+
+/// What to dump and where to put it. `Debug` is hand-written so the password never prints.
+#[derive(Clone)]
+pub struct DumpSpec {
+    pub engine: Engine,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub username: String,
+    pub password: String,
+    pub container: String,
+    pub blob_name: String,
+    pub metadata: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for DumpSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DumpSpec")
+            .field("engine", &self.engine)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("username", &self.username)
+            .field("blob_name", &self.blob_name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpOutcome {
+    pub compressed_bytes: u64,
+    pub uncompressed_bytes: u64,
+    pub sha256: String,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{class}: {message}")]
+pub struct DumpFailure {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+/// Tunables, with defaults measured on a 2-core machine (see DESIGN.md §3-4).
+#[derive(Debug, Clone)]
+pub struct DumpOptions {
+    pub pg_dump: String,
+    pub mysqldump: String,
+    /// First block size; grows as the blob approaches Azure's 50 000-block limit.
+    pub block_size: usize,
+    pub blocks_in_flight: usize,
+    /// Kill the tool when it produced nothing for this long (mariadb-dump can hang forever).
+    pub stall_timeout: Duration,
+    pub connect_timeout_secs: u32,
+    pub compression_level: u32,
+}
+
+impl Default for DumpOptions {
+    fn default() -> Self {
+        DumpOptions {
+            pg_dump: std::env::var("DILUX_PG_DUMP").unwrap_or_else(|_| "pg_dump".into()),
+            mysqldump: std::env::var("DILUX_MYSQLDUMP").unwrap_or_else(|_| "mariadb-dump".into()),
+            block_size: 8 << 20,
+            blocks_in_flight: 4,
+            stall_timeout: Duration::from_secs(300),
+            connect_timeout_secs: 15,
+            compression_level: 6,
+        }
+    }
+}
+
+/// Block `index`'s size: doubles every 10 000 blocks (8 MiB → 128 MiB), so one blob holds > 2 TiB.
+pub fn block_size_for(base: usize, index: usize) -> usize {
+    base << (index / 10_000).min(4)
+}
+
+/// Removes the password from anything a tool said before it is stored or logged.
+pub fn redact(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        text.to_string()
+    } else {
+        text.replace(secret, "********")
+    }
+}
+
+fn fail(class: ErrorClass, message: impl Into<String>) -> DumpFailure {
+    DumpFailure { class, message: message.into() }
+}
+
+/// An option-file value in MariaDB's quoting (backslash escapes inside double quotes).
+fn option_value(v: &str) -> String {
+    let escaped = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    format!("\"{escaped}\"")
+}
+
+/// A pipe whose read end the child inherits as `/dev/fd/N`, pre-filled with `content` (small: it
+/// fits in the pipe buffer, so the write cannot block). Both ends are close-on-exec, so concurrent
+/// spawns never inherit it; the one child that should clears the flag in `pre_exec`.
+fn secret_pipe(content: &[u8]) -> std::io::Result<OwnedFd> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fresh descriptors into fds.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned here.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut wf = std::fs::File::from(w);
+    wf.write_all(content)?;
+    drop(wf); // EOF for the reader
+    Ok(r)
+}
+
+fn build_command(spec: &DumpSpec, opts: &DumpOptions) -> std::io::Result<(Command, Option<OwnedFd>)> {
+    match spec.engine {
+        Engine::Postgresql => {
+            let mut c = Command::new(&opts.pg_dump);
+            // Everything that identifies the target goes through the environment: nothing secret on
+            // argv, and a database name can never be read as an option or a conninfo string.
+            c.args(["--no-password", "--format=plain", "--encoding=UTF8"])
+                .env("PGHOST", &spec.host)
+                .env("PGPORT", spec.port.to_string())
+                .env("PGUSER", &spec.username)
+                .env("PGDATABASE", &spec.database)
+                .env("PGPASSWORD", &spec.password)
+                .env("PGCONNECT_TIMEOUT", opts.connect_timeout_secs.to_string())
+                .env("PGAPPNAME", "dilux-backup");
+            Ok((c, None))
+        }
+        Engine::Mysql => {
+            let cnf = format!(
+                "[client]\nhost={}\nport={}\nuser={}\npassword={}\n",
+                option_value(&spec.host),
+                spec.port,
+                option_value(&spec.username),
+                option_value(&spec.password)
+            );
+            let read_end = secret_pipe(cnf.as_bytes())?;
+            let fd = read_end.as_raw_fd();
+            let mut c = Command::new(&opts.mysqldump);
+            // --defaults-extra-file must come first.
+            c.arg(format!("--defaults-extra-file=/dev/fd/{fd}"))
+                .args([
+                    "--single-transaction",
+                    "--routines",
+                    "--triggers",
+                    "--events",
+                    "--hex-blob",
+                    "--default-character-set=utf8mb4",
+                    "--protocol=TCP",
+                ])
+                .arg(&spec.database);
+            // SAFETY: only async-signal-safe calls between fork and exec: clear CLOEXEC on one fd.
+            unsafe {
+                c.pre_exec(move || {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            Ok((c, Some(read_end)))
+        }
+    }
+}
+
+/// Runs the dump described by `spec` into a new block blob.
+pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> Result<DumpOutcome, DumpFailure> {
+    let started = Instant::now();
+    let (mut cmd, keep_fd) = build_command(spec, opts).map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare the dump tool: {e}")))?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).env("LC_ALL", "C");
+    let mut child = cmd.spawn().map_err(|e| {
+        let tool = match spec.engine {
+            Engine::Postgresql => &opts.pg_dump,
+            Engine::Mysql => &opts.mysqldump,
+        };
+        fail(ErrorClass::ToolFailed, format!("could not start `{tool}`: {e}; install it or set its path (DILUX_PG_DUMP / DILUX_MYSQLDUMP)"))
+    })?;
+    drop(keep_fd); // the child has its own copy now
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    // Keep the tail of stderr (bounded) for classification.
+    let stderr_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.len() > 64 * 1024 {
+                buf.drain(..buf.len() - 32 * 1024);
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+
+    let pumped = pump(storage, spec, opts, &mut stdout).await;
+    let stall = matches!(pumped, Err(PumpError::Stalled));
+    if pumped.is_err() {
+        let _ = child.start_kill();
+    }
+    let status = child.wait().await.map_err(|e| fail(ErrorClass::ToolFailed, e.to_string()))?;
+    let stderr_text = redact(stderr_task.await.unwrap_or_default().trim(), &spec.password);
+
+    let (ids, uncompressed, compressed, sha) = match pumped {
+        Ok(p) => p,
+        Err(PumpError::Stalled) => {
+            return Err(fail(ErrorClass::Timeout, format!("the dump tool produced no output for {}s and was stopped", opts.stall_timeout.as_secs())))
+        }
+        Err(PumpError::Storage(m)) => return Err(fail(ErrorClass::StorageFailed, m)),
+        Err(PumpError::Read(m)) => return Err(fail(ErrorClass::ToolFailed, m)),
+    };
+    if !status.success() || stall {
+        let class = ErrorClass::from_tool_stderr(&stderr_text);
+        let tail: String = stderr_text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        return Err(fail(class, format!("dump tool exited with {status}: {tail}")));
+    }
+
+    let mut metadata = spec.metadata.clone();
+    metadata.push(("sha256".into(), sha.clone()));
+    metadata.push(("uncompressed_bytes".into(), uncompressed.to_string()));
+    let req = blob::put_block_list(&storage.account, Utc::now(), &spec.container, &spec.blob_name, &ids, "application/gzip", &metadata, false);
+    storage
+        .send("put block list", req)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.check("put block list").map_err(|e| e.to_string()))
+        .map_err(|m| fail(ErrorClass::StorageFailed, m))?;
+    Ok(DumpOutcome { compressed_bytes: compressed, uncompressed_bytes: uncompressed, sha256: sha, duration: started.elapsed() })
+}
+
+enum PumpError {
+    Stalled,
+    Storage(String),
+    Read(String),
+}
+
+/// Reads the tool's output, compresses, hashes and uploads it in blocks. Returns the block ids in
+/// order, bytes read, bytes stored and the hex SHA-256 of what was stored.
+async fn pump(
+    storage: &Storage,
+    spec: &DumpSpec,
+    opts: &DumpOptions,
+    stdout: &mut tokio::process::ChildStdout,
+) -> Result<(Vec<String>, u64, u64, String), PumpError> {
+    let mut gz = Some(GzEncoder::new(Vec::with_capacity(opts.block_size + (1 << 16)), Compression::new(opts.compression_level)));
+    let mut hasher = Sha256::new();
+    let mut ids: Vec<String> = Vec::new();
+    let mut uploads: JoinSet<Result<(), String>> = JoinSet::new();
+    let (mut read_total, mut stored_total) = (0u64, 0u64);
+    let mut chunk = vec![0u8; 256 * 1024];
+
+    let upload = |data: Vec<u8>, ids: &mut Vec<String>, uploads: &mut JoinSet<Result<(), String>>| {
+        let id = blob::block_id(ids.len() as u32);
+        ids.push(id.clone());
+        let storage = storage.clone();
+        let (container, name) = (spec.container.clone(), spec.blob_name.clone());
+        uploads.spawn(async move {
+            let req = blob::put_block(&storage.account, Utc::now(), &container, &name, &id, data);
+            let r = storage.send("put block", req).await.map_err(|e| e.to_string())?;
+            r.check("put block").map(|_| ()).map_err(|e| e.to_string())
+        });
+    };
+
+    loop {
+        let n = match tokio::time::timeout(opts.stall_timeout, stdout.read(&mut chunk)).await {
+            Err(_) => return Err(PumpError::Stalled),
+            Ok(Err(e)) => return Err(PumpError::Read(format!("reading the dump tool's output failed: {e}"))),
+            Ok(Ok(n)) => n,
+        };
+        if n > 0 {
+            read_total += n as u64;
+            gz.as_mut().expect("encoder lives until the end").write_all(&chunk[..n]).map_err(|e| PumpError::Read(e.to_string()))?;
+        }
+        let target = block_size_for(opts.block_size, ids.len());
+        let finished = n == 0;
+        let data = if finished {
+            Some(gz.take().expect("finished once").finish().map_err(|e| PumpError::Read(e.to_string()))?)
+        } else if gz.as_ref().is_some_and(|g| g.get_ref().len() >= target) {
+            let g = gz.as_mut().expect("checked above");
+            Some(std::mem::replace(g.get_mut(), Vec::with_capacity(target + (1 << 16))))
+        } else {
+            None
+        };
+        if let Some(data) = data {
+            if !data.is_empty() {
+                if ids.len() >= blob::MAX_BLOCKS {
+                    return Err(PumpError::Storage("the dump exceeds Azure's 50 000-block limit for one blob".into()));
+                }
+                hasher.update(&data);
+                stored_total += data.len() as u64;
+                // Bound memory: wait for a slot before queueing another block.
+                while uploads.len() >= opts.blocks_in_flight {
+                    if let Some(r) = uploads.join_next().await {
+                        r.map_err(|e| PumpError::Storage(e.to_string()))?.map_err(PumpError::Storage)?;
+                    }
+                }
+                upload(data, &mut ids, &mut uploads);
+            }
+        }
+        if finished {
+            break;
+        }
+    }
+    while let Some(r) = uploads.join_next().await {
+        r.map_err(|e| PumpError::Storage(e.to_string()))?.map_err(PumpError::Storage)?;
+    }
+    let sha = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((ids, read_total, stored_total, sha))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_size_grows_to_fit_large_dumps() {
+        assert_eq!(block_size_for(8 << 20, 0), 8 << 20);
+        assert_eq!(block_size_for(8 << 20, 10_000), 16 << 20);
+        assert_eq!(block_size_for(8 << 20, 49_999), 128 << 20);
+        let capacity: u64 = (0..50_000).map(|i| block_size_for(8 << 20, i) as u64).sum();
+        assert!(capacity > 2 << 40, "capacity {capacity}");
+    }
+
+    #[test]
+    fn redaction_and_debug_hide_the_password() {
+        assert_eq!(redact("Access denied for 's3cr3t'", "s3cr3t"), "Access denied for '********'");
+        let spec = DumpSpec {
+            engine: Engine::Mysql, host: "h".into(), port: 1, database: "d".into(), username: "u".into(),
+            password: "s3cr3t".into(), container: "c".into(), blob_name: "b".into(), metadata: vec![],
+        };
+        assert!(!format!("{spec:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn option_file_values_are_quoted() {
+        assert_eq!(option_value("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
+    }
+
+    #[test]
+    fn password_is_never_on_the_command_line() {
+        for engine in [Engine::Postgresql, Engine::Mysql] {
+            let spec = DumpSpec {
+                engine, host: "h".into(), port: 1, database: "d".into(), username: "u".into(),
+                password: "pw-on-argv?".into(), container: "c".into(), blob_name: "b".into(), metadata: vec![],
+            };
+            let (cmd, _fd) = build_command(&spec, &DumpOptions::default()).unwrap();
+            let argv: Vec<String> = cmd.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+            assert!(argv.iter().all(|a| !a.contains("pw-on-argv")), "{argv:?}");
+        }
+    }
+}

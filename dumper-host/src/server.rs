@@ -1,0 +1,172 @@
+//! Serves a Spin app locally: each `[[trigger.http]]` route goes to a fresh instance of its component
+//! through `wasi:http/incoming-handler`, as `spin up` would. Tick routes are called on a timer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper::server::conn::http1;
+use tokio::net::TcpListener;
+use wasmtime::Store;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::manifest::{route_matches, Manifest, Tick};
+use crate::outbound::{AllowedHost, OutboundPolicy};
+use crate::runtime::{engine_and_linker, load_component, GuestConfig, HostState};
+
+struct Route {
+    route: String,
+    pre: ProxyPre<HostState>,
+    guest: GuestConfig,
+}
+
+pub struct App {
+    routes: Vec<Route>,
+    pub ticks: Vec<Tick>,
+}
+
+impl App {
+    /// Loads and pre-instantiates every component the manifest's triggers use.
+    pub fn load(manifest_path: &Path, env: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let (manifest, base) = Manifest::load(manifest_path)?;
+        let app_vars = manifest.resolve_app_variables(env)?;
+        let (engine, linker) = engine_and_linker()?;
+        let mut routes = Vec::new();
+        let mut ticks = Vec::new();
+        let mut loaded: HashMap<String, (ProxyPre<HostState>, GuestConfig)> = HashMap::new();
+        for trigger in &manifest.trigger.http {
+            if !loaded.contains_key(&trigger.component) {
+                let c = &manifest.component[&trigger.component];
+                let allowed = c
+                    .allowed_outbound_hosts
+                    .iter()
+                    .map(|h| crate::manifest::expand(h, &app_vars).map_err(|v| format!("unknown variable `{v}`")).and_then(|h| AllowedHost::parse(&h)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| anyhow::anyhow!("component `{}`: allowed_outbound_hosts: {e}", trigger.component))?;
+                let guest = GuestConfig {
+                    name: trigger.component.clone(),
+                    variables: Arc::new(manifest.component_variables(&trigger.component, &app_vars)?),
+                    outbound: OutboundPolicy { allowed, component: trigger.component.clone() },
+                    files: c.files.iter().map(|f| crate::manifest::FileMount { source: base.join(&f.source), destination: f.destination.clone() }).collect(),
+                    dumper: None,
+                };
+                let component = load_component(&engine, &base.join(&c.source))?;
+                let pre = ProxyPre::new(linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
+                    format!("component `{}` imports something the dumper-host does not provide", trigger.component)
+                })?)?;
+                ticks.extend(c.tool.dumper_host.ticks.iter().cloned());
+                loaded.insert(trigger.component.clone(), (pre, guest));
+            }
+            let (pre, guest) = loaded[&trigger.component].clone();
+            routes.push(Route { route: trigger.route.clone(), pre, guest });
+        }
+        // Most specific first: exact routes, then longer wildcard prefixes.
+        routes.sort_by_key(|r| (r.route.ends_with("/..."), std::cmp::Reverse(r.route.len())));
+        Ok(App { routes, ticks })
+    }
+
+    fn route_for(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| route_matches(&r.route, path))
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        mut req: hyper::Request<hyper::body::Incoming>,
+        client: SocketAddr,
+    ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
+        let path = req.uri().path().to_string();
+        let Some(route) = self.route_for(&path) else {
+            return Ok(plain(404, "no route matches this path"));
+        };
+        // The headers Spin gives components.
+        let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
+        let full = format!("http://{host}{}", req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+        let prefix = route.route.trim_end_matches("/...");
+        let info = path.strip_prefix(prefix).unwrap_or("").to_string();
+        for (k, v) in [
+            ("spin-full-url", full),
+            ("spin-path-info", info),
+            ("spin-matched-route", route.route.clone()),
+            ("spin-component-route", prefix.to_string()),
+            ("spin-client-addr", client.to_string()),
+        ] {
+            req.headers_mut().insert(k, v.parse()?);
+        }
+        let mut store = Store::new(route.pre.engine(), HostState::new(&route.guest)?);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let wreq = wasmtime_wasi_http::WasiHttpView::http(store.data_mut()).new_incoming_request(Scheme::Http, req)?;
+        let out = wasmtime_wasi_http::WasiHttpView::http(store.data_mut()).new_response_outparam(sender)?;
+        let pre = route.pre.clone();
+        let component = route.guest.name.clone();
+        let task = tokio::task::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy.wasi_http_incoming_handler().call_handle(store, wreq, out).await
+        });
+        match receiver.await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                let e = match task.await {
+                    Ok(Ok(())) => anyhow::anyhow!("component `{component}` returned without a response"),
+                    Ok(Err(e)) => anyhow::Error::from(e),
+                    Err(e) => e.into(),
+                };
+                tracing::error!(component = %component, error = ?e, "component failed");
+                Ok(plain(500, "internal error: the component failed; see the dumper-host log"))
+            }
+        }
+    }
+}
+
+fn plain(status: u16, msg: &str) -> hyper::Response<HyperOutgoingBody> {
+    use http_body_util::BodyExt;
+    let body = http_body_util::Full::new(bytes::Bytes::from(format!("{{\"error\":\"{msg}\"}}")))
+        .map_err(|never: std::convert::Infallible| match never {})
+        .boxed_unsync();
+    hyper::Response::builder().status(status).header("content-type", "application/json").body(body).expect("static response")
+}
+
+/// Serves `app` on `listener` until the process ends.
+pub async fn serve(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
+    loop {
+        let (conn, addr) = listener.accept().await?;
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| app.clone().handle(req, addr));
+            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(conn), svc).await {
+                tracing::debug!(error = %e, "connection closed with error");
+            }
+        });
+    }
+}
+
+/// Calls each tick route every `every_seconds`, over HTTP like a Kubernetes CronJob would, with the
+/// shared tick token. A failed tick is logged and retried at the next interval.
+pub fn spawn_ticks(ticks: &[Tick], base_url: String, token: Option<String>) {
+    let client = reqwest::Client::new();
+    for tick in ticks.iter().cloned() {
+        let (client, base_url, token) = (client.clone(), base_url.clone(), token.clone());
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(tick.every_seconds.max(1)));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                interval.tick().await;
+                let mut req = client.post(format!("{base_url}{}", tick.route));
+                if let Some(t) = &token {
+                    req = req.bearer_auth(t);
+                }
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => tracing::debug!(route = %tick.route, "tick ok"),
+                    Ok(r) => tracing::warn!(route = %tick.route, status = r.status().as_u16(), "tick answered an error"),
+                    Err(e) => tracing::warn!(route = %tick.route, error = %e.without_url(), "tick failed"),
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,130 @@
+//! The job worker: leases `backup-jobs` messages and hands each to a job-runner guest, keeping the
+//! lease alive while the guest's dump runs. The guest decides what the job means; this loop only
+//! owns the message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use dilux_azure::queue;
+use tokio::sync::{Mutex, Semaphore};
+use wasmtime::component::Component;
+use wasmtime::Store;
+
+use crate::runtime::job_runner::exports::dilux::dumper::job_handler::JobOutcome;
+use crate::runtime::job_runner::JobRunnerPre;
+use crate::runtime::{GuestConfig, HostState};
+use crate::storage::Storage;
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub queue: String,
+    /// How long a lease lasts; renewed every third of it while the job runs.
+    pub lease: Duration,
+    pub concurrency: usize,
+    pub idle_poll: Duration,
+    /// How long a job the guest asked to retry stays invisible.
+    pub retry_delay: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            queue: dilux_domain::JOBS_QUEUE.into(),
+            lease: Duration::from_secs(120),
+            concurrency: 2,
+            idle_poll: Duration::from_secs(2),
+            retry_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct Worker {
+    storage: Storage,
+    pre: JobRunnerPre<HostState>,
+    guest: GuestConfig,
+    options: WorkerOptions,
+}
+
+impl Worker {
+    pub fn new(storage: Storage, engine: &wasmtime::Engine, linker: &wasmtime::component::Linker<HostState>, component: &Component, guest: GuestConfig, options: WorkerOptions) -> anyhow::Result<Self> {
+        let _ = engine;
+        let pre = JobRunnerPre::new(linker.instantiate_pre(component)?)?;
+        Ok(Worker { storage, pre, guest, options })
+    }
+
+    /// Runs forever: at most `concurrency` jobs at once.
+    pub async fn run(self: Arc<Self>) {
+        let create = queue::create_queue(&self.storage.account, Utc::now(), &self.options.queue);
+        if let Err(e) = self.storage.send("create queue", create).await {
+            tracing::warn!(error = %e, "could not create the jobs queue; will keep trying to read it");
+        }
+        let slots = Arc::new(Semaphore::new(self.options.concurrency));
+        loop {
+            let permit = slots.clone().acquire_owned().await.expect("semaphore never closes");
+            let req = queue::get_messages(&self.storage.account, Utc::now(), &self.options.queue, 1, self.options.lease.as_secs() as u32);
+            let msgs = match self.storage.send("get messages", req).await.map_err(|e| e.to_string()).and_then(|r| queue::parse_get_messages(r).map_err(|e| e.to_string())) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the jobs queue; retrying");
+                    drop(permit);
+                    tokio::time::sleep(self.options.idle_poll * 2).await;
+                    continue;
+                }
+            };
+            let Some(msg) = msgs.into_iter().next() else {
+                drop(permit);
+                tokio::time::sleep(self.options.idle_poll).await;
+                continue;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.process(msg).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn process(&self, msg: queue::Message) {
+        let receipt = Arc::new(Mutex::new(msg.pop_receipt.clone()));
+        // Keep the lease while the guest works: a long dump must not reappear for another worker.
+        let keeper = {
+            let (storage, q, id, receipt, lease) = (self.storage.clone(), self.options.queue.clone(), msg.id.clone(), receipt.clone(), self.options.lease);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    let mut r = receipt.lock().await;
+                    let req = queue::update_visibility(&storage.account, Utc::now(), &q, &id, &r, lease.as_secs() as u32);
+                    match storage.send("update message", req).await.map_err(|e| e.to_string()).and_then(|x| queue::parse_update_visibility(x).map_err(|e| e.to_string())) {
+                        Ok(new) => *r = new,
+                        Err(e) => tracing::warn!(message = %id, error = %e, "could not extend the job's lease"),
+                    }
+                }
+            })
+        };
+        let outcome = self.run_guest(&msg).await;
+        keeper.abort();
+        let r = receipt.lock().await.clone();
+        let (req, op) = match &outcome {
+            Ok(JobOutcome::Done) => (queue::delete_message(&self.storage.account, Utc::now(), &self.options.queue, &msg.id, &r), "delete message"),
+            Ok(JobOutcome::RetryLater(why)) => {
+                tracing::warn!(message = %msg.id, reason = %why, "job will be retried");
+                (queue::update_visibility(&self.storage.account, Utc::now(), &self.options.queue, &msg.id, &r, self.options.retry_delay.as_secs() as u32), "update message")
+            }
+            Err(e) => {
+                // A trapped guest is a bug, not a job outcome: the message reappears after the lease.
+                tracing::error!(message = %msg.id, error = ?e, "job-runner guest failed");
+                return;
+            }
+        };
+        if let Err(e) = self.storage.send(op, req).await {
+            tracing::warn!(message = %msg.id, error = %e, "could not settle the job message");
+        }
+    }
+
+    async fn run_guest(&self, msg: &queue::Message) -> anyhow::Result<JobOutcome> {
+        let mut store = Store::new(self.pre.engine(), HostState::new(&self.guest)?);
+        let runner = self.pre.instantiate_async(&mut store).await?;
+        Ok(runner.dilux_dumper_job_handler().call_handle_job(&mut store, &msg.text, msg.dequeue_count).await?)
+    }
+}

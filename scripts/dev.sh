@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Starts Dilux Backup locally: installs what is missing, builds, starts Azurite and the app (API, UI
+# and the backup worker), and prints the URL. Ctrl-C stops everything it started.
+source "$(dirname "$0")/lib.sh"
+
+PORT="${DILUX_PORT:-3000}"
+STATE="$ROOT/.dilux"
+mkdir -p "$STATE/azurite"
+
+install_all
+build_components
+build_host
+
+# Local secrets, made once and kept (0600) so sealed passwords stay readable across restarts.
+if [ ! -f "$STATE/dev.env" ]; then
+  umask 077
+  {
+    echo "SPIN_VARIABLE_SEAL_KEY=$(head -c 32 /dev/urandom | base64)"
+    echo "SPIN_VARIABLE_TICK_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+  } > "$STATE/dev.env"
+fi
+set -a; source "$STATE/dev.env"; set +a
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+if (exec 3<>/dev/tcp/127.0.0.1/10000) 2>/dev/null; then
+  log "Azurite already listening on 10000-10002; using it"
+else
+  log "starting Azurite (data in .dilux/azurite)"
+  "$AZURITE_BIN" --silent --disableTelemetry --skipApiVersionCheck --location "$STATE/azurite" \
+    --blobPort 10000 --queuePort 10001 --tablePort 10002 > "$STATE/azurite.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/10002) 2>/dev/null && break; sleep 0.5; done
+fi
+export SPIN_VARIABLE_STORAGE_CONNECTION_STRING="${SPIN_VARIABLE_STORAGE_CONNECTION_STRING:-UseDevelopmentStorage=true}"
+
+log "starting the app"
+(cd "$ROOT" && "$DILUX_HOST_BIN" --manifest spin.toml --listen "127.0.0.1:$PORT" --job-runner target/wasm/dilux_job_runner.wasm) &
+pids+=($!)
+for _ in $(seq 1 120); do
+  if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then break; fi
+  sleep 0.5
+done
+echo
+echo "Dilux Backup is running at http://127.0.0.1:$PORT/  (API: http://127.0.0.1:$PORT/api/health)"
+echo "Press Ctrl-C to stop."
+wait "${pids[-1]}"

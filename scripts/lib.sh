@@ -1,0 +1,61 @@
+# Shared by the scripts: paths, pinned versions, and idempotent installers. Source it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Outside the clone so a fresh clone reuses compiled wasmtime (see DESIGN.md §2).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dilux/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+WASM_OUT="$ROOT/target/wasm"
+APT_PACKAGES=(postgresql mariadb-server mariadb-client ca-certificates)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+install_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]} (apt)"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+install_node_tools() {
+  # Azurite, pinned by scripts/package-lock.json.
+  if [ ! -x "$ROOT/scripts/node_modules/.bin/azurite" ]; then
+    log "installing Azurite (npm)"
+    (cd "$ROOT/scripts" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  export AZURITE_BIN="$ROOT/scripts/node_modules/.bin/azurite"
+}
+
+install_rust_targets() {
+  # rust-toolchain.toml pins the toolchain and lists the targets; this makes rustup fetch them.
+  (cd "$ROOT" && rustup show active-toolchain >/dev/null 2>&1 || true)
+  (cd "$ROOT" && rustup target add wasm32-wasip2 wasm32-unknown-unknown >/dev/null 2>&1 || true)
+}
+
+install_all() {
+  install_apt
+  install_node_tools
+  install_rust_targets
+}
+
+# The newest PostgreSQL server binaries Debian installed.
+pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+build_components() {
+  log "building Wasm components (wasm32-wasip2)"
+  (cd "$ROOT" && cargo build --release --target wasm32-wasip2 -p dilux-api -p dilux-static-ui -p dilux-job-runner)
+  mkdir -p "$WASM_OUT"
+  for c in dilux_api dilux_static_ui dilux_job_runner; do
+    cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/$c.wasm" "$WASM_OUT/$c.wasm"
+  done
+}
+
+build_host() {
+  log "building the dumper-host"
+  (cd "$ROOT" && cargo build --release -p dilux-dumper-host)
+  export DILUX_HOST_BIN="$CARGO_TARGET_DIR/release/dilux-dumper-host"
+}

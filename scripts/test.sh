@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests of all crates, then the end-to-end suite against real Azurite,
+# PostgreSQL, MariaDB, pg_dump/mariadb-dump and the running app. Installs what is missing first.
+source "$(dirname "$0")/lib.sh"
+
+install_all
+build_components
+build_host
+export DILUX_PG_BINDIR="$(pg_bindir)"
+export DILUX_ROOT="$ROOT"
+
+log "running tests"
+cd "$ROOT"
+# --release: the e2e suite drives the release host the scripts built, so share its build.
+cargo test --release --workspace -- --test-threads=2

@@ -1,0 +1,86 @@
+//! The API's error contract against the running app and real Azurite: bad input gets a 4xx naming
+//! the field, and nothing is written when a request is refused.
+
+use anyhow::Result;
+use dilux_e2e::{App, Azurite};
+use serde_json::{json, Value};
+
+async fn call(c: &reqwest::Client, method: reqwest::Method, url: String, body: Option<Value>) -> Result<(u16, Value)> {
+    let mut r = c.request(method, url);
+    if let Some(b) = body {
+        r = r.header("content-type", "application/json").body(b.to_string());
+    }
+    let resp = r.send().await?;
+    let s = resp.status().as_u16();
+    Ok((s, resp.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Result<()> {
+    let az = Azurite::start()?;
+    let app = App::start(&az.connection_string)?;
+    let c = reqwest::Client::new();
+    let u = |p: &str| format!("{}{p}", app.url);
+    use reqwest::Method as M;
+
+    let engine = json!({"name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": 5432, "username": "u", "password": "p"});
+    let cases = [
+        (json!({"name": "pg", "engine_type": "oracle", "host": "h"}), "engine_type"),
+        (json!({"name": "pg", "engine_type": "postgresql", "host": "h", "port": 70000}), "port"),
+        (json!({"name": "pg", "engine_type": "postgresql", "host": "h", "port": 0}), "port"),
+        (json!({"name": "", "engine_type": "postgresql", "host": "h"}), "name"),
+        (json!({"name": "pg", "engine_type": "postgresql", "host": "bad host"}), "host"),
+        (json!({"name": "pg", "engine_type": "postgresql", "host": "h", "colour": "red"}), "colour"),
+        (json!({"engine_type": "postgresql", "host": "h"}), "name"),
+        (json!({"name": "pg", "engine_type": "postgresql", "host": "h", "username": "u"}), "password"),
+    ];
+    for (body, field) in cases {
+        let (s, v) = call(&c, M::POST, u("/api/engines"), Some(body.clone())).await?;
+        assert_eq!(s, 400, "{body} → {v}");
+        assert_eq!(v["error"]["field"], field, "{body} → {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(field), "{v}");
+    }
+    let (s, v) = call(&c, M::GET, u("/api/engines"), None).await?;
+    assert_eq!((s, v["total"].as_u64()), (200, Some(0)), "refused requests wrote nothing");
+
+    let big = json!({"name": "x".repeat(70_000), "engine_type": "postgresql", "host": "h"});
+    assert_eq!(call(&c, M::POST, u("/api/engines"), Some(big)).await?.0, 413);
+
+    let (s, created) = call(&c, M::POST, u("/api/engines"), Some(engine.clone())).await?;
+    assert_eq!(s, 201, "{created}");
+    assert!(created.get("password").is_none() && created.get("password_sealed").is_none());
+    let (s, dup) = call(&c, M::POST, u("/api/engines"), Some(engine)).await?;
+    assert_eq!(s, 409, "the same server twice: {dup}");
+
+    let (s, v) = call(&c, M::POST, u("/api/databases"), Some(json!({"engine_id": "nope", "name": "app"}))).await?;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("engine_id")));
+    let id = created["id"].as_str().unwrap();
+    let (s, db) = call(&c, M::POST, u("/api/databases"), Some(json!({"engine_id": id, "name": "app"}))).await?;
+    assert_eq!(s, 201, "{db}");
+    assert_eq!(db["engine_name"], "pg");
+    let db_id = db["id"].as_str().unwrap();
+    let (s, v) = call(&c, M::PUT, u(&format!("/api/databases/{db_id}")), Some(json!({"use_engine_credentials": false}))).await?;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("use_engine_credentials")), "{v}");
+    let (s, v) = call(&c, M::PUT, u(&format!("/api/databases/{db_id}")), Some(json!({"alias": "App DB", "enabled": false}))).await?;
+    assert_eq!((s, v["alias"].as_str(), v["enabled"].as_bool()), (200, Some("App DB"), Some(false)), "{v}");
+    let (s, _) = call(&c, M::DELETE, u(&format!("/api/engines/{id}")), None).await?;
+    assert_eq!(s, 409, "an engine with databases is not deleted");
+
+    assert_eq!(call(&c, M::GET, u("/api/databases/missing"), None).await?.0, 404);
+    assert_eq!(call(&c, M::POST, u("/api/databases/missing/backup"), None).await?.0, 404);
+    assert_eq!(call(&c, M::GET, u("/api/backups?page_size=0"), None).await?.1["error"]["field"], "page_size");
+    assert_eq!(call(&c, M::GET, u("/api/backups?status=done"), None).await?.1["error"]["field"], "status");
+    assert_eq!(call(&c, M::GET, u("/api/backups/download?blob_name=../../etc/passwd"), None).await?.1["error"]["field"], "blob_name");
+    assert_eq!(call(&c, M::GET, u("/api/backups/download?blob_name=mysql/x/20260101_000000.sql.gz"), None).await?.0, 404);
+    assert_eq!(call(&c, M::PATCH, u("/api/engines"), None).await?.0, 405);
+
+    let (s, _) = call(&c, M::DELETE, u(&format!("/api/databases/{db_id}")), None).await?;
+    assert_eq!(s, 200);
+    assert_eq!(call(&c, M::DELETE, u(&format!("/api/engines/{id}")), None).await?.0, 200);
+
+    // The UI is served at / by the static-files component.
+    let page = c.get(u("/")).send().await?;
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await?.contains("Dilux Backup"));
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! The spine, end to end and through the HTTP API only: register servers and databases, back them
+//! up, download through the SAS link, restore into fresh databases, and compare every table.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dilux_e2e::{gunzip, process_command_lines, sha256_hex, App, Azurite, Mariadb, Postgres};
+use serde_json::{json, Value};
+
+const PG_SUPER_PASSWORD: &str = "pg-Sup3r-s3cret!";
+const MARIA_PASSWORD: &str = "maria-B4ckup-s3cret\"'";
+const WRONG_PASSWORD: &str = "definitely-wrong-pw-42";
+
+/// Both servers get the same logical content: emoji text, every byte value in binary columns, NULLs,
+/// and a table big enough that a dump takes long enough to be seen in a process listing.
+const PG_SCHEMA: &str = r#"
+CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, data bytea, price numeric(12,2), note text);
+INSERT INTO items SELECT g, 'item ' || g || ' 🦀🎉 ñandú', decode(lpad(to_hex(g % 256), 2, '0') || '00ff7f80', 'hex'),
+  g * 1.25, CASE WHEN g % 7 = 0 THEN NULL ELSE 'emoji 😀 row ' || g END FROM generate_series(1, 5000) g;
+INSERT INTO items VALUES (0, 'all bytes', (SELECT string_agg(lpad(to_hex(b), 2, '0'), '') FROM generate_series(0,255) b)::text::bytea, 0, E'tab\tquote''s "dq" \\ backslash');
+UPDATE items SET data = decode((SELECT string_agg(lpad(to_hex(b), 2, '0'), '') FROM generate_series(0,255) b), 'hex') WHERE id = 0;
+CREATE TABLE big (id bigint PRIMARY KEY, payload text);
+INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) FROM generate_series(1, 600000) g;
+CREATE VIEW expensive AS SELECT * FROM items WHERE price > 100;
+"#;
+
+const MARIA_SCHEMA: &str = r#"
+SET SESSION max_recursive_iterations = 1000000;
+CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(200) CHARACTER SET utf8mb4 NOT NULL, data BLOB, price DECIMAL(12,2), note TEXT CHARACTER SET utf8mb4) ENGINE=InnoDB;
+INSERT INTO items WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 5000)
+  SELECT g, CONCAT('item ', g, ' 🦀🎉 ñandú'), UNHEX(CONCAT(LPAD(HEX(g % 256), 2, '0'), '00ff7f80')), g * 1.25,
+  IF(g % 7 = 0, NULL, CONCAT('emoji 😀 row ', g)) FROM s;
+INSERT INTO items WITH RECURSIVE b(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM b WHERE x < 255)
+  SELECT 0, 'all bytes', (SELECT GROUP_CONCAT(CHAR(x) ORDER BY x SEPARATOR '') FROM b), 0, 'tab\tquote''s "dq" \\ backslash';
+CREATE TABLE big (id BIGINT PRIMARY KEY, payload TEXT) ENGINE=InnoDB;
+INSERT INTO big WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 300000)
+  SELECT g, CONCAT(MD5(g), MD5(g * 7), MD5(g * 13)) FROM s;
+CREATE TRIGGER items_touch BEFORE UPDATE ON items FOR EACH ROW SET NEW.note = CONCAT(IFNULL(NEW.note, ''), '*');
+"#;
+
+fn pg_fingerprint(pg: &Postgres, db: &str) -> Result<Vec<String>> {
+    let tables = pg.sql(db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")?;
+    let mut out = vec![format!("tables: {}", tables.trim().replace('\n', ","))];
+    for t in tables.lines() {
+        out.push(pg.sql(db, &format!("SELECT '{t}', count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x.id), '')) FROM {t} x"))?.trim().to_string());
+    }
+    out.push(pg.sql(db, "SELECT 'views', string_agg(viewname, ',' ORDER BY viewname) FROM pg_views WHERE schemaname = 'public'")?.trim().to_string());
+    Ok(out)
+}
+
+fn maria_fingerprint(m: &Mariadb, db: &str) -> Result<Vec<String>> {
+    let tables = m.sql(db, "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1")?;
+    let mut out = vec![format!("tables: {}", tables.trim().replace('\n', ","))];
+    for t in tables.lines() {
+        let cols = m.sql(db, &format!(
+            "SELECT GROUP_CONCAT(CONCAT('IFNULL(HEX(`', column_name, '`), ''NULL'')') ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = '{t}'"))?;
+        out.push(m.sql(db, &format!(
+            "SET SESSION group_concat_max_len = 1073741824; SELECT '{t}', COUNT(*), MD5(IFNULL(GROUP_CONCAT(CONCAT_WS(',', {}) ORDER BY id SEPARATOR '|'), '')) FROM `{t}`", cols.trim()))?.trim().to_string());
+    }
+    out.push(m.sql(db, "SELECT 'triggers', GROUP_CONCAT(trigger_name) FROM information_schema.triggers WHERE trigger_schema = DATABASE()")?.trim().to_string());
+    Ok(out)
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, v))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        let (s, v) = self.call(reqwest::Method::POST, path, Some(body)).await?;
+        if !(200..300).contains(&s) {
+            bail!("POST {path} answered {s}: {v}");
+        }
+        Ok(v)
+    }
+
+    /// Polls the history until the backup reaches a final state.
+    async fn wait_final(&self, database_id: &str, backup_id: &str, within: Duration) -> Result<Value> {
+        let t = Instant::now();
+        while t.elapsed() < within {
+            let (_, v) = self.call(reqwest::Method::GET, &format!("/api/backups?database_id={database_id}"), None).await?;
+            if let Some(row) = v["backups"].as_array().and_then(|a| a.iter().find(|r| r["id"] == backup_id)) {
+                if ["completed", "failed"].contains(&row["status"].as_str().unwrap_or("")) {
+                    return Ok(row.clone());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("backup {backup_id} did not finish within {within:?}")
+    }
+
+    async fn download(&self, blob_name: &str) -> Result<(Value, Vec<u8>)> {
+        let (s, link) = self.call(reqwest::Method::GET, &format!("/api/backups/download?blob_name={blob_name}"), None).await?;
+        if s != 200 {
+            bail!("download link answered {s}: {link}");
+        }
+        let url = link["url"].as_str().context("no url")?;
+        let resp = self.http.get(url).send().await?;
+        if !resp.status().is_success() {
+            bail!("SAS download answered {}", resp.status());
+        }
+        Ok((link, resp.bytes().await?.to_vec()))
+    }
+}
+
+/// Watches process listings in the background, recording whether the dump tool was seen and whether
+/// any command line contained a secret.
+struct PsWatch {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl PsWatch {
+    fn start(tool: &'static str, secrets: Vec<String>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut seen, mut leaks) = (0, Vec::new());
+            while !s.load(Ordering::Relaxed) {
+                for line in process_command_lines() {
+                    if line.contains(tool) {
+                        seen += 1;
+                    }
+                    if secrets.iter().any(|x| line.contains(x.as_str())) {
+                        leaks.push(line);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (seen, leaks)
+        });
+        PsWatch { stop, handle }
+    }
+
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_restore_identically_and_failures_are_classified() -> Result<()> {
+    // Servers start in parallel: each takes a few seconds.
+    let az = std::thread::spawn(Azurite::start);
+    let pg = std::thread::spawn(|| Postgres::start(PG_SUPER_PASSWORD));
+    let maria = std::thread::spawn(Mariadb::start);
+    let az = az.join().unwrap()?;
+    let pg = pg.join().unwrap()?;
+    let maria = maria.join().unwrap()?;
+    let app = App::start(&az.connection_string)?;
+
+    pg.sql("postgres", "CREATE DATABASE shop")?;
+    pg.sql("shop", PG_SCHEMA)?;
+    maria.sql("", &format!(
+        "CREATE DATABASE shop CHARACTER SET utf8mb4; CREATE USER 'dilux'@'127.0.0.1' IDENTIFIED BY '{}'; \
+         GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT ON shop.* TO 'dilux'@'127.0.0.1';",
+        MARIA_PASSWORD.replace('\'', "''")))?;
+    maria.sql("shop", MARIA_SCHEMA)?;
+
+    let api = Api { http: reqwest::Client::new(), base: app.url.clone() };
+    let (s, health) = api.call(reqwest::Method::GET, "/api/health", None).await?;
+    assert_eq!((s, health["status"].as_str()), (200, Some("healthy")));
+
+    let pg_engine = api.post("/api/engines", json!({"name": "Local PostgreSQL", "engine_type": "postgresql", "host": "127.0.0.1",
+        "port": pg.port, "username": "postgres", "password": PG_SUPER_PASSWORD})).await?;
+    assert_eq!(pg_engine["has_password"], true);
+    assert!(!pg_engine.to_string().contains(PG_SUPER_PASSWORD), "engine responses never carry the password");
+    let maria_engine = api.post("/api/engines", json!({"name": "Local MariaDB", "engine_type": "mysql", "host": "127.0.0.1",
+        "port": maria.port, "username": "dilux", "password": MARIA_PASSWORD})).await?;
+
+    let pg_db = api.post("/api/databases", json!({"engine_id": pg_engine["id"], "name": "shop", "alias": "Shop (PG)"})).await?;
+    let maria_db = api.post("/api/databases", json!({"engine_id": maria_engine["id"], "name": "shop", "alias": "Shop (MariaDB)"})).await?;
+    let bad_db = api.post("/api/databases", json!({"engine_id": pg_engine["id"], "name": "postgres", "alias": "wrong password",
+        "use_engine_credentials": false, "username": "postgres", "password": WRONG_PASSWORD})).await?;
+    let listed = api.call(reqwest::Method::GET, "/api/databases", None).await?.1;
+    assert_eq!(listed["total"], 3);
+    for secret in [PG_SUPER_PASSWORD, MARIA_PASSWORD, WRONG_PASSWORD] {
+        assert!(!listed.to_string().contains(secret), "database listings never carry passwords");
+    }
+
+    // Both real backups at once, with process listings watched for secrets the whole time.
+    let secrets = vec![PG_SUPER_PASSWORD.to_string(), MARIA_PASSWORD.to_string(), WRONG_PASSWORD.to_string()];
+    let pg_watch = PsWatch::start("pg_dump", secrets.clone());
+    let maria_watch = PsWatch::start("mariadb-dump", secrets);
+    let pg_job = api.post(&format!("/api/databases/{}/backup", pg_db["id"].as_str().unwrap()), json!({})).await?;
+    let maria_job = api.post(&format!("/api/databases/{}/backup", maria_db["id"].as_str().unwrap()), json!({})).await?;
+    assert_eq!(pg_job["status"], "pending");
+    let pg_row = api.wait_final(pg_db["id"].as_str().unwrap(), pg_job["backup_id"].as_str().unwrap(), Duration::from_secs(180)).await?;
+    let maria_row = api.wait_final(maria_db["id"].as_str().unwrap(), maria_job["backup_id"].as_str().unwrap(), Duration::from_secs(180)).await?;
+    let (pg_seen, pg_leaks) = pg_watch.finish();
+    let (maria_seen, maria_leaks) = maria_watch.finish();
+    assert_eq!(pg_row["status"], "completed", "PostgreSQL backup: {pg_row}");
+    assert_eq!(maria_row["status"], "completed", "MariaDB backup: {maria_row}");
+    assert!(pg_seen > 0 && maria_seen > 0, "the dump tools were never seen running (pg {pg_seen}, maria {maria_seen}): the listing check proved nothing");
+    assert!(pg_leaks.is_empty() && maria_leaks.is_empty(), "a password appeared in a process listing: {pg_leaks:?} {maria_leaks:?}");
+
+    // Download through the SAS link, verify integrity, restore into fresh databases, compare.
+    for (row, engine) in [(&pg_row, "postgresql"), (&maria_row, "mysql")] {
+        let blob = row["blob_name"].as_str().unwrap();
+        assert!(blob.starts_with(&format!("{engine}/{}/", row["database_id"].as_str().unwrap())) && blob.ends_with(".sql.gz"), "{blob}");
+        let (link, bytes) = api.download(blob).await?;
+        assert_eq!(bytes.len() as u64, row["file_size_bytes"].as_u64().unwrap(), "stored size matches history");
+        assert_eq!(sha256_hex(&bytes), row["sha256"].as_str().unwrap(), "stored SHA-256 matches history");
+        assert_eq!(link["sha256"], row["sha256"]);
+        let sql = gunzip(&bytes)?;
+        assert_eq!(sql.len() as u64, row["uncompressed_size_bytes"].as_u64().unwrap());
+        if engine == "postgresql" {
+            pg.sql("postgres", "CREATE DATABASE shop_restored")?;
+            pg.restore("shop_restored", &sql)?;
+            assert_eq!(pg_fingerprint(&pg, "shop_restored")?, pg_fingerprint(&pg, "shop")?);
+        } else {
+            maria.sql("", "CREATE DATABASE shop_restored CHARACTER SET utf8mb4")?;
+            maria.restore("shop_restored", &sql)?;
+            assert_eq!(maria_fingerprint(&maria, "shop_restored")?, maria_fingerprint(&maria, "shop")?);
+        }
+    }
+    let fp = pg_fingerprint(&pg, "shop")?;
+    assert!(fp.iter().any(|l| l.starts_with("big|600000|")), "the fingerprint covers the data: {fp:?}");
+
+    // A wrong password fails fast with its class, and the message never echoes the password.
+    let t = Instant::now();
+    let bad_job = api.post(&format!("/api/databases/{}/backup", bad_db["id"].as_str().unwrap()), json!({})).await?;
+    let bad_row = api.wait_final(bad_db["id"].as_str().unwrap(), bad_job["backup_id"].as_str().unwrap(), Duration::from_secs(30)).await?;
+    assert_eq!(bad_row["status"], "failed");
+    assert_eq!(bad_row["error_class"], "AuthFailed", "{bad_row}");
+    assert!(t.elapsed() < Duration::from_secs(15), "auth failure took {:?}", t.elapsed());
+    assert!(!bad_row.to_string().contains(WRONG_PASSWORD));
+    let (s, missing) = api.call(reqwest::Method::GET, &format!("/api/backups/download?blob_name={}", bad_row["blob_name"].as_str().unwrap()), None).await?;
+    assert_eq!(s, 404, "a failed backup leaves no file behind: {missing}");
+
+    // History is newest first.
+    let (_, all) = api.call(reqwest::Method::GET, "/api/backups", None).await?;
+    let times: Vec<&str> = all["backups"].as_array().unwrap().iter().map(|r| r["created_at"].as_str().unwrap()).collect();
+    assert_eq!(times.len(), 3);
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    Ok(())
+}
