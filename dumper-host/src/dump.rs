@@ -100,9 +100,11 @@ pub fn block_size_for(base: usize, index: usize) -> usize {
     base << (index / 10_000).min(4)
 }
 
-/// Removes the password from anything a tool said before it is stored or logged.
+/// Removes the password from anything a tool said before it is stored or logged. Secrets shorter than
+/// four characters are left alone: they occur everywhere by chance, so masking them would only mangle
+/// the message (the tools never echo passwords; this is a second line of defence).
 pub fn redact(text: &str, secret: &str) -> String {
-    if secret.is_empty() {
+    if secret.chars().count() < 4 {
         text.to_string()
     } else {
         text.replace(secret, "********")
@@ -352,6 +354,7 @@ mod tests {
     #[test]
     fn redaction_and_debug_hide_the_password() {
         assert_eq!(redact("Access denied for 's3cr3t'", "s3cr3t"), "Access denied for '********'");
+        assert_eq!(redact("pg_dump: port 1 failed", "p"), "pg_dump: port 1 failed");
         let spec = DumpSpec {
             engine: Engine::Mysql, host: "h".into(), port: 1, database: "d".into(), username: "u".into(),
             password: "s3cr3t".into(), container: "c".into(), blob_name: "b".into(), metadata: vec![],

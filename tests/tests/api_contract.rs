@@ -23,7 +23,9 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
     let u = |p: &str| format!("{}{p}", app.url);
     use reqwest::Method as M;
 
-    let engine = json!({"name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": 5432, "username": "u", "password": "p"});
+    // Nothing listens on this port: backups of its databases fail fast as Unreachable.
+    let closed_port = dilux_e2e::free_port();
+    let engine = json!({"name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": closed_port, "username": "u", "password": "p"});
     let cases = [
         (json!({"name": "pg", "engine_type": "oracle", "host": "h"}), "engine_type"),
         (json!({"name": "pg", "engine_type": "postgresql", "host": "h", "port": 70000}), "port"),
@@ -73,6 +75,38 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
     assert_eq!(call(&c, M::GET, u("/api/backups/download?blob_name=../../etc/passwd"), None).await?.1["error"]["field"], "blob_name");
     assert_eq!(call(&c, M::GET, u("/api/backups/download?blob_name=mysql/x/20260101_000000.sql.gz"), None).await?.0, 404);
     assert_eq!(call(&c, M::PATCH, u("/api/engines"), None).await?.0, 405);
+
+    // History: three backups that fail fast (nothing listens on the engine's port), paged two by two.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (s, job) = call(&c, M::POST, u(&format!("/api/databases/{db_id}/backup")), None).await?;
+        assert_eq!(s, 202, "{job}");
+        let (s, again) = call(&c, M::POST, u(&format!("/api/databases/{db_id}/backup")), None).await?;
+        assert_eq!((s, again["error"]["code"].as_str()), (409, Some("backup_in_progress")), "one backup at a time: {again}");
+        let id = job["backup_id"].as_str().unwrap().to_string();
+        let t = std::time::Instant::now();
+        loop {
+            let (_, v) = call(&c, M::GET, u(&format!("/api/backups?database_id={db_id}")), None).await?;
+            let row = v["backups"].as_array().unwrap().iter().find(|r| r["id"] == id.as_str()).cloned().unwrap();
+            if row["status"] == "failed" {
+                assert_eq!(row["error_class"], "Unreachable", "{row}");
+                break;
+            }
+            assert!(t.elapsed() < std::time::Duration::from_secs(60), "backup never failed: {row}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        ids.push(id);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // distinct blob-name seconds
+    }
+    let (_, p1) = call(&c, M::GET, u(&format!("/api/backups?database_id={db_id}&page_size=2")), None).await?;
+    let cursor = p1["next_cursor"].as_str().expect("a second page exists").to_string();
+    let (_, p2) = call(&c, M::GET, u(&format!("/api/backups?database_id={db_id}&page_size=2&cursor={cursor}")), None).await?;
+    let got: Vec<&str> = p1["backups"].as_array().unwrap().iter().chain(p2["backups"].as_array().unwrap()).map(|r| r["id"].as_str().unwrap()).collect();
+    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(got, newest_first, "pages are newest first, without gaps or repeats");
+    assert!(p2["next_cursor"].is_null());
+    let (_, failed_only) = call(&c, M::GET, u("/api/backups?status=completed"), None).await?;
+    assert_eq!(failed_only["count"], 0);
 
     let (s, _) = call(&c, M::DELETE, u(&format!("/api/databases/{db_id}")), None).await?;
     assert_eq!(s, 200);

@@ -13,6 +13,18 @@ use crate::Ctx;
 /// `POST /api/databases/{id}/backup`: records a pending history row, then queues the job.
 pub async fn trigger(ctx: &Ctx, id: &str) -> ApiResult {
     let (db, engine) = database_with_engine(ctx, id).await?;
+    // One backup of a database at a time: a second would race the first for the same blob name.
+    let since = (Utc::now() - Duration::days(1)).format("%Y-%m-%d").to_string();
+    let filter = format!(
+        "PartitionKey ge {} and database_id eq {} and (status eq 'pending' or status eq 'in_progress')",
+        literal(&since),
+        literal(&db.id)
+    );
+    if let Some((running, _)) = store::query_all::<BackupResult>(&ctx.account, tables::HISTORY, &filter).await?.into_iter().next() {
+        return Err(ApiError::new(409, "backup_in_progress", format!(
+            "a backup of this database is already {} (id {}); wait for it to finish",
+            if running.status == BackupStatus::Pending { "queued" } else { "running" }, running.id)));
+    }
     let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Manual, vec![], Utc::now());
     let row = BackupResult::pending(&job, &db.name, &db.alias, &engine.id);
     insert_record(ctx, tables::HISTORY, &job.history_pk, &job.history_rk, &row).await?;

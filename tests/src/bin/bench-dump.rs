@@ -1,0 +1,63 @@
+//! `bench-dump`: measures the dump pipeline (tool → gzip → SHA-256 → Block Blob) against real
+//! PostgreSQL, MariaDB and Azurite, and prints throughput and peak memory per database size. The
+//! memory figure is what shows streaming works: it must not grow with the database.
+//!
+//! usage: bench-dump [SIZE_MB ...]   (default: 128 512)
+
+use std::time::Instant;
+
+use anyhow::Result;
+use dilux_azure::{blob, Account};
+use dilux_dumper_host::dump::{run_dump, DumpOptions, DumpSpec, Engine};
+use dilux_dumper_host::storage::Storage;
+use dilux_e2e::{Azurite, Mariadb, Postgres};
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    kb / 1024.0
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let sizes: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let sizes = if sizes.is_empty() { vec![128, 512] } else { sizes };
+    let az = Azurite::start()?;
+    let pg = Postgres::start("bench-pw")?;
+    let maria = Mariadb::start()?;
+    maria.sql("", "CREATE USER 'bench'@'127.0.0.1' IDENTIFIED BY 'bench-pw'; GRANT ALL ON *.* TO 'bench'@'127.0.0.1';")?;
+    let storage = Storage::new(Account::from_connection_string(&az.connection_string)?);
+    blob::parse_create_container(storage.send("c", blob::create_container(&storage.account, chrono::Utc::now(), "bench")).await?)?;
+    let opts = DumpOptions::default();
+    println!("engine      size_mb  raw_mib  stored_mib  seconds  raw_mib_per_s  rss_before_mib  peak_rss_mib");
+    for size in sizes {
+        // ~200 bytes a row.
+        let rows = size * 1024 * 1024 / 200;
+        let db = format!("bench{size}");
+        pg.sql("postgres", &format!("CREATE DATABASE {db}"))?;
+        pg.sql(&db, &format!("CREATE TABLE t (id bigint PRIMARY KEY, p text); INSERT INTO t SELECT g, repeat(md5(g::text), 5) || g FROM generate_series(1, {rows}) g;"))?;
+        maria.sql("", &format!("CREATE DATABASE {db}"))?;
+        maria.sql(&db, &format!("SET SESSION max_recursive_iterations = {}; CREATE TABLE t (id BIGINT PRIMARY KEY, p TEXT); \
+            INSERT INTO t WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {rows}) SELECT g, CONCAT(REPEAT(MD5(g), 5), g) FROM s;", rows + 10))?;
+        for (engine, name, port, user) in [(Engine::Postgresql, "postgresql", pg.port, "postgres"), (Engine::Mysql, "mariadb", maria.port, "bench")] {
+            let spec = DumpSpec {
+                engine, host: "127.0.0.1".into(), port, database: db.clone(), username: user.into(), password: "bench-pw".into(),
+                container: "bench".into(), blob_name: format!("{name}/{db}.sql.gz"), metadata: vec![],
+            };
+            let before = rss_mib();
+            let t = Instant::now();
+            let out = run_dump(&storage, &spec, &opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let secs = t.elapsed().as_secs_f64();
+            let raw = out.uncompressed_bytes as f64 / (1 << 20) as f64;
+            println!("{name:<10} {size:>8} {raw:>8.0} {:>11.0} {secs:>8.1} {:>14.1} {before:>15.0} {:>13.0}",
+                out.compressed_bytes as f64 / (1 << 20) as f64, raw / secs, peak_rss_mib());
+        }
+    }
+    Ok(())
+}
