@@ -56,6 +56,8 @@ build_components() {
 
 build_host() {
   log "building the dumper-host"
-  (cd "$ROOT" && cargo build --release -p dilux-dumper-host)
+  # The default members (native crates), exactly the set `cargo test --release` builds: the same
+  # feature unification, so wasmtime is compiled once, not twice.
+  (cd "$ROOT" && cargo build --release)
   export DILUX_HOST_BIN="$CARGO_TARGET_DIR/release/dilux-dumper-host"
 }

@@ -279,11 +279,18 @@ pub struct App {
 impl App {
     /// Starts the dumper-host serving `spin.toml` and running the worker against `storage`.
     pub fn start(connection_string: &str) -> Result<Self> {
+        Self::start_with(connection_string, &root().join("spin.toml"), &[])
+    }
+
+    /// Same, with another manifest and extra environment.
+    pub fn start_with(connection_string: &str, manifest: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let bin = std::env::var("DILUX_HOST_BIN").map(PathBuf::from).unwrap_or_else(|_| target_dir().join("release/dilux-dumper-host"));
         let root = root();
         let mut child = Command::new(&bin)
             .current_dir(&root)
-            .args(["--manifest", "spin.toml", "--listen", "127.0.0.1:0", "--job-runner", "target/wasm/dilux_job_runner.wasm"])
+            .arg("--manifest").arg(manifest)
+            .args(["--listen", "127.0.0.1:0", "--job-runner", "target/wasm/dilux_job_runner.wasm"])
+            .envs(env.iter().copied())
             .env("SPIN_VARIABLE_STORAGE_CONNECTION_STRING", connection_string)
             .env("SPIN_VARIABLE_SEAL_KEY", SEAL_KEY)
             .env("SPIN_VARIABLE_TICK_TOKEN", "test-tick-token")

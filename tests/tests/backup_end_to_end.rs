@@ -162,7 +162,8 @@ async fn backups_restore_identically_and_failures_are_classified() -> Result<()>
     let az = az.join().unwrap()?;
     let pg = pg.join().unwrap()?;
     let maria = maria.join().unwrap()?;
-    let app = App::start(&az.connection_string)?;
+    // A 2-second lease: dumps outlive it, so they only finish once because the worker renews it.
+    let app = App::start_with(&az.connection_string, &dilux_e2e::root().join("spin.toml"), &[("DILUX_WORKER_LEASE_SECS", "2")])?;
 
     pg.sql("postgres", "CREATE DATABASE shop")?;
     pg.sql("shop", PG_SCHEMA)?;
@@ -206,6 +207,8 @@ async fn backups_restore_identically_and_failures_are_classified() -> Result<()>
     let (maria_seen, maria_leaks) = maria_watch.finish();
     assert_eq!(pg_row["status"], "completed", "PostgreSQL backup: {pg_row}");
     assert_eq!(maria_row["status"], "completed", "MariaDB backup: {maria_row}");
+    assert_eq!((pg_row["attempts"].as_u64(), maria_row["attempts"].as_u64()), (Some(1), Some(1)), "leases were renewed: each job ran once");
+    assert!(pg_row["duration_seconds"].as_f64().unwrap() > 0.0);
     assert!(pg_seen > 0 && maria_seen > 0, "the dump tools were never seen running (pg {pg_seen}, maria {maria_seen}): the listing check proved nothing");
     assert!(pg_leaks.is_empty() && maria_leaks.is_empty(), "a password appeared in a process listing: {pg_leaks:?} {maria_leaks:?}");
 
