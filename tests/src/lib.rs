@@ -62,6 +62,18 @@ impl Drop for Proc {
     }
 }
 
+/// The child's stdout, line by line, on a channel (so a reader can wait with a timeout).
+fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -127,14 +139,8 @@ impl Azurite {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("cannot start Azurite at {} (run scripts/test.sh, which installs it)", bin.display()))?;
-        let stdout = child.stdout.take().unwrap();
+        let rx = stdout_lines(&mut child);
         let proc = Proc { child, name: "azurite".into() };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
         let mut ports = [0u16; 3];
         let deadline = Instant::now() + Duration::from_secs(60);
         while ports.contains(&0) {
@@ -299,14 +305,8 @@ impl App {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("cannot start {} (run scripts/build.sh first)", bin.display()))?;
-        let stdout = child.stdout.take().unwrap();
+        let rx = stdout_lines(&mut child);
         let proc = Proc { child, name: "dumper-host".into() };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
         loop {
             let line = rx.recv_timeout(Duration::from_secs(120)).context("the app did not start listening")?;
             if let Some(url) = line.strip_prefix("DILUX_LISTENING ") {

@@ -31,11 +31,16 @@ pub async fn insert_record<T: serde::Serialize>(ctx: &Ctx, table: &str, pk: &str
     }
 }
 
+async fn all_engines(ctx: &Ctx) -> Result<Vec<Engine>, ApiError> {
+    let filter = format!("PartitionKey eq {}", literal(ENGINE_PK));
+    Ok(store::query_all::<Engine>(&ctx.account, tables::ENGINES, &filter).await?.into_iter().map(|(e, _)| e).collect())
+}
+
 pub async fn list_engines(ctx: &Ctx) -> ApiResult {
-    let mut engines: Vec<EngineView> = store::query_all::<Engine>(&ctx.account, tables::ENGINES, &format!("PartitionKey eq {}", literal(ENGINE_PK)))
+    let mut engines: Vec<EngineView> = all_engines(ctx)
         .await?
         .iter()
-        .map(|(e, _)| EngineView::from(e))
+        .map(EngineView::from)
         .collect();
     engines.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
     Ok(json(200, &serde_json::json!({ "engines": engines, "total": engines.len() })))
@@ -97,11 +102,11 @@ async fn databases_of(ctx: &Ctx, engine_id: &str) -> Result<Vec<Database>, ApiEr
 }
 
 pub async fn list_databases(ctx: &Ctx) -> ApiResult {
-    let engines = store::query_all::<Engine>(&ctx.account, tables::ENGINES, &format!("PartitionKey eq {}", literal(ENGINE_PK))).await?;
+    let engines = all_engines(ctx).await?;
     let dbs = store::query_all::<Database>(&ctx.account, tables::DATABASES, &format!("PartitionKey eq {}", literal(DATABASE_PK))).await?;
     let mut views: Vec<DatabaseView> = dbs
         .iter()
-        .map(|(d, _)| DatabaseView::new(d, engines.iter().map(|(e, _)| e).find(|e| e.id == d.engine_id)))
+        .map(|(d, _)| DatabaseView::new(d, engines.iter().find(|e| e.id == d.engine_id)))
         .collect();
     views.sort_by(|a, b| a.alias.to_lowercase().cmp(&b.alias.to_lowercase()));
     Ok(json(200, &serde_json::json!({ "databases": views, "total": views.len() })))
