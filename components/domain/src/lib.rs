@@ -5,6 +5,8 @@ pub mod backup;
 pub mod engine;
 pub mod entity;
 pub mod error;
+pub mod policy;
+pub mod retention;
 pub mod secret;
 
 pub use backup::{BackupJob, BackupResult, BackupStatus, BackupTier, TriggeredBy};

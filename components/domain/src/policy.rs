@@ -1,0 +1,320 @@
+//! Backup policies: tiers (hourly every N hours; daily, weekly, monthly, yearly at a UTC time), each
+//! with `enabled` and `keep_count`, and the pure rule deciding which tiers are due now.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{BackupTier, FieldError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    pub enabled: bool,
+    pub keep_count: u32,
+    /// Hourly tier: hours between backups, 1–12 (aligned to midnight UTC: every 6 h = 00, 06, 12, 18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_hours: Option<u32>,
+    /// "HH:MM" UTC (daily, weekly, monthly, yearly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// Weekly tier: 0 = Sunday … 6 = Saturday.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day_of_week: Option<u32>,
+    /// Monthly and yearly tiers: 1–28, so every month has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day_of_month: Option<u32>,
+    /// Yearly tier: 1–12.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupPolicy {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub is_system: bool,
+    pub hourly: TierConfig,
+    pub daily: TierConfig,
+    pub weekly: TierConfig,
+    pub monthly: TierConfig,
+    pub yearly: TierConfig,
+}
+
+pub const TIERS: [BackupTier; 5] = [BackupTier::Hourly, BackupTier::Daily, BackupTier::Weekly, BackupTier::Monthly, BackupTier::Yearly];
+
+/// The policy a database uses when neither it nor its server names one.
+pub const DEFAULT_POLICY_ID: &str = "production-standard";
+
+fn tier(enabled: bool, keep_count: u32) -> TierConfig {
+    TierConfig { enabled, keep_count, ..Default::default() }
+}
+
+fn at(mut t: TierConfig, time: &str) -> TierConfig {
+    t.time = Some(time.into());
+    t
+}
+
+/// The seeded system policies (not deletable).
+pub fn default_policies() -> Vec<BackupPolicy> {
+    let hourly = |enabled, keep, every| TierConfig { interval_hours: Some(every), ..tier(enabled, keep) };
+    let weekly = |enabled, keep| TierConfig { day_of_week: Some(0), ..at(tier(enabled, keep), "03:00") };
+    let monthly = |enabled, keep| TierConfig { day_of_month: Some(1), ..at(tier(enabled, keep), "04:00") };
+    let yearly = |enabled, keep| TierConfig { day_of_month: Some(1), month: Some(1), ..at(tier(enabled, keep), "05:00") };
+    vec![
+        BackupPolicy {
+            id: "production-critical".into(),
+            name: "Production Critical".into(),
+            description: "Hourly backups for a day, dailies for two weeks, weeklies for two months, monthlies for a year, three yearlies".into(),
+            is_system: true,
+            hourly: hourly(true, 24, 1),
+            daily: at(tier(true, 14), "02:00"),
+            weekly: weekly(true, 8),
+            monthly: monthly(true, 12),
+            yearly: yearly(true, 3),
+        },
+        BackupPolicy {
+            id: DEFAULT_POLICY_ID.into(),
+            name: "Production Standard".into(),
+            description: "Standard production backup policy".into(),
+            is_system: true,
+            hourly: hourly(true, 12, 1),
+            daily: at(tier(true, 7), "02:00"),
+            weekly: weekly(true, 4),
+            monthly: monthly(true, 2),
+            yearly: yearly(true, 1),
+        },
+        BackupPolicy {
+            id: "development".into(),
+            name: "Development".into(),
+            description: "Dailies for a week and two weeklies".into(),
+            is_system: true,
+            hourly: hourly(false, 0, 1),
+            daily: at(tier(true, 7), "02:00"),
+            weekly: weekly(true, 2),
+            monthly: monthly(false, 0),
+            yearly: yearly(false, 0),
+        },
+    ]
+}
+
+fn parse_time(field: &str, t: Option<&str>) -> Result<(u32, u32), FieldError> {
+    let t = t.ok_or_else(|| FieldError::new(field, "is required (\"HH:MM\", UTC)"))?;
+    let (h, m) = t.split_once(':').ok_or_else(|| FieldError::new(field, "must be \"HH:MM\""))?;
+    let two_digits = h.len() == 2 && m.len() == 2;
+    match (h.parse::<u32>(), m.parse::<u32>()) {
+        (Ok(h), Ok(m)) if h < 24 && m < 60 && two_digits => Ok((h, m)),
+        _ => Err(FieldError::new(field, "must be \"HH:MM\" with HH 00–23 and MM 00–59")),
+    }
+}
+
+fn in_range(field: &str, v: Option<u32>, lo: u32, hi: u32) -> Result<u32, FieldError> {
+    match v {
+        Some(v) if (lo..=hi).contains(&v) => Ok(v),
+        Some(_) => Err(FieldError::new(field, format!("must be between {lo} and {hi}"))),
+        None => Err(FieldError::new(field, "is required")),
+    }
+}
+
+impl BackupPolicy {
+    pub fn tier(&self, t: BackupTier) -> &TierConfig {
+        match t {
+            BackupTier::Hourly => &self.hourly,
+            BackupTier::Daily => &self.daily,
+            BackupTier::Weekly => &self.weekly,
+            BackupTier::Monthly => &self.monthly,
+            BackupTier::Yearly => &self.yearly,
+        }
+    }
+
+    /// Tiers that produce backups: enabled with something to keep.
+    pub fn active_tiers(&self) -> impl Iterator<Item = BackupTier> + '_ {
+        TIERS.into_iter().filter(|t| self.tier(*t).enabled && self.tier(*t).keep_count > 0)
+    }
+
+    /// `12h/7d/4w/2m/1y`: keep counts of the active tiers.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .active_tiers()
+            .map(|t| {
+                let unit = match t {
+                    BackupTier::Hourly => 'h',
+                    BackupTier::Daily => 'd',
+                    BackupTier::Weekly => 'w',
+                    BackupTier::Monthly => 'm',
+                    BackupTier::Yearly => 'y',
+                };
+                format!("{}{unit}", self.tier(t).keep_count)
+            })
+            .collect();
+        if parts.is_empty() { "none".into() } else { parts.join("/") }
+    }
+
+    /// The cron expression (UTC, 5 fields) of tier `t`, after validating its fields.
+    pub fn cron(&self, t: BackupTier) -> Result<String, FieldError> {
+        let c = self.tier(t);
+        let name = serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let f = |s: &str| format!("{name}.{s}");
+        Ok(match t {
+            BackupTier::Hourly => {
+                let n = in_range(&f("interval_hours"), c.interval_hours, 1, 12)?;
+                format!("0 */{n} * * *")
+            }
+            BackupTier::Daily => {
+                let (h, m) = parse_time(&f("time"), c.time.as_deref())?;
+                format!("{m} {h} * * *")
+            }
+            BackupTier::Weekly => {
+                let (h, m) = parse_time(&f("time"), c.time.as_deref())?;
+                let d = in_range(&f("day_of_week"), c.day_of_week, 0, 6)?;
+                format!("{m} {h} * * {d}")
+            }
+            BackupTier::Monthly => {
+                let (h, m) = parse_time(&f("time"), c.time.as_deref())?;
+                let d = in_range(&f("day_of_month"), c.day_of_month, 1, 28)?;
+                format!("{m} {h} {d} * *")
+            }
+            BackupTier::Yearly => {
+                let (h, m) = parse_time(&f("time"), c.time.as_deref())?;
+                let d = in_range(&f("day_of_month"), c.day_of_month, 1, 28)?;
+                let mo = in_range(&f("month"), c.month, 1, 12)?;
+                format!("{m} {h} {d} {mo} *")
+            }
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.name.trim().is_empty() {
+            return Err(FieldError::new("name", "must not be empty"));
+        }
+        for t in self.active_tiers() {
+            self.cron(t)?;
+        }
+        Ok(())
+    }
+
+    /// The most recent scheduled instant of tier `t` at or before `now`.
+    pub fn previous_slot(&self, t: BackupTier, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cron = croner::Cron::from_str(&self.cron(t).ok()?).ok()?;
+        cron.find_previous_occurrence(&now, true).ok()
+    }
+
+    /// The shortest interval between two slots of the policy's most frequent active tier.
+    pub fn most_frequent_interval(&self) -> Option<Duration> {
+        self.active_tiers().next().map(|t| match t {
+            BackupTier::Hourly => Duration::hours(i64::from(self.hourly.interval_hours.unwrap_or(1))),
+            BackupTier::Daily => Duration::days(1),
+            BackupTier::Weekly => Duration::weeks(1),
+            BackupTier::Monthly => Duration::days(31),
+            BackupTier::Yearly => Duration::days(366),
+        })
+    }
+}
+
+/// What the scheduler remembers per database and tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierHistory {
+    /// When the newest successful backup carrying this tier was taken.
+    pub last_success: Option<DateTime<Utc>>,
+    /// When a backup carrying this tier was last queued (successful or not).
+    pub last_attempt: Option<DateTime<Utc>>,
+}
+
+/// A failed tier is retried after this long, not on every tick.
+pub const RETRY_AFTER: Duration = Duration::minutes(30);
+
+/// The tiers due at `now`: active tiers whose latest slot has no successful backup yet, unless one
+/// was attempted for that slot less than [`RETRY_AFTER`] ago. However many slots were missed (downtime),
+/// a tier is due once: the caller queues one backup carrying every due tier.
+pub fn due_tiers(policy: &BackupPolicy, history: &BTreeMap<BackupTier, TierHistory>, now: DateTime<Utc>) -> Vec<BackupTier> {
+    policy
+        .active_tiers()
+        .filter(|t| {
+            let Some(slot) = policy.previous_slot(*t, now) else { return false };
+            let h = history.get(t).cloned().unwrap_or_default();
+            let covered = h.last_success.is_some_and(|s| s >= slot);
+            let recently_tried = h.last_attempt.is_some_and(|a| a >= slot && now - a < RETRY_AFTER);
+            !covered && !recently_tried
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn standard() -> BackupPolicy {
+        default_policies().into_iter().find(|p| p.id == DEFAULT_POLICY_ID).unwrap()
+    }
+
+    fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn summaries_and_defaults() {
+        let p = default_policies();
+        assert_eq!(p.iter().map(|p| p.summary()).collect::<Vec<_>>(), vec!["24h/14d/8w/12m/3y", "12h/7d/4w/2m/1y", "7d/2w"]);
+        assert!(p.iter().all(|p| p.validate().is_ok() && p.is_system));
+    }
+
+    #[test]
+    fn slots_follow_the_tier_schedules() {
+        let p = standard();
+        let now = t(2026, 3, 15, 10, 30); // a Sunday
+        assert_eq!(p.previous_slot(BackupTier::Hourly, now), Some(t(2026, 3, 15, 10, 0)));
+        assert_eq!(p.previous_slot(BackupTier::Daily, now), Some(t(2026, 3, 15, 2, 0)));
+        assert_eq!(p.previous_slot(BackupTier::Weekly, now), Some(t(2026, 3, 15, 3, 0)));
+        assert_eq!(p.previous_slot(BackupTier::Monthly, now), Some(t(2026, 3, 1, 4, 0)));
+        assert_eq!(p.previous_slot(BackupTier::Yearly, now), Some(t(2026, 1, 1, 5, 0)));
+        assert_eq!(p.previous_slot(BackupTier::Daily, t(2026, 3, 15, 1, 59)), Some(t(2026, 3, 14, 2, 0)));
+    }
+
+    #[test]
+    fn a_new_database_is_backed_up_once_for_every_tier_and_then_not_again() {
+        let p = standard();
+        let now = t(2026, 3, 15, 10, 30);
+        let due = due_tiers(&p, &BTreeMap::new(), now);
+        assert_eq!(due, TIERS.to_vec());
+        let done: BTreeMap<_, _> = due.iter().map(|t| (*t, TierHistory { last_success: Some(now), last_attempt: Some(now) })).collect();
+        assert!(due_tiers(&p, &done, now + Duration::minutes(1)).is_empty(), "a second tick in the slot queues nothing");
+        assert_eq!(due_tiers(&p, &done, t(2026, 3, 15, 11, 0)), vec![BackupTier::Hourly]);
+    }
+
+    #[test]
+    fn downtime_catches_up_with_one_backup_not_a_storm() {
+        let p = standard();
+        let last = t(2026, 3, 1, 0, 0);
+        let h: BTreeMap<_, _> = TIERS.iter().map(|t| (*t, TierHistory { last_success: Some(last), last_attempt: Some(last) })).collect();
+        let due = due_tiers(&p, &h, t(2026, 3, 20, 9, 15));
+        assert_eq!(due, vec![BackupTier::Hourly, BackupTier::Daily, BackupTier::Weekly, BackupTier::Monthly], "each missed tier once");
+    }
+
+    #[test]
+    fn failures_are_retried_after_a_pause() {
+        let p = standard();
+        let now = t(2026, 3, 15, 2, 5);
+        let failed: BTreeMap<_, _> = [(BackupTier::Daily, TierHistory { last_success: Some(t(2026, 3, 14, 2, 0)), last_attempt: Some(t(2026, 3, 15, 2, 1)) })].into();
+        assert!(!due_tiers(&p, &failed, now).contains(&BackupTier::Daily));
+        assert!(due_tiers(&p, &failed, now + RETRY_AFTER).contains(&BackupTier::Daily));
+    }
+
+    #[test]
+    fn invalid_tiers_name_their_field() {
+        let mut p = standard();
+        p.daily.time = Some("25:00".into());
+        assert_eq!(p.validate().unwrap_err().field, "daily.time");
+        let mut p = standard();
+        p.monthly.day_of_month = Some(31);
+        assert_eq!(p.validate().unwrap_err().field, "monthly.day_of_month");
+        let mut p = standard();
+        p.hourly.interval_hours = Some(0);
+        assert_eq!(p.validate().unwrap_err().field, "hourly.interval_hours");
+    }
+}

@@ -1,0 +1,188 @@
+//! Retention planning (pure): which completed backups a policy no longer needs, and why each
+//! survivor stays. Modeled on "keep the newest N of each class" (rustic's `KeepOptions`), with the
+//! rules a backup product must never break written as code:
+//!
+//! - a backup kept by any tier stays;
+//! - the newest successful backup always stays, whatever the policy says;
+//! - pending, running and failed rows are never touched (failed ones have no file);
+//! - a backup of a tier the policy no longer has active stays (disabling a tier deletes nothing);
+//! - manual backups (no tier) are never deleted automatically.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::policy::BackupPolicy;
+use crate::{BackupStatus, BackupTier};
+
+/// What retention needs to know of one backup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub status: BackupStatus,
+    pub tiers: Vec<BackupTier>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionPlan {
+    pub keep: Vec<Decision>,
+    /// Oldest first.
+    pub delete: Vec<Decision>,
+}
+
+pub fn plan(policy: &BackupPolicy, backups: &[Candidate]) -> RetentionPlan {
+    let mut completed: Vec<&Candidate> = backups.iter().filter(|b| b.status == BackupStatus::Completed).collect();
+    // Newest first; ids break ties so the plan is deterministic.
+    completed.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    let active: Vec<BackupTier> = policy.active_tiers().collect();
+    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); completed.len()];
+    for t in &active {
+        let keep = policy.tier(*t).keep_count as usize;
+        for (rank, i) in (0..completed.len()).filter(|i| completed[*i].tiers.contains(t)).take(keep).enumerate() {
+            reasons[i].push(format!("{} #{} of {keep}", tier_name(*t), rank + 1));
+        }
+    }
+    let mut out = RetentionPlan::default();
+    for (i, b) in completed.iter().enumerate() {
+        let mut why = std::mem::take(&mut reasons[i]);
+        if i == 0 {
+            why.push("newest successful backup".into());
+        }
+        if b.tiers.is_empty() {
+            why.push("manual backup".into());
+        }
+        let inactive: Vec<&str> = b.tiers.iter().filter(|t| !active.contains(t)).map(|t| tier_name(*t)).collect();
+        if !inactive.is_empty() {
+            why.push(format!("tier no longer active in the policy: {}", inactive.join(", ")));
+        }
+        if why.is_empty() {
+            let tiers: Vec<&str> = b.tiers.iter().map(|t| tier_name(*t)).collect();
+            out.delete.push(Decision { id: b.id.clone(), reason: format!("older than the newest kept of its tiers ({})", tiers.join(", ")) });
+        } else {
+            out.keep.push(Decision { id: b.id.clone(), reason: why.join("; ") });
+        }
+    }
+    out.delete.reverse();
+    out
+}
+
+fn tier_name(t: BackupTier) -> &'static str {
+    match t {
+        BackupTier::Hourly => "hourly",
+        BackupTier::Daily => "daily",
+        BackupTier::Weekly => "weekly",
+        BackupTier::Monthly => "monthly",
+        BackupTier::Yearly => "yearly",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{default_policies, TierConfig, TIERS};
+    use chrono::{Duration, TimeZone};
+    use proptest::prelude::*;
+
+    fn cand(id: usize, hours_ago: i64, status: BackupStatus, tiers: Vec<BackupTier>) -> Candidate {
+        let now = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+        Candidate { id: format!("b{id:03}"), created_at: now - Duration::hours(hours_ago), status, tiers }
+    }
+
+    #[test]
+    fn keeps_newest_n_per_tier_and_explains() {
+        let p = default_policies().remove(2); // development: 7 dailies, 2 weeklies
+        let mut b: Vec<Candidate> = (0..10).map(|d| cand(d, 24 * d as i64, BackupStatus::Completed, vec![BackupTier::Daily])).collect();
+        b[0].tiers.push(BackupTier::Weekly);
+        b[9].tiers.push(BackupTier::Weekly);
+        let plan = plan(&p, &b);
+        let deleted: Vec<&str> = plan.delete.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(deleted, vec!["b008", "b007"], "dailies 8 and 9 fall out; 9 stays as weekly #2");
+        assert!(plan.keep.iter().any(|k| k.id == "b009" && k.reason == "weekly #2 of 2"));
+        assert!(plan.keep.iter().any(|k| k.id == "b000" && k.reason.contains("newest successful backup")));
+    }
+
+    #[test]
+    fn never_touches_running_failed_manual_or_disabled_tier_backups() {
+        let mut p = default_policies().remove(2);
+        p.daily.keep_count = 1;
+        let b = vec![
+            cand(1, 1, BackupStatus::Completed, vec![BackupTier::Daily]),
+            cand(2, 2, BackupStatus::InProgress, vec![BackupTier::Daily]),
+            cand(3, 3, BackupStatus::Failed, vec![BackupTier::Daily]),
+            cand(4, 4, BackupStatus::Completed, vec![]),
+            cand(5, 5, BackupStatus::Completed, vec![BackupTier::Yearly]),
+            cand(6, 6, BackupStatus::Completed, vec![BackupTier::Daily]),
+        ];
+        let plan = plan(&p, &b);
+        assert_eq!(plan.delete.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), vec!["b006"]);
+    }
+
+    fn arb_policy() -> impl Strategy<Value = BackupPolicy> {
+        proptest::collection::vec((any::<bool>(), 0u32..4), 5).prop_map(|cfg| {
+            let mut p = default_policies().remove(1);
+            for (t, (enabled, keep)) in TIERS.iter().zip(cfg) {
+                let c: &mut TierConfig = match t {
+                    BackupTier::Hourly => &mut p.hourly,
+                    BackupTier::Daily => &mut p.daily,
+                    BackupTier::Weekly => &mut p.weekly,
+                    BackupTier::Monthly => &mut p.monthly,
+                    BackupTier::Yearly => &mut p.yearly,
+                };
+                c.enabled = enabled;
+                c.keep_count = keep;
+            }
+            p
+        })
+    }
+
+    fn arb_history() -> impl Strategy<Value = Vec<Candidate>> {
+        let status = prop_oneof![
+            6 => Just(BackupStatus::Completed),
+            1 => Just(BackupStatus::Failed),
+            1 => Just(BackupStatus::Pending),
+            1 => Just(BackupStatus::InProgress),
+        ];
+        let tiers = proptest::sample::subsequence(TIERS.to_vec(), 0..=5);
+        proptest::collection::vec((0i64..2000, status, tiers), 0..40)
+            .prop_map(|v| v.into_iter().enumerate().map(|(i, (h, s, t))| cand(i, h, s, t)).collect())
+    }
+
+    proptest! {
+        #[test]
+        fn retention_invariants(policy in arb_policy(), history in arb_history()) {
+            let plan = plan(&policy, &history);
+            let deleted: std::collections::HashSet<&str> = plan.delete.iter().map(|d| d.id.as_str()).collect();
+            // Every completed backup is decided exactly once; nothing else is.
+            let completed: Vec<&Candidate> = history.iter().filter(|b| b.status == BackupStatus::Completed).collect();
+            prop_assert_eq!(plan.keep.len() + plan.delete.len(), completed.len());
+            for b in &history {
+                if deleted.contains(b.id.as_str()) {
+                    prop_assert_eq!(b.status, BackupStatus::Completed, "only completed backups are deleted");
+                    prop_assert!(!b.tiers.is_empty(), "manual backups are never deleted");
+                    prop_assert!(b.tiers.iter().all(|t| policy.active_tiers().any(|a| a == *t)), "inactive tiers protect");
+                }
+            }
+            // The newest completed backup survives.
+            if let Some(newest) = completed.iter().max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id))) {
+                prop_assert!(!deleted.contains(newest.id.as_str()));
+            }
+            // The newest keep_count of every active tier survive.
+            for t in policy.active_tiers() {
+                let mut of_tier: Vec<&&Candidate> = completed.iter().filter(|b| b.tiers.contains(&t)).collect();
+                of_tier.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+                for b in of_tier.iter().take(policy.tier(t).keep_count as usize) {
+                    prop_assert!(!deleted.contains(b.id.as_str()), "{} is among the newest of {:?}", b.id, t);
+                }
+            }
+            // Applying the plan and planning again deletes nothing more: retention is idempotent.
+            let survivors: Vec<Candidate> = history.iter().filter(|b| !deleted.contains(b.id.as_str())).cloned().collect();
+            prop_assert!(super::plan(&policy, &survivors).delete.is_empty());
+        }
+    }
+}
