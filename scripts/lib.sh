@@ -47,9 +47,9 @@ pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1;
 
 build_components() {
   log "building Wasm components (wasm32-wasip2)"
-  (cd "$ROOT" && cargo build --release --target wasm32-wasip2 -p dilux-api -p dilux-static-ui -p dilux-job-runner)
+  (cd "$ROOT" && cargo build --release --target wasm32-wasip2 -p dilux-api -p dilux-static-ui -p dilux-job-runner -p dilux-ticks)
   mkdir -p "$WASM_OUT"
-  for c in dilux_api dilux_static_ui dilux_job_runner; do
+  for c in dilux_api dilux_static_ui dilux_job_runner dilux_ticks; do
     cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/$c.wasm" "$WASM_OUT/$c.wasm"
   done
 }

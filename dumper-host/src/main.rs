@@ -51,7 +51,10 @@ async fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
         let tick_token = env.get("SPIN_VARIABLE_TICK_TOKEN").cloned();
-        server::spawn_ticks(&app.ticks, format!("http://{addr}"), tick_token);
+        // DILUX_TICKS=off: tests drive ticks themselves, with a simulated clock.
+        if env.get("DILUX_TICKS").map(String::as_str) != Some("off") {
+            server::spawn_ticks(&app.ticks, format!("http://{addr}"), tick_token);
+        }
         tracing::info!(url = %format!("http://{addr}/"), "serving");
         println!("DILUX_LISTENING http://{addr}/");
         tokio::spawn(async move {
@@ -90,6 +93,9 @@ async fn main() -> anyhow::Result<()> {
         let mut opts = worker::WorkerOptions::default();
         if let Some(c) = env.get("DILUX_WORKER_CONCURRENCY").and_then(|c| c.parse().ok()) {
             opts.concurrency = c;
+        }
+        if let Some(ms) = env.get("DILUX_WORKER_IDLE_POLL_MS").and_then(|c| c.parse::<u64>().ok()).filter(|ms| *ms >= 10) {
+            opts.idle_poll = std::time::Duration::from_millis(ms);
         }
         if let Some(s) = env.get("DILUX_WORKER_LEASE_SECS").and_then(|c| c.parse::<u64>().ok()).filter(|s| *s >= 1) {
             opts.lease = std::time::Duration::from_secs(s);

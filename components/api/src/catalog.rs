@@ -20,15 +20,20 @@ async fn load_database(ctx: &Ctx, id: &str) -> Result<(Database, String), ApiErr
     store::get::<Database>(&ctx.account, tables::DATABASES, DATABASE_PK, id).await?.ok_or_else(|| ApiError::not_found("database", id))
 }
 
-/// Inserts, creating the app's tables on first use (a fresh storage account has none).
-pub async fn insert_record<T: serde::Serialize>(ctx: &Ctx, table: &str, pk: &str, rk: &str, record: &T) -> Result<(), ApiError> {
-    match store::insert(&ctx.account, table, pk, rk, record).await {
-        Err(e) if e.status() == Some(404) => {
-            store::ensure_storage(&ctx.account, &[tables::ENGINES, tables::DATABASES, tables::HISTORY], &[dilux_domain::JOBS_QUEUE], &[&ctx.container]).await?;
-            Ok(store::insert(&ctx.account, table, pk, rk, record).await?)
-        }
-        other => Ok(other?),
+/// A policy id must name a system policy or one stored in the policies table.
+async fn check_policy(ctx: &Ctx, policy_id: Option<&str>) -> Result<(), ApiError> {
+    let Some(id) = policy_id else { return Ok(()) };
+    if dilux_domain::policy::default_policies().iter().any(|p| p.id == id) {
+        return Ok(());
     }
+    match store::get::<dilux_domain::policy::BackupPolicy>(&ctx.account, tables::POLICIES, "policy", id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::field("policy_id", format!("no backup policy `{id}` exists"))),
+    }
+}
+
+pub async fn insert_record<T: serde::Serialize>(ctx: &Ctx, table: &str, pk: &str, rk: &str, record: &T) -> Result<(), ApiError> {
+    Ok(store::insert_or_init(&ctx.account, &ctx.container, table, pk, rk, record).await?)
 }
 
 async fn all_engines(ctx: &Ctx) -> Result<Vec<Engine>, ApiError> {
@@ -49,6 +54,7 @@ pub async fn list_engines(ctx: &Ctx) -> ApiResult {
 pub async fn create_engine(ctx: &Ctx, body: &[u8]) -> ApiResult {
     let input: CreateEngine = parse(body)?;
     input.validate()?;
+    check_policy(ctx, input.policy_id.as_deref()).await?;
     let port = input.port.unwrap_or(input.engine_type.default_port());
     let host = input.host.trim().to_ascii_lowercase();
     // (host, port, type) identifies a server: a second engine for it would split its databases.
@@ -115,6 +121,7 @@ pub async fn list_databases(ctx: &Ctx) -> ApiResult {
 pub async fn create_database(ctx: &Ctx, body: &[u8]) -> ApiResult {
     let input: CreateDatabase = parse(body)?;
     input.validate()?;
+    check_policy(ctx, input.policy_id.as_deref()).await?;
     let (engine, _) = load_engine(ctx, &input.engine_id).await?.ok_or_else(|| ApiError::field("engine_id", format!("no engine `{}` exists", input.engine_id)))?;
     if input.use_engine_credentials && !engine.has_credentials() {
         return Err(ApiError::field("use_engine_credentials", format!(
@@ -153,6 +160,7 @@ pub async fn get_database(ctx: &Ctx, id: &str) -> ApiResult {
 pub async fn update_database(ctx: &Ctx, id: &str, body: &[u8]) -> ApiResult {
     let input: UpdateDatabase = parse(body)?;
     input.validate()?;
+    check_policy(ctx, input.policy_id.as_deref()).await?;
     let (mut d, etag) = load_database(ctx, id).await?;
     let engine = load_engine(ctx, &d.engine_id).await?.map(|(e, _)| e);
     let sealed = input.password.as_deref().map(|p| ctx.sealer.seal(p));

@@ -77,6 +77,23 @@ pub async fn ensure_storage(a: &Account, tables: &[&str], queues: &[&str], conta
     Ok(())
 }
 
+/// Creates everything the app stores into: its tables, the jobs queue, the backups container.
+pub async fn ensure_app_storage(a: &Account, container: &str) -> Result<(), StoreError> {
+    use dilux_domain::tables as t;
+    ensure_storage(a, &[t::ENGINES, t::DATABASES, t::HISTORY, t::SCHEDULE, t::POLICIES], &[dilux_domain::JOBS_QUEUE], &[container]).await
+}
+
+/// Inserts, creating the app's storage on first use (a fresh storage account has none).
+pub async fn insert_or_init<T: Serialize>(a: &Account, container: &str, tbl: &str, pk: &str, rk: &str, record: &T) -> Result<(), StoreError> {
+    match insert(a, tbl, pk, rk, record).await {
+        Err(e) if e.status() == Some(404) => {
+            ensure_app_storage(a, container).await?;
+            insert(a, tbl, pk, rk, record).await
+        }
+        other => other,
+    }
+}
+
 fn decode<T: DeserializeOwned>(tbl: &str, key: &str, e: table::Entity) -> Result<T, StoreError> {
     from_entity(e).map_err(|err| StoreError::Corrupt { table: tbl.into(), key: key.into(), detail: err.to_string() })
 }

@@ -7,6 +7,7 @@ pub mod entity;
 pub mod error;
 pub mod policy;
 pub mod retention;
+pub mod schedule;
 pub mod secret;
 
 pub use backup::{BackupJob, BackupResult, BackupStatus, BackupTier, TriggeredBy};
@@ -19,6 +20,8 @@ pub mod tables {
     pub const ENGINES: &str = "engines";
     pub const DATABASES: &str = "databaseconfigs";
     pub const HISTORY: &str = "backuphistory";
+    pub const SCHEDULE: &str = "schedulestate";
+    pub const POLICIES: &str = "backuppolicies";
 }
 
 /// The queue the dumper-host workers lease jobs from.
