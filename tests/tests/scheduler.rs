@@ -1,6 +1,7 @@
 //! The scheduler, driven by a simulated clock over real Azurite, PostgreSQL and the worker: every
 //! tick queues exactly the jobs the policies call for, a tick never queues a second job while one is
-//! in flight (not even two ticks at once), and after downtime one backup catches up every missed tier.
+//! in flight (not even two ticks at once), after downtime one backup catches up every missed tier, and
+//! retention deletes exactly what the policies no longer keep.
 
 use std::time::{Duration, Instant};
 
@@ -75,7 +76,7 @@ fn expected(policy: &str, t: DateTime<Utc>, first: bool) -> Vec<&'static str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ticks_queue_exactly_what_policies_call_for() -> Result<()> {
+async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
     let az = std::thread::spawn(Azurite::start);
     let pg = Postgres::start("sched-pw")?;
     let az = az.join().unwrap()?;
@@ -157,5 +158,58 @@ async fn ticks_queue_exactly_what_policies_call_for() -> Result<()> {
         assert_eq!(got, want_s, "{policy}: the exact jobs, in order");
         assert!(rows.iter().all(|r| r["status"] == "completed" && r["triggered_by"] == "scheduler"), "{policy}: {rows:?}");
     }
+
+    // Retention. Oracle, from the policies alone: standard keeps the newest 12 hourlies and every
+    // backup of another tier (none has more than its keep_count here); development keeps all 5.
+    let a_rows = sim.history(&ids[0].0).await?;
+    let mut hourly_rank = 0;
+    let mut a_keep = Vec::new();
+    for r in a_rows.iter().rev() {
+        let tiers = r["tiers"].as_str().unwrap();
+        let hourly = tiers.split(',').any(|t| t == "hourly");
+        if hourly {
+            hourly_rank += 1;
+        }
+        if (hourly && hourly_rank <= 12) || tiers.split(',').any(|t| t != "hourly") {
+            a_keep.push(r["id"].as_str().unwrap().to_string());
+        }
+    }
+    let a_delete: Vec<String> = a_rows.iter().map(|r| r["id"].as_str().unwrap().to_string()).filter(|id| !a_keep.contains(id)).collect();
+    assert_eq!(a_delete.len(), a_rows.len() - a_keep.len());
+    assert!(!a_delete.is_empty());
+
+    let preview: Value = sim.c.get(format!("{}/api/retention/preview", app.url)).send().await?.json().await?;
+    let of = |id: &str| preview["databases"].as_array().unwrap().iter().find(|d| d["database_id"] == id).cloned().unwrap();
+    let ids_of = |v: &Value, k: &str| -> Vec<String> { v[k].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect() };
+    let mut previewed = ids_of(&of(&ids[0].0), "delete");
+    previewed.sort();
+    let mut expect_del = a_delete.clone();
+    expect_del.sort();
+    assert_eq!(previewed, expect_del, "the dry run names exactly the backups the policy no longer needs");
+    assert!(ids_of(&of(&ids[1].0), "delete").is_empty());
+    assert!(of(&ids[0].0)["keep"].as_array().unwrap().iter().all(|k| !k["reason"].as_str().unwrap().is_empty()), "every kept backup says why");
+    assert_eq!(sim.history(&ids[0].0).await?.len(), a_rows.len(), "a dry run deletes nothing");
+
+    let r = sim.c.post(format!("{}/internal/ticks/retention", app.url)).bearer_auth(TOKEN).send().await?;
+    let report: Value = r.json().await?;
+    assert_eq!(report["deleted"].as_u64(), Some(a_delete.len() as u64), "{report}");
+    let mut survivors: Vec<String> = sim.history(&ids[0].0).await?.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    survivors.sort();
+    a_keep.sort();
+    assert_eq!(survivors, a_keep, "exactly the kept set survives");
+    assert_eq!(sim.history(&ids[1].0).await?.len(), 5);
+    for r in &a_rows {
+        let status = sim.c.get(format!("{}/api/backups/download?blob_name={}", app.url, r["blob_name"].as_str().unwrap())).send().await?.status().as_u16();
+        let kept = a_keep.contains(&r["id"].as_str().unwrap().to_string());
+        assert_eq!(status, if kept { 200 } else { 404 }, "blob of {} ({})", r["id"], r["tiers"]);
+    }
+    // Each deletion left an audit row.
+    let storage = dilux_dumper_host::storage::Storage::new(dilux_azure::Account::from_connection_string(&az.connection_string)?);
+    let q = dilux_azure::table::query(&storage.account, Utc::now(), "auditlogs", Some("action eq 'backup_deleted_retention'"), None, None);
+    let audit = dilux_azure::table::parse_query(storage.send("q", q).await?)?;
+    assert_eq!(audit.entities.len(), a_delete.len());
+    // A second pass has nothing left to delete.
+    let again: Value = sim.c.post(format!("{}/internal/ticks/retention", app.url)).bearer_auth(TOKEN).send().await?.json().await?;
+    assert_eq!(again["deleted"], 0);
     Ok(())
 }

@@ -152,3 +152,43 @@ pub async fn download(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
         "sha256": sha256,
     })))
 }
+
+/// `GET /api/retention/preview[?database_id=…]`: what a retention pass would delete now, and why each
+/// backup it keeps stays. Changes nothing.
+pub async fn retention_preview(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
+    let only = param(q, "database_id").filter(|s| !s.is_empty());
+    let a = &ctx.account;
+    let dbs = store::query_all::<dilux_domain::Database>(a, tables::DATABASES, "PartitionKey eq 'database'").await?;
+    if let Some(id) = only {
+        if !dbs.iter().any(|(d, _)| d.id == id) {
+            return Err(ApiError::not_found("database", id));
+        }
+    }
+    let engines = store::query_all::<dilux_domain::Engine>(a, tables::ENGINES, "PartitionKey eq 'engine'").await?;
+    let policies = store::policies(a).await?;
+    let history = store::history_by_database(a, only).await?;
+    let mut out = Vec::new();
+    for (db, _) in dbs.iter().filter(|(d, _)| only.is_none_or(|id| d.id == id)) {
+        let engine = engines.iter().map(|(e, _)| e).find(|e| e.id == db.engine_id);
+        let policy_id = store::effective_policy_id(db, engine);
+        let rows = history.get(&db.id).map(Vec::as_slice).unwrap_or(&[]);
+        let Some(policy) = policies.get(&policy_id) else {
+            out.push(serde_json::json!({ "database_id": db.id, "policy_id": policy_id, "error": "policy not found: nothing would be deleted" }));
+            continue;
+        };
+        let plan = store::retention_plan(policy, rows);
+        let describe = |d: &dilux_domain::retention::Decision| {
+            let r = rows.iter().find(|r| r.id == d.id);
+            serde_json::json!({ "id": d.id, "reason": d.reason, "created_at": r.map(|r| r.created_at), "blob_name": r.map(|r| r.blob_name.clone()), "tiers": r.map(|r| r.tiers.clone()) })
+        };
+        out.push(serde_json::json!({
+            "database_id": db.id,
+            "database_alias": db.alias,
+            "policy_id": policy.id,
+            "policy_summary": policy.summary(),
+            "delete": plan.delete.iter().map(describe).collect::<Vec<_>>(),
+            "keep": plan.keep.iter().map(describe).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(json(200, &serde_json::json!({ "databases": out })))
+}

@@ -65,6 +65,7 @@ async fn route(req: Request, method: &Method, path: &str) -> ApiResult {
         (Method::Post, ["api", "databases", id, "backup"]) => backups::trigger(&ctx, id).await,
         (Method::Get, ["api", "backups"]) => backups::list(&ctx, &query).await,
         (Method::Get, ["api", "backups", "download"]) => backups::download(&ctx, &query).await,
+        (Method::Get, ["api", "retention", "preview"]) => backups::retention_preview(&ctx, &query).await,
         (_, ["api", ..]) if known_path(&segments) => Err(ApiError::new(405, "method_not_allowed", format!("{method} is not allowed on {path}"))),
         _ => Err(ApiError::new(404, "not_found", format!("no API route {path}"))),
     }
@@ -74,6 +75,6 @@ fn known_path(s: &[&str]) -> bool {
     matches!(
         s,
         ["api", "health"] | ["api", "engines"] | ["api", "engines", _] | ["api", "databases"] | ["api", "databases", _]
-            | ["api", "databases", _, "backup"] | ["api", "backups"] | ["api", "backups", "download"]
+            | ["api", "databases", _, "backup"] | ["api", "backups"] | ["api", "backups", "download"] | ["api", "retention", "preview"]
     )
 }

@@ -80,7 +80,7 @@ pub async fn ensure_storage(a: &Account, tables: &[&str], queues: &[&str], conta
 /// Creates everything the app stores into: its tables, the jobs queue, the backups container.
 pub async fn ensure_app_storage(a: &Account, container: &str) -> Result<(), StoreError> {
     use dilux_domain::tables as t;
-    ensure_storage(a, &[t::ENGINES, t::DATABASES, t::HISTORY, t::SCHEDULE, t::POLICIES], &[dilux_domain::JOBS_QUEUE], &[container]).await
+    ensure_storage(a, &[t::ENGINES, t::DATABASES, t::HISTORY, t::SCHEDULE, t::POLICIES, t::AUDIT], &[dilux_domain::JOBS_QUEUE], &[container]).await
 }
 
 /// Inserts, creating the app's storage on first use (a fresh storage account has none).
@@ -143,6 +143,44 @@ pub async fn query_all<T: DeserializeOwned>(a: &Account, tbl: &str, filter: &str
             None => return Ok(out),
         }
     }
+}
+
+/// Every policy by id: the system defaults, then stored ones.
+pub async fn policies(a: &Account) -> Result<std::collections::HashMap<String, dilux_domain::policy::BackupPolicy>, StoreError> {
+    let mut out: std::collections::HashMap<_, _> = dilux_domain::policy::default_policies().into_iter().map(|p| (p.id.clone(), p)).collect();
+    let stored = query_all::<dilux_domain::policy::BackupPolicy>(a, dilux_domain::tables::POLICIES, "PartitionKey eq 'policy'").await?;
+    out.extend(stored.into_iter().map(|(p, _)| (p.id.clone(), p)));
+    Ok(out)
+}
+
+/// The policy a database uses: its own, else its server's, else the default.
+pub fn effective_policy_id(db: &dilux_domain::Database, engine: Option<&dilux_domain::Engine>) -> String {
+    db.policy_id
+        .clone()
+        .or_else(|| engine.and_then(|e| e.policy_id.clone()))
+        .unwrap_or_else(|| dilux_domain::policy::DEFAULT_POLICY_ID.into())
+}
+
+/// Retention's view of the history: every row of each database, with its keys.
+pub async fn history_by_database(a: &Account, database_id: Option<&str>) -> Result<std::collections::HashMap<String, Vec<dilux_domain::BackupResult>>, StoreError> {
+    let filter = match database_id {
+        Some(id) => format!("database_id eq {}", table::literal(id)),
+        None => String::new(),
+    };
+    let mut out: std::collections::HashMap<String, Vec<dilux_domain::BackupResult>> = std::collections::HashMap::new();
+    for (r, _) in query_all::<dilux_domain::BackupResult>(a, dilux_domain::tables::HISTORY, &filter).await? {
+        out.entry(r.database_id.clone()).or_default().push(r);
+    }
+    Ok(out)
+}
+
+/// The retention plan of one database's history under `policy`.
+pub fn retention_plan(policy: &dilux_domain::policy::BackupPolicy, rows: &[dilux_domain::BackupResult]) -> dilux_domain::retention::RetentionPlan {
+    let candidates: Vec<dilux_domain::retention::Candidate> = rows
+        .iter()
+        .map(|r| dilux_domain::retention::Candidate { id: r.id.clone(), created_at: r.created_at, status: r.status, tiers: r.tiers.clone() })
+        .collect();
+    dilux_domain::retention::plan(policy, &candidates)
 }
 
 pub async fn put_message(a: &Account, q: &str, text: &str) -> Result<String, StoreError> {

@@ -1,6 +1,7 @@
 //! The Dilux domain: models, validation and rules, shared by the Spin components, the dumper-host and
 //! the UI so no model exists twice. No I/O here.
 
+pub mod audit;
 pub mod backup;
 pub mod engine;
 pub mod entity;
@@ -22,6 +23,7 @@ pub mod tables {
     pub const HISTORY: &str = "backuphistory";
     pub const SCHEDULE: &str = "schedulestate";
     pub const POLICIES: &str = "backuppolicies";
+    pub const AUDIT: &str = "auditlogs";
 }
 
 /// The queue the dumper-host workers lease jobs from.

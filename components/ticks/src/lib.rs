@@ -1,7 +1,8 @@
-//! Timer-fired routes, called by a Kubernetes CronJob in production and by the dumper-host locally,
+//! Timer-fired routes (scheduler, retention), called by a Kubernetes CronJob in production and by the dumper-host locally,
 //! with the shared tick token. Each tick is idempotent: calling it twice, or concurrently, queues
 //! nothing twice.
 
+mod retention;
 mod scheduler;
 
 use chrono::{DateTime, Utc};
@@ -54,6 +55,7 @@ async fn handle(req: Request) -> Response {
     let path = req.path().trim_end_matches('/').to_string();
     let result = match path.as_str() {
         "/internal/ticks/scheduler" => scheduler::tick(&ctx).await,
+        "/internal/ticks/retention" => retention::tick(&ctx).await,
         _ => return error(404, "no such tick"),
     };
     match result {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use dilux_azure::table::literal;
 use dilux_azure_spin::{self as store, StoreError};
-use dilux_domain::policy::{default_policies, due_tiers, BackupPolicy, DEFAULT_POLICY_ID};
+use dilux_domain::policy::{due_tiers, BackupPolicy};
 use dilux_domain::schedule::ScheduleState;
 use dilux_domain::{tables, BackupJob, BackupResult, Database, Engine, TriggeredBy};
 use futures::future::join_all;
@@ -38,23 +38,21 @@ enum Outcome {
 pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
     let a = &ctx.account;
     let state_filter = format!("PartitionKey eq {}", literal(STATE_PK));
-    let (dbs, engines, custom, states) = futures::join!(
+    let (dbs, engines, policies, states) = futures::join!(
         store::query_all::<Database>(a, tables::DATABASES, "PartitionKey eq 'database'"),
         store::query_all::<Engine>(a, tables::ENGINES, "PartitionKey eq 'engine'"),
-        store::query_all::<BackupPolicy>(a, tables::POLICIES, "PartitionKey eq 'policy'"),
+        store::policies(a),
         store::query_all::<ScheduleState>(a, tables::SCHEDULE, &state_filter),
     );
     let engines: HashMap<String, Engine> = engines?.into_iter().map(|(e, _)| (e.id.clone(), e)).collect();
-    let mut policies: HashMap<String, BackupPolicy> = default_policies().into_iter().map(|p| (p.id.clone(), p)).collect();
-    policies.extend(custom?.into_iter().map(|(p, _)| (p.id.clone(), p)));
+    let policies = policies?;
     let mut states: HashMap<String, (ScheduleState, String)> = states?.into_iter().map(|(s, e)| (s.database_id.clone(), (s, e))).collect();
     let dbs: Vec<Database> = dbs?.into_iter().map(|(d, _)| d).filter(|d| d.enabled).collect();
 
     let mut counts = Counts::default();
     for chunk in dbs.chunks(PARALLEL) {
         let work = chunk.iter().map(|db| {
-            // A database's own policy, else its server's, else the default.
-            let policy_id = db.policy_id.clone().or_else(|| engines.get(&db.engine_id).and_then(|e| e.policy_id.clone())).unwrap_or_else(|| DEFAULT_POLICY_ID.into());
+            let policy_id = store::effective_policy_id(db, engines.get(&db.engine_id));
             let state = states.remove(&db.id);
             evaluate(ctx, db, policies.get(&policy_id), state)
         });
