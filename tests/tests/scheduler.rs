@@ -102,6 +102,8 @@ async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
     let bad = sim.c.post(format!("{}/api/databases", app.url)).json(&json!({"engine_id": engine["id"], "name": "c", "policy_id": "nope"})).send().await?;
     assert_eq!(bad.status().as_u16(), 400, "unknown policies are refused");
     let db_ids: Vec<&str> = ids.iter().map(|(i, _)| i.as_str()).collect();
+    let status: Value = sim.c.get(format!("{}/api/system-status", app.url)).send().await?.json().await?;
+    assert_eq!(status["alerts"].as_array().unwrap().len(), 0, "new databases are not overdue yet: {status}");
 
     // Start on a Saturday at 00:30 about two weeks ago, and tick hourly for 30 simulated hours.
     let mut start = Utc::now().date_naive() - Days::days(14);
@@ -158,6 +160,15 @@ async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
         assert_eq!(got, want_s, "{policy}: the exact jobs, in order");
         assert!(rows.iter().all(|r| r["status"] == "completed" && r["triggered_by"] == "scheduler"), "{policy}: {rows:?}");
     }
+
+    // By the real clock the simulated backups are days old: both databases are overdue.
+    let status: Value = sim.c.get(format!("{}/api/system-status", app.url)).send().await?.json().await?;
+    let mut alerted: Vec<&str> = status["alerts"].as_array().unwrap().iter().map(|a| a["database_id"].as_str().unwrap()).collect();
+    alerted.sort();
+    let mut all = db_ids.clone();
+    all.sort();
+    assert_eq!(alerted, all, "{status}");
+    assert_eq!(status["status"], "degraded");
 
     // Retention. Oracle, from the policies alone: standard keeps the newest 12 hourlies and every
     // backup of another tier (none has more than its keep_count here); development keeps all 5.

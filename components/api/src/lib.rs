@@ -4,6 +4,7 @@
 mod backups;
 mod catalog;
 mod http;
+mod status;
 
 use dilux_azure::Account;
 use dilux_domain::Sealer;
@@ -65,6 +66,7 @@ async fn route(req: Request, method: &Method, path: &str) -> ApiResult {
         (Method::Post, ["api", "databases", id, "backup"]) => backups::trigger(&ctx, id).await,
         (Method::Get, ["api", "backups"]) => backups::list(&ctx, &query).await,
         (Method::Get, ["api", "backups", "download"]) => backups::download(&ctx, &query).await,
+        (Method::Get, ["api", "system-status"]) => status::system_status(&ctx).await,
         (Method::Get, ["api", "retention", "preview"]) => backups::retention_preview(&ctx, &query).await,
         (_, ["api", ..]) if known_path(&segments) => Err(ApiError::new(405, "method_not_allowed", format!("{method} is not allowed on {path}"))),
         _ => Err(ApiError::new(404, "not_found", format!("no API route {path}"))),
@@ -75,6 +77,6 @@ fn known_path(s: &[&str]) -> bool {
     matches!(
         s,
         ["api", "health"] | ["api", "engines"] | ["api", "engines", _] | ["api", "databases"] | ["api", "databases", _]
-            | ["api", "databases", _, "backup"] | ["api", "backups"] | ["api", "backups", "download"] | ["api", "retention", "preview"]
+            | ["api", "databases", _, "backup"] | ["api", "backups"] | ["api", "backups", "download"] | ["api", "retention", "preview"] | ["api", "system-status"]
     )
 }

@@ -244,6 +244,14 @@ pub fn due_tiers(policy: &BackupPolicy, history: &BTreeMap<BackupTier, TierHisto
         .collect()
 }
 
+/// When a database's backups are overdue: its newest success (or, never backed up, its creation) is
+/// older than twice its policy's most frequent interval. Answers how long it has been.
+pub fn overdue(policy: &BackupPolicy, last_success: Option<DateTime<Utc>>, created_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<Duration> {
+    let every = policy.most_frequent_interval()?;
+    let since = now - last_success.unwrap_or(created_at);
+    (since > every * 2).then_some(since)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +311,18 @@ mod tests {
         let failed: BTreeMap<_, _> = [(BackupTier::Daily, TierHistory { last_success: Some(t(2026, 3, 14, 2, 0)), last_attempt: Some(t(2026, 3, 15, 2, 1)) })].into();
         assert!(!due_tiers(&p, &failed, now).contains(&BackupTier::Daily));
         assert!(due_tiers(&p, &failed, now + RETRY_AFTER).contains(&BackupTier::Daily));
+    }
+
+    #[test]
+    fn overdue_after_twice_the_most_frequent_interval() {
+        let p = standard(); // hourly every hour
+        let now = t(2026, 3, 15, 10, 0);
+        assert_eq!(overdue(&p, Some(now - Duration::minutes(119)), now - Duration::days(9), now), None);
+        assert_eq!(overdue(&p, Some(now - Duration::minutes(121)), now - Duration::days(9), now), Some(Duration::minutes(121)));
+        assert_eq!(overdue(&p, None, now - Duration::hours(1), now), None, "a new database gets time for its first backup");
+        let dev = default_policies().remove(2); // daily
+        assert!(overdue(&dev, Some(now - Duration::hours(47)), now, now).is_none());
+        assert!(overdue(&dev, Some(now - Duration::hours(49)), now, now).is_some());
     }
 
     #[test]
