@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Benchmarks the dump pipeline against real PostgreSQL, MariaDB and Azurite and prints throughput and
-# peak memory for each database size in MB (default: 128 512). Peak memory must stay flat as size grows.
+# Benchmarks, printing figures (not pass/fail):
+#   scripts/bench.sh dump [SIZE_MB ...]    dump pipeline throughput and peak memory (default 128 512)
+#   scripts/bench.sh scheduler [N]         one scheduler tick over N databases in Azurite (default 10000)
 source "$(dirname "$0")/lib.sh"
 install_all
+build_components
+build_host
 export DILUX_PG_BINDIR="$(pg_bindir)" DILUX_ROOT="$ROOT"
-cd "$ROOT" && cargo run --release -q -p dilux-e2e --bin bench-dump -- "$@"
+what="${1:-dump}"; shift || true
+case "$what" in
+  dump) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-dump" "$@" ;;
+  scheduler) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-scheduler" "$@" ;;
+  *) echo "usage: scripts/bench.sh dump|scheduler [args]" >&2; exit 2 ;;
+esac

@@ -290,12 +290,22 @@ impl App {
 
     /// Same, with another manifest and extra environment.
     pub fn start_with(connection_string: &str, manifest: &Path, env: &[(&str, &str)]) -> Result<Self> {
+        Self::spawn(connection_string, manifest, env, true)
+    }
+
+    /// The app without the backup worker (jobs stay queued): for measuring the components alone.
+    pub fn start_without_worker(connection_string: &str, env: &[(&str, &str)]) -> Result<Self> {
+        Self::spawn(connection_string, &root().join("spin.toml"), env, false)
+    }
+
+    fn spawn(connection_string: &str, manifest: &Path, env: &[(&str, &str)], worker: bool) -> Result<Self> {
         let bin = std::env::var("DILUX_HOST_BIN").map(PathBuf::from).unwrap_or_else(|_| target_dir().join("release/dilux-dumper-host"));
         let root = root();
         let mut child = Command::new(&bin)
             .current_dir(&root)
             .arg("--manifest").arg(manifest)
-            .args(["--listen", "127.0.0.1:0", "--job-runner", "target/wasm/dilux_job_runner.wasm"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(if worker { &["--job-runner", "target/wasm/dilux_job_runner.wasm"][..] } else { &[][..] })
             .envs(env.iter().copied())
             .env("SPIN_VARIABLE_STORAGE_CONNECTION_STRING", connection_string)
             .env("SPIN_VARIABLE_SEAL_KEY", SEAL_KEY)
