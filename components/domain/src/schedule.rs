@@ -117,6 +117,7 @@ impl ScheduleState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use crate::entity::{from_entity, to_entity};
     use crate::policy::{default_policies, due_tiers};
     use crate::{EngineType, TriggeredBy};
@@ -141,5 +142,67 @@ mod tests {
         f.finish(false);
         assert_eq!((f.consecutive_failures, f.last_success()), (1, None));
         assert!(due_tiers(&p, &f.history(), now).is_empty(), "a failure is not retried at once");
+    }
+
+    fn arb_policy() -> impl Strategy<Value = crate::policy::BackupPolicy> {
+        (proptest::collection::vec((any::<bool>(), 1u32..5), 5), 1u32..13, 0u32..24, 0u32..60, 0u32..7, 1u32..29, 1u32..13).prop_map(
+            |(tiers, every, h, m, dow, dom, month)| {
+                let mut p = default_policies().remove(1);
+                let time = Some(format!("{h:02}:{m:02}"));
+                for (i, (enabled, keep)) in tiers.into_iter().enumerate() {
+                    let c = match i { 0 => &mut p.hourly, 1 => &mut p.daily, 2 => &mut p.weekly, 3 => &mut p.monthly, _ => &mut p.yearly };
+                    c.enabled = enabled;
+                    c.keep_count = keep;
+                    if i > 0 {
+                        c.time = time.clone();
+                    }
+                }
+                p.hourly.interval_hours = Some(every);
+                p.weekly.day_of_week = Some(dow);
+                p.monthly.day_of_month = Some(dom);
+                p.yearly.day_of_month = Some(dom);
+                p.yearly.month = Some(month);
+                p
+            },
+        )
+    }
+
+    proptest! {
+        /// Whatever the policy, the past and the clock: a tick's due tiers are active ones; once they
+        /// are queued another tick at that moment queues nothing; after the job, success or failure,
+        /// a tier is due again only for a new slot, except that a failed one is retried after RETRY_AFTER.
+        #[test]
+        fn ticks_are_idempotent(policy in arb_policy(), past_mins in proptest::option::of(0i64..600_000), at_mins in 0i64..1_000_000, later_mins in 0i64..29) {
+            let base = chrono::TimeZone::with_ymd_and_hms(&Utc, 2024, 1, 1, 0, 0, 0).unwrap();
+            let now = base + chrono::Duration::minutes(at_mins);
+            let mut s = ScheduleState::new("d");
+            if let Some(p) = past_mins {
+                let t = now - chrono::Duration::minutes(p);
+                let job = BackupJob::new("d", EngineType::Mysql, TriggeredBy::Scheduler, policy.active_tiers().collect(), t);
+                s.start(&job);
+                s.finish(true);
+            }
+            let due = due_tiers(&policy, &s.history(), now);
+            prop_assert!(due.iter().all(|t| policy.active_tiers().any(|a| a == *t)));
+            if due.is_empty() {
+                return Ok(());
+            }
+            let job = BackupJob::new("d", EngineType::Mysql, TriggeredBy::Scheduler, due.clone(), now);
+            s.start(&job);
+            prop_assert!(due_tiers(&policy, &s.history(), now).is_empty(), "same moment, job queued: nothing more");
+            let (mut ok, mut failed) = (s.clone(), s.clone());
+            ok.finish(true);
+            failed.finish(false);
+            let soon = now + chrono::Duration::minutes(later_mins);
+            // Within RETRY_AFTER, success or failure, a tier is only due again for a new slot.
+            for t in due_tiers(&policy, &ok.history(), soon).into_iter().chain(due_tiers(&policy, &failed.history(), soon)) {
+                let slot = policy.previous_slot(t, soon).unwrap();
+                prop_assert!(slot > now, "{:?} due again at {} without a new slot", t, soon);
+            }
+            // After RETRY_AFTER a failed tier is retried even in the same slot.
+            let retry = now + crate::policy::RETRY_AFTER;
+            let retried = due_tiers(&policy, &failed.history(), retry);
+            prop_assert!(due.iter().all(|t| retried.contains(t)));
+        }
     }
 }
