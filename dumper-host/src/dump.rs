@@ -70,7 +70,10 @@ pub struct DumpFailure {
 /// Tunables, with defaults measured on a 2-core machine (see DESIGN.md §3-4).
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
-    pub pg_dump: String,
+    /// A fixed pg_dump (DILUX_PG_DUMP); otherwise one matching the server is picked from `pg_tools_dir`.
+    pub pg_dump: Option<String>,
+    /// Folders `<version>/bin/{pg_dump,psql}`, one per PostgreSQL major (DILUX_PG_TOOLS_DIR).
+    pub pg_tools_dir: Option<std::path::PathBuf>,
     pub mysqldump: String,
     /// First block size; grows as the blob approaches Azure's 50 000-block limit.
     pub block_size: usize,
@@ -84,7 +87,8 @@ pub struct DumpOptions {
 impl Default for DumpOptions {
     fn default() -> Self {
         DumpOptions {
-            pg_dump: std::env::var("DILUX_PG_DUMP").unwrap_or_else(|_| "pg_dump".into()),
+            pg_dump: std::env::var("DILUX_PG_DUMP").ok(),
+            pg_tools_dir: std::env::var("DILUX_PG_TOOLS_DIR").ok().map(Into::into),
             mysqldump: std::env::var("DILUX_MYSQLDUMP").unwrap_or_else(|_| "mariadb-dump".into()),
             block_size: 8 << 20,
             blocks_in_flight: 4,
@@ -138,20 +142,74 @@ fn secret_pipe(content: &[u8]) -> std::io::Result<OwnedFd> {
     Ok(r)
 }
 
-fn build_command(spec: &DumpSpec, opts: &DumpOptions) -> std::io::Result<(Command, Option<OwnedFd>)> {
+/// Everything that identifies a PostgreSQL target goes through the environment: nothing secret on
+/// argv, and a database name can never be read as an option or a conninfo string.
+fn pg_env(c: &mut Command, spec: &DumpSpec, opts: &DumpOptions) {
+    c.env("PGHOST", &spec.host)
+        .env("PGPORT", spec.port.to_string())
+        .env("PGUSER", &spec.username)
+        .env("PGDATABASE", &spec.database)
+        .env("PGPASSWORD", &spec.password)
+        .env("PGCONNECT_TIMEOUT", opts.connect_timeout_secs.to_string())
+        .env("PGAPPNAME", "dilux-backup");
+}
+
+/// Installed PostgreSQL client versions: (major, bin folder), oldest first.
+fn pg_toolsets(dir: &std::path::Path) -> Vec<(u32, std::path::PathBuf)> {
+    let mut v: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_string_lossy().split('.').next()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("pg_dump").exists().then_some((major, bin))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The pg_dump for this server: the fixed one if configured, else the one of the server's major
+/// version (asked with the newest psql, which also fails fast on bad credentials), else PATH's.
+async fn pg_dump_for(spec: &DumpSpec, opts: &DumpOptions) -> Result<String, DumpFailure> {
+    if let Some(fixed) = &opts.pg_dump {
+        return Ok(fixed.clone());
+    }
+    let Some(sets) = opts.pg_tools_dir.as_deref().map(pg_toolsets).filter(|s| !s.is_empty()) else {
+        return Ok("pg_dump".into());
+    };
+    let (newest_major, newest_bin) = sets.last().cloned().expect("not empty");
+    let mut c = Command::new(newest_bin.join("psql"));
+    c.args(["-X", "-A", "-t", "--no-password", "-c", "SHOW server_version_num"]).stdin(Stdio::null()).kill_on_drop(true).env("LC_ALL", "C");
+    pg_env(&mut c, spec, opts);
+    let limit = Duration::from_secs(u64::from(opts.connect_timeout_secs) + 10);
+    let out = match tokio::time::timeout(limit, c.output()).await {
+        Err(_) => return Err(fail(ErrorClass::Timeout, format!("the server did not answer within {}s", limit.as_secs()))),
+        Ok(Err(e)) => return Err(fail(ErrorClass::ToolFailed, format!("could not run psql: {e}"))),
+        Ok(Ok(o)) => o,
+    };
+    if !out.status.success() {
+        let err = redact(String::from_utf8_lossy(&out.stderr).trim(), &spec.password);
+        return Err(fail(ErrorClass::from_tool_stderr(&err), err));
+    }
+    let num: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let major = if num >= 100_000 { num / 10_000 } else { num / 100 };
+    if major > newest_major {
+        return Err(fail(ErrorClass::ToolFailed, format!(
+            "the server runs PostgreSQL {major}, newer than the newest pg_dump installed ({newest_major}); update the dumper-host")));
+    }
+    // The same major if installed; an older server gets the oldest installed (pg_dump reads back to 9.2).
+    let bin = sets.iter().find(|(m, _)| *m >= major).map(|(_, b)| b.clone()).unwrap_or(newest_bin);
+    Ok(bin.join("pg_dump").to_string_lossy().into_owned())
+}
+
+fn build_command(spec: &DumpSpec, opts: &DumpOptions, pg_dump: &str) -> std::io::Result<(Command, Option<OwnedFd>)> {
     match spec.engine {
         Engine::Postgresql => {
-            let mut c = Command::new(&opts.pg_dump);
-            // Everything that identifies the target goes through the environment: nothing secret on
-            // argv, and a database name can never be read as an option or a conninfo string.
-            c.args(["--no-password", "--format=plain", "--encoding=UTF8"])
-                .env("PGHOST", &spec.host)
-                .env("PGPORT", spec.port.to_string())
-                .env("PGUSER", &spec.username)
-                .env("PGDATABASE", &spec.database)
-                .env("PGPASSWORD", &spec.password)
-                .env("PGCONNECT_TIMEOUT", opts.connect_timeout_secs.to_string())
-                .env("PGAPPNAME", "dilux-backup");
+            let mut c = Command::new(pg_dump);
+            c.args(["--no-password", "--format=plain", "--encoding=UTF8"]);
+            pg_env(&mut c, spec, opts);
             Ok((c, None))
         }
         Engine::Mysql => {
@@ -195,14 +253,18 @@ fn build_command(spec: &DumpSpec, opts: &DumpOptions) -> std::io::Result<(Comman
 /// Runs the dump described by `spec` into a new block blob.
 pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> Result<DumpOutcome, DumpFailure> {
     let started = Instant::now();
-    let (mut cmd, keep_fd) = build_command(spec, opts).map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare the dump tool: {e}")))?;
+    let pg_dump = match spec.engine {
+        Engine::Postgresql => pg_dump_for(spec, opts).await?,
+        Engine::Mysql => String::new(),
+    };
+    let (mut cmd, keep_fd) = build_command(spec, opts, &pg_dump).map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare the dump tool: {e}")))?;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).env("LC_ALL", "C");
     let mut child = cmd.spawn().map_err(|e| {
         let tool = match spec.engine {
-            Engine::Postgresql => &opts.pg_dump,
+            Engine::Postgresql => &pg_dump,
             Engine::Mysql => &opts.mysqldump,
         };
-        fail(ErrorClass::ToolFailed, format!("could not start `{tool}`: {e}; install it or set its path (DILUX_PG_DUMP / DILUX_MYSQLDUMP)"))
+        fail(ErrorClass::ToolFailed, format!("could not start `{tool}`: {e}; install it or set its path (DILUX_PG_TOOLS_DIR, DILUX_PG_DUMP, DILUX_MYSQLDUMP)"))
     })?;
     drop(keep_fd); // the child has its own copy now
     let mut stdout = child.stdout.take().expect("stdout is piped");
@@ -343,6 +405,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn toolsets_are_found_by_major_version() {
+        let d = std::env::temp_dir().join(format!("dilux-pgsets-{}", std::process::id()));
+        for v in ["17.11.0", "14.23.0", "notaversion"] {
+            std::fs::create_dir_all(d.join(v).join("bin")).unwrap();
+            std::fs::write(d.join(v).join("bin/pg_dump"), "").unwrap();
+        }
+        let sets: Vec<u32> = pg_toolsets(&d).into_iter().map(|(m, _)| m).collect();
+        assert_eq!(sets, vec![14, 17]);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
     fn block_size_grows_to_fit_large_dumps() {
         assert_eq!(block_size_for(8 << 20, 0), 8 << 20);
         assert_eq!(block_size_for(8 << 20, 10_000), 16 << 20);
@@ -374,7 +448,7 @@ mod tests {
                 engine, host: "h".into(), port: 1, database: "d".into(), username: "u".into(),
                 password: "pw-on-argv?".into(), container: "c".into(), blob_name: "b".into(), metadata: vec![],
             };
-            let (cmd, _fd) = build_command(&spec, &DumpOptions::default()).unwrap();
+            let (cmd, _fd) = build_command(&spec, &DumpOptions::default(), "pg_dump").unwrap();
             let argv: Vec<String> = cmd.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
             assert!(argv.iter().all(|a| !a.contains("pw-on-argv")), "{argv:?}");
         }

@@ -165,12 +165,34 @@ pub struct Postgres {
 }
 
 impl Postgres {
+    /// A server from Debian's PostgreSQL (the newest installed).
     pub fn start(superuser_password: &str) -> Result<Self> {
         let bindir = std::env::var("DILUX_PG_BINDIR").map(PathBuf::from).unwrap_or_else(|_| {
             let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten().map(|e| e.path().join("bin")).collect();
             v.sort();
             v.pop().unwrap_or_default()
         });
+        Self::start_in(superuser_password, bindir)
+    }
+
+    /// A server of major version `major` from the pinned PyPI toolsets (DILUX_PG_TOOLS_DIR), copied
+    /// where the `postgres` user can run it.
+    pub fn start_version(superuser_password: &str, major: u32) -> Result<Self> {
+        let tools = std::env::var("DILUX_PG_TOOLS_DIR").context("DILUX_PG_TOOLS_DIR is not set: run the tests with scripts/test.sh")?;
+        let src = std::fs::read_dir(&tools)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{major}."))))
+            .with_context(|| format!("no PostgreSQL {major} toolset in {tools}"))?;
+        let dst = std::env::temp_dir().join(format!("dilux-e2e-pg{major}-{}", std::process::id()));
+        if !dst.exists() {
+            run(Command::new("cp").arg("-r").arg(&src).arg(&dst), "copy PostgreSQL binaries")?;
+            run(Command::new("chmod").args(["-R", "a+rX"]).arg(&dst), "chmod PostgreSQL binaries")?;
+        }
+        Self::start_in(superuser_password, dst.join("bin"))
+    }
+
+    fn start_in(superuser_password: &str, bindir: PathBuf) -> Result<Self> {
         let dir = tempdir("pg");
         let data = dir.join("data");
         let pwfile = dir.join("pw");
@@ -325,6 +347,69 @@ impl App {
         }
     }
 }
+
+// ---------------------------------------------------------------- API client
+
+/// A small client for the app's API, as the tests use it.
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        Api { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_string() }
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> Result<(u16, serde_json::Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        Ok((status, v))
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
+        let (s, v) = self.call(reqwest::Method::POST, path, Some(body)).await?;
+        if !(200..300).contains(&s) {
+            bail!("POST {path} answered {s}: {v}");
+        }
+        Ok(v)
+    }
+
+    /// Polls the history until the backup reaches a final state.
+    pub async fn wait_final(&self, database_id: &str, backup_id: &str, within: Duration) -> Result<serde_json::Value> {
+        let t = Instant::now();
+        while t.elapsed() < within {
+            let (_, v) = self.call(reqwest::Method::GET, &format!("/api/backups?database_id={database_id}"), None).await?;
+            if let Some(row) = v["backups"].as_array().and_then(|a| a.iter().find(|r| r["id"] == backup_id)) {
+                if ["completed", "failed"].contains(&row["status"].as_str().unwrap_or("")) {
+                    return Ok(row.clone());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("backup {backup_id} did not finish within {within:?}")
+    }
+
+    pub async fn download(&self, blob_name: &str) -> Result<(serde_json::Value, Vec<u8>)> {
+        let (s, link) = self.call(reqwest::Method::GET, &format!("/api/backups/download?blob_name={blob_name}"), None).await?;
+        if s != 200 {
+            bail!("download link answered {s}: {link}");
+        }
+        let url = link["url"].as_str().context("no url")?;
+        let resp = self.http.get(url).send().await?;
+        if !resp.status().is_success() {
+            bail!("SAS download answered {}", resp.status());
+        }
+        Ok((link, resp.bytes().await?.to_vec()))
+    }
+}
+
 
 /// Command lines of every process on the machine (what `ps -eo args` shows any user).
 pub fn process_command_lines() -> Vec<String> {
