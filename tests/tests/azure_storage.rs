@@ -98,6 +98,21 @@ async fn blob_queue_and_table_operations_work_against_azurite() -> Result<()> {
         }
     }
     assert_eq!(seen, vec!["r0", "r1", "r2", "r3", "r4"]);
+    // $batch: all or nothing, with the failure read from the inner status of a 202.
+    let ent = |rk: &str| {
+        let mut e = table::Entity::new();
+        e.insert("PartitionKey".into(), "b".into());
+        e.insert("RowKey".into(), rk.into());
+        e
+    };
+    let ops: Vec<table::BatchOp> = (0..3).map(|i| table::BatchOp::Insert(ent(&format!("x{i}")))).collect();
+    table::parse_batch(s.send("b", table::batch(a, now(), "things", &ops, "one")?).await?)?;
+    let mixed = vec![table::BatchOp::Insert(ent("x9")), table::BatchOp::Insert(ent("x1"))];
+    let err = table::parse_batch(s.send("b", table::batch(a, now(), "things", &mixed, "two")?).await?).unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert!(table::parse_get_entity(s.send("g", table::get_entity(a, now(), "things", "b", "x9")).await?)?.is_none(), "a failed batch applies nothing");
+    let stale = vec![table::BatchOp::Update(ent("x0"), Some("W/\"datetime'2000-01-01T00%3A00%3A00Z'\"".into()))];
+    assert!(table::parse_batch(s.send("b", table::batch(a, now(), "things", &stale, "three")?).await?).unwrap_err().is_precondition_failed());
     table::parse_delete_entity(s.send("d", table::delete_entity(a, now(), "things", "p", "r0", None)).await?)?;
     assert!(table::parse_get_entity(s.send("g", table::get_entity(a, now(), "things", "p", "r0")).await?)?.is_none());
     Ok(())

@@ -262,3 +262,94 @@ mod tests {
         assert_eq!(e.to_string(), "insert entity failed: HTTP 409 EntityAlreadyExists: The specified entity already exists.");
     }
 }
+
+/// One operation of an entity group transaction.
+#[derive(Debug, Clone)]
+pub enum BatchOp {
+    Insert(Entity),
+    /// Replace; `None` means unconditional.
+    Update(Entity, Option<String>),
+    Delete { pk: String, rk: String },
+}
+
+/// Most operations one `$batch` may carry (all in one partition).
+pub const MAX_BATCH: usize = 100;
+
+/// An entity group transaction: every operation succeeds or none does. All entities must share one
+/// PartitionKey, at most [`MAX_BATCH`] of them.
+pub fn batch(a: &Account, now: DateTime<Utc>, table: &str, ops: &[BatchOp], id: &str) -> Result<Request, AzureError> {
+    if ops.is_empty() || ops.len() > MAX_BATCH {
+        return Err(AzureError::InvalidArgument { field: "ops", detail: format!("a batch holds 1 to {MAX_BATCH} operations") });
+    }
+    let (batch_b, change_b) = (format!("batch_{id}"), format!("changeset_{id}"));
+    let mut body = format!("--{batch_b}\r\nContent-Type: multipart/mixed; boundary={change_b}\r\n\r\n");
+    for (i, op) in ops.iter().enumerate() {
+        let (method, url, etag, json) = match op {
+            BatchOp::Insert(e) => ("POST", format!("{}/{}", a.table_endpoint, table), None, Some(Value::Object(e.clone()).to_string())),
+            BatchOp::Update(e, etag) => {
+                let (pk, rk) = keys(e)?;
+                ("PUT", entity_url(a, table, &pk, &rk), Some(etag.clone().unwrap_or_else(|| "*".into())), Some(Value::Object(e.clone()).to_string()))
+            }
+            BatchOp::Delete { pk, rk } => ("DELETE", entity_url(a, table, pk, rk), Some("*".to_string()), None),
+        };
+        body.push_str(&format!("--{change_b}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"));
+        body.push_str(&format!("{method} {url} HTTP/1.1\r\nContent-ID: {}\r\nAccept: application/json;odata=minimalmetadata\r\nDataServiceVersion: 3.0;\r\n", i + 1));
+        if let Some(etag) = etag {
+            body.push_str(&format!("If-Match: {etag}\r\n"));
+        }
+        match json {
+            Some(j) => body.push_str(&format!("Content-Type: application/json\r\nPrefer: return-no-content\r\n\r\n{j}\r\n")),
+            None => body.push_str("\r\n"),
+        }
+    }
+    body.push_str(&format!("--{change_b}--\r\n--{batch_b}--\r\n"));
+    let headers = vec![("Content-Type".to_string(), format!("multipart/mixed; boundary={batch_b}"))];
+    let mut r = Request { method: "POST".into(), url: format!("{}/$batch", a.table_endpoint), headers, body: body.into_bytes() };
+    r.headers.push(("Accept".into(), "application/json;odata=minimalmetadata".into()));
+    r.headers.push(("DataServiceVersion".into(), "3.0;NetFx".into()));
+    r.headers.push(("MaxDataServiceVersion".into(), "3.0;NetFx".into()));
+    authorize(a, Service::Table, &mut r, now);
+    Ok(r)
+}
+
+/// `$batch` answers 202 even when the transaction failed: the inner statuses say. `Ok` when every
+/// operation succeeded; otherwise the failing operation's status (and nothing was applied).
+pub fn parse_batch(r: Response) -> Result<(), AzureError> {
+    let r = r.check("batch")?;
+    let text = String::from_utf8_lossy(&r.body);
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("HTTP/1.1 ") {
+            let status: u16 = rest.split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            if !(200..300).contains(&status) {
+                let code = text.split("\"code\":\"").nth(1).and_then(|c| c.split('"').next()).unwrap_or("").to_string();
+                return Err(AzureError::Service { operation: "batch", status, code, message: rest.trim().to_string() });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn batches_carry_each_operation_and_fail_as_a_whole() {
+        let a = Account::from_connection_string("UseDevelopmentStorage=true").unwrap();
+        let mut e = Entity::new();
+        e.insert("PartitionKey".into(), "p".into());
+        e.insert("RowKey".into(), "r".into());
+        let r = batch(&a, Utc::now(), "t", &[BatchOp::Insert(e.clone()), BatchOp::Update(e, Some("W/\"x\"".into()))], "abc").unwrap();
+        let body = String::from_utf8(r.body.clone()).unwrap();
+        assert!(r.url.ends_with("/devstoreaccount1/$batch"));
+        assert!(body.contains("POST http://127.0.0.1:10002/devstoreaccount1/t HTTP/1.1"));
+        assert!(body.contains("PUT http://127.0.0.1:10002/devstoreaccount1/t(PartitionKey='p',RowKey='r') HTTP/1.1"));
+        assert!(body.contains("If-Match: W/\"x\""));
+        assert!(batch(&a, Utc::now(), "t", &[], "x").is_err());
+        let failed = Response { status: 202, headers: vec![], body: b"--b\r\nHTTP/1.1 412 Precondition Failed\r\n\r\n{\"odata.error\":{\"code\":\"UpdateConditionNotSatisfied\"}}".to_vec() };
+        let e = parse_batch(failed).unwrap_err();
+        assert!(e.is_precondition_failed());
+        let ok = Response { status: 202, headers: vec![], body: b"--b\r\nHTTP/1.1 204 No Content\r\n\r\n--b\r\nHTTP/1.1 201 Created\r\n".to_vec() };
+        assert!(parse_batch(ok).is_ok());
+    }
+}

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use dilux_azure::table::literal;
+use chrono::{DateTime, Utc};
+use dilux_azure::table::{self, literal, BatchOp};
+use dilux_domain::entity::to_entity;
 use dilux_azure_spin::{self as store, StoreError};
 use dilux_domain::policy::{due_tiers, BackupPolicy};
 use dilux_domain::schedule::ScheduleState;
@@ -13,7 +15,7 @@ use futures::future::join_all;
 use crate::Ctx;
 
 const STATE_PK: &str = "state";
-/// Databases evaluated concurrently (each evaluation is a few storage round trips).
+/// Jobs enqueued concurrently.
 const PARALLEL: usize = 32;
 
 #[derive(Default)]
@@ -26,13 +28,15 @@ struct Counts {
     errors: usize,
 }
 
-enum Outcome {
-    Queued,
+/// What one database needs this tick, decided without I/O.
+enum Plan {
     InFlight,
     UpToDate,
-    /// Another tick wrote this database's state first.
-    Raced,
     NoPolicy,
+    /// Only the state changed (a finished job was folded in).
+    Save { state: ScheduleState, etag: Option<String> },
+    /// Queue `job`: write its pending row, take the state lock, then enqueue.
+    Queue { state: ScheduleState, etag: Option<String>, job: BackupJob, row: BackupResult },
 }
 
 pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
@@ -51,22 +55,80 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
     let settled = in_flight_statuses(ctx, states.values().map(|(s, _)| s)).await?;
 
     let mut counts = Counts::default();
-    for chunk in dbs.chunks(PARALLEL) {
-        let work = chunk.iter().map(|db| {
-            let policy_id = store::effective_policy_id(db, engines.get(&db.engine_id));
-            let state = states.remove(&db.id);
-            evaluate(ctx, db, policies.get(&policy_id), state, &settled)
+    let mut saves = Vec::new();
+    let mut queues = Vec::new();
+    for db in &dbs {
+        let policy = policies.get(&store::effective_policy_id(db, engines.get(&db.engine_id)));
+        match plan(db, policy, states.remove(&db.id), &settled, ctx.now) {
+            Plan::InFlight => counts.in_flight += 1,
+            Plan::UpToDate => counts.up_to_date += 1,
+            Plan::NoPolicy => {
+                eprintln!("scheduler database={} error=\"policy not found: database skipped\"", db.id);
+                counts.no_policy += 1
+            }
+            Plan::Save { state, etag } => saves.push((state, etag)),
+            Plan::Queue { state, etag, job, row } => queues.push((state, etag, job, row)),
+        }
+    }
+
+    // 1. Pending history rows, so any tick that sees a state naming a job also finds its row.
+    let rows: Vec<(String, String, table::Entity)> = queues
+        .iter()
+        .map(|(_, _, job, row)| (job.history_pk.clone(), job.history_rk.clone(), to_entity(&job.history_pk, &job.history_rk, row)))
+        .collect();
+    let inserted = write_grouped(ctx, tables::HISTORY, rows.iter().map(|(pk, _, e)| (pk.clone(), BatchOp::Insert(e.clone()))).collect()).await;
+    let mut locked = Vec::new();
+    let mut state_ops = Vec::new();
+    for (i, ok) in inserted.into_iter().enumerate() {
+        if ok.is_err() {
+            counts.errors += 1;
+            continue;
+        }
+        let (state, etag, job, _) = &queues[i];
+        state_ops.push((STATE_PK.to_string(), state_op(state, etag.as_deref())));
+        locked.push(job.clone());
+    }
+    // 2. State rows: the lock. A lost conditional write means another tick owns that database.
+    let n_saves = saves.len();
+    for (state, etag) in &saves {
+        state_ops.push((STATE_PK.to_string(), state_op(state, etag.as_deref())));
+    }
+    let written = write_grouped(ctx, tables::SCHEDULE, state_ops).await;
+    let (queue_results, save_results) = written.split_at(written.len() - n_saves);
+    for r in save_results {
+        match r {
+            Ok(()) => counts.up_to_date += 1,
+            Err(e) if is_race(e) => counts.raced += 1,
+            Err(_) => counts.errors += 1,
+        }
+    }
+    let mut to_send = Vec::new();
+    for (job, r) in locked.into_iter().zip(queue_results) {
+        match r {
+            Ok(()) => to_send.push(job),
+            Err(e) => {
+                let _ = store::delete(&ctx.account, tables::HISTORY, &job.history_pk, &job.history_rk).await;
+                if is_race(e) { counts.raced += 1 } else { counts.errors += 1 }
+            }
+        }
+    }
+    // 3. The jobs.
+    for chunk in to_send.chunks(PARALLEL) {
+        let sends = chunk.iter().map(|job| async move {
+            let message = serde_json::to_string(job).expect("jobs serialize");
+            let r = store::put_message(&ctx.account, dilux_domain::JOBS_QUEUE, &message).await;
+            if r.is_err() {
+                // Undo the row: the next tick finds the job gone, counts a failure and retries after RETRY_AFTER.
+                let _ = store::delete(&ctx.account, tables::HISTORY, &job.history_pk, &job.history_rk).await;
+            }
+            r
         });
-        for r in join_all(work).await {
+        for r in join_all(sends).await {
             match r {
-                Ok(Outcome::Queued) => counts.queued += 1,
-                Ok(Outcome::InFlight) => counts.in_flight += 1,
-                Ok(Outcome::UpToDate) => counts.up_to_date += 1,
-                Ok(Outcome::Raced) => counts.raced += 1,
-                Ok(Outcome::NoPolicy) => counts.no_policy += 1,
+                Ok(_) => counts.queued += 1,
                 Err(e) => {
-                    eprintln!("scheduler database_error={e}");
-                    counts.errors += 1;
+                    eprintln!("scheduler enqueue_error={e}");
+                    counts.errors += 1
                 }
             }
         }
@@ -92,18 +154,9 @@ async fn in_flight_statuses<'a>(ctx: &Ctx, states: impl Iterator<Item = &'a Sche
     Ok(store::query_all::<BackupResult>(&ctx.account, tables::HISTORY, &filter).await?.into_iter().map(|(r, _)| (r.id, r.status)).collect())
 }
 
-async fn evaluate(
-    ctx: &Ctx,
-    db: &Database,
-    policy: Option<&BackupPolicy>,
-    state: Option<(ScheduleState, String)>,
-    settled: &HashMap<String, BackupStatus>,
-) -> Result<Outcome, StoreError> {
-    let a = &ctx.account;
-    let Some(policy) = policy else {
-        eprintln!("scheduler database={} error=\"policy not found: database skipped\"", db.id);
-        return Ok(Outcome::NoPolicy);
-    };
+/// One database's decision for this tick (pure).
+fn plan(db: &Database, policy: Option<&BackupPolicy>, state: Option<(ScheduleState, String)>, settled: &HashMap<String, BackupStatus>, now: DateTime<Utc>) -> Plan {
+    let Some(policy) = policy else { return Plan::NoPolicy };
     let (mut state, etag) = match state {
         Some((s, e)) => (s, Some(e)),
         None => (ScheduleState::new(&db.id), None),
@@ -112,52 +165,80 @@ async fn evaluate(
     if let Some(job_id) = state.active_job_id.clone() {
         match settled.get(&job_id) {
             // Never a second job while one is queued or running.
-            Some(status) if !status.is_final() => return Ok(Outcome::InFlight),
+            Some(status) if !status.is_final() => return Plan::InFlight,
             Some(status) => state.finish(*status == BackupStatus::Completed),
             // The row was deleted (by hand or by retention): the job counts as not done.
             None => state.finish(false),
         }
         changed = true;
     }
-    let due = due_tiers(policy, &state.history(), ctx.now);
+    let due = due_tiers(policy, &state.history(), now);
     if due.is_empty() {
-        if changed {
-            return match write_state(ctx, &state, etag.as_deref()).await {
-                Err(e) if is_race(&e) => Ok(Outcome::Raced),
-                other => other.map(|_| Outcome::UpToDate),
-            };
-        }
-        return Ok(Outcome::UpToDate);
+        return if changed { Plan::Save { state, etag } } else { Plan::UpToDate };
     }
-    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Scheduler, due, ctx.now);
+    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Scheduler, due, now);
     state.start(&job);
-    // The history row first, so any tick that sees the state naming this job also finds its row;
-    // then the state row, which is the lock: only the tick whose conditional write wins queues.
     let row = BackupResult::pending(&job, &db.name, &db.alias, &db.engine_id);
-    store::insert_or_init(a, &ctx.container, tables::HISTORY, &job.history_pk, &job.history_rk, &row).await?;
-    match write_state(ctx, &state, etag.as_deref()).await {
-        Ok(()) => {}
-        Err(e) => {
-            let _ = store::delete(a, tables::HISTORY, &job.history_pk, &job.history_rk).await;
-            return if is_race(&e) { Ok(Outcome::Raced) } else { Err(e) };
-        }
-    }
-    let message = serde_json::to_string(&job).expect("jobs serialize");
-    if let Err(e) = store::put_message(a, dilux_domain::JOBS_QUEUE, &message).await {
-        // Undo the row: the next tick finds the job gone, counts a failure and retries after RETRY_AFTER.
-        let _ = store::delete(a, tables::HISTORY, &job.history_pk, &job.history_rk).await;
-        return Err(e);
-    }
-    Ok(Outcome::Queued)
+    Plan::Queue { state, etag, job, row }
 }
 
 fn is_race(e: &StoreError) -> bool {
     matches!(e.status(), Some(409) | Some(412))
 }
 
-async fn write_state(ctx: &Ctx, state: &ScheduleState, etag: Option<&str>) -> Result<(), StoreError> {
+fn state_op(state: &ScheduleState, etag: Option<&str>) -> BatchOp {
+    let e = to_entity(STATE_PK, &state.database_id, state);
     match etag {
-        Some(e) => store::replace(&ctx.account, tables::SCHEDULE, STATE_PK, &state.database_id, state, Some(e)).await.map(|_| ()),
-        None => store::insert_or_init(&ctx.account, &ctx.container, tables::SCHEDULE, STATE_PK, &state.database_id, state).await,
+        Some(t) => BatchOp::Update(e, Some(t.to_string())),
+        None => BatchOp::Insert(e),
     }
+}
+
+/// Applies `ops` (partition key, operation) in entity-group batches of up to 100 per partition. A
+/// batch fails as a whole, so a failed one is replayed one operation at a time to learn which failed.
+/// Answers one result per operation, in order.
+async fn write_grouped(ctx: &Ctx, tbl: &str, ops: Vec<(String, BatchOp)>) -> Vec<Result<(), StoreError>> {
+    let mut results: Vec<Option<Result<(), StoreError>>> = (0..ops.len()).map(|_| None).collect();
+    let mut by_pk: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (pk, _)) in ops.iter().enumerate() {
+        by_pk.entry(pk.as_str()).or_default().push(i);
+    }
+    for idx in by_pk.values() {
+        for chunk in idx.chunks(table::MAX_BATCH) {
+            let batch: Vec<BatchOp> = chunk.iter().map(|i| ops[*i].1.clone()).collect();
+            let mut outcome = run_batch(ctx, tbl, &batch).await;
+            if matches!(&outcome, Err(e) if e.status() == Some(404)) {
+                // A fresh account has no tables yet.
+                if store::ensure_app_storage(&ctx.account, &ctx.container).await.is_ok() {
+                    outcome = run_batch(ctx, tbl, &batch).await;
+                }
+            }
+            match outcome {
+                Ok(()) => chunk.iter().for_each(|i| results[*i] = Some(Ok(()))),
+                Err(_) => {
+                    for i in chunk {
+                        results[*i] = Some(single(ctx, tbl, &ops[*i].1).await);
+                    }
+                }
+            }
+        }
+    }
+    results.into_iter().map(|r| r.expect("every operation was applied")).collect()
+}
+
+async fn run_batch(ctx: &Ctx, tbl: &str, ops: &[BatchOp]) -> Result<(), StoreError> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let req = table::batch(&ctx.account, Utc::now(), tbl, ops, &id)?;
+    Ok(table::parse_batch(store::send("batch", req).await?)?)
+}
+
+async fn single(ctx: &Ctx, tbl: &str, op: &BatchOp) -> Result<(), StoreError> {
+    let a = &ctx.account;
+    let req = match op {
+        BatchOp::Insert(e) => table::insert_entity(a, Utc::now(), tbl, e),
+        BatchOp::Update(e, etag) => table::update_entity(a, Utc::now(), tbl, e, etag.as_deref())?,
+        BatchOp::Delete { pk, rk } => table::delete_entity(a, Utc::now(), tbl, pk, rk, None),
+    };
+    table::parse_write(store::send("write", req).await?, "write").map(|_| ())?;
+    Ok(())
 }
