@@ -158,18 +158,18 @@ pub async fn download(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
 pub async fn retention_preview(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
     let only = param(q, "database_id").filter(|s| !s.is_empty());
     let a = &ctx.account;
-    let dbs = store::query_all::<dilux_domain::Database>(a, tables::DATABASES, "PartitionKey eq 'database'").await?;
+    let dbs = store::all_databases(a).await?;
     if let Some(id) = only {
-        if !dbs.iter().any(|(d, _)| d.id == id) {
+        if !dbs.iter().any(|d| d.id == id) {
             return Err(ApiError::not_found("database", id));
         }
     }
-    let engines = store::query_all::<dilux_domain::Engine>(a, tables::ENGINES, "PartitionKey eq 'engine'").await?;
+    let engines = store::all_engines(a).await?;
     let policies = store::policies(a).await?;
     let history = store::history_by_database(a, only).await?;
     let mut out = Vec::new();
-    for (db, _) in dbs.iter().filter(|(d, _)| only.is_none_or(|id| d.id == id)) {
-        let engine = engines.iter().map(|(e, _)| e).find(|e| e.id == db.engine_id);
+    for db in dbs.iter().filter(|d| only.is_none_or(|id| d.id == id)) {
+        let engine = engines.iter().find(|e| e.id == db.engine_id);
         let policy_id = store::effective_policy_id(db, engine);
         let rows = history.get(&db.id).map(Vec::as_slice).unwrap_or(&[]);
         let Some(policy) = policies.get(&policy_id) else {

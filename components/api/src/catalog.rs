@@ -9,8 +9,7 @@ use dilux_domain::{tables, Database, DatabaseView, Engine, EngineView};
 use crate::http::{json, parse, ApiError, ApiResult};
 use crate::Ctx;
 
-const ENGINE_PK: &str = "engine";
-const DATABASE_PK: &str = "database";
+use dilux_domain::tables::{DATABASE_PK, ENGINE_PK};
 
 async fn load_engine(ctx: &Ctx, id: &str) -> Result<Option<(Engine, String)>, ApiError> {
     Ok(store::get::<Engine>(&ctx.account, tables::ENGINES, ENGINE_PK, id).await?)
@@ -36,13 +35,8 @@ pub async fn insert_record<T: serde::Serialize>(ctx: &Ctx, table: &str, pk: &str
     Ok(store::insert_or_init(&ctx.account, &ctx.container, table, pk, rk, record).await?)
 }
 
-async fn all_engines(ctx: &Ctx) -> Result<Vec<Engine>, ApiError> {
-    let filter = format!("PartitionKey eq {}", literal(ENGINE_PK));
-    Ok(store::query_all::<Engine>(&ctx.account, tables::ENGINES, &filter).await?.into_iter().map(|(e, _)| e).collect())
-}
-
 pub async fn list_engines(ctx: &Ctx) -> ApiResult {
-    let mut engines: Vec<EngineView> = all_engines(ctx)
+    let mut engines: Vec<EngineView> = store::all_engines(&ctx.account)
         .await?
         .iter()
         .map(EngineView::from)
@@ -108,11 +102,11 @@ async fn databases_of(ctx: &Ctx, engine_id: &str) -> Result<Vec<Database>, ApiEr
 }
 
 pub async fn list_databases(ctx: &Ctx) -> ApiResult {
-    let engines = all_engines(ctx).await?;
-    let dbs = store::query_all::<Database>(&ctx.account, tables::DATABASES, &format!("PartitionKey eq {}", literal(DATABASE_PK))).await?;
+    let engines = store::all_engines(&ctx.account).await?;
+    let dbs = store::all_databases(&ctx.account).await?;
     let mut views: Vec<DatabaseView> = dbs
         .iter()
-        .map(|(d, _)| DatabaseView::new(d, engines.iter().find(|e| e.id == d.engine_id)))
+.map(|d| DatabaseView::new(d, engines.iter().find(|e| e.id == d.engine_id)))
         .collect();
     views.sort_by(|a, b| a.alias.to_lowercase().cmp(&b.alias.to_lowercase()));
     Ok(json(200, &serde_json::json!({ "databases": views, "total": views.len() })))

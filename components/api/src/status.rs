@@ -6,7 +6,7 @@ use dilux_azure::queue;
 use dilux_azure_spin as store;
 use dilux_domain::policy::overdue;
 use dilux_domain::schedule::ScheduleState;
-use dilux_domain::{tables, Database, Engine};
+use dilux_domain::tables;
 
 use crate::http::{json, ApiResult};
 use crate::Ctx;
@@ -16,13 +16,13 @@ pub async fn system_status(ctx: &Ctx) -> ApiResult {
     let now = Utc::now();
     let depth = store::send("get queue metadata", queue::get_metadata(a, now, dilux_domain::JOBS_QUEUE)).await?;
     let queue_depth = if depth.status == 404 { 0 } else { queue::parse_approximate_count(depth).map_err(store::StoreError::from)? };
-    let dbs = store::query_all::<Database>(a, tables::DATABASES, "PartitionKey eq 'database'").await?;
-    let engines = store::query_all::<Engine>(a, tables::ENGINES, "PartitionKey eq 'engine'").await?;
+    let dbs = store::all_databases(a).await?;
+    let engines = store::all_engines(a).await?;
     let states = store::query_all::<ScheduleState>(a, tables::SCHEDULE, "PartitionKey eq 'state'").await?;
     let policies = store::policies(a).await?;
     let mut alerts = Vec::new();
-    for (db, _) in dbs.iter().filter(|(d, _)| d.enabled) {
-        let engine = engines.iter().map(|(e, _)| e).find(|e| e.id == db.engine_id);
+    for db in dbs.iter().filter(|d| d.enabled) {
+        let engine = engines.iter().find(|e| e.id == db.engine_id);
         let Some(policy) = policies.get(&store::effective_policy_id(db, engine)) else { continue };
         let state = states.iter().map(|(s, _)| s).find(|s| s.database_id == db.id);
         let last = state.and_then(ScheduleState::last_success);

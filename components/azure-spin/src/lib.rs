@@ -145,6 +145,20 @@ pub async fn query_all<T: DeserializeOwned>(a: &Account, tbl: &str, filter: &str
     }
 }
 
+/// Every configured database.
+pub async fn all_databases(a: &Account) -> Result<Vec<dilux_domain::Database>, StoreError> {
+    use dilux_domain::tables as t;
+    let filter = format!("PartitionKey eq {}", table::literal(t::DATABASE_PK));
+    Ok(query_all(a, t::DATABASES, &filter).await?.into_iter().map(|(d, _)| d).collect())
+}
+
+/// Every engine (server).
+pub async fn all_engines(a: &Account) -> Result<Vec<dilux_domain::Engine>, StoreError> {
+    use dilux_domain::tables as t;
+    let filter = format!("PartitionKey eq {}", table::literal(t::ENGINE_PK));
+    Ok(query_all(a, t::ENGINES, &filter).await?.into_iter().map(|(e, _)| e).collect())
+}
+
 /// Every policy by id: the system defaults, then stored ones.
 pub async fn policies(a: &Account) -> Result<std::collections::HashMap<String, dilux_domain::policy::BackupPolicy>, StoreError> {
     let mut out: std::collections::HashMap<_, _> = dilux_domain::policy::default_policies().into_iter().map(|p| (p.id.clone(), p)).collect();

@@ -24,6 +24,10 @@ pub mod tables {
     pub const SCHEDULE: &str = "schedulestate";
     pub const POLICIES: &str = "backuppolicies";
     pub const AUDIT: &str = "auditlogs";
+    /// The single partition of the engines table.
+    pub const ENGINE_PK: &str = "engine";
+    /// The single partition of the databases table.
+    pub const DATABASE_PK: &str = "database";
 }
 
 /// The queue the dumper-host workers lease jobs from.

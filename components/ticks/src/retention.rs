@@ -8,22 +8,22 @@ use chrono::Utc;
 use dilux_azure::blob;
 use dilux_azure_spin::{self as store, StoreError};
 use dilux_domain::audit::{AuditLog, BACKUP_DELETED_RETENTION};
-use dilux_domain::{tables, Database, Engine};
+use dilux_domain::{tables, Engine};
 
 use crate::Ctx;
 
 pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
     let a = &ctx.account;
     let (dbs, engines, policies, history) = futures::join!(
-        store::query_all::<Database>(a, tables::DATABASES, "PartitionKey eq 'database'"),
-        store::query_all::<Engine>(a, tables::ENGINES, "PartitionKey eq 'engine'"),
+        store::all_databases(a),
+        store::all_engines(a),
         store::policies(a),
         store::history_by_database(a, None),
     );
-    let engines: HashMap<String, Engine> = engines?.into_iter().map(|(e, _)| (e.id.clone(), e)).collect();
+    let engines: HashMap<String, Engine> = engines?.into_iter().map(|e| (e.id.clone(), e)).collect();
     let (policies, history) = (policies?, history?);
     let (mut deleted, mut kept, mut errors) = (0usize, 0usize, 0usize);
-    for (db, _) in dbs? {
+    for db in dbs? {
         let Some(rows) = history.get(&db.id) else { continue };
         let Some(policy) = policies.get(&store::effective_policy_id(&db, engines.get(&db.engine_id))) else { continue };
         let plan = store::retention_plan(policy, rows);

@@ -43,15 +43,15 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
     let a = &ctx.account;
     let state_filter = format!("PartitionKey eq {}", literal(STATE_PK));
     let (dbs, engines, policies, states) = futures::join!(
-        store::query_all::<Database>(a, tables::DATABASES, "PartitionKey eq 'database'"),
-        store::query_all::<Engine>(a, tables::ENGINES, "PartitionKey eq 'engine'"),
+        store::all_databases(a),
+        store::all_engines(a),
         store::policies(a),
         store::query_all::<ScheduleState>(a, tables::SCHEDULE, &state_filter),
     );
-    let engines: HashMap<String, Engine> = engines?.into_iter().map(|(e, _)| (e.id.clone(), e)).collect();
+    let engines: HashMap<String, Engine> = engines?.into_iter().map(|e| (e.id.clone(), e)).collect();
     let policies = policies?;
     let mut states: HashMap<String, (ScheduleState, String)> = states?.into_iter().map(|(s, e)| (s.database_id.clone(), (s, e))).collect();
-    let dbs: Vec<Database> = dbs?.into_iter().map(|(d, _)| d).filter(|d| d.enabled).collect();
+    let dbs: Vec<Database> = dbs?.into_iter().filter(|d| d.enabled).collect();
     let settled = in_flight_statuses(ctx, states.values().map(|(s, _)| s)).await?;
 
     let mut counts = Counts::default();
