@@ -17,6 +17,8 @@ if [ ! -f "$STATE/dev.env" ]; then
   {
     echo "SPIN_VARIABLE_SEAL_KEY=$(head -c 32 /dev/urandom | base64)"
     echo "SPIN_VARIABLE_TICK_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+    echo "SPIN_VARIABLE_AUTH_MODE=dev"
+    echo "SPIN_VARIABLE_AUTH_DEV_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '/+=')"
   } > "$STATE/dev.env"
 fi
 set -a; source "$STATE/dev.env"; set +a
@@ -45,5 +47,6 @@ for _ in $(seq 1 120); do
 done
 echo
 echo "Dilux Backup is running at http://127.0.0.1:$PORT/  (API: http://127.0.0.1:$PORT/api/health)"
+echo "Local sign-in: curl -s -XPOST localhost:$PORT/api/auth/dev-token -d '{\"email\":\"you@example.com\",\"role\":\"admin\"}'"
 echo "Press Ctrl-C to stop."
 wait "${pids[-1]}"

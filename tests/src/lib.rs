@@ -332,6 +332,8 @@ impl App {
             .env("SPIN_VARIABLE_STORAGE_CONNECTION_STRING", connection_string)
             .env("SPIN_VARIABLE_SEAL_KEY", SEAL_KEY)
             .env("SPIN_VARIABLE_TICK_TOKEN", "test-tick-token")
+            .env("SPIN_VARIABLE_AUTH_MODE", "dev")
+            .env("SPIN_VARIABLE_AUTH_DEV_SECRET", "test-dev-secret-0123456789abcdef0123456789")
             .env("DILUX_WORKER_CONCURRENCY", "2")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -350,19 +352,29 @@ impl App {
 
 // ---------------------------------------------------------------- API client
 
-/// A small client for the app's API, as the tests use it.
+/// A small client for the app's API, as the tests use it, signed in with one role.
 pub struct Api {
     pub http: reqwest::Client,
     pub base: String,
+    pub token: Option<String>,
 }
 
 impl Api {
-    pub fn new(base: &str) -> Self {
-        Api { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_string() }
+    /// Signed in as `role`.
+    pub async fn signed_in(app: &App, role: &str) -> Result<Self> {
+        Ok(Api { http: reqwest::Client::new(), base: app.url.clone(), token: Some(app.token(role).await?) })
+    }
+
+    /// Not signed in.
+    pub fn anonymous(app: &App) -> Self {
+        Api { http: reqwest::Client::new(), base: app.url.clone(), token: None }
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> Result<(u16, serde_json::Value)> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -410,6 +422,19 @@ impl Api {
     }
 }
 
+
+impl App {
+    /// A dev-mode token for `role` (admin, operator, viewer).
+    pub async fn token(&self, role: &str) -> Result<String> {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/auth/dev-token", self.url))
+            .json(&serde_json::json!({ "email": format!("{role}@example.com"), "role": role }))
+            .send()
+            .await?;
+        let v: serde_json::Value = r.json().await?;
+        v["token"].as_str().map(str::to_string).with_context(|| format!("no token: {v}"))
+    }
+}
 
 /// Command lines of every process on the machine (what `ps -eo args` shows any user).
 pub fn process_command_lines() -> Vec<String> {

@@ -5,8 +5,8 @@ use anyhow::Result;
 use dilux_e2e::{App, Azurite};
 use serde_json::{json, Value};
 
-async fn call(c: &reqwest::Client, method: reqwest::Method, url: String, body: Option<Value>) -> Result<(u16, Value)> {
-    let mut r = c.request(method, url);
+async fn call(c: &(reqwest::Client, String), method: reqwest::Method, url: String, body: Option<Value>) -> Result<(u16, Value)> {
+    let mut r = c.0.request(method, url).bearer_auth(&c.1);
     if let Some(b) = body {
         r = r.header("content-type", "application/json").body(b.to_string());
     }
@@ -19,7 +19,7 @@ async fn call(c: &reqwest::Client, method: reqwest::Method, url: String, body: O
 async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Result<()> {
     let az = Azurite::start()?;
     let app = App::start(&az.connection_string)?;
-    let c = reqwest::Client::new();
+    let c = (reqwest::Client::new(), app.token("admin").await?);
     let u = |p: &str| format!("{}{p}", app.url);
     use reqwest::Method as M;
 
@@ -113,7 +113,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
     assert_eq!(call(&c, M::DELETE, u(&format!("/api/engines/{id}")), None).await?.0, 200);
 
     // The UI is served at / by the static-files component.
-    let page = c.get(u("/")).send().await?;
+    let page = c.0.get(u("/")).send().await?;
     assert_eq!(page.status().as_u16(), 200);
     assert!(page.text().await?.contains("Dilux Backup"));
     Ok(())

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use dilux_e2e::{gunzip, process_command_lines, sha256_hex, Api, App, Azurite, Mariadb, Postgres};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const PG_SUPER_PASSWORD: &str = "pg-Sup3r-s3cret!";
 const MARIA_PASSWORD: &str = "maria-B4ckup-s3cret\"'";
@@ -118,7 +118,7 @@ async fn backups_restore_identically_and_failures_are_classified() -> Result<()>
         MARIA_PASSWORD.replace('\'', "''")))?;
     maria.sql("shop", MARIA_SCHEMA)?;
 
-    let api = Api::new(&app.url);
+    let api = Api::signed_in(&app, "admin").await?;
     let (s, health) = api.call(reqwest::Method::GET, "/api/health", None).await?;
     assert_eq!((s, health["status"].as_str()), (200, Some("healthy")));
 

@@ -19,7 +19,8 @@ async fn a_component_cannot_reach_hosts_its_manifest_does_not_allow() -> Result<
     let path = tempdir("manifest").join("spin.toml");
     std::fs::write(&path, manifest)?;
     let app = App::start_with(&az.connection_string, &path, &[])?;
-    let resp = reqwest::get(format!("{}/api/engines", app.url)).await?;
+    let token = app.token("viewer").await?;
+    let resp = reqwest::Client::new().get(format!("{}/api/engines", app.url)).bearer_auth(token).send().await?;
     assert_eq!(resp.status().as_u16(), 503, "storage on a host not in allowed_outbound_hosts must be unreachable");
     let body: serde_json::Value = resp.json().await?;
     assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");

@@ -15,6 +15,7 @@ const TOKEN: &str = "test-tick-token";
 struct Sim {
     c: reqwest::Client,
     url: String,
+    token: String,
 }
 
 impl Sim {
@@ -30,7 +31,7 @@ impl Sim {
     }
 
     async fn history(&self, db: &str) -> Result<Vec<Value>> {
-        let v: Value = self.c.get(format!("{}/api/backups?database_id={db}&days=60&page_size=200", self.url)).send().await?.json().await?;
+        let v: Value = self.c.get(format!("{}/api/backups?database_id={db}&days=60&page_size=200", self.url)).bearer_auth(&self.token).send().await?.json().await?;
         let mut rows = v["backups"].as_array().cloned().unwrap_or_default();
         rows.reverse(); // oldest first
         Ok(rows)
@@ -85,24 +86,24 @@ async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
     ])?;
     pg.sql("postgres", "CREATE DATABASE a; CREATE DATABASE b;")?;
     pg.sql("a", "CREATE TABLE t (id int primary key); INSERT INTO t SELECT generate_series(1, 100);")?;
-    let sim = Sim { c: reqwest::Client::new(), url: app.url.clone() };
+    let sim = Sim { c: reqwest::Client::new(), url: app.url.clone(), token: app.token("admin").await? };
 
     // Ticks are refused without the token.
     let r = sim.c.post(format!("{}/internal/ticks/scheduler", app.url)).send().await?;
     assert_eq!(r.status().as_u16(), 401);
 
-    let engine: Value = sim.c.post(format!("{}/api/engines", app.url)).json(&json!({"name": "pg", "engine_type": "postgresql",
+    let engine: Value = sim.c.post(format!("{}/api/engines", app.url)).bearer_auth(&sim.token).json(&json!({"name": "pg", "engine_type": "postgresql",
         "host": "127.0.0.1", "port": pg.port, "username": "postgres", "password": "sched-pw"})).send().await?.json().await?;
     let mut ids = Vec::new();
     for (name, policy) in [("a", "production-standard"), ("b", "development")] {
-        let db: Value = sim.c.post(format!("{}/api/databases", app.url)).json(&json!({"engine_id": engine["id"], "name": name, "policy_id": policy}))
+        let db: Value = sim.c.post(format!("{}/api/databases", app.url)).bearer_auth(&sim.token).json(&json!({"engine_id": engine["id"], "name": name, "policy_id": policy}))
             .send().await?.json().await?;
         ids.push((db["id"].as_str().unwrap().to_string(), policy));
     }
-    let bad = sim.c.post(format!("{}/api/databases", app.url)).json(&json!({"engine_id": engine["id"], "name": "c", "policy_id": "nope"})).send().await?;
+    let bad = sim.c.post(format!("{}/api/databases", app.url)).bearer_auth(&sim.token).json(&json!({"engine_id": engine["id"], "name": "c", "policy_id": "nope"})).send().await?;
     assert_eq!(bad.status().as_u16(), 400, "unknown policies are refused");
     let db_ids: Vec<&str> = ids.iter().map(|(i, _)| i.as_str()).collect();
-    let status: Value = sim.c.get(format!("{}/api/system-status", app.url)).send().await?.json().await?;
+    let status: Value = sim.c.get(format!("{}/api/system-status", app.url)).bearer_auth(&sim.token).send().await?.json().await?;
     assert_eq!(status["alerts"].as_array().unwrap().len(), 0, "new databases are not overdue yet: {status}");
 
     // Start on a Saturday at 00:30 about two weeks ago, and tick hourly for 30 simulated hours.
@@ -162,7 +163,7 @@ async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
     }
 
     // By the real clock the simulated backups are days old: both databases are overdue.
-    let status: Value = sim.c.get(format!("{}/api/system-status", app.url)).send().await?.json().await?;
+    let status: Value = sim.c.get(format!("{}/api/system-status", app.url)).bearer_auth(&sim.token).send().await?.json().await?;
     let mut alerted: Vec<&str> = status["alerts"].as_array().unwrap().iter().map(|a| a["database_id"].as_str().unwrap()).collect();
     alerted.sort();
     let mut all = db_ids.clone();
@@ -189,7 +190,7 @@ async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
     assert_eq!(a_delete.len(), a_rows.len() - a_keep.len());
     assert!(!a_delete.is_empty());
 
-    let preview: Value = sim.c.get(format!("{}/api/retention/preview", app.url)).send().await?.json().await?;
+    let preview: Value = sim.c.get(format!("{}/api/retention/preview", app.url)).bearer_auth(&sim.token).send().await?.json().await?;
     let of = |id: &str| preview["databases"].as_array().unwrap().iter().find(|d| d["database_id"] == id).cloned().unwrap();
     let ids_of = |v: &Value, k: &str| -> Vec<String> { v[k].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect() };
     let mut previewed = ids_of(&of(&ids[0].0), "delete");
@@ -210,7 +211,7 @@ async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
     assert_eq!(survivors, a_keep, "exactly the kept set survives");
     assert_eq!(sim.history(&ids[1].0).await?.len(), 5);
     for r in &a_rows {
-        let status = sim.c.get(format!("{}/api/backups/download?blob_name={}", app.url, r["blob_name"].as_str().unwrap())).send().await?.status().as_u16();
+        let status = sim.c.get(format!("{}/api/backups/download?blob_name={}", app.url, r["blob_name"].as_str().unwrap())).bearer_auth(&sim.token).send().await?.status().as_u16();
         let kept = a_keep.contains(&r["id"].as_str().unwrap().to_string());
         assert_eq!(status, if kept { 200 } else { 404 }, "blob of {} ({})", r["id"], r["tiers"]);
     }

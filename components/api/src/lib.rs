@@ -1,6 +1,7 @@
 //! The Dilux REST API as a Spin HTTP component. State lives in Azure Table/Queue/Blob only; every
 //! request gets a fresh instance.
 
+mod auth;
 mod backups;
 mod catalog;
 mod http;
@@ -8,6 +9,7 @@ mod status;
 
 use dilux_azure::Account;
 use dilux_domain::Sealer;
+use dilux_domain::user::Permission;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -36,24 +38,91 @@ impl Ctx {
 async fn handle(req: Request) -> Response {
     let method = req.method().clone();
     let path = req.path().to_string();
-    let result = route(req, &method, &path).await;
+    let client_ip = req.header("spin-client-addr").and_then(|h| h.as_str()).map(|a| a.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(a).to_string()).unwrap_or_default();
+    let segments: Vec<String> = path.trim_end_matches('/').split('/').skip(1).map(str::to_string).collect();
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let mut principal = None;
+    let result = match permission(&method, &segs) {
+        None => route(req, &method, &path, &segs).await,
+        Some(needed) => match auth::authenticate(&req) {
+            Ok(p) => {
+                let allowed = auth::check(&p, needed);
+                principal = Some(p);
+                match allowed {
+                    Ok(()) => route(req, &method, &path, &segs).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        },
+    };
     let response = match result {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    eprintln!("api method={method} path={path:?} status={}", response.status());
+    if let Some((action, resource_type, id)) = audited(&method, &segs) {
+        audit(action, resource_type, id, &response, principal.as_ref(), &client_ip, &method, &path).await;
+    }
+    let who = principal.as_ref().map(|p| p.user_id.as_str()).unwrap_or("-");
+    eprintln!("api method={method} path={path:?} status={} user={who}", response.status());
     response
 }
 
-async fn route(req: Request, method: &Method, path: &str) -> ApiResult {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+/// What a route needs; `None` for the public ones.
+fn permission(method: &Method, s: &[&str]) -> Option<Permission> {
+    match (method, s) {
+        (Method::Get, ["api", "health"]) | (Method::Post, ["api", "auth", "dev-token"]) => None,
+        (Method::Post, ["api", "databases", _, "backup"]) => Some(Permission::TriggerBackup),
+        (Method::Get, _) => Some(Permission::View),
+        _ => Some(Permission::ManageDatabases),
+    }
+}
+
+/// Mutating calls are audited, successful or not: (action, resource type, resource id from the path).
+fn audited<'a>(method: &Method, s: &[&'a str]) -> Option<(&'static str, &'static str, Option<&'a str>)> {
+    match (method, s) {
+        (Method::Post, ["api", "engines"]) => Some(("engine_created", "engine", None)),
+        (Method::Delete, ["api", "engines", id]) => Some(("engine_deleted", "engine", Some(*id))),
+        (Method::Post, ["api", "databases"]) => Some(("database_created", "database", None)),
+        (Method::Put, ["api", "databases", id]) => Some(("database_updated", "database", Some(*id))),
+        (Method::Delete, ["api", "databases", id]) => Some(("database_deleted", "database", Some(*id))),
+        (Method::Post, ["api", "databases", id, "backup"]) => Some(("backup_triggered", "database", Some(*id))),
+        (Method::Get, _) | (Method::Post, ["api", "auth", "dev-token"]) => None,
+        _ => Some(("unknown_mutation", "unknown", None)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn audit(action: &str, resource_type: &str, id: Option<&str>, response: &Response, who: Option<&auth::Principal>, ip: &str, method: &Method, path: &str) {
+    let Ok(ctx) = Ctx::load() else { return };
+    let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap_or_default();
+    let status = *response.status();
+    let resource_id = id.map(str::to_string).or_else(|| body["id"].as_str().map(str::to_string)).unwrap_or_default();
+    let name = body["name"].as_str().or(body["alias"].as_str()).unwrap_or_default().to_string();
+    let details = serde_json::json!({ "method": method.to_string(), "path": path, "status_code": status, "error": body["error"]["message"] });
+    let mut row = dilux_domain::audit::AuditLog::system(action, resource_type, &resource_id, &name, details, chrono::Utc::now());
+    row.user_id = who.map(|p| p.user_id.clone()).unwrap_or_else(|| "anonymous".into());
+    row.user_email = who.map(|p| p.email.clone()).unwrap_or_default();
+    row.ip_address = ip.to_string();
+    row.status = if (200..300).contains(&status) { "success" } else { "failed" }.into();
+    let (pk, rk) = row.keys();
+    if let Err(e) = dilux_azure_spin::insert_or_init(&ctx.account, &ctx.container, dilux_domain::tables::AUDIT, &pk, &rk, &row).await {
+        // The call itself already happened; losing its audit row must at least be loud.
+        eprintln!("api audit_write_failed action={action} error={e}");
+    }
+}
+
+async fn route(req: Request, method: &Method, path: &str, segments: &[&str]) -> ApiResult {
     if segments == ["api", "health"] && *method == Method::Get {
         return Ok(http::json(200, &serde_json::json!({ "status": "healthy", "version": env!("CARGO_PKG_VERSION") })));
+    }
+    if segments == ["api", "auth", "dev-token"] && *method == Method::Post {
+        return Ok(http::json(200, &auth::dev_token(req.body())?));
     }
     let ctx = Ctx::load()?;
     let body = req.body();
     let query = http::query_params(req.query());
-    match (method, segments.as_slice()) {
+    match (method, segments) {
         (Method::Get, ["api", "engines"]) => catalog::list_engines(&ctx).await,
         (Method::Post, ["api", "engines"]) => catalog::create_engine(&ctx, body).await,
         (Method::Get, ["api", "engines", id]) => catalog::get_engine(&ctx, id).await,
@@ -68,7 +137,7 @@ async fn route(req: Request, method: &Method, path: &str) -> ApiResult {
         (Method::Get, ["api", "backups", "download"]) => backups::download(&ctx, &query).await,
         (Method::Get, ["api", "system-status"]) => status::system_status(&ctx).await,
         (Method::Get, ["api", "retention", "preview"]) => backups::retention_preview(&ctx, &query).await,
-        (_, ["api", ..]) if known_path(&segments) => Err(ApiError::new(405, "method_not_allowed", format!("{method} is not allowed on {path}"))),
+        (_, ["api", ..]) if known_path(segments) => Err(ApiError::new(405, "method_not_allowed", format!("{method} is not allowed on {path}"))),
         _ => Err(ApiError::new(404, "not_found", format!("no API route {path}"))),
     }
 }
@@ -76,7 +145,7 @@ async fn route(req: Request, method: &Method, path: &str) -> ApiResult {
 fn known_path(s: &[&str]) -> bool {
     matches!(
         s,
-        ["api", "health"] | ["api", "engines"] | ["api", "engines", _] | ["api", "databases"] | ["api", "databases", _]
+        ["api", "health"] | ["api", "auth", "dev-token"] | ["api", "engines"] | ["api", "engines", _] | ["api", "databases"] | ["api", "databases", _]
             | ["api", "databases", _, "backup"] | ["api", "backups"] | ["api", "backups", "download"] | ["api", "retention", "preview"] | ["api", "system-status"]
     )
 }

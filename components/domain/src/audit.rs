@@ -12,6 +12,10 @@ pub struct AuditLog {
     pub resource_id: String,
     pub resource_name: String,
     pub user_id: String,
+    #[serde(default)]
+    pub user_email: String,
+    #[serde(default)]
+    pub ip_address: String,
     pub status: String,
     /// JSON with action-specific fields.
     pub details: String,
@@ -28,6 +32,8 @@ impl AuditLog {
             resource_id: resource_id.into(),
             resource_name: resource_name.into(),
             user_id: "system".into(),
+            user_email: String::new(),
+            ip_address: String::new(),
             status: "success".into(),
             details: details.to_string(),
             timestamp: now,

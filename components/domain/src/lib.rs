@@ -10,6 +10,7 @@ pub mod policy;
 pub mod retention;
 pub mod schedule;
 pub mod secret;
+pub mod user;
 
 pub use backup::{BackupJob, BackupResult, BackupStatus, BackupTier, TriggeredBy};
 pub use engine::{AuthMethod, Database, DatabaseView, Engine, EngineType, EngineView};

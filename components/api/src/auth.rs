@@ -1,0 +1,110 @@
+//! Who is calling, and may they. Every route names the permission it needs; a request without a
+//! valid bearer token gets 401, a role without the permission 403.
+//!
+//! Modes (variable `auth_mode`): `dev` — tokens signed with the local `auth_dev_secret`, issued by
+//! `POST /api/auth/dev-token` for any role, for local use and tests. Entra ID validation is the
+//! production mode (not built yet: `auth_mode = "entra"` is refused with a clear error).
+
+use jwt_simple::prelude::*;
+use serde::{Deserialize, Serialize};
+use spin_sdk::http::Request;
+
+use dilux_domain::user::{Permission, Role};
+
+use crate::http::{parse, ApiError};
+
+const ISSUER: &str = "dilux-dev";
+const AUDIENCE: &str = "dilux-api";
+/// Dev tokens live a working day.
+const DEV_TOKEN_HOURS: u64 = 8;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DevClaims {
+    email: String,
+    name: String,
+    role: Role,
+}
+
+/// The caller, as authenticated.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: String,
+    pub email: String,
+    pub role: Role,
+}
+
+enum Mode {
+    Dev(HS256Key),
+}
+
+fn mode() -> Result<Mode, ApiError> {
+    let var = |n: &str| spin_sdk::variables::get(n).ok().filter(|v| !v.is_empty());
+    match var("auth_mode").as_deref() {
+        Some("dev") => {
+            let secret = var("auth_dev_secret").filter(|s| s.len() >= 32).ok_or_else(|| {
+                ApiError::config("auth_mode is dev, so auth_dev_secret must be set to at least 32 random characters".into())
+            })?;
+            Ok(Mode::Dev(HS256Key::from_bytes(secret.as_bytes())))
+        }
+        Some("entra") => Err(ApiError::new(501, "auth_mode_unavailable", "Entra ID sign-in is not available in this version; set auth_mode to dev")),
+        Some(other) => Err(ApiError::config(format!("auth_mode `{other}` is not one of dev, entra"))),
+        None => Err(ApiError::config("auth_mode is not set (dev or entra)".into())),
+    }
+}
+
+/// Refuses `principal` unless its role grants `needed`.
+pub fn check(principal: &Principal, needed: Permission) -> Result<(), ApiError> {
+    if principal.role.can(needed) {
+        Ok(())
+    } else {
+        Err(ApiError::new(403, "forbidden", format!("your role ({:?}) may not do this", principal.role).to_lowercase()))
+    }
+}
+
+/// Who sent the request: 401 without a valid bearer token.
+pub fn authenticate(req: &Request) -> Result<Principal, ApiError> {
+    let token = req
+        .header("authorization")
+        .and_then(|h| h.as_str())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::new(401, "unauthenticated", "sign in first: send Authorization: Bearer <token>"))?;
+    let principal = match mode()? {
+        Mode::Dev(key) => {
+            let options = VerificationOptions {
+                allowed_issuers: Some(HashSet::from_strings(&[ISSUER])),
+                allowed_audiences: Some(HashSet::from_strings(&[AUDIENCE])),
+                ..Default::default()
+            };
+            let claims = key
+                .verify_token::<DevClaims>(token, Some(options))
+                .map_err(|_| ApiError::new(401, "invalid_token", "the token is invalid or expired; sign in again"))?;
+            Principal { user_id: claims.subject.unwrap_or_default(), email: claims.custom.email, role: claims.custom.role }
+        }
+    };
+    Ok(principal)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevTokenRequest {
+    email: String,
+    role: Role,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `POST /api/auth/dev-token` (dev mode only): a token for any role.
+pub fn dev_token(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let Mode::Dev(key) = mode()?;
+    let input: DevTokenRequest = parse(body)?;
+    if !input.email.contains('@') || input.email.len() > 254 {
+        return Err(ApiError::field("email", "must be an email address"));
+    }
+    let custom = DevClaims { email: input.email.clone(), name: input.name.unwrap_or_else(|| input.email.clone()), role: input.role };
+    let claims = Claims::with_custom_claims(custom, Duration::from_hours(DEV_TOKEN_HOURS))
+        .with_issuer(ISSUER)
+        .with_audience(AUDIENCE)
+        .with_subject(format!("dev:{}", input.email));
+    let token = key.authenticate(claims).map_err(|e| ApiError::new(500, "token_error", e.to_string()))?;
+    Ok(serde_json::json!({ "token": token, "token_type": "Bearer", "expires_in": DEV_TOKEN_HOURS * 3600, "role": input.role }))
+}
