@@ -328,12 +328,12 @@ impl App {
             .arg("--manifest").arg(manifest)
             .args(["--listen", "127.0.0.1:0"])
             .args(if worker { &["--job-runner", "target/wasm/dilux_job_runner.wasm"][..] } else { &[][..] })
-            .envs(env.iter().copied())
             .env("SPIN_VARIABLE_STORAGE_CONNECTION_STRING", connection_string)
             .env("SPIN_VARIABLE_SEAL_KEY", SEAL_KEY)
             .env("SPIN_VARIABLE_TICK_TOKEN", "test-tick-token")
             .env("SPIN_VARIABLE_AUTH_MODE", "dev")
             .env("SPIN_VARIABLE_AUTH_DEV_SECRET", "test-dev-secret-0123456789abcdef0123456789")
+            .envs(env.iter().copied()) // the caller's settings win
             .env("DILUX_WORKER_CONCURRENCY", "2")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

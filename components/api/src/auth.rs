@@ -1,9 +1,13 @@
 //! Who is calling, and may they. Every route names the permission it needs; a request without a
 //! valid bearer token gets 401, a role without the permission 403.
 //!
-//! Modes (variable `auth_mode`): `dev` — tokens signed with the local `auth_dev_secret`, issued by
-//! `POST /api/auth/dev-token` for any role, for local use and tests. Entra ID validation is the
-//! production mode (not built yet: `auth_mode = "entra"` is refused with a clear error).
+//! Modes (variable `auth_mode`):
+//! - `entra` (production): Entra ID access tokens, RS256, checked against the tenant's signing keys
+//!   (cached in Table storage, refetched when a token names an unknown `kid`), `iss`, `aud`, `exp`,
+//!   `nbf`. The `oid` claim is the user; roles come from the users table, and the very first user to
+//!   sign in becomes admin.
+//! - `dev`: tokens signed with the local `auth_dev_secret`, issued by `POST /api/auth/dev-token` for any
+//!   role, for local use and tests.
 
 use jwt_simple::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -35,6 +39,7 @@ pub struct Principal {
 
 enum Mode {
     Dev(HS256Key),
+    Entra { tenant: String, client_id: String, authority: String },
 }
 
 fn mode() -> Result<Mode, ApiError> {
@@ -46,7 +51,14 @@ fn mode() -> Result<Mode, ApiError> {
             })?;
             Ok(Mode::Dev(HS256Key::from_bytes(secret.as_bytes())))
         }
-        Some("entra") => Err(ApiError::new(501, "auth_mode_unavailable", "Entra ID sign-in is not available in this version; set auth_mode to dev")),
+        Some("entra") => {
+            let need = |n: &str| var(n).ok_or_else(|| ApiError::config(format!("auth_mode is entra, so {n} must be set")));
+            Ok(Mode::Entra {
+                tenant: need("entra_tenant_id")?,
+                client_id: need("entra_client_id")?,
+                authority: var("entra_authority").unwrap_or_else(|| "https://login.microsoftonline.com".into()).trim_end_matches('/').to_string(),
+            })
+        }
         Some(other) => Err(ApiError::config(format!("auth_mode `{other}` is not one of dev, entra"))),
         None => Err(ApiError::config("auth_mode is not set (dev or entra)".into())),
     }
@@ -61,8 +73,8 @@ pub fn check(principal: &Principal, needed: Permission) -> Result<(), ApiError> 
     }
 }
 
-/// Who sent the request: 401 without a valid bearer token.
-pub fn authenticate(req: &Request) -> Result<Principal, ApiError> {
+/// Who sent the request: 401 without a valid bearer token, 403 for a valid one with no access.
+pub async fn authenticate(req: &Request, ctx: Option<&crate::Ctx>) -> Result<Principal, ApiError> {
     let token = req
         .header("authorization")
         .and_then(|h| h.as_str())
@@ -80,6 +92,11 @@ pub fn authenticate(req: &Request) -> Result<Principal, ApiError> {
                 .map_err(|_| ApiError::new(401, "invalid_token", "the token is invalid or expired; sign in again"))?;
             Principal { user_id: claims.subject.unwrap_or_default(), email: claims.custom.email, role: claims.custom.role }
         }
+        Mode::Entra { tenant, client_id, authority } => {
+            let ctx = ctx.ok_or_else(|| ApiError::config("storage is needed to sign in".into()))?;
+            let claims = crate::entra::verify(ctx, token, &tenant, &client_id, &authority).await?;
+            crate::entra::principal(ctx, claims).await?
+        }
     };
     Ok(principal)
 }
@@ -95,7 +112,9 @@ struct DevTokenRequest {
 
 /// `POST /api/auth/dev-token` (dev mode only): a token for any role.
 pub fn dev_token(body: &[u8]) -> Result<serde_json::Value, ApiError> {
-    let Mode::Dev(key) = mode()?;
+    let Mode::Dev(key) = mode()? else {
+        return Err(ApiError::new(404, "not_found", "dev tokens exist only when auth_mode is dev"));
+    };
     let input: DevTokenRequest = parse(body)?;
     if !input.email.contains('@') || input.email.len() > 254 {
         return Err(ApiError::field("email", "must be an email address"));

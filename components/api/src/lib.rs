@@ -3,6 +3,7 @@
 
 mod auth;
 mod backups;
+mod entra;
 mod catalog;
 mod http;
 mod status;
@@ -44,7 +45,7 @@ async fn handle(req: Request) -> Response {
     let mut principal = None;
     let result = match permission(&method, &segs) {
         None => route(req, &method, &path, &segs).await,
-        Some(needed) => match auth::authenticate(&req) {
+        Some(needed) => match auth::authenticate(&req, Ctx::load().ok().as_ref()).await {
             Ok(p) => {
                 let allowed = auth::check(&p, needed);
                 principal = Some(p);

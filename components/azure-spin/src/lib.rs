@@ -80,7 +80,7 @@ pub async fn ensure_storage(a: &Account, tables: &[&str], queues: &[&str], conta
 /// Creates everything the app stores into: its tables, the jobs queue, the backups container.
 pub async fn ensure_app_storage(a: &Account, container: &str) -> Result<(), StoreError> {
     use dilux_domain::tables as t;
-    ensure_storage(a, &[t::ENGINES, t::DATABASES, t::HISTORY, t::SCHEDULE, t::POLICIES, t::AUDIT], &[dilux_domain::JOBS_QUEUE], &[container]).await
+    ensure_storage(a, &[t::ENGINES, t::DATABASES, t::HISTORY, t::SCHEDULE, t::POLICIES, t::AUDIT, t::USERS, t::AUTH_CACHE], &[dilux_domain::JOBS_QUEUE], &[container]).await
 }
 
 /// Inserts, creating the app's storage on first use (a fresh storage account has none).

@@ -25,6 +25,9 @@ pub mod tables {
     pub const SCHEDULE: &str = "schedulestate";
     pub const POLICIES: &str = "backuppolicies";
     pub const AUDIT: &str = "auditlogs";
+    pub const USERS: &str = "users";
+    /// Cached signing keys of the identity provider.
+    pub const AUTH_CACHE: &str = "authcache";
     /// The single partition of the engines table.
     pub const ENGINE_PK: &str = "engine";
     /// The single partition of the databases table.

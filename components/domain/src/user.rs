@@ -46,3 +46,14 @@ mod tests {
         }
     }
 }
+
+/// A person allowed in (Entra ID sign-in). The id is the token's `oid` claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub enabled: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}

@@ -1,0 +1,122 @@
+//! Entra ID sign-in against a MOCK identity provider (Entra ID cannot run here): a local endpoint
+//! publishing RS256 signing keys the way Entra does. The app validates signature, issuer, audience and
+//! expiry; the first user becomes admin, strangers get 403; keys are cached and refetched on rotation.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use dilux_e2e::{root, App, Azurite};
+use jwt_simple::prelude::*;
+
+const TENANT: &str = "tenant-1";
+const CLIENT: &str = "client-1";
+
+#[derive(Serialize, Deserialize)]
+struct EntraClaims {
+    oid: String,
+    preferred_username: String,
+}
+
+struct MockEntra {
+    url: String,
+    jwks: Arc<Mutex<String>>,
+    hits: Arc<AtomicUsize>,
+}
+
+fn jwks(keys: &[&RS256KeyPair]) -> String {
+    let b64 = |b: &[u8]| Base64UrlSafeNoPadding::encode_to_string(b).unwrap();
+    let ks: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| {
+            let c = k.public_key().to_components();
+            serde_json::json!({ "kty": "RSA", "use": "sig", "kid": k.key_id().clone().unwrap(), "n": b64(&c.n), "e": b64(&c.e) })
+        })
+        .collect();
+    serde_json::json!({ "keys": ks }).to_string()
+}
+
+impl MockEntra {
+    fn start(initial: String) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let jwks = Arc::new(Mutex::new(initial));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (j, h) = (jwks.clone(), hits.clone());
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let mut buf = [0u8; 8192];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let (status, body) = if req.starts_with(&format!("GET /{TENANT}/discovery/v2.0/keys ")) {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    ("200 OK", j.lock().unwrap().clone())
+                } else {
+                    ("404 Not Found", "{}".to_string())
+                };
+                let _ = write!(conn, "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        MockEntra { url, jwks, hits }
+    }
+
+    fn token(&self, key: &RS256KeyPair, oid: &str, audience: &str, valid: bool) -> String {
+        let mut claims = Claims::with_custom_claims(EntraClaims { oid: oid.into(), preferred_username: format!("{oid}@contoso.com") }, Duration::from_hours(1))
+            .with_issuer(format!("{}/{TENANT}/v2.0", self.url))
+            .with_audience(audience);
+        if !valid {
+            claims.issued_at = Some(UnixTimeStamp::from_secs(1_000_000));
+            claims.invalid_before = Some(UnixTimeStamp::from_secs(1_000_000));
+            claims.expires_at = Some(UnixTimeStamp::from_secs(1_003_600));
+        }
+        key.sign(claims).unwrap()
+    }
+}
+
+async fn status(app: &App, method: reqwest::Method, path: &str, token: &str) -> Result<(u16, serde_json::Value)> {
+    let r = reqwest::Client::new().request(method, format!("{}{path}", app.url)).bearer_auth(token)
+        .json(&serde_json::json!({"name": "e", "engine_type": "mysql", "host": "h"})).send().await?;
+    let s = r.status().as_u16();
+    Ok((s, r.json().await.unwrap_or_default()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result<()> {
+    let k1 = RS256KeyPair::generate(2048)?.with_key_id("k1");
+    let k2 = RS256KeyPair::generate(2048)?.with_key_id("k2");
+    let idp = MockEntra::start(jwks(&[&k1]));
+    let az = Azurite::start()?;
+    let app = App::start_with(&az.connection_string, &root().join("spin.toml"), &[
+        ("SPIN_VARIABLE_AUTH_MODE", "entra"), ("SPIN_VARIABLE_ENTRA_TENANT_ID", TENANT),
+        ("SPIN_VARIABLE_ENTRA_CLIENT_ID", CLIENT), ("SPIN_VARIABLE_ENTRA_AUTHORITY", &idp.url),
+    ])?;
+    use reqwest::Method as M;
+
+    let alice = idp.token(&k1, "alice", CLIENT, true);
+    assert_eq!(status(&app, M::GET, "/api/engines", &alice).await?.0, 200, "the first user signs in");
+    assert_eq!(status(&app, M::POST, "/api/engines", &alice).await?.0, 201, "and is admin");
+    let bob = idp.token(&k1, "bob", CLIENT, true);
+    let (s, v) = status(&app, M::GET, "/api/engines", &bob).await?;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("no_access")), "strangers get no access: {v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("bob@contoso.com"));
+    assert_eq!(idp.hits.load(Ordering::SeqCst), 1, "signing keys are fetched once and cached");
+
+    for (why, token) in [
+        ("another audience", idp.token(&k1, "alice", "someone-else", true)),
+        ("expired", idp.token(&k1, "alice", CLIENT, false)),
+        ("a key the tenant does not publish", idp.token(&RS256KeyPair::generate(2048)?.with_key_id("k1"), "alice", CLIENT, true)),
+        ("not a JWT", "nonsense".to_string()),
+    ] {
+        assert_eq!(status(&app, M::GET, "/api/engines", &token).await?.0, 401, "{why}");
+    }
+    let dev = reqwest::Client::new().post(format!("{}/api/auth/dev-token", app.url)).json(&serde_json::json!({"email": "x@y.z", "role": "admin"})).send().await?;
+    assert_eq!(dev.status().as_u16(), 404, "no dev tokens in entra mode");
+
+    // Key rotation: a token signed with a newly published key is accepted after one refetch.
+    *idp.jwks.lock().unwrap() = jwks(&[&k1, &k2]);
+    let before = idp.hits.load(Ordering::SeqCst);
+    assert_eq!(status(&app, M::GET, "/api/engines", &idp.token(&k2, "alice", CLIENT, true)).await?.0, 200);
+    assert_eq!(idp.hits.load(Ordering::SeqCst), before + 1);
+    Ok(())
+}
