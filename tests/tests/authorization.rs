@@ -53,6 +53,9 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
             (M::GET, "/api/backups/download?blob_name=mysql/x/20260101_000000.sql.gz".into(), None, [404, 404, 404, 401]),
             (M::GET, "/api/retention/preview".into(), None, read),
             (M::GET, "/api/system-status".into(), None, read),
+            (M::GET, "/api/users/me".into(), None, read),
+            (M::GET, "/api/users".into(), None, [200, 403, 403, 401]),
+            (M::POST, "/api/users".into(), Some(json!({"email": format!("new-{role}@example.com"), "role": "viewer"})), [201, 403, 403, 401]),
         ];
         for (method, path, body, want) in cases {
             if method != M::GET {

@@ -1,6 +1,7 @@
 //! Entra ID sign-in against a MOCK identity provider (Entra ID cannot run here): a local endpoint
 //! publishing RS256 signing keys the way Entra does. The app validates signature, issuer, audience and
-//! expiry; the first user becomes admin, strangers get 403; keys are cached and refetched on rotation.
+//! expiry; the first user becomes admin, strangers get 403 until an admin registers them by email; the
+//! last admin cannot be removed; keys are cached and refetched on rotation.
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,8 +76,12 @@ impl MockEntra {
 }
 
 async fn status(app: &App, method: reqwest::Method, path: &str, token: &str) -> Result<(u16, serde_json::Value)> {
-    let r = reqwest::Client::new().request(method, format!("{}{path}", app.url)).bearer_auth(token)
-        .json(&serde_json::json!({"name": "e", "engine_type": "mysql", "host": "h"})).send().await?;
+    let host = format!("h{}", dilux_e2e::free_port());
+    send(app, method, path, token, serde_json::json!({"name": "e", "engine_type": "mysql", "host": host})).await
+}
+
+async fn send(app: &App, method: reqwest::Method, path: &str, token: &str, body: serde_json::Value) -> Result<(u16, serde_json::Value)> {
+    let r = reqwest::Client::new().request(method, format!("{}{path}", app.url)).bearer_auth(token).json(&body).send().await?;
     let s = r.status().as_u16();
     Ok((s, r.json().await.unwrap_or_default()))
 }
@@ -112,6 +117,25 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
     }
     let dev = reqwest::Client::new().post(format!("{}/api/auth/dev-token", app.url)).json(&serde_json::json!({"email": "x@y.z", "role": "admin"})).send().await?;
     assert_eq!(dev.status().as_u16(), 404, "no dev tokens in entra mode");
+
+    // The admin registers bob by email; his first sign-in claims that row, with its role.
+    let (s, v) = send(&app, M::POST, "/api/users", &alice, serde_json::json!({"email": "Bob@Contoso.com", "role": "operator"})).await?;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(status(&app, M::POST, "/api/engines", &bob).await?.0, 201, "operators manage servers");
+    let (s, me) = status(&app, M::GET, "/api/users/me", &bob).await?;
+    assert_eq!((s, me["id"].as_str(), me["role"].as_str()), (200, Some("bob"), Some("operator")));
+    assert_eq!(status(&app, M::GET, "/api/users", &bob).await?.0, 403, "only admins manage users");
+    let (_, users) = status(&app, M::GET, "/api/users", &alice).await?;
+    let ids: Vec<&str> = users["users"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["alice", "bob"], "the pending email row became bob's oid row");
+    // The last admin cannot lock everyone out.
+    let (s, v) = send(&app, M::PUT, "/api/users/alice", &alice, serde_json::json!({"role": "viewer"})).await?;
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("last_admin")), "{v}");
+    assert_eq!(send(&app, M::DELETE, "/api/users/alice", &alice, serde_json::json!({})).await?.0, 409);
+    let (s, v) = send(&app, M::PUT, "/api/users/bob", &alice, serde_json::json!({"enabled": false})).await?;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = status(&app, M::GET, "/api/engines", &bob).await?;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("account_disabled")));
 
     // Key rotation: a token signed with a newly published key is accepted after one refetch.
     *idp.jwks.lock().unwrap() = jwks(&[&k1, &k2]);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use dilux_azure_spin as store;
 use dilux_domain::tables;
-use dilux_domain::user::{Role, User};
+use dilux_domain::user::{pending_user_key, Role, User};
 
 use crate::auth::Principal;
 use crate::http::ApiError;
@@ -86,6 +86,16 @@ pub async fn verify(ctx: &Ctx, token: &str, tenant: &str, client_id: &str, autho
 pub async fn principal(ctx: &Ctx, c: EntraClaims) -> Result<Principal, ApiError> {
     let email = c.email.clone().or(c.preferred_username.clone()).unwrap_or_default();
     if let Some((u, _)) = store::get::<User>(&ctx.account, tables::USERS, "user", &c.oid).await? {
+        if !u.enabled {
+            return Err(ApiError::new(403, "account_disabled", "your account is disabled; ask an admin"));
+        }
+        return Ok(Principal { user_id: u.id, email: u.email, role: u.role });
+    }
+    // Pre-registered by an admin under their email: claim that row with the real oid.
+    if let Some((mut u, _)) = store::get::<User>(&ctx.account, tables::USERS, "user", &pending_user_key(&email)).await? {
+        u.id = c.oid.clone();
+        store::insert_or_init(&ctx.account, &ctx.container, tables::USERS, "user", &u.id, &u).await.or_else(|e| if e.status() == Some(409) { Ok(()) } else { Err(e) })?;
+        store::delete(&ctx.account, tables::USERS, "user", &pending_user_key(&email)).await?;
         if !u.enabled {
             return Err(ApiError::new(403, "account_disabled", "your account is disabled; ask an admin"));
         }

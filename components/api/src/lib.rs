@@ -7,6 +7,7 @@ mod entra;
 mod catalog;
 mod http;
 mod status;
+mod users;
 
 use dilux_azure::Account;
 use dilux_domain::Sealer;
@@ -50,6 +51,7 @@ async fn handle(req: Request) -> Response {
                 let allowed = auth::check(&p, needed);
                 principal = Some(p);
                 match allowed {
+                    Ok(()) if segs == ["api", "users", "me"] => users::me(principal.as_ref().expect("just set")),
                     Ok(()) => route(req, &method, &path, &segs).await,
                     Err(e) => Err(e),
                 }
@@ -74,6 +76,8 @@ fn permission(method: &Method, s: &[&str]) -> Option<Permission> {
     match (method, s) {
         (Method::Get, ["api", "health"]) | (Method::Post, ["api", "auth", "dev-token"]) => None,
         (Method::Post, ["api", "databases", _, "backup"]) => Some(Permission::TriggerBackup),
+        (Method::Get, ["api", "users", "me"]) => Some(Permission::View),
+        (_, ["api", "users", ..]) => Some(Permission::ManageUsers),
         (Method::Get, _) => Some(Permission::View),
         _ => Some(Permission::ManageDatabases),
     }
@@ -88,6 +92,9 @@ fn audited<'a>(method: &Method, s: &[&'a str]) -> Option<(&'static str, &'static
         (Method::Put, ["api", "databases", id]) => Some(("database_updated", "database", Some(*id))),
         (Method::Delete, ["api", "databases", id]) => Some(("database_deleted", "database", Some(*id))),
         (Method::Post, ["api", "databases", id, "backup"]) => Some(("backup_triggered", "database", Some(*id))),
+        (Method::Post, ["api", "users"]) => Some(("user_created", "user", None)),
+        (Method::Put, ["api", "users", id]) => Some(("user_updated", "user", Some(*id))),
+        (Method::Delete, ["api", "users", id]) => Some(("user_deleted", "user", Some(*id))),
         (Method::Get, _) | (Method::Post, ["api", "auth", "dev-token"]) => None,
         _ => Some(("unknown_mutation", "unknown", None)),
     }
@@ -137,6 +144,10 @@ async fn route(req: Request, method: &Method, path: &str, segments: &[&str]) -> 
         (Method::Get, ["api", "backups"]) => backups::list(&ctx, &query).await,
         (Method::Get, ["api", "backups", "download"]) => backups::download(&ctx, &query).await,
         (Method::Get, ["api", "system-status"]) => status::system_status(&ctx).await,
+        (Method::Get, ["api", "users"]) => users::list(&ctx).await,
+        (Method::Post, ["api", "users"]) => users::create(&ctx, body).await,
+        (Method::Put, ["api", "users", id]) => users::update(&ctx, id, body).await,
+        (Method::Delete, ["api", "users", id]) => users::delete(&ctx, id).await,
         (Method::Get, ["api", "retention", "preview"]) => backups::retention_preview(&ctx, &query).await,
         (_, ["api", ..]) if known_path(segments) => Err(ApiError::new(405, "method_not_allowed", format!("{method} is not allowed on {path}"))),
         _ => Err(ApiError::new(404, "not_found", format!("no API route {path}"))),
@@ -147,6 +158,6 @@ fn known_path(s: &[&str]) -> bool {
     matches!(
         s,
         ["api", "health"] | ["api", "auth", "dev-token"] | ["api", "engines"] | ["api", "engines", _] | ["api", "databases"] | ["api", "databases", _]
-            | ["api", "databases", _, "backup"] | ["api", "backups"] | ["api", "backups", "download"] | ["api", "retention", "preview"] | ["api", "system-status"]
+            | ["api", "databases", _, "backup"] | ["api", "backups"] | ["api", "backups", "download"] | ["api", "retention", "preview"] | ["api", "system-status"] | ["api", "users"] | ["api", "users", _]
     )
 }

@@ -57,3 +57,44 @@ pub struct User {
     pub enabled: bool,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// `POST /api/users`: pre-registers someone by email; their Entra `oid` is learned at first sign-in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub email: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub role: Role,
+}
+
+/// `PUT /api/users/{id}`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub name: Option<String>,
+    pub role: Option<Role>,
+    pub enabled: Option<bool>,
+}
+
+/// The row key of a user registered by email who has not signed in yet.
+pub fn pending_user_key(email: &str) -> String {
+    format!("email:{}", email.trim().to_lowercase())
+}
+
+impl CreateUser {
+    pub fn validate(&self) -> Result<(), crate::FieldError> {
+        let e = self.email.trim();
+        let valid = e.len() <= 254 && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !e.contains(char::is_whitespace));
+        if !valid {
+            return Err(crate::FieldError::new("email", "must be an email address"));
+        }
+        Ok(())
+    }
+}
+
+impl User {
+    pub fn is_active_admin(&self) -> bool {
+        self.enabled && self.role == Role::Admin
+    }
+}
