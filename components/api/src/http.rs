@@ -13,7 +13,7 @@ pub type ApiResult = Result<Response, ApiError>;
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 64 * 1024;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: u16,
     pub code: &'static str,

@@ -43,16 +43,18 @@ async fn handle(req: Request) -> Response {
     let client_ip = req.header("spin-client-addr").and_then(|h| h.as_str()).map(|a| a.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(a).to_string()).unwrap_or_default();
     let segments: Vec<String> = path.trim_end_matches('/').split('/').skip(1).map(str::to_string).collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    // Loaded once: authentication (Entra keys, users), the handler and the audit row all use it.
+    let ctx = Ctx::load();
     let mut principal = None;
     let result = match permission(&method, &segs) {
-        None => route(req, &method, &path, &segs).await,
-        Some(needed) => match auth::authenticate(&req, Ctx::load().ok().as_ref()).await {
+        None => route(req, &ctx, &method, &path, &segs).await,
+        Some(needed) => match auth::authenticate(&req, ctx.as_ref().ok()).await {
             Ok(p) => {
                 let allowed = auth::check(&p, needed);
                 principal = Some(p);
                 match allowed {
                     Ok(()) if segs == ["api", "users", "me"] => users::me(principal.as_ref().expect("just set")),
-                    Ok(()) => route(req, &method, &path, &segs).await,
+                    Ok(()) => route(req, &ctx, &method, &path, &segs).await,
                     Err(e) => Err(e),
                 }
             }
@@ -63,8 +65,8 @@ async fn handle(req: Request) -> Response {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    if let Some((action, resource_type, id)) = audited(&method, &segs) {
-        audit(action, resource_type, id, &response, principal.as_ref(), &client_ip, &method, &path).await;
+    if let (Some((action, resource_type, id)), Ok(ctx)) = (audited(&method, &segs), &ctx) {
+        audit(ctx, action, resource_type, id, &response, principal.as_ref(), &client_ip, &method, &path).await;
     }
     let who = principal.as_ref().map(|p| p.user_id.as_str()).unwrap_or("-");
     eprintln!("api method={method} path={path:?} status={} user={who}", response.status());
@@ -101,8 +103,7 @@ fn audited<'a>(method: &Method, s: &[&'a str]) -> Option<(&'static str, &'static
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn audit(action: &str, resource_type: &str, id: Option<&str>, response: &Response, who: Option<&auth::Principal>, ip: &str, method: &Method, path: &str) {
-    let Ok(ctx) = Ctx::load() else { return };
+async fn audit(ctx: &Ctx, action: &str, resource_type: &str, id: Option<&str>, response: &Response, who: Option<&auth::Principal>, ip: &str, method: &Method, path: &str) {
     let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap_or_default();
     let status = *response.status();
     let resource_id = id.map(str::to_string).or_else(|| body["id"].as_str().map(str::to_string)).unwrap_or_default();
@@ -120,35 +121,35 @@ async fn audit(action: &str, resource_type: &str, id: Option<&str>, response: &R
     }
 }
 
-async fn route(req: Request, method: &Method, path: &str, segments: &[&str]) -> ApiResult {
+async fn route(req: Request, ctx: &Result<Ctx, ApiError>, method: &Method, path: &str, segments: &[&str]) -> ApiResult {
     if segments == ["api", "health"] && *method == Method::Get {
         return Ok(http::json(200, &serde_json::json!({ "status": "healthy", "version": env!("CARGO_PKG_VERSION") })));
     }
     if segments == ["api", "auth", "dev-token"] && *method == Method::Post {
         return Ok(http::json(200, &auth::dev_token(req.body())?));
     }
-    let ctx = Ctx::load()?;
+    let ctx = ctx.as_ref().map_err(Clone::clone)?;
     let body = req.body();
     let query = http::query_params(req.query());
     match (method, segments) {
-        (Method::Get, ["api", "engines"]) => catalog::list_engines(&ctx).await,
-        (Method::Post, ["api", "engines"]) => catalog::create_engine(&ctx, body).await,
-        (Method::Get, ["api", "engines", id]) => catalog::get_engine(&ctx, id).await,
-        (Method::Delete, ["api", "engines", id]) => catalog::delete_engine(&ctx, id).await,
-        (Method::Get, ["api", "databases"]) => catalog::list_databases(&ctx).await,
-        (Method::Post, ["api", "databases"]) => catalog::create_database(&ctx, body).await,
-        (Method::Get, ["api", "databases", id]) => catalog::get_database(&ctx, id).await,
-        (Method::Put, ["api", "databases", id]) => catalog::update_database(&ctx, id, body).await,
-        (Method::Delete, ["api", "databases", id]) => catalog::delete_database(&ctx, id).await,
-        (Method::Post, ["api", "databases", id, "backup"]) => backups::trigger(&ctx, id).await,
-        (Method::Get, ["api", "backups"]) => backups::list(&ctx, &query).await,
-        (Method::Get, ["api", "backups", "download"]) => backups::download(&ctx, &query).await,
-        (Method::Get, ["api", "system-status"]) => status::system_status(&ctx).await,
-        (Method::Get, ["api", "users"]) => users::list(&ctx).await,
-        (Method::Post, ["api", "users"]) => users::create(&ctx, body).await,
-        (Method::Put, ["api", "users", id]) => users::update(&ctx, id, body).await,
-        (Method::Delete, ["api", "users", id]) => users::delete(&ctx, id).await,
-        (Method::Get, ["api", "retention", "preview"]) => backups::retention_preview(&ctx, &query).await,
+        (Method::Get, ["api", "engines"]) => catalog::list_engines(ctx).await,
+        (Method::Post, ["api", "engines"]) => catalog::create_engine(ctx, body).await,
+        (Method::Get, ["api", "engines", id]) => catalog::get_engine(ctx, id).await,
+        (Method::Delete, ["api", "engines", id]) => catalog::delete_engine(ctx, id).await,
+        (Method::Get, ["api", "databases"]) => catalog::list_databases(ctx).await,
+        (Method::Post, ["api", "databases"]) => catalog::create_database(ctx, body).await,
+        (Method::Get, ["api", "databases", id]) => catalog::get_database(ctx, id).await,
+        (Method::Put, ["api", "databases", id]) => catalog::update_database(ctx, id, body).await,
+        (Method::Delete, ["api", "databases", id]) => catalog::delete_database(ctx, id).await,
+        (Method::Post, ["api", "databases", id, "backup"]) => backups::trigger(ctx, id).await,
+        (Method::Get, ["api", "backups"]) => backups::list(ctx, &query).await,
+        (Method::Get, ["api", "backups", "download"]) => backups::download(ctx, &query).await,
+        (Method::Get, ["api", "system-status"]) => status::system_status(ctx).await,
+        (Method::Get, ["api", "users"]) => users::list(ctx).await,
+        (Method::Post, ["api", "users"]) => users::create(ctx, body).await,
+        (Method::Put, ["api", "users", id]) => users::update(ctx, id, body).await,
+        (Method::Delete, ["api", "users", id]) => users::delete(ctx, id).await,
+        (Method::Get, ["api", "retention", "preview"]) => backups::retention_preview(ctx, &query).await,
         (_, ["api", ..]) if known_path(segments) => Err(ApiError::new(405, "method_not_allowed", format!("{method} is not allowed on {path}"))),
         _ => Err(ApiError::new(404, "not_found", format!("no API route {path}"))),
     }
