@@ -8,8 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+/// The checkout under test: `DILUX_ROOT`, else the nearest ancestor of the working directory holding
+/// spin.toml. Never a compile-time path: with a shared CARGO_TARGET_DIR, cargo may reuse this crate
+/// as built from another checkout, and its baked-in paths would test that checkout instead.
 pub fn root() -> PathBuf {
-    std::env::var("DILUX_ROOT").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+    if let Ok(r) = std::env::var("DILUX_ROOT") {
+        return PathBuf::from(r);
+    }
+    let cwd = std::env::current_dir().expect("a working directory");
+    cwd.ancestors().find(|d| d.join("spin.toml").is_file()).map(Path::to_path_buf).unwrap_or(cwd)
 }
 
 pub fn target_dir() -> PathBuf {

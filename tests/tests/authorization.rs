@@ -52,6 +52,8 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
             (M::GET, "/api/backups".into(), None, read),
             (M::GET, "/api/backups/download?blob_name=mysql/x/20260101_000000.sql.gz".into(), None, [404, 404, 404, 401]),
             (M::GET, "/api/retention/preview".into(), None, read),
+            (M::GET, format!("/api/backups/stats?database_id={dbid}"), None, read),
+            (M::DELETE, "/api/backups/delete?blob_name=mysql/x/20260101_000000.sql.gz".into(), None, [404, 404, 403, 401]),
             (M::GET, "/api/system-status".into(), None, read),
             (M::GET, "/api/users/me".into(), None, read),
             (M::GET, "/api/users".into(), None, [200, 403, 403, 401]),

@@ -200,5 +200,24 @@ async fn backups_restore_identically_and_failures_are_classified() -> Result<()>
     let times: Vec<&str> = all["backups"].as_array().unwrap().iter().map(|r| r["created_at"].as_str().unwrap()).collect();
     assert_eq!(times.len(), 3);
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+
+    // Stats, then deleting: one backup, and in bulk the failed row plus a bad name.
+    let (_, st) = api.call(reqwest::Method::GET, &format!("/api/backups/stats?database_id={}", pg_db["id"].as_str().unwrap()), None).await?;
+    assert_eq!((st["total"].as_u64(), st["completed"].as_u64()), (Some(1), Some(1)), "{st}");
+    assert_eq!(st["total_size_bytes"], pg_row["file_size_bytes"]);
+    let maria_blob = maria_row["blob_name"].as_str().unwrap();
+    let (s, v) = api.call(reqwest::Method::DELETE, &format!("/api/backups/delete?blob_name={maria_blob}"), None).await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(api.call(reqwest::Method::GET, &format!("/api/backups/download?blob_name={maria_blob}"), None).await?.0, 404, "the file is gone");
+    let (_, left) = api.call(reqwest::Method::GET, &format!("/api/backups?database_id={}", maria_db["id"].as_str().unwrap()), None).await?;
+    assert_eq!(left["count"], 0, "and so is its history row");
+    assert_eq!(api.call(reqwest::Method::DELETE, &format!("/api/backups/delete?blob_name={maria_blob}"), None).await?.0, 404);
+    let bad_blob = bad_row["blob_name"].as_str().unwrap();
+    let (s, bulk) = api.call(reqwest::Method::POST, "/api/backups/delete-bulk", Some(json!({"blob_names": [bad_blob, "mysql/../x"]}))).await?;
+    assert_eq!(s, 200);
+    assert_eq!(bulk["deleted"], json!([bad_blob]), "{bulk}");
+    assert_eq!(bulk["failed"][0]["status"], 400, "{bulk}");
+    let (_, all) = api.call(reqwest::Method::GET, "/api/backups", None).await?;
+    assert_eq!(all["count"], 1, "only the PostgreSQL backup remains");
     Ok(())
 }

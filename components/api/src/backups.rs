@@ -129,13 +129,7 @@ const SAS_MINUTES: i64 = 15;
 /// `GET /api/backups/download?blob_name=…`: a short-lived read-only URL for one backup file.
 pub async fn download(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
     let name = param(q, "blob_name").filter(|n| !n.is_empty()).ok_or_else(|| ApiError::field("blob_name", "is required"))?;
-    let parts: Vec<&str> = name.split('/').collect();
-    let valid = parts.len() == 3
-        && ["mysql", "postgresql", "sqlserver"].contains(&parts[0])
-        && parts.iter().all(|p| !p.is_empty() && *p != "." && *p != "..");
-    if !valid {
-        return Err(ApiError::field("blob_name", "must look like {engine_type}/{database_id}/{YYYYMMDD_HHMMSS}.{ext}"));
-    }
+    check_blob_name(name)?;
     let props = store::send("get blob properties", blob::get_properties(&ctx.account, Utc::now(), &ctx.container, name)).await?;
     if props.status == 404 {
         return Err(ApiError::not_found("backup file", name));
@@ -191,4 +185,93 @@ pub async fn retention_preview(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
         }));
     }
     Ok(json(200, &serde_json::json!({ "databases": out })))
+}
+
+/// Finds the history row of a blob: its date partition is in the name (`…/YYYYMMDD_HHMMSS.ext`).
+async fn row_of_blob(ctx: &Ctx, name: &str) -> Result<Option<BackupResult>, ApiError> {
+    let stamp = name.rsplit('/').next().and_then(|f| f.get(..8)).unwrap_or("");
+    let Ok(day) = NaiveDate::parse_from_str(stamp, "%Y%m%d") else { return Ok(None) };
+    let filter = format!("PartitionKey eq {} and blob_name eq {}", literal(&day.format("%Y-%m-%d").to_string()), literal(name));
+    Ok(store::query_all::<BackupResult>(&ctx.account, tables::HISTORY, &filter).await?.into_iter().next().map(|(r, _)| r))
+}
+
+fn check_blob_name(name: &str) -> Result<(), ApiError> {
+    let parts: Vec<&str> = name.split('/').collect();
+    let valid = parts.len() == 3
+        && ["mysql", "postgresql", "sqlserver"].contains(&parts[0])
+        && parts.iter().all(|p| !p.is_empty() && *p != "." && *p != "..");
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::field("blob_name", "must look like {engine_type}/{database_id}/{YYYYMMDD_HHMMSS}.{ext}"))
+    }
+}
+
+/// Deletes one backup: its file, then its history row. Queued or running backups are refused.
+async fn delete_one(ctx: &Ctx, name: &str) -> Result<(), ApiError> {
+    check_blob_name(name)?;
+    let row = row_of_blob(ctx, name).await?;
+    if let Some(r) = &row {
+        if !r.status.is_final() {
+            return Err(ApiError::new(409, "backup_running", format!("{name} is still {}; wait for it to finish", serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())));
+        }
+    }
+    let resp = store::send("delete blob", blob::delete_blob(&ctx.account, Utc::now(), &ctx.container, name)).await?;
+    let blob_existed = resp.status != 404;
+    blob::parse_delete_blob(resp).map_err(store::StoreError::from)?;
+    match row {
+        Some(r) => {
+            let (pk, rk) = dilux_domain::backup::history_keys(r.created_at, &r.id);
+            store::delete(&ctx.account, tables::HISTORY, &pk, &rk).await?;
+            Ok(())
+        }
+        None if blob_existed => Ok(()),
+        None => Err(ApiError::not_found("backup", name)),
+    }
+}
+
+/// `DELETE /api/backups/delete?blob_name=…`
+pub async fn delete(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
+    let name = param(q, "blob_name").filter(|n| !n.is_empty()).ok_or_else(|| ApiError::field("blob_name", "is required"))?;
+    delete_one(ctx, name).await?;
+    Ok(json(200, &serde_json::json!({ "deleted": name })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkDelete {
+    blob_names: Vec<String>,
+}
+
+/// `POST /api/backups/delete-bulk {"blob_names": […]}`: each one independently; says which failed and why.
+pub async fn delete_bulk(ctx: &Ctx, body: &[u8]) -> ApiResult {
+    let input: BulkDelete = crate::http::parse(body)?;
+    if input.blob_names.is_empty() || input.blob_names.len() > 100 {
+        return Err(ApiError::field("blob_names", "must list 1 to 100 backups"));
+    }
+    let (mut deleted, mut failed) = (Vec::new(), Vec::new());
+    for name in &input.blob_names {
+        match delete_one(ctx, name).await {
+            Ok(()) => deleted.push(name.clone()),
+            Err(e) => failed.push(serde_json::json!({ "blob_name": name, "status": e.status, "error": e.message })),
+        }
+    }
+    Ok(json(200, &serde_json::json!({ "deleted": deleted, "failed": failed })))
+}
+
+/// `GET /api/backups/stats?database_id=…`: counts by status, stored bytes, newest success.
+pub async fn stats(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
+    let id = param(q, "database_id").filter(|s| !s.is_empty()).ok_or_else(|| ApiError::field("database_id", "is required"))?;
+    let rows = store::history_by_database(&ctx.account, Some(id)).await?.remove(id).unwrap_or_default();
+    let count = |s: BackupStatus| rows.iter().filter(|r| r.status == s).count();
+    let completed: Vec<&BackupResult> = rows.iter().filter(|r| r.status == BackupStatus::Completed).collect();
+    Ok(json(200, &serde_json::json!({
+        "database_id": id,
+        "total": rows.len(),
+        "completed": count(BackupStatus::Completed),
+        "failed": count(BackupStatus::Failed),
+        "in_flight": count(BackupStatus::Pending) + count(BackupStatus::InProgress),
+        "total_size_bytes": completed.iter().filter_map(|r| r.file_size_bytes).sum::<i64>(),
+        "last_success": completed.iter().map(|r| r.created_at).max(),
+    })))
 }

@@ -94,6 +94,8 @@ fn audited<'a>(method: &Method, s: &[&'a str]) -> Option<(&'static str, &'static
         (Method::Put, ["api", "databases", id]) => Some(("database_updated", "database", Some(*id))),
         (Method::Delete, ["api", "databases", id]) => Some(("database_deleted", "database", Some(*id))),
         (Method::Post, ["api", "databases", id, "backup"]) => Some(("backup_triggered", "database", Some(*id))),
+        (Method::Delete, ["api", "backups", "delete"]) => Some(("backup_deleted", "backup", None)),
+        (Method::Post, ["api", "backups", "delete-bulk"]) => Some(("backups_deleted_bulk", "backup", None)),
         (Method::Post, ["api", "users"]) => Some(("user_created", "user", None)),
         (Method::Put, ["api", "users", id]) => Some(("user_updated", "user", Some(*id))),
         (Method::Delete, ["api", "users", id]) => Some(("user_deleted", "user", Some(*id))),
@@ -106,7 +108,7 @@ fn audited<'a>(method: &Method, s: &[&'a str]) -> Option<(&'static str, &'static
 async fn audit(ctx: &Ctx, action: &str, resource_type: &str, id: Option<&str>, response: &Response, who: Option<&auth::Principal>, ip: &str, method: &Method, path: &str) {
     let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap_or_default();
     let status = *response.status();
-    let resource_id = id.map(str::to_string).or_else(|| body["id"].as_str().map(str::to_string)).unwrap_or_default();
+    let resource_id = id.map(str::to_string).or_else(|| body["id"].as_str().or(body["deleted"].as_str()).map(str::to_string)).unwrap_or_default();
     let name = body["name"].as_str().or(body["alias"].as_str()).unwrap_or_default().to_string();
     let details = serde_json::json!({ "method": method.to_string(), "path": path, "status_code": status, "error": body["error"]["message"] });
     let mut row = dilux_domain::audit::AuditLog::system(action, resource_type, &resource_id, &name, details, chrono::Utc::now());
@@ -149,6 +151,9 @@ async fn route(req: Request, ctx: &Result<Ctx, ApiError>, method: &Method, path:
         (Method::Post, ["api", "users"]) => users::create(ctx, body).await,
         (Method::Put, ["api", "users", id]) => users::update(ctx, id, body).await,
         (Method::Delete, ["api", "users", id]) => users::delete(ctx, id).await,
+        (Method::Delete, ["api", "backups", "delete"]) => backups::delete(ctx, &query).await,
+        (Method::Post, ["api", "backups", "delete-bulk"]) => backups::delete_bulk(ctx, body).await,
+        (Method::Get, ["api", "backups", "stats"]) => backups::stats(ctx, &query).await,
         (Method::Get, ["api", "retention", "preview"]) => backups::retention_preview(ctx, &query).await,
         (_, ["api", ..]) if known_path(segments) => Err(ApiError::new(405, "method_not_allowed", format!("{method} is not allowed on {path}"))),
         _ => Err(ApiError::new(404, "not_found", format!("no API route {path}"))),
@@ -159,6 +164,6 @@ fn known_path(s: &[&str]) -> bool {
     matches!(
         s,
         ["api", "health"] | ["api", "auth", "dev-token"] | ["api", "engines"] | ["api", "engines", _] | ["api", "databases"] | ["api", "databases", _]
-            | ["api", "databases", _, "backup"] | ["api", "backups"] | ["api", "backups", "download"] | ["api", "retention", "preview"] | ["api", "system-status"] | ["api", "users"] | ["api", "users", _]
+            | ["api", "databases", _, "backup"] | ["api", "backups"] | ["api", "backups", "download"] | ["api", "backups", "delete"] | ["api", "backups", "delete-bulk"] | ["api", "backups", "stats"] | ["api", "retention", "preview"] | ["api", "system-status"] | ["api", "users"] | ["api", "users", _]
     )
 }
