@@ -68,6 +68,32 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
     let (s, _) = call(&c, M::DELETE, u(&format!("/api/engines/{id}")), None).await?;
     assert_eq!(s, 409, "an engine with databases is not deleted");
 
+    // Editing a server: validation, a rotated password never echoed, own-credential databases moved over.
+    let (s, v) = call(&c, M::PUT, u(&format!("/api/engines/{id}")), Some(json!({"port": 0}))).await?;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("port")));
+    let (s, v) = call(&c, M::PUT, u(&format!("/api/engines/{id}")), Some(json!({"colour": "red"}))).await?;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("colour")));
+    let (s, own) = call(&c, M::POST, u("/api/databases"), Some(json!({"engine_id": id, "name": "own", "use_engine_credentials": false, "username": "u2", "password": "own-secret"}))).await?;
+    assert_eq!(s, 201, "{own}");
+    let (s, v) = call(&c, M::PUT, u(&format!("/api/engines/{id}")), Some(json!({"password": "rotated-secret", "apply_to_all_databases": true}))).await?;
+    assert_eq!((s, v["databases_moved_to_server_credentials"].as_u64()), (200, Some(1)), "{v}");
+    assert!(!v.to_string().contains("rotated-secret"));
+    let (_, moved) = call(&c, M::GET, u(&format!("/api/databases/{}", own["id"].as_str().unwrap())), None).await?;
+    assert_eq!((moved["use_engine_credentials"].as_bool(), moved["username"].as_str()), (Some(true), Some("u")), "{moved}");
+    let (s, v) = call(&c, M::DELETE, u(&format!("/api/engines/{id}?cascade=maybe")), None).await?;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("cascade")));
+    // Cascade on a second server with two databases.
+    let (_, e2) = call(&c, M::POST, u("/api/engines"), Some(json!({"name": "e2", "engine_type": "mysql", "host": "db2.internal", "username": "u", "password": "p"}))).await?;
+    let e2id = e2["id"].as_str().unwrap().to_string();
+    for n in ["x", "y"] {
+        assert_eq!(call(&c, M::POST, u("/api/databases"), Some(json!({"engine_id": e2id, "name": n}))).await?.0, 201);
+    }
+    let (s, v) = call(&c, M::DELETE, u(&format!("/api/engines/{e2id}?cascade=true")), None).await?;
+    assert_eq!((s, v["databases_deleted"].as_u64()), (200, Some(2)), "{v}");
+    let (_, left) = call(&c, M::GET, u("/api/databases"), None).await?;
+    assert!(left["databases"].as_array().unwrap().iter().all(|d| d["engine_id"] != e2id.as_str()));
+    assert_eq!(call(&c, M::DELETE, u(&format!("/api/databases/{}", own["id"].as_str().unwrap())), None).await?.0, 200);
+
     assert_eq!(call(&c, M::GET, u("/api/databases/missing"), None).await?.0, 404);
     assert_eq!(call(&c, M::POST, u("/api/databases/missing/backup"), None).await?.0, 404);
     assert_eq!(call(&c, M::GET, u("/api/backups?page_size=0"), None).await?.1["error"]["field"], "page_size");

@@ -42,6 +42,7 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
             (M::GET, "/api/engines".into(), None, read),
             (M::GET, format!("/api/engines/{eid}"), None, read),
             (M::POST, "/api/engines".into(), Some(json!({"name": role, "engine_type": "mysql", "host": format!("h-{role}")})), manage_created),
+            (M::PUT, format!("/api/engines/{eid}"), Some(json!({"name": format!("renamed by {role}")})), manage),
             (M::DELETE, format!("/api/engines/{se}"), None, manage),
             (M::GET, "/api/databases".into(), None, read),
             (M::GET, format!("/api/databases/{dbid}"), None, read),

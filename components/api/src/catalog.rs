@@ -3,7 +3,7 @@
 use chrono::Utc;
 use dilux_azure::table::literal;
 use dilux_azure_spin as store;
-use dilux_domain::engine::{CreateDatabase, CreateEngine, UpdateDatabase};
+use dilux_domain::engine::{CreateDatabase, CreateEngine, UpdateDatabase, UpdateEngine};
 use dilux_domain::{tables, Database, DatabaseView, Engine, EngineView};
 
 use crate::http::{json, parse, ApiError, ApiResult};
@@ -86,14 +86,67 @@ pub async fn get_engine(ctx: &Ctx, id: &str) -> ApiResult {
     Ok(json(200, &EngineView::from(&e)))
 }
 
-pub async fn delete_engine(ctx: &Ctx, id: &str) -> ApiResult {
-    load_engine(ctx, id).await?.ok_or_else(|| ApiError::not_found("engine", id))?;
+/// `PUT /api/engines/{id}`. Databases on the server's credentials use the new ones from their next
+/// backup on; with `apply_to_all_databases`, databases with their own are moved onto the server's.
+pub async fn update_engine(ctx: &Ctx, id: &str, body: &[u8]) -> ApiResult {
+    let input: UpdateEngine = parse(body)?;
+    input.validate()?;
+    check_policy(ctx, input.policy_id.as_deref()).await?;
+    let (mut engine, etag) = load_engine(ctx, id).await?.ok_or_else(|| ApiError::not_found("engine", id))?;
+    input.apply(&mut engine, input.password.as_deref().map(|p| ctx.sealer.seal(p)), Utc::now());
+    if engine.username.is_some() != engine.password_sealed.is_some() {
+        return Err(ApiError::field(if engine.username.is_some() { "password" } else { "username" }, "username and password go together"));
+    }
     let dbs = databases_of(ctx, id).await?;
-    if !dbs.is_empty() {
-        return Err(ApiError::new(409, "has_databases", format!("engine `{id}` still has {} database(s); delete or move them first", dbs.len())));
+    if input.apply_to_all_databases && !engine.has_credentials() {
+        return Err(ApiError::field("apply_to_all_databases", "the server has no username/password to apply"));
+    }
+    let clash = all_engines_except(ctx, id).await?.into_iter().find(|e| e.host == engine.host && e.port == engine.port && e.engine_type == engine.engine_type);
+    if let Some(d) = clash {
+        return Err(ApiError::new(409, "duplicate", format!("server {}:{} is already registered as `{}`", engine.host, engine.port, d.name)));
+    }
+    match store::replace(&ctx.account, tables::ENGINES, ENGINE_PK, id, &engine, Some(&etag)).await {
+        Err(e) if e.status() == Some(412) => return Err(ApiError::new(412, "changed", "the server was changed by someone else meanwhile; reload and try again")),
+        other => {
+            other?;
+        }
+    }
+    let mut moved = 0;
+    if input.apply_to_all_databases {
+        let switch = UpdateDatabase { use_engine_credentials: Some(true), ..Default::default() };
+        for mut d in dbs.into_iter().filter(|d| !d.use_engine_credentials) {
+            switch.apply(&mut d, None, Utc::now())?;
+            store::replace(&ctx.account, tables::DATABASES, DATABASE_PK, &d.id.clone(), &d, None).await?;
+            moved += 1;
+        }
+    }
+    let mut view = serde_json::to_value(EngineView::from(&engine)).expect("views serialize");
+    view["databases_moved_to_server_credentials"] = moved.into();
+    Ok(json(200, &view))
+}
+
+async fn all_engines_except(ctx: &Ctx, id: &str) -> Result<Vec<Engine>, ApiError> {
+    Ok(store::all_engines(&ctx.account).await?.into_iter().filter(|e| e.id != id).collect())
+}
+
+/// `DELETE /api/engines/{id}[?cascade=true]`: refuses while databases exist unless cascading, which
+/// deletes the databases' configuration; their backups stay (delete those explicitly).
+pub async fn delete_engine(ctx: &Ctx, id: &str, q: &[(String, String)]) -> ApiResult {
+    load_engine(ctx, id).await?.ok_or_else(|| ApiError::not_found("engine", id))?;
+    let cascade = match crate::http::param(q, "cascade") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::field("cascade", "must be true or false")),
+    };
+    let dbs = databases_of(ctx, id).await?;
+    if !dbs.is_empty() && !cascade {
+        return Err(ApiError::new(409, "has_databases", format!("engine `{id}` still has {} database(s); delete them first, or pass cascade=true", dbs.len())));
+    }
+    for d in &dbs {
+        store::delete(&ctx.account, tables::DATABASES, DATABASE_PK, &d.id).await?;
     }
     store::delete(&ctx.account, tables::ENGINES, ENGINE_PK, id).await?;
-    Ok(json(200, &serde_json::json!({ "deleted": id })))
+    Ok(json(200, &serde_json::json!({ "deleted": id, "databases_deleted": dbs.len() })))
 }
 
 async fn databases_of(ctx: &Ctx, engine_id: &str) -> Result<Vec<Database>, ApiError> {

@@ -89,6 +89,7 @@ fn permission(method: &Method, s: &[&str]) -> Option<Permission> {
 fn audited<'a>(method: &Method, s: &[&'a str]) -> Option<(&'static str, &'static str, Option<&'a str>)> {
     match (method, s) {
         (Method::Post, ["api", "engines"]) => Some(("engine_created", "engine", None)),
+        (Method::Put, ["api", "engines", id]) => Some(("engine_updated", "engine", Some(*id))),
         (Method::Delete, ["api", "engines", id]) => Some(("engine_deleted", "engine", Some(*id))),
         (Method::Post, ["api", "databases"]) => Some(("database_created", "database", None)),
         (Method::Put, ["api", "databases", id]) => Some(("database_updated", "database", Some(*id))),
@@ -137,7 +138,8 @@ async fn route(req: Request, ctx: &Result<Ctx, ApiError>, method: &Method, path:
         (Method::Get, ["api", "engines"]) => catalog::list_engines(ctx).await,
         (Method::Post, ["api", "engines"]) => catalog::create_engine(ctx, body).await,
         (Method::Get, ["api", "engines", id]) => catalog::get_engine(ctx, id).await,
-        (Method::Delete, ["api", "engines", id]) => catalog::delete_engine(ctx, id).await,
+        (Method::Put, ["api", "engines", id]) => catalog::update_engine(ctx, id, body).await,
+        (Method::Delete, ["api", "engines", id]) => catalog::delete_engine(ctx, id, &query).await,
         (Method::Get, ["api", "databases"]) => catalog::list_databases(ctx).await,
         (Method::Post, ["api", "databases"]) => catalog::create_database(ctx, body).await,
         (Method::Get, ["api", "databases", id]) => catalog::get_database(ctx, id).await,

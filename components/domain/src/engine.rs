@@ -432,3 +432,64 @@ mod tests {
         assert_eq!(err.unwrap_err().field, "use_engine_credentials");
     }
 }
+
+/// `PUT /api/engines/{id}`: fields left out keep their value. The type never changes.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEngine {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub policy_id: Option<String>,
+    /// Also move every database with its own credentials onto the server's.
+    #[serde(default)]
+    pub apply_to_all_databases: bool,
+}
+
+impl UpdateEngine {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if let Some(n) = &self.name {
+            validate_name("name", n)?;
+        }
+        if let Some(h) = &self.host {
+            validate_host(h)?;
+        }
+        if self.port == Some(0) {
+            return Err(FieldError::new("port", "must be between 1 and 65535"));
+        }
+        if let Some(u) = &self.username {
+            if u.is_empty() || u.len() > 128 || u.starts_with('-') {
+                return Err(FieldError::new("username", "must be 1 to 128 characters and not start with '-'"));
+            }
+        }
+        if self.password.as_deref() == Some("") {
+            return Err(FieldError::new("password", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    pub fn apply(&self, e: &mut Engine, sealed_password: Option<String>, now: DateTime<Utc>) {
+        if let Some(n) = &self.name {
+            e.name = n.trim().to_string();
+        }
+        if let Some(h) = &self.host {
+            e.host = h.trim().to_ascii_lowercase();
+        }
+        if let Some(p) = self.port {
+            e.port = p;
+        }
+        if let Some(u) = &self.username {
+            e.username = Some(u.clone());
+        }
+        if sealed_password.is_some() {
+            e.password_sealed = sealed_password;
+        }
+        if let Some(p) = &self.policy_id {
+            e.policy_id = Some(p.clone());
+        }
+        e.discovery_enabled = e.has_credentials();
+        e.updated_at = now;
+    }
+}
