@@ -100,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
         if let Some(s) = env.get("DILUX_WORKER_LEASE_SECS").and_then(|c| c.parse::<u64>().ok()).filter(|s| *s >= 1) {
             opts.lease = std::time::Duration::from_secs(s);
         }
-        let w = Arc::new(worker::Worker::new(storage, &engine, &linker, &component, guest, opts)?);
+        let w = Arc::new(worker::Worker::new(storage, &linker, &component, guest, opts)?);
         tracing::info!("worker started");
         w.run().await;
     } else {

@@ -47,8 +47,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(storage: Storage, engine: &wasmtime::Engine, linker: &wasmtime::component::Linker<HostState>, component: &Component, guest: GuestConfig, options: WorkerOptions) -> anyhow::Result<Self> {
-        let _ = engine;
+    pub fn new(storage: Storage, linker: &wasmtime::component::Linker<HostState>, component: &Component, guest: GuestConfig, options: WorkerOptions) -> anyhow::Result<Self> {
         let pre = JobRunnerPre::new(linker.instantiate_pre(component)?)?;
         Ok(Worker { storage, pre, guest, options })
     }

@@ -51,17 +51,7 @@ pub async fn create_engine(ctx: &Ctx, body: &[u8]) -> ApiResult {
     check_policy(ctx, input.policy_id.as_deref()).await?;
     let port = input.port.unwrap_or(input.engine_type.default_port());
     let host = input.host.trim().to_ascii_lowercase();
-    // (host, port, type) identifies a server: a second engine for it would split its databases.
-    let filter = format!(
-        "PartitionKey eq {} and host eq {} and engine_type eq {}",
-        literal(ENGINE_PK),
-        literal(&host),
-        literal(input.engine_type.as_str())
-    );
-    let dupes = store::query_all::<Engine>(&ctx.account, tables::ENGINES, &filter).await?;
-    if let Some((d, _)) = dupes.iter().find(|(e, _)| e.port == port) {
-        return Err(ApiError::new(409, "duplicate", format!("server {host}:{port} ({}) is already registered as `{}` ({})", input.engine_type.as_str(), d.name, d.id)));
-    }
+    refuse_duplicate(ctx, &host, port, input.engine_type, None).await?;
     let now = Utc::now();
     let engine = Engine {
         id: uuid::Uuid::new_v4().to_string(),
@@ -101,10 +91,7 @@ pub async fn update_engine(ctx: &Ctx, id: &str, body: &[u8]) -> ApiResult {
     if input.apply_to_all_databases && !engine.has_credentials() {
         return Err(ApiError::field("apply_to_all_databases", "the server has no username/password to apply"));
     }
-    let clash = all_engines_except(ctx, id).await?.into_iter().find(|e| e.host == engine.host && e.port == engine.port && e.engine_type == engine.engine_type);
-    if let Some(d) = clash {
-        return Err(ApiError::new(409, "duplicate", format!("server {}:{} is already registered as `{}`", engine.host, engine.port, d.name)));
-    }
+    refuse_duplicate(ctx, &engine.host, engine.port, engine.engine_type, Some(id)).await?;
     match store::replace(&ctx.account, tables::ENGINES, ENGINE_PK, id, &engine, Some(&etag)).await {
         Err(e) if e.status() == Some(412) => return Err(ApiError::new(412, "changed", "the server was changed by someone else meanwhile; reload and try again")),
         other => {
@@ -125,8 +112,19 @@ pub async fn update_engine(ctx: &Ctx, id: &str, body: &[u8]) -> ApiResult {
     Ok(json(200, &view))
 }
 
-async fn all_engines_except(ctx: &Ctx, id: &str) -> Result<Vec<Engine>, ApiError> {
-    Ok(store::all_engines(&ctx.account).await?.into_iter().filter(|e| e.id != id).collect())
+/// (host, port, type) identifies a server: a second engine for it would split its databases.
+async fn refuse_duplicate(ctx: &Ctx, host: &str, port: u16, engine_type: dilux_domain::EngineType, except: Option<&str>) -> Result<(), ApiError> {
+    let filter = format!(
+        "PartitionKey eq {} and host eq {} and engine_type eq {}",
+        literal(ENGINE_PK),
+        literal(host),
+        literal(engine_type.as_str())
+    );
+    let same = store::query_all::<Engine>(&ctx.account, tables::ENGINES, &filter).await?;
+    match same.iter().map(|(e, _)| e).find(|e| e.port == port && Some(e.id.as_str()) != except) {
+        Some(d) => Err(ApiError::new(409, "duplicate", format!("server {host}:{port} ({}) is already registered as `{}` ({})", engine_type.as_str(), d.name, d.id))),
+        None => Ok(()),
+    }
 }
 
 /// `DELETE /api/engines/{id}[?cascade=true]`: refuses while databases exist unless cascading, which
@@ -159,7 +157,7 @@ pub async fn list_databases(ctx: &Ctx) -> ApiResult {
     let dbs = store::all_databases(&ctx.account).await?;
     let mut views: Vec<DatabaseView> = dbs
         .iter()
-.map(|d| DatabaseView::new(d, engines.iter().find(|e| e.id == d.engine_id)))
+        .map(|d| DatabaseView::new(d, engines.iter().find(|e| e.id == d.engine_id)))
         .collect();
     views.sort_by(|a, b| a.alias.to_lowercase().cmp(&b.alias.to_lowercase()));
     Ok(json(200, &serde_json::json!({ "databases": views, "total": views.len() })))

@@ -82,24 +82,26 @@ pub async fn verify(ctx: &Ctx, token: &str, tenant: &str, client_id: &str, autho
     Ok(claims.custom)
 }
 
+/// A known user gets in with their role, unless disabled.
+fn admitted(u: User) -> Result<Principal, ApiError> {
+    if !u.enabled {
+        return Err(ApiError::new(403, "account_disabled", "your account is disabled; ask an admin"));
+    }
+    Ok(Principal { user_id: u.id, email: u.email, role: u.role })
+}
+
 /// The signed-in user's role: from the users table; the very first user becomes admin.
 pub async fn principal(ctx: &Ctx, c: EntraClaims) -> Result<Principal, ApiError> {
     let email = c.email.clone().or(c.preferred_username.clone()).unwrap_or_default();
     if let Some((u, _)) = store::get::<User>(&ctx.account, tables::USERS, "user", &c.oid).await? {
-        if !u.enabled {
-            return Err(ApiError::new(403, "account_disabled", "your account is disabled; ask an admin"));
-        }
-        return Ok(Principal { user_id: u.id, email: u.email, role: u.role });
+        return admitted(u);
     }
     // Pre-registered by an admin under their email: claim that row with the real oid.
     if let Some((mut u, _)) = store::get::<User>(&ctx.account, tables::USERS, "user", &pending_user_key(&email)).await? {
         u.id = c.oid.clone();
         store::insert_or_init(&ctx.account, &ctx.container, tables::USERS, "user", &u.id, &u).await.or_else(|e| if e.status() == Some(409) { Ok(()) } else { Err(e) })?;
         store::delete(&ctx.account, tables::USERS, "user", &pending_user_key(&email)).await?;
-        if !u.enabled {
-            return Err(ApiError::new(403, "account_disabled", "your account is disabled; ask an admin"));
-        }
-        return Ok(Principal { user_id: u.id, email: u.email, role: u.role });
+        return admitted(u);
     }
     let anyone = store::query_all::<User>(&ctx.account, tables::USERS, "PartitionKey eq 'user'").await?;
     if !anyone.is_empty() {
@@ -114,7 +116,7 @@ pub async fn principal(ctx: &Ctx, c: EntraClaims) -> Result<Principal, ApiError>
     }
     // Re-read: whoever won the race is admin; if it was not us, we have no access.
     match store::get::<User>(&ctx.account, tables::USERS, "user", &c.oid).await? {
-        Some((u, _)) => Ok(Principal { user_id: u.id, email: u.email, role: u.role }),
+        Some((u, _)) => admitted(u),
         None => Err(ApiError::new(403, "no_access", "another user signed in first and became admin; ask them to add you")),
     }
 }

@@ -379,9 +379,16 @@ fn validate_credentials(user: Option<&str>, pass: Option<&str>, required: bool) 
         (None, None) if !required => Ok(()),
         (None, _) | (Some(""), _) => Err(FieldError::new("username", "is required with a password")),
         (Some(_), None) | (Some(_), Some("")) => Err(FieldError::new("password", "is required with a username")),
-        (Some(u), Some(_)) if u.len() > 128 || u.starts_with('-') => Err(FieldError::new("username", "must be at most 128 characters and not start with '-'")),
-        _ => Ok(()),
+        (Some(u), Some(_)) => validate_username(u),
     }
+}
+
+/// User names reach the tools as option values: bounded, and never readable as an option.
+fn validate_username(u: &str) -> Result<(), FieldError> {
+    if u.is_empty() || u.len() > 128 || u.starts_with('-') {
+        return Err(FieldError::new("username", "must be 1 to 128 characters and not start with '-'"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -460,9 +467,7 @@ impl UpdateEngine {
             return Err(FieldError::new("port", "must be between 1 and 65535"));
         }
         if let Some(u) = &self.username {
-            if u.is_empty() || u.len() > 128 || u.starts_with('-') {
-                return Err(FieldError::new("username", "must be 1 to 128 characters and not start with '-'"));
-            }
+            validate_username(u)?;
         }
         if self.password.as_deref() == Some("") {
             return Err(FieldError::new("password", "must not be empty"));
