@@ -21,6 +21,9 @@ if [ ! -f "$STATE/dev.env" ]; then
     echo "SPIN_VARIABLE_AUTH_DEV_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '/+=')"
   } > "$STATE/dev.env"
 fi
+# Added after the first release of this file: older dev.env files lack it.
+grep -q '^SPIN_VARIABLE_DUMPER_TOKEN=' "$STATE/dev.env" ||
+  (umask 077; echo "SPIN_VARIABLE_DUMPER_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" >> "$STATE/dev.env")
 set -a; source "$STATE/dev.env"; set +a
 
 pids=()

@@ -115,7 +115,7 @@ pub fn redact(text: &str, secret: &str) -> String {
     }
 }
 
-fn fail(class: ErrorClass, message: impl Into<String>) -> DumpFailure {
+pub(crate) fn fail(class: ErrorClass, message: impl Into<String>) -> DumpFailure {
     DumpFailure { class, message: message.into() }
 }
 
@@ -144,7 +144,7 @@ fn secret_pipe(content: &[u8]) -> std::io::Result<OwnedFd> {
 
 /// Everything that identifies a PostgreSQL target goes through the environment: nothing secret on
 /// argv, and a database name can never be read as an option or a conninfo string.
-fn pg_env(c: &mut Command, spec: &DumpSpec, opts: &DumpOptions) {
+pub(crate) fn pg_env(c: &mut Command, spec: &DumpSpec, opts: &DumpOptions) {
     c.env("PGHOST", &spec.host)
         .env("PGPORT", spec.port.to_string())
         .env("PGUSER", &spec.username)
@@ -155,7 +155,7 @@ fn pg_env(c: &mut Command, spec: &DumpSpec, opts: &DumpOptions) {
 }
 
 /// Installed PostgreSQL client versions: (major, bin folder), oldest first.
-fn pg_toolsets(dir: &std::path::Path) -> Vec<(u32, std::path::PathBuf)> {
+pub(crate) fn pg_toolsets(dir: &std::path::Path) -> Vec<(u32, std::path::PathBuf)> {
     let mut v: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -170,6 +170,23 @@ fn pg_toolsets(dir: &std::path::Path) -> Vec<(u32, std::path::PathBuf)> {
     v
 }
 
+/// Runs a database client to completion with a deadline: its stdout on success, otherwise a
+/// classified failure whose message is the client's own (redacted) words.
+pub(crate) async fn run_client(mut c: Command, tool: &str, password: &str, opts: &DumpOptions) -> Result<String, DumpFailure> {
+    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).env("LC_ALL", "C");
+    let limit = Duration::from_secs(u64::from(opts.connect_timeout_secs) + 10);
+    let out = match tokio::time::timeout(limit, c.output()).await {
+        Err(_) => return Err(fail(ErrorClass::Timeout, format!("the server did not answer within {}s", limit.as_secs()))),
+        Ok(Err(e)) => return Err(fail(ErrorClass::ToolFailed, format!("could not run {tool}: {e}; install the database clients on the dumper-host"))),
+        Ok(Ok(o)) => o,
+    };
+    if !out.status.success() {
+        let err = redact(String::from_utf8_lossy(&out.stderr).trim(), password);
+        return Err(fail(ErrorClass::from_tool_stderr(&err), err));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The pg_dump for this server: the fixed one if configured, else the one of the server's major
 /// version (asked with the newest psql, which also fails fast on bad credentials), else PATH's.
 async fn pg_dump_for(spec: &DumpSpec, opts: &DumpOptions) -> Result<String, DumpFailure> {
@@ -181,19 +198,10 @@ async fn pg_dump_for(spec: &DumpSpec, opts: &DumpOptions) -> Result<String, Dump
     };
     let (newest_major, newest_bin) = sets.last().cloned().expect("not empty");
     let mut c = Command::new(newest_bin.join("psql"));
-    c.args(["-X", "-A", "-t", "--no-password", "-c", "SHOW server_version_num"]).stdin(Stdio::null()).kill_on_drop(true).env("LC_ALL", "C");
+    c.args(["-X", "-A", "-t", "--no-password", "-c", "SHOW server_version_num"]);
     pg_env(&mut c, spec, opts);
-    let limit = Duration::from_secs(u64::from(opts.connect_timeout_secs) + 10);
-    let out = match tokio::time::timeout(limit, c.output()).await {
-        Err(_) => return Err(fail(ErrorClass::Timeout, format!("the server did not answer within {}s", limit.as_secs()))),
-        Ok(Err(e)) => return Err(fail(ErrorClass::ToolFailed, format!("could not run psql: {e}"))),
-        Ok(Ok(o)) => o,
-    };
-    if !out.status.success() {
-        let err = redact(String::from_utf8_lossy(&out.stderr).trim(), &spec.password);
-        return Err(fail(ErrorClass::from_tool_stderr(&err), err));
-    }
-    let num: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let out = run_client(c, "psql", &spec.password, opts).await?;
+    let num: u32 = out.trim().parse().unwrap_or(0);
     let major = if num >= 100_000 { num / 10_000 } else { num / 100 };
     if major > newest_major {
         return Err(fail(ErrorClass::ToolFailed, format!(
@@ -213,41 +221,47 @@ fn build_command(spec: &DumpSpec, opts: &DumpOptions, pg_dump: &str) -> std::io:
             Ok((c, None))
         }
         Engine::Mysql => {
-            let cnf = format!(
-                "[client]\nhost={}\nport={}\nuser={}\npassword={}\n",
-                option_value(&spec.host),
-                spec.port,
-                option_value(&spec.username),
-                option_value(&spec.password)
-            );
-            let read_end = secret_pipe(cnf.as_bytes())?;
-            let fd = read_end.as_raw_fd();
-            let mut c = Command::new(&opts.mysqldump);
-            // --defaults-extra-file must come first.
-            c.arg(format!("--defaults-extra-file=/dev/fd/{fd}"))
-                .args([
-                    "--single-transaction",
-                    "--routines",
-                    "--triggers",
-                    "--events",
-                    "--hex-blob",
-                    "--default-character-set=utf8mb4",
-                    "--protocol=TCP",
-                ])
-                .arg(&spec.database);
-            // SAFETY: only async-signal-safe calls between fork and exec: clear CLOEXEC on one fd.
-            unsafe {
-                c.pre_exec(move || {
-                    let flags = libc::fcntl(fd, libc::F_GETFD);
-                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            Ok((c, Some(read_end)))
+            let (mut c, fd) = mysql_command(&opts.mysqldump, &spec.host, spec.port, &spec.username, &spec.password)?;
+            c.args([
+                "--single-transaction",
+                "--routines",
+                "--triggers",
+                "--events",
+                "--hex-blob",
+                "--default-character-set=utf8mb4",
+                "--protocol=TCP",
+            ])
+            .arg(&spec.database);
+            Ok((c, Some(fd)))
         }
     }
+}
+
+/// A MariaDB/MySQL client command whose connection settings, password included, come from an option
+/// file on an inherited pipe (`--defaults-extra-file=/dev/fd/N`, which must be the first argument).
+pub(crate) fn mysql_command(program: &str, host: &str, port: u16, user: &str, password: &str) -> std::io::Result<(Command, OwnedFd)> {
+    let cnf = format!(
+        "[client]\nhost={}\nport={}\nuser={}\npassword={}\n",
+        option_value(host),
+        port,
+        option_value(user),
+        option_value(password)
+    );
+    let read_end = secret_pipe(cnf.as_bytes())?;
+    let fd = read_end.as_raw_fd();
+    let mut c = Command::new(program);
+    c.arg(format!("--defaults-extra-file=/dev/fd/{fd}"));
+    // SAFETY: only async-signal-safe calls between fork and exec: clear CLOEXEC on one fd.
+    unsafe {
+        c.pre_exec(move || {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok((c, read_end))
 }
 
 /// Runs the dump described by `spec` into a new block blob.

@@ -3,6 +3,7 @@
 pub mod dump;
 pub mod manifest;
 pub mod outbound;
+pub mod probe;
 pub mod runtime;
 pub mod server;
 pub mod storage;

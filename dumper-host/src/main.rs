@@ -44,12 +44,14 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = parse_args()?;
-    let env: HashMap<String, String> = std::env::vars().collect();
+    let mut env: HashMap<String, String> = std::env::vars().collect();
 
     if args.serve {
-        let app = Arc::new(server::App::load(&args.manifest, &env)?);
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
+        // Locally the API reaches this very process for connection tests, wherever it listens.
+        env.entry("SPIN_VARIABLE_DUMPER_URL".into()).or_insert_with(|| format!("http://{addr}"));
+        let app = Arc::new(server::App::load(&args.manifest, &env)?);
         let tick_token = env.get("SPIN_VARIABLE_TICK_TOKEN").cloned();
         // DILUX_TICKS=off: tests drive ticks themselves, with a simulated clock.
         if env.get("DILUX_TICKS").map(String::as_str) != Some("off") {

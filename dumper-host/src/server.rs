@@ -29,6 +29,13 @@ struct Route {
 pub struct App {
     routes: Vec<Route>,
     pub ticks: Vec<Tick>,
+    /// The internal connection-test endpoint, when `dumper_token` is set.
+    probe: Option<ProbeService>,
+}
+
+struct ProbeService {
+    token: String,
+    options: crate::dump::DumpOptions,
 }
 
 impl App {
@@ -68,7 +75,11 @@ impl App {
         }
         // Most specific first: exact routes, then longer wildcard prefixes.
         routes.sort_by_key(|r| (r.route.ends_with("/..."), std::cmp::Reverse(r.route.len())));
-        Ok(App { routes, ticks })
+        let probe = app_vars
+            .get("dumper_token")
+            .filter(|t| !t.is_empty())
+            .map(|t| ProbeService { token: t.clone(), options: crate::dump::DumpOptions::default() });
+        Ok(App { routes, ticks, probe })
     }
 
     fn route_for(&self, path: &str) -> Option<&Route> {
@@ -81,6 +92,9 @@ impl App {
         client: SocketAddr,
     ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
         let path = req.uri().path().to_string();
+        if path == dilux_domain::probe::PROBE_PATH {
+            return Ok(self.probe(req).await);
+        }
         let Some(route) = self.route_for(&path) else {
             return Ok(plain(404, "no route matches this path"));
         };
@@ -124,12 +138,50 @@ impl App {
     }
 }
 
-fn plain(status: u16, msg: &str) -> hyper::Response<HyperOutgoingBody> {
+impl App {
+    /// `POST /internal/dumper/probe` (Bearer `dumper_token`): a connection test or database listing
+    /// for the API, which cannot run database clients itself.
+    async fn probe(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<HyperOutgoingBody> {
+        use http_body_util::BodyExt;
+        let Some(service) = &self.probe else {
+            return plain(503, "connection tests are off: set the dumper_token variable");
+        };
+        let presented = req.headers().get("authorization").and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
+        if !constant_time_eq(presented.as_bytes(), service.token.as_bytes()) {
+            return plain(401, "a valid dumper token is required");
+        }
+        if req.method() == hyper::Method::GET {
+            return json_response(200, serde_json::to_vec(&crate::probe::tools(&service.options)).expect("reports serialize"));
+        }
+        if req.method() != hyper::Method::POST {
+            return plain(405, "probes are POST (GET reports the installed tools)");
+        }
+        let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return plain(413, "probe request too large"),
+        };
+        let request: dilux_domain::probe::ProbeRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return plain(400, &format!("not a probe request: {}", e.to_string().replace('"', "'"))),
+        };
+        let result = crate::probe::probe(&request, &service.options).await;
+        tracing::info!(engine = ?request.engine_type, host = %request.host, port = request.port, success = result.success, ms = result.duration_ms, "probe");
+        json_response(200, serde_json::to_vec(&result).expect("probe results serialize"))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json_response(status: u16, body: Vec<u8>) -> hyper::Response<HyperOutgoingBody> {
     use http_body_util::BodyExt;
-    let body = http_body_util::Full::new(bytes::Bytes::from(format!("{{\"error\":\"{msg}\"}}")))
-        .map_err(|never: std::convert::Infallible| match never {})
-        .boxed_unsync();
+    let body = http_body_util::Full::new(bytes::Bytes::from(body)).map_err(|never: std::convert::Infallible| match never {}).boxed_unsync();
     hyper::Response::builder().status(status).header("content-type", "application/json").body(body).expect("static response")
+}
+
+fn plain(status: u16, msg: &str) -> hyper::Response<HyperOutgoingBody> {
+    json_response(status, serde_json::to_vec(&serde_json::json!({ "error": msg })).expect("strings serialize"))
 }
 
 /// Serves `app` on `listener` until the process ends.

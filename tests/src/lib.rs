@@ -338,6 +338,7 @@ impl App {
             .env("SPIN_VARIABLE_STORAGE_CONNECTION_STRING", connection_string)
             .env("SPIN_VARIABLE_SEAL_KEY", SEAL_KEY)
             .env("SPIN_VARIABLE_TICK_TOKEN", "test-tick-token")
+            .env("SPIN_VARIABLE_DUMPER_TOKEN", "test-dumper-token-0123456789")
             .env("SPIN_VARIABLE_AUTH_MODE", "dev")
             .env("SPIN_VARIABLE_AUTH_DEV_SECRET", "test-dev-secret-0123456789abcdef0123456789")
             .envs(env.iter().copied()) // the caller's settings win

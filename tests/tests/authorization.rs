@@ -26,6 +26,8 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
     let dbid = db["id"].as_str().unwrap().to_string();
 
     let mut mutations = 0usize;
+    let mut documented = std::collections::BTreeSet::<(String, String)>::new();
+    let mut audited = std::collections::BTreeSet::<(String, String)>::new();
     for (i, role) in ROLES.iter().enumerate() {
         let api = &apis[i];
         // Throwaway resources per role, made by the admin, so each role's call has something to act on.
@@ -34,34 +36,77 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
         let backup_db = admin.post("/api/databases", json!({"engine_id": eid, "name": format!("backup-{role}")})).await?;
         mutations += 3;
         let (se, sd, bd) = (spare_engine["id"].as_str().unwrap(), spare_db["id"].as_str().unwrap(), backup_db["id"].as_str().unwrap());
+        let spare_policy = admin.post("/api/backup-policies", json!({"name": format!("spare-{role}"), "daily": {"enabled": true, "keep_count": 3, "time": "01:00"}})).await?;
+        let spare_user = admin.post("/api/users", json!({"email": format!("spare-{role}@example.com"), "role": "viewer"})).await?;
+        mutations += 2;
+        let (sp, su) = (spare_policy["id"].as_str().unwrap(), spare_user["id"].as_str().unwrap());
         let read = [200, 200, 200, 401];
         let manage_created = [201, 201, 403, 401];
         let manage = [200, 200, 403, 401];
-        let cases: Vec<(M, String, Option<Value>, [u16; 4])> = vec![
-            (M::GET, "/api/health".into(), None, [200, 200, 200, 200]),
-            (M::GET, "/api/engines".into(), None, read),
-            (M::GET, format!("/api/engines/{eid}"), None, read),
-            (M::POST, "/api/engines".into(), Some(json!({"name": role, "engine_type": "mysql", "host": format!("h-{role}")})), manage_created),
-            (M::PUT, format!("/api/engines/{eid}"), Some(json!({"name": format!("renamed by {role}")})), manage),
-            (M::DELETE, format!("/api/engines/{se}"), None, manage),
-            (M::GET, "/api/databases".into(), None, read),
-            (M::GET, format!("/api/databases/{dbid}"), None, read),
-            (M::POST, "/api/databases".into(), Some(json!({"engine_id": eid, "name": format!("new-{role}")})), manage_created),
-            (M::PUT, format!("/api/databases/{dbid}"), Some(json!({"alias": format!("by {role}")})), manage),
-            (M::DELETE, format!("/api/databases/{sd}"), None, manage),
-            (M::POST, format!("/api/databases/{bd}/backup"), None, [202, 202, 403, 401]),
-            (M::GET, "/api/backups".into(), None, read),
-            (M::GET, "/api/backups/download?blob_name=mysql/x/20260101_000000.sql.gz".into(), None, [404, 404, 404, 401]),
-            (M::GET, "/api/retention/preview".into(), None, read),
-            (M::GET, format!("/api/backups/stats?database_id={dbid}"), None, read),
-            (M::DELETE, "/api/backups/delete?blob_name=mysql/x/20260101_000000.sql.gz".into(), None, [404, 404, 403, 401]),
-            (M::GET, "/api/system-status".into(), None, read),
-            (M::GET, "/api/users/me".into(), None, read),
-            (M::GET, "/api/users".into(), None, [200, 403, 403, 401]),
-            (M::POST, "/api/users".into(), Some(json!({"email": format!("new-{role}@example.com"), "role": "viewer"})), [201, 403, 403, 401]),
+        let admin_only = [200, 403, 403, 401];
+        let blob = "mysql/x/20260101_000000.sql.gz";
+        // (method, documented path, called path, body, status for admin/operator/viewer/anonymous)
+        let cases: Vec<(M, &str, String, Option<Value>, [u16; 4])> = vec![
+            (M::GET, "/api/health", "/api/health".into(), None, [200; 4]),
+            (M::GET, "/api/openapi.json", "/api/openapi.json".into(), None, [200; 4]),
+            (M::POST, "/api/auth/dev-token", "/api/auth/dev-token".into(), Some(json!({"email": "x@example.com", "role": "viewer"})), [200; 4]),
+            (M::GET, "/api/engines", "/api/engines".into(), None, read),
+            (M::GET, "/api/engines/{id}", format!("/api/engines/{eid}"), None, read),
+            (M::POST, "/api/engines", "/api/engines".into(), Some(json!({"name": role, "engine_type": "mysql", "host": format!("h-{role}")})), manage_created),
+            (M::PUT, "/api/engines/{id}", format!("/api/engines/{eid}"), Some(json!({"name": format!("renamed by {role}")})), manage),
+            (M::DELETE, "/api/engines/{id}", format!("/api/engines/{se}"), None, manage),
+            // The server is a closed port: the test runs and answers that it failed.
+            (M::POST, "/api/engines/{id}/test", format!("/api/engines/{eid}/test"), None, manage),
+            (M::POST, "/api/engines/{id}/discover", format!("/api/engines/{eid}/discover"), None, manage),
+            (M::GET, "/api/databases", "/api/databases".into(), None, read),
+            (M::GET, "/api/databases/{id}", format!("/api/databases/{dbid}"), None, read),
+            (M::POST, "/api/databases", "/api/databases".into(), Some(json!({"engine_id": eid, "name": format!("new-{role}")})), manage_created),
+            (M::POST, "/api/databases/test-connection", "/api/databases/test-connection".into(), Some(json!({"engine_id": eid, "database": "shared"})), manage),
+            (M::PUT, "/api/databases/{id}", format!("/api/databases/{dbid}"), Some(json!({"alias": format!("by {role}")})), manage),
+            (M::DELETE, "/api/databases/{id}", format!("/api/databases/{sd}"), None, manage),
+            (M::POST, "/api/databases/{id}/test", format!("/api/databases/{dbid}/test"), None, manage),
+            (M::POST, "/api/databases/{id}/backup", format!("/api/databases/{bd}/backup"), None, [202, 202, 403, 401]),
+            (M::GET, "/api/backups", "/api/backups".into(), None, read),
+            (M::GET, "/api/backups/files", "/api/backups/files".into(), None, read),
+            (M::GET, "/api/backups/download", format!("/api/backups/download?blob_name={blob}"), None, [404, 404, 404, 401]),
+            (M::DELETE, "/api/backups/delete", format!("/api/backups/delete?blob_name={blob}"), None, [404, 404, 403, 401]),
+            (M::POST, "/api/backups/delete-bulk", "/api/backups/delete-bulk".into(), Some(json!({"blob_names": [blob]})), manage),
+            (M::GET, "/api/backups/stats", format!("/api/backups/stats?database_id={dbid}"), None, read),
+            (M::GET, "/api/retention/preview", "/api/retention/preview".into(), None, read),
+            (M::GET, "/api/backup-policies", "/api/backup-policies".into(), None, read),
+            (M::GET, "/api/backup-policies/{id}", "/api/backup-policies/development".into(), None, read),
+            (M::POST, "/api/backup-policies", "/api/backup-policies".into(), Some(json!({"name": format!("p-{role}"), "weekly": {"enabled": true, "keep_count": 2, "time": "03:00", "day_of_week": 6}})), [201, 403, 403, 401]),
+            (M::PUT, "/api/backup-policies/{id}", format!("/api/backup-policies/{sp}"), Some(json!({"name": format!("spare-{role}"), "daily": {"enabled": true, "keep_count": 5, "time": "01:00"}})), admin_only),
+            (M::DELETE, "/api/backup-policies/{id}", format!("/api/backup-policies/{sp}"), None, admin_only),
+            (M::GET, "/api/users", "/api/users".into(), None, admin_only),
+            (M::POST, "/api/users", "/api/users".into(), Some(json!({"email": format!("new-{role}@example.com"), "role": "viewer"})), [201, 403, 403, 401]),
+            (M::GET, "/api/users/me", "/api/users/me".into(), None, read),
+            (M::GET, "/api/users/me/preferences", "/api/users/me/preferences".into(), None, read),
+            (M::PUT, "/api/users/me/preferences", "/api/users/me/preferences".into(), Some(json!({"page_size": 50})), read),
+            (M::PUT, "/api/users/{id}", format!("/api/users/{su}"), Some(json!({"role": "operator"})), admin_only),
+            (M::DELETE, "/api/users/{id}", format!("/api/users/{su}"), None, admin_only),
+            (M::GET, "/api/access-requests", "/api/access-requests".into(), None, admin_only),
+            // Dev sign-in files no requests: the admin learns there is none.
+            (M::POST, "/api/access-requests/{id}/approve", "/api/access-requests/nobody/approve".into(), Some(json!({"role": "viewer"})), [404, 403, 403, 401]),
+            (M::POST, "/api/access-requests/{id}/reject", "/api/access-requests/nobody/reject".into(), None, [404, 403, 403, 401]),
+            (M::GET, "/api/audit", "/api/audit".into(), None, admin_only),
+            (M::GET, "/api/audit/actions", "/api/audit/actions".into(), None, admin_only),
+            (M::GET, "/api/audit/resource-types", "/api/audit/resource-types".into(), None, admin_only),
+            (M::GET, "/api/audit/stats", "/api/audit/stats".into(), None, admin_only),
+            (M::GET, "/api/settings", "/api/settings".into(), None, read),
+            (M::PUT, "/api/settings", "/api/settings".into(), Some(json!({"dark_mode": false})), admin_only),
+            (M::GET, "/api/system-status", "/api/system-status".into(), None, read),
         ];
-        for (method, path, body, want) in cases {
-            if method != M::GET {
+        if i == 0 {
+            // The document and this independent list name exactly the same routes, both ways.
+            let (_, doc) = admin.call(M::GET, "/api/openapi.json", None).await?;
+            documented = doc["paths"].as_object().unwrap().iter().flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), p.clone()))).collect();
+            let tested: std::collections::BTreeSet<(String, String)> = cases.iter().map(|(m, p, ..)| (m.to_string(), p.to_string())).collect();
+            assert_eq!(tested, documented, "routes tested here vs. routes in /api/openapi.json");
+            audited = doc["paths"].as_object().unwrap().iter().flat_map(|(p, ops)| ops.as_object().unwrap().iter().filter(|(_, o)| o.get("x-dilux-audit").is_some()).map(move |(m, _)| (m.to_uppercase(), p.clone()))).collect();
+        }
+        for (method, template, path, body, want) in cases {
+            if audited.contains(&(method.to_string(), template.to_string())) {
                 mutations += 1;
             }
             let (status, v) = api.call(method.clone(), &path, body).await?;
@@ -71,6 +116,19 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
             }
         }
     }
+    // Every documented path refuses the methods it does not document, and unknown paths say so.
+    for path in documented.iter().map(|(_, p)| p.replace("{id}", "x")).collect::<std::collections::BTreeSet<_>>() {
+        for m in [M::GET, M::POST, M::PUT, M::DELETE] {
+            let template = documented.iter().find(|(_, p)| p.replace("{id}", "x") == path).unwrap().1.clone();
+            if documented.contains(&(m.to_string(), template)) {
+                continue;
+            }
+            let (status, v) = admin.call(m.clone(), &path, None).await?;
+            assert_eq!((status, v["error"]["code"].as_str()), (405, Some("method_not_allowed")), "{m} {path}: {v}");
+        }
+    }
+    let (status, v) = admin.call(M::GET, "/api/nothing-here", None).await?;
+    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("no_route")), "{v}");
 
     // A forged or foreign token is refused.
     let mut forged = Api::signed_in(&app, "admin").await?;
@@ -81,6 +139,11 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
     assert_eq!(forged.call(M::GET, "/api/engines", None).await?.0, 401);
     let (s, v) = Api::anonymous(&app).call(M::POST, "/api/auth/dev-token", Some(json!({"email": "x@example.com", "role": "root"}))).await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("role")), "{v}");
+    // Request bodies are documented from the types that parse them: unknown fields are refused.
+    let (_, doc) = admin.call(M::GET, "/api/openapi.json", None).await?;
+    let create_engine = &doc["components"]["schemas"]["CreateEngine"];
+    assert_eq!(create_engine["additionalProperties"], false, "{create_engine}");
+    assert!(create_engine["properties"]["host"].is_object() && create_engine["required"].as_array().unwrap().contains(&json!("engine_type")), "{create_engine}");
 
     // Every mutating call left an audit row: who, from where, success or failure.
     let storage = dilux_dumper_host::storage::Storage::new(dilux_azure::Account::from_connection_string(&az.connection_string)?);
@@ -95,7 +158,7 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
             None => break,
         }
     }
-    assert_eq!(rows.len(), mutations + 2, "one audit row per mutating call (plus the two set-up creates)");
+    assert_eq!(rows.len(), mutations + 2, "one audit row per audited call (plus the two set-up creates)");
     let find = |user: &str, action: &str, status: &str| rows.iter().filter(|r| r["user_id"] == user && r["action"] == action && r["status"] == status).count();
     assert_eq!(find("dev:viewer@example.com", "engine_created", "failed"), 1);
     assert_eq!(find("anonymous", "database_deleted", "failed"), 1, "{:?}", rows.iter().filter(|r| r["user_id"] == "anonymous").map(|r| (r["action"].clone(), r["status"].clone())).collect::<Vec<_>>());

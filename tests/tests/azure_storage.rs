@@ -33,7 +33,7 @@ async fn blob_queue_and_table_operations_work_against_azurite() -> Result<()> {
     let props = blob::parse_properties(s.send("h", blob::get_properties(a, now(), "backups", name)).await?)?;
     assert_eq!(props.content_length, 3000);
     assert!(props.metadata.contains(&("sha256".into(), "abc".into())));
-    let page = blob::parse_list_blobs(s.send("ls", blob::list_blobs(a, now(), "backups", "postgresql/", None)).await?)?;
+    let page = blob::parse_list_blobs(s.send("ls", blob::list_blobs(a, now(), "backups", "postgresql/", None, None)).await?)?;
     assert_eq!(page.items.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), vec![name]);
 
     let client = reqwest::Client::new();

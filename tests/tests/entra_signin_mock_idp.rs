@@ -103,7 +103,7 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
     assert_eq!(status(&app, M::POST, "/api/engines", &alice).await?.0, 201, "and is admin");
     let bob = idp.token(&k1, "bob", CLIENT, true);
     let (s, v) = status(&app, M::GET, "/api/engines", &bob).await?;
-    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("no_access")), "strangers get no access: {v}");
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("access_requested")), "strangers get no access, but a request: {v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("bob@contoso.com"));
     assert_eq!(idp.hits.load(Ordering::SeqCst), 1, "signing keys are fetched once and cached");
 
@@ -118,6 +118,34 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
     let dev = reqwest::Client::new().post(format!("{}/api/auth/dev-token", app.url)).json(&serde_json::json!({"email": "x@y.z", "role": "admin"})).send().await?;
     assert_eq!(dev.status().as_u16(), 404, "no dev tokens in entra mode");
 
+    // Access requests: approved ones become users with the chosen role; rejected ones stay out.
+    let carol = idp.token(&k1, "carol", CLIENT, true);
+    let dave = idp.token(&k1, "dave", CLIENT, true);
+    for t in [&carol, &dave, &carol] {
+        assert_eq!(status(&app, M::GET, "/api/engines", t).await?.0, 403);
+    }
+    let (_, reqs) = status(&app, M::GET, "/api/access-requests", &alice).await?;
+    let pending: Vec<&str> = reqs["access_requests"].as_array().unwrap().iter().map(|r| r["email"].as_str().unwrap()).collect();
+    assert_eq!(reqs["pending"], 3, "one request per person however often they try: {reqs}");
+    assert!(pending.contains(&"carol@contoso.com") && pending.contains(&"bob@contoso.com"));
+    assert_eq!(status(&app, M::GET, "/api/access-requests", &carol).await?.0, 403);
+    let (s, v) = send(&app, M::POST, "/api/access-requests/carol/approve", &alice, serde_json::json!({"role": "superuser"})).await?;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("role")), "{v}");
+    let (s, v) = send(&app, M::POST, "/api/access-requests/carol/approve", &alice, serde_json::json!({"role": "viewer"})).await?;
+    assert_eq!((s, v["role"].as_str()), (200, Some("viewer")), "{v}");
+    assert_eq!(status(&app, M::GET, "/api/engines", &carol).await?.0, 200, "approved: in, as a viewer");
+    assert_eq!(status(&app, M::POST, "/api/engines", &carol).await?.0, 403);
+    assert_eq!(send(&app, M::POST, "/api/access-requests/carol/approve", &alice, serde_json::json!({"role": "admin"})).await?.0, 409, "resolved once");
+    let (s, v) = send(&app, M::POST, "/api/access-requests/dave/reject", &alice, serde_json::json!({"reason": "not on the team"})).await?;
+    assert_eq!((s, v["status"].as_str(), v["resolved_by"].as_str()), (200, Some("rejected"), Some("alice@contoso.com")), "{v}");
+    let (s, v) = status(&app, M::GET, "/api/engines", &dave).await?;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("no_access")), "rejected: no new request: {v}");
+    assert_eq!(send(&app, M::PUT, "/api/settings", &alice, serde_json::json!({"access_requests_enabled": false})).await?.0, 200);
+    let (s, v) = status(&app, M::GET, "/api/engines", &idp.token(&k1, "erin", CLIENT, true)).await?;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("no_access")), "requests switched off: {v}");
+    let (_, all) = status(&app, M::GET, "/api/access-requests?status=all", &alice).await?;
+    assert_eq!(all["total"], 3, "bob, carol, dave; erin filed none: {all}");
+
     // The admin registers bob by email; his first sign-in claims that row, with its role.
     let (s, v) = send(&app, M::POST, "/api/users", &alice, serde_json::json!({"email": "Bob@Contoso.com", "role": "operator"})).await?;
     assert_eq!(s, 201, "{v}");
@@ -127,7 +155,9 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
     assert_eq!(status(&app, M::GET, "/api/users", &bob).await?.0, 403, "only admins manage users");
     let (_, users) = status(&app, M::GET, "/api/users", &alice).await?;
     let ids: Vec<&str> = users["users"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, vec!["alice", "bob"], "the pending email row became bob's oid row");
+    assert_eq!(ids, vec!["alice", "bob", "carol"], "the pending email row became bob's oid row");
+    let (_, reqs) = status(&app, M::GET, "/api/access-requests", &alice).await?;
+    assert_eq!(reqs["pending"], 0, "bob's request went away when he got in: {reqs}");
     // The last admin cannot lock everyone out.
     let (s, v) = send(&app, M::PUT, "/api/users/alice", &alice, serde_json::json!({"role": "viewer"})).await?;
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("last_admin")), "{v}");

@@ -101,9 +101,9 @@ pub async fn authenticate(req: &Request, ctx: Option<&crate::Ctx>) -> Result<Pri
     Ok(principal)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct DevTokenRequest {
+pub struct DevTokenRequest {
     email: String,
     role: Role,
     #[serde(default)]

@@ -52,40 +52,75 @@ const MAX_DAYS: i64 = 3660;
 /// Days fetched per Table query (one query per window of date partitions).
 const WINDOW_DAYS: i64 = 31;
 
-/// `GET /api/backups`: newest first, filtered by `database_id` / `status`, paged by `cursor`.
+/// `page_size`, 1 to [`MAX_PAGE`] (default [`DEFAULT_PAGE`]).
+pub fn page_size(q: &[(String, String)]) -> Result<usize, ApiError> {
+    match param(q, "page_size") {
+        None => Ok(DEFAULT_PAGE),
+        Some(s) => s.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| ApiError::field("page_size", format!("must be a number from 1 to {MAX_PAGE}"))),
+    }
+}
+
+/// A query value that must be one of an enum's JSON names.
+fn enum_param<T: serde::de::DeserializeOwned>(q: &[(String, String)], name: &str, choices: &str) -> Result<Option<T>, ApiError> {
+    param(q, name)
+        .filter(|s| !s.is_empty())
+        .map(|s| serde_json::from_value::<T>(serde_json::Value::String(s.into())).map_err(|_| ApiError::field(name, format!("must be one of {choices}"))))
+        .transpose()
+}
+
+fn date_param(q: &[(String, String)], name: &str) -> Result<Option<NaiveDate>, ApiError> {
+    param(q, name)
+        .filter(|s| !s.is_empty())
+        .map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| ApiError::field(name, "must be a date, YYYY-MM-DD")))
+        .transpose()
+}
+
+/// `GET /api/backups`: newest first, filtered (one or several databases, status, trigger, engine type,
+/// date range), paged by `cursor`.
 pub async fn list(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
-    let page_size = match param(q, "page_size") {
-        None => DEFAULT_PAGE,
-        Some(s) => s.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| ApiError::field("page_size", format!("must be a number from 1 to {MAX_PAGE}")))?,
-    };
+    let page_size = page_size(q)?;
     let days = match param(q, "days") {
         None => DEFAULT_DAYS,
         Some(s) => s.parse::<i64>().ok().filter(|n| (1..=MAX_DAYS).contains(n)).ok_or_else(|| ApiError::field("days", format!("must be a number from 1 to {MAX_DAYS}")))?,
     };
-    let status = match param(q, "status") {
-        None => None,
-        Some(s) => Some(serde_json::from_value::<BackupStatus>(serde_json::Value::String(s.into())).map_err(|_| {
-            ApiError::field("status", "must be one of pending, in_progress, completed, failed, cancelled")
-        })?),
-    };
+    let status: Option<BackupStatus> = enum_param(q, "status", "pending, in_progress, completed, failed, cancelled")?;
+    let triggered_by: Option<TriggeredBy> = enum_param(q, "triggered_by", "manual, scheduler")?;
+    let engine_type: Option<dilux_domain::EngineType> = enum_param(q, "engine_type", "mysql, postgresql, sqlserver")?;
     // The cursor is the last row's keys: rows strictly after it (in newest-first order) come next.
     let cursor = match param(q, "cursor") {
         None | Some("") => None,
         Some(c) => Some(c.split_once('|').map(|(p, r)| (p.to_string(), r.to_string())).ok_or_else(|| ApiError::field("cursor", "is not a cursor this API returned"))?),
     };
     let mut extra = String::new();
-    if let Some(d) = param(q, "database_id") {
-        extra.push_str(&format!(" and database_id eq {}", literal(d)));
+    if let Some(ids) = param(q, "database_id").filter(|s| !s.is_empty()) {
+        let ids: Vec<&str> = ids.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        if ids.len() > 50 {
+            return Err(ApiError::field("database_id", "at most 50 databases at once"));
+        }
+        let any: Vec<String> = ids.iter().map(|d| format!("database_id eq {}", literal(d))).collect();
+        extra.push_str(&format!(" and ({})", any.join(" or ")));
     }
-    if let Some(s) = status {
-        extra.push_str(&format!(" and status eq {}", literal(&serde_json::to_value(s).unwrap().as_str().unwrap_or_default().to_string())));
+    for (field, value) in [
+        ("status", status.map(|s| serde_json::to_value(s).expect("enums serialize"))),
+        ("triggered_by", triggered_by.map(|t| serde_json::to_value(t).expect("enums serialize"))),
+        ("database_type", engine_type.map(|t| serde_json::Value::String(t.as_str().into()))),
+    ] {
+        if let Some(v) = value.as_ref().and_then(|v| v.as_str()) {
+            extra.push_str(&format!(" and {field} eq {}", literal(v)));
+        }
     }
 
     let today = Utc::now().date_naive();
-    let oldest = today - Duration::days(days - 1);
+    let to = date_param(q, "to")?.unwrap_or(today);
+    let oldest = match date_param(q, "from")? {
+        Some(f) if f > to => return Err(ApiError::field("from", "must not be after `to`")),
+        Some(f) if (to - f).num_days() >= MAX_DAYS => return Err(ApiError::field("from", format!("the range may span at most {MAX_DAYS} days"))),
+        Some(f) => f,
+        None => to - Duration::days(days - 1),
+    };
     let mut end = match &cursor {
         Some((pk, _)) => NaiveDate::parse_from_str(pk, "%Y-%m-%d").map_err(|_| ApiError::field("cursor", "is not a cursor this API returned"))?,
-        None => today,
+        None => to,
     };
     let mut items: Vec<(String, String, BackupResult)> = Vec::new();
     while end >= oldest && items.len() <= page_size {
@@ -121,6 +156,34 @@ pub async fn list(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
     let next_cursor = if has_more { items.last().map(|(p, r, _)| format!("{p}|{r}")) } else { None };
     let backups: Vec<&BackupResult> = items.iter().map(|(_, _, r)| r).collect();
     Ok(json(200, &serde_json::json!({ "backups": backups, "count": backups.len(), "next_cursor": next_cursor })))
+}
+
+/// `GET /api/backups/files`: the files in the backups container (by `prefix` or one database),
+/// paged by `marker`.
+pub async fn files(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
+    let page_size = page_size(q)?;
+    let prefix = match (param(q, "prefix").filter(|s| !s.is_empty()), param(q, "database_id").filter(|s| !s.is_empty())) {
+        (Some(_), Some(_)) => return Err(ApiError::field("prefix", "give either prefix or database_id, not both")),
+        (Some(p), None) => p.to_string(),
+        (None, Some(id)) => {
+            let (db, _) = crate::catalog::database_with_engine(ctx, id).await?;
+            format!("{}/{}/", db.engine_type.as_str(), db.id)
+        }
+        (None, None) => String::new(),
+    };
+    let marker = param(q, "marker").filter(|m| !m.is_empty());
+    let resp = store::send("list blobs", blob::list_blobs(&ctx.account, Utc::now(), &ctx.container, &prefix, marker, Some(page_size as u32))).await?;
+    let (items, next_marker) = if resp.status == 404 {
+        (vec![], None)
+    } else {
+        let page = blob::parse_list_blobs(resp).map_err(store::StoreError::from)?;
+        (page.items, page.next_marker)
+    };
+    let files: Vec<serde_json::Value> = items
+        .iter()
+        .map(|i| serde_json::json!({ "name": i.name, "size_bytes": i.size, "last_modified": i.last_modified }))
+        .collect();
+    Ok(json(200, &serde_json::json!({ "files": files, "count": files.len(), "next_marker": next_marker })))
 }
 
 /// Download links live this long.
@@ -187,7 +250,7 @@ pub async fn retention_preview(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
     Ok(json(200, &serde_json::json!({ "databases": out })))
 }
 
-/// Finds the history row of a blob: its date partition is in the name (`…/YYYYMMDD_HHMMSS.ext`).
+/// Finds the history row of a blob: its date partition is in the name (`…/YYYYMMDD_HHMMSS_….ext`).
 async fn row_of_blob(ctx: &Ctx, name: &str) -> Result<Option<BackupResult>, ApiError> {
     let stamp = name.rsplit('/').next().and_then(|f| f.get(..8)).unwrap_or("");
     let Ok(day) = NaiveDate::parse_from_str(stamp, "%Y%m%d") else { return Ok(None) };
@@ -203,7 +266,7 @@ fn check_blob_name(name: &str) -> Result<(), ApiError> {
     if valid {
         Ok(())
     } else {
-        Err(ApiError::field("blob_name", "must look like {engine_type}/{database_id}/{YYYYMMDD_HHMMSS}.{ext}"))
+        Err(ApiError::field("blob_name", "must look like {engine_type}/{database_id}/{YYYYMMDD_HHMMSS}_{id}.{ext}"))
     }
 }
 
@@ -230,6 +293,41 @@ async fn delete_one(ctx: &Ctx, name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Deletes every backup of a database: each history row's file, then the row, then files left without
+/// a row. Refused (nothing deleted) while one of its backups is queued or running.
+pub async fn delete_all_of(ctx: &Ctx, db: &dilux_domain::Database) -> Result<usize, ApiError> {
+    let rows = store::history_by_database(&ctx.account, Some(&db.id)).await?.remove(&db.id).unwrap_or_default();
+    if let Some(r) = rows.iter().find(|r| !r.status.is_final()) {
+        return Err(ApiError::new(409, "backup_running", format!("a backup of `{}` is still running ({}); wait for it to finish", db.alias, r.id)));
+    }
+    let mut deleted = 0;
+    for r in &rows {
+        let resp = store::send("delete blob", blob::delete_blob(&ctx.account, Utc::now(), &ctx.container, &r.blob_name)).await?;
+        blob::parse_delete_blob(resp).map_err(store::StoreError::from)?;
+        let (pk, rk) = dilux_domain::backup::history_keys(r.created_at, &r.id);
+        store::delete(&ctx.account, tables::HISTORY, &pk, &rk).await?;
+        deleted += 1;
+    }
+    let prefix = format!("{}/{}/", db.engine_type.as_str(), db.id);
+    let mut marker: Option<String> = None;
+    loop {
+        let resp = store::send("list blobs", blob::list_blobs(&ctx.account, Utc::now(), &ctx.container, &prefix, marker.as_deref(), None)).await?;
+        if resp.status == 404 {
+            break;
+        }
+        let page = blob::parse_list_blobs(resp).map_err(store::StoreError::from)?;
+        for item in &page.items {
+            let resp = store::send("delete blob", blob::delete_blob(&ctx.account, Utc::now(), &ctx.container, &item.name)).await?;
+            blob::parse_delete_blob(resp).map_err(store::StoreError::from)?;
+        }
+        match page.next_marker {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    Ok(deleted)
+}
+
 /// `DELETE /api/backups/delete?blob_name=…`
 pub async fn delete(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
     let name = param(q, "blob_name").filter(|n| !n.is_empty()).ok_or_else(|| ApiError::field("blob_name", "is required"))?;
@@ -237,9 +335,10 @@ pub async fn delete(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
     Ok(json(200, &serde_json::json!({ "deleted": name })))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct BulkDelete {
+pub struct BulkDelete {
+    /// 1 to 100 backup file names.
     blob_names: Vec<String>,
 }
 

@@ -20,12 +20,12 @@ async fn load_database(ctx: &Ctx, id: &str) -> Result<(Database, String), ApiErr
 }
 
 /// A policy id must name a system policy or one stored in the policies table.
-async fn check_policy(ctx: &Ctx, policy_id: Option<&str>) -> Result<(), ApiError> {
+pub async fn check_policy(ctx: &Ctx, policy_id: Option<&str>) -> Result<(), ApiError> {
     let Some(id) = policy_id else { return Ok(()) };
     if dilux_domain::policy::default_policies().iter().any(|p| p.id == id) {
         return Ok(());
     }
-    match store::get::<dilux_domain::policy::BackupPolicy>(&ctx.account, tables::POLICIES, "policy", id).await? {
+    match store::get_policy(&ctx.account, id).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::field("policy_id", format!("no backup policy `{id}` exists"))),
     }
@@ -35,13 +35,34 @@ pub async fn insert_record<T: serde::Serialize>(ctx: &Ctx, table: &str, pk: &str
     Ok(store::insert_or_init(&ctx.account, &ctx.container, table, pk, rk, record).await?)
 }
 
-pub async fn list_engines(ctx: &Ctx) -> ApiResult {
-    let mut engines: Vec<EngineView> = store::all_engines(&ctx.account)
-        .await?
-        .iter()
-        .map(EngineView::from)
-        .collect();
-    engines.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+fn bool_param(q: &[(String, String)], name: &str) -> Result<Option<bool>, ApiError> {
+    match crate::http::param(q, name) {
+        None | Some("") => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(ApiError::field(name, "must be true or false")),
+    }
+}
+
+fn engine_type_param(q: &[(String, String)]) -> Result<Option<dilux_domain::EngineType>, ApiError> {
+    crate::http::param(q, "engine_type")
+        .filter(|s| !s.is_empty())
+        .map(|s| serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| ApiError::field("engine_type", "must be mysql, postgresql or sqlserver")))
+        .transpose()
+}
+
+/// `GET /api/engines[?engine_type=]`: each with how many databases it has.
+pub async fn list_engines(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
+    let only = engine_type_param(q)?;
+    let dbs = store::all_databases(&ctx.account).await?;
+    let mut engines: Vec<serde_json::Value> = Vec::new();
+    let mut all = store::all_engines(&ctx.account).await?;
+    all.sort_by_key(|e| e.name.to_lowercase());
+    for e in all.iter().filter(|e| only.is_none_or(|t| e.engine_type == t)) {
+        let mut v = serde_json::to_value(EngineView::from(e)).expect("views serialize");
+        v["database_count"] = dbs.iter().filter(|d| d.engine_id == e.id).count().into();
+        engines.push(v);
+    }
     Ok(json(200, &serde_json::json!({ "engines": engines, "total": engines.len() })))
 }
 
@@ -127,24 +148,36 @@ async fn refuse_duplicate(ctx: &Ctx, host: &str, port: u16, engine_type: dilux_d
     }
 }
 
-/// `DELETE /api/engines/{id}[?cascade=true]`: refuses while databases exist unless cascading, which
-/// deletes the databases' configuration; their backups stay (delete those explicitly).
+/// `DELETE /api/engines/{id}[?cascade=true[&delete_backups=true]]`: refuses while databases exist
+/// unless cascading, which deletes the databases' configuration; their backups stay unless asked.
 pub async fn delete_engine(ctx: &Ctx, id: &str, q: &[(String, String)]) -> ApiResult {
     load_engine(ctx, id).await?.ok_or_else(|| ApiError::not_found("engine", id))?;
-    let cascade = match crate::http::param(q, "cascade") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(ApiError::field("cascade", "must be true or false")),
-    };
+    let cascade = bool_param(q, "cascade")?.unwrap_or(false);
+    let with_backups = bool_param(q, "delete_backups")?.unwrap_or(false);
+    if with_backups && !cascade {
+        return Err(ApiError::field("delete_backups", "needs cascade=true: backups go with their databases"));
+    }
     let dbs = databases_of(ctx, id).await?;
     if !dbs.is_empty() && !cascade {
         return Err(ApiError::new(409, "has_databases", format!("engine `{id}` still has {} database(s); delete them first, or pass cascade=true", dbs.len())));
     }
+    let mut backups_deleted = 0;
+    if with_backups {
+        // Refuse before deleting anything if any database has a backup in flight.
+        for d in &dbs {
+            if let Some(r) = store::history_by_database(&ctx.account, Some(&d.id)).await?.remove(&d.id).unwrap_or_default().iter().find(|r| !r.status.is_final()) {
+                return Err(ApiError::new(409, "backup_running", format!("a backup of `{}` is still running ({}); wait for it to finish", d.alias, r.id)));
+            }
+        }
+    }
     for d in &dbs {
+        if with_backups {
+            backups_deleted += crate::backups::delete_all_of(ctx, d).await?;
+        }
         store::delete(&ctx.account, tables::DATABASES, DATABASE_PK, &d.id).await?;
     }
     store::delete(&ctx.account, tables::ENGINES, ENGINE_PK, id).await?;
-    Ok(json(200, &serde_json::json!({ "deleted": id, "databases_deleted": dbs.len() })))
+    Ok(json(200, &serde_json::json!({ "deleted": id, "databases_deleted": dbs.len(), "backups_deleted": backups_deleted })))
 }
 
 async fn databases_of(ctx: &Ctx, engine_id: &str) -> Result<Vec<Database>, ApiError> {
@@ -152,15 +185,37 @@ async fn databases_of(ctx: &Ctx, engine_id: &str) -> Result<Vec<Database>, ApiEr
     Ok(store::query_all::<Database>(&ctx.account, tables::DATABASES, &filter).await?.into_iter().map(|(d, _)| d).collect())
 }
 
-pub async fn list_databases(ctx: &Ctx) -> ApiResult {
+/// `GET /api/databases`: filtered by text, engine type, server, effective policy and enabled; paged.
+pub async fn list_databases(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
+    let search = crate::http::param(q, "search").map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+    let engine_type = engine_type_param(q)?;
+    let engine_id = crate::http::param(q, "engine_id").filter(|s| !s.is_empty());
+    let policy_id = crate::http::param(q, "policy_id").filter(|s| !s.is_empty());
+    let enabled = bool_param(q, "enabled")?;
+    let page = match crate::http::param(q, "page") {
+        None => 1,
+        Some(s) => s.parse::<usize>().ok().filter(|p| *p >= 1).ok_or_else(|| ApiError::field("page", "must be a number from 1"))?,
+    };
+    let page_size = crate::backups::page_size(q)?;
     let engines = store::all_engines(&ctx.account).await?;
     let dbs = store::all_databases(&ctx.account).await?;
     let mut views: Vec<DatabaseView> = dbs
         .iter()
+        .filter(|d| engine_type.is_none_or(|t| d.engine_type == t))
+        .filter(|d| engine_id.is_none_or(|id| d.engine_id == id))
+        .filter(|d| enabled.is_none_or(|e| d.enabled == e))
+        .filter(|d| policy_id.is_none_or(|p| store::effective_policy_id(d, engines.iter().find(|e| e.id == d.engine_id)) == p))
         .map(|d| DatabaseView::new(d, engines.iter().find(|e| e.id == d.engine_id)))
+        .filter(|v| {
+            search.as_ref().is_none_or(|s| {
+                [Some(&v.alias), Some(&v.name), v.engine_name.as_ref(), v.host.as_ref()].into_iter().flatten().any(|f| f.to_lowercase().contains(s.as_str()))
+            })
+        })
         .collect();
     views.sort_by(|a, b| a.alias.to_lowercase().cmp(&b.alias.to_lowercase()));
-    Ok(json(200, &serde_json::json!({ "databases": views, "total": views.len() })))
+    let total = views.len();
+    let page_items: Vec<DatabaseView> = views.into_iter().skip((page - 1) * page_size).take(page_size).collect();
+    Ok(json(200, &serde_json::json!({ "databases": page_items, "total": total, "page": page, "page_size": page_size, "pages": total.div_ceil(page_size) })))
 }
 
 pub async fn create_database(ctx: &Ctx, body: &[u8]) -> ApiResult {
@@ -187,7 +242,11 @@ pub async fn create_database(ctx: &Ctx, body: &[u8]) -> ApiResult {
         auth_method: input.auth_method,
         username: input.username.clone(),
         password_sealed: input.password.as_deref().map(|p| ctx.sealer.seal(p)),
-        policy_id: input.policy_id.clone().or(engine.policy_id.clone()),
+        // Explicit, else the server's, else the settings' default for new databases.
+        policy_id: match input.policy_id.clone().or(engine.policy_id.clone()) {
+            Some(p) => Some(p),
+            None => Some(crate::settings::load(ctx).await?.default_policy_id),
+        },
         enabled: input.enabled,
         created_at: now,
         updated_at: now,
@@ -224,11 +283,15 @@ pub async fn update_database(ctx: &Ctx, id: &str, body: &[u8]) -> ApiResult {
     Ok(json(200, &DatabaseView::new(&d, engine.as_ref())))
 }
 
-pub async fn delete_database(ctx: &Ctx, id: &str) -> ApiResult {
-    load_database(ctx, id).await?;
-    // Its backups stay: deleting a database's configuration must never delete its backups.
+/// `DELETE /api/databases/{id}[?delete_backups=true]`: its backups stay unless asked for.
+pub async fn delete_database(ctx: &Ctx, id: &str, q: &[(String, String)]) -> ApiResult {
+    let (d, _) = load_database(ctx, id).await?;
+    let backups_deleted = match bool_param(q, "delete_backups")? {
+        Some(true) => crate::backups::delete_all_of(ctx, &d).await?,
+        _ => 0,
+    };
     store::delete(&ctx.account, tables::DATABASES, DATABASE_PK, id).await?;
-    Ok(json(200, &serde_json::json!({ "deleted": id })))
+    Ok(json(200, &serde_json::json!({ "deleted": id, "alias": d.alias, "backups_deleted": backups_deleted })))
 }
 
 pub async fn database_with_engine(ctx: &Ctx, id: &str) -> Result<(Database, Engine), ApiError> {

@@ -101,11 +101,17 @@ pub async fn principal(ctx: &Ctx, c: EntraClaims) -> Result<Principal, ApiError>
         u.id = c.oid.clone();
         store::insert_or_init(&ctx.account, &ctx.container, tables::USERS, "user", &u.id, &u).await.or_else(|e| if e.status() == Some(409) { Ok(()) } else { Err(e) })?;
         store::delete(&ctx.account, tables::USERS, "user", &pending_user_key(&email)).await?;
+        crate::settings::withdraw_access_request(ctx, &c.oid).await?;
         return admitted(u);
     }
     let anyone = store::query_all::<User>(&ctx.account, tables::USERS, "PartitionKey eq 'user'").await?;
     if !anyone.is_empty() {
-        return Err(ApiError::new(403, "no_access", format!("you are signed in as {email}, but have no access yet; ask an admin to add you")));
+        let name = c.name.clone().unwrap_or_else(|| email.clone());
+        return Err(if crate::settings::file_access_request(ctx, &c.oid, &email, &name).await? {
+            ApiError::new(403, "access_requested", format!("you are signed in as {email}; your access request is waiting for an admin's approval"))
+        } else {
+            ApiError::new(403, "no_access", format!("you are signed in as {email}, but have no access; ask an admin to add you"))
+        });
     }
     let first = User { id: c.oid.clone(), email: email.clone(), name: c.name.unwrap_or_else(|| email.clone()), role: Role::Admin, enabled: true, created_at: Utc::now() };
     match store::insert_or_init(&ctx.account, &ctx.container, tables::USERS, "user", &first.id, &first).await {

@@ -93,6 +93,14 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// An optional body: none (or JSON `null`) is the default.
+pub fn parse_optional<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+        return Ok(T::default());
+    }
+    parse(body)
+}
+
 fn extract_backticked(s: &str) -> Option<String> {
     let start = s.find('`')? + 1;
     let end = s[start..].find('`')? + start;

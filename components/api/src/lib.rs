@@ -1,21 +1,26 @@
 //! The Dilux REST API as a Spin HTTP component. State lives in Azure Table/Queue/Blob only; every
 //! request gets a fresh instance.
 
+mod audit_log;
 mod auth;
 mod backups;
-mod entra;
 mod catalog;
+mod entra;
 mod http;
+mod policies;
+mod probe;
+mod routes;
+mod settings;
 mod status;
 mod users;
 
 use dilux_azure::Account;
 use dilux_domain::Sealer;
-use dilux_domain::user::Permission;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
 use crate::http::{ApiError, ApiResult};
+use crate::routes::Op;
 
 /// What every handler needs, built from Spin variables.
 pub struct Ctx {
@@ -43,18 +48,22 @@ async fn handle(req: Request) -> Response {
     let client_ip = req.header("spin-client-addr").and_then(|h| h.as_str()).map(|a| a.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(a).to_string()).unwrap_or_default();
     let segments: Vec<String> = path.trim_end_matches('/').split('/').skip(1).map(str::to_string).collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let (route, params) = match routes::find(&method, &segs) {
+        routes::Found::Route(r, p) => (r, p),
+        routes::Found::WrongMethod => return ApiError::new(405, "method_not_allowed", format!("{method} is not allowed on {path}; see /api/openapi.json")).into_response(),
+        routes::Found::NoRoute => return ApiError::new(404, "no_route", format!("no API route {path}; see /api/openapi.json")).into_response(),
+    };
     // Loaded once: authentication (Entra keys, users), the handler and the audit row all use it.
     let ctx = Ctx::load();
     let mut principal = None;
-    let result = match permission(&method, &segs) {
-        None => route(req, &ctx, &method, &path, &segs).await,
+    let result = match route.permission {
+        None => dispatch(route.op, &req, &ctx, &params, None).await,
         Some(needed) => match auth::authenticate(&req, ctx.as_ref().ok()).await {
             Ok(p) => {
                 let allowed = auth::check(&p, needed);
                 principal = Some(p);
                 match allowed {
-                    Ok(()) if segs == ["api", "users", "me"] => users::me(principal.as_ref().expect("just set")),
-                    Ok(()) => route(req, &ctx, &method, &path, &segs).await,
+                    Ok(()) => dispatch(route.op, &req, &ctx, &params, principal.as_ref()).await,
                     Err(e) => Err(e),
                 }
             }
@@ -62,47 +71,33 @@ async fn handle(req: Request) -> Response {
         },
     };
     let response = match result {
+        Ok(r) if principal.as_ref().is_some_and(|p| p.role == dilux_domain::user::Role::Viewer) => hide_usernames(r),
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    if let (Some((action, resource_type, id)), Ok(ctx)) = (audited(&method, &segs), &ctx) {
-        audit(ctx, action, resource_type, id, &response, principal.as_ref(), &client_ip, &method, &path).await;
+    if let (Some((action, resource_type)), Ok(ctx)) = (route.audit, &ctx) {
+        audit(ctx, action, resource_type, params.first().copied(), &response, principal.as_ref(), &client_ip, &method, &path).await;
     }
     let who = principal.as_ref().map(|p| p.user_id.as_str()).unwrap_or("-");
-    eprintln!("api method={method} path={path:?} status={} user={who}", response.status());
+    eprintln!("api method={method} path={path:?} op={:?} status={} user={who}", route.op, response.status());
     response
 }
 
-/// What a route needs; `None` for the public ones.
-fn permission(method: &Method, s: &[&str]) -> Option<Permission> {
-    match (method, s) {
-        (Method::Get, ["api", "health"]) | (Method::Post, ["api", "auth", "dev-token"]) => None,
-        (Method::Post, ["api", "databases", _, "backup"]) => Some(Permission::TriggerBackup),
-        (Method::Get, ["api", "users", "me"]) => Some(Permission::View),
-        (_, ["api", "users", ..]) => Some(Permission::ManageUsers),
-        (Method::Get, _) => Some(Permission::View),
-        _ => Some(Permission::ManageDatabases),
+/// Viewers see no part of a credential: login names are removed from what they read.
+fn hide_usernames(r: Response) -> Response {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("username");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
     }
-}
-
-/// Mutating calls are audited, successful or not: (action, resource type, resource id from the path).
-fn audited<'a>(method: &Method, s: &[&'a str]) -> Option<(&'static str, &'static str, Option<&'a str>)> {
-    match (method, s) {
-        (Method::Post, ["api", "engines"]) => Some(("engine_created", "engine", None)),
-        (Method::Put, ["api", "engines", id]) => Some(("engine_updated", "engine", Some(*id))),
-        (Method::Delete, ["api", "engines", id]) => Some(("engine_deleted", "engine", Some(*id))),
-        (Method::Post, ["api", "databases"]) => Some(("database_created", "database", None)),
-        (Method::Put, ["api", "databases", id]) => Some(("database_updated", "database", Some(*id))),
-        (Method::Delete, ["api", "databases", id]) => Some(("database_deleted", "database", Some(*id))),
-        (Method::Post, ["api", "databases", id, "backup"]) => Some(("backup_triggered", "database", Some(*id))),
-        (Method::Delete, ["api", "backups", "delete"]) => Some(("backup_deleted", "backup", None)),
-        (Method::Post, ["api", "backups", "delete-bulk"]) => Some(("backups_deleted_bulk", "backup", None)),
-        (Method::Post, ["api", "users"]) => Some(("user_created", "user", None)),
-        (Method::Put, ["api", "users", id]) => Some(("user_updated", "user", Some(*id))),
-        (Method::Delete, ["api", "users", id]) => Some(("user_deleted", "user", Some(*id))),
-        (Method::Get, _) | (Method::Post, ["api", "auth", "dev-token"]) => None,
-        _ => Some(("unknown_mutation", "unknown", None)),
-    }
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(r.body()) else { return r };
+    strip(&mut v);
+    http::json(*r.status(), &v)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -110,7 +105,7 @@ async fn audit(ctx: &Ctx, action: &str, resource_type: &str, id: Option<&str>, r
     let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap_or_default();
     let status = *response.status();
     let resource_id = id.map(str::to_string).or_else(|| body["id"].as_str().or(body["deleted"].as_str()).map(str::to_string)).unwrap_or_default();
-    let name = body["name"].as_str().or(body["alias"].as_str()).unwrap_or_default().to_string();
+    let name = body["name"].as_str().or(body["alias"].as_str()).or(body["blob_name"].as_str()).unwrap_or_default().to_string();
     let details = serde_json::json!({ "method": method.to_string(), "path": path, "status_code": status, "error": body["error"]["message"] });
     let mut row = dilux_domain::audit::AuditLog::system(action, resource_type, &resource_id, &name, details, chrono::Utc::now());
     row.user_id = who.map(|p| p.user_id.clone()).unwrap_or_else(|| "anonymous".into());
@@ -124,48 +119,63 @@ async fn audit(ctx: &Ctx, action: &str, resource_type: &str, id: Option<&str>, r
     }
 }
 
-async fn route(req: Request, ctx: &Result<Ctx, ApiError>, method: &Method, path: &str, segments: &[&str]) -> ApiResult {
-    if segments == ["api", "health"] && *method == Method::Get {
-        return Ok(http::json(200, &serde_json::json!({ "status": "healthy", "version": env!("CARGO_PKG_VERSION") })));
-    }
-    if segments == ["api", "auth", "dev-token"] && *method == Method::Post {
-        return Ok(http::json(200, &auth::dev_token(req.body())?));
+async fn dispatch(op: Op, req: &Request, ctx: &Result<Ctx, ApiError>, p: &[&str], who: Option<&auth::Principal>) -> ApiResult {
+    let body = req.body();
+    match op {
+        Op::Health => return Ok(http::json(200, &serde_json::json!({ "status": "healthy", "version": env!("CARGO_PKG_VERSION") }))),
+        Op::OpenApi => return Ok(http::json(200, &routes::openapi())),
+        Op::DevToken => return Ok(http::json(200, &auth::dev_token(body)?)),
+        _ => {}
     }
     let ctx = ctx.as_ref().map_err(Clone::clone)?;
-    let body = req.body();
     let query = http::query_params(req.query());
-    match (method, segments) {
-        (Method::Get, ["api", "engines"]) => catalog::list_engines(ctx).await,
-        (Method::Post, ["api", "engines"]) => catalog::create_engine(ctx, body).await,
-        (Method::Get, ["api", "engines", id]) => catalog::get_engine(ctx, id).await,
-        (Method::Put, ["api", "engines", id]) => catalog::update_engine(ctx, id, body).await,
-        (Method::Delete, ["api", "engines", id]) => catalog::delete_engine(ctx, id, &query).await,
-        (Method::Get, ["api", "databases"]) => catalog::list_databases(ctx).await,
-        (Method::Post, ["api", "databases"]) => catalog::create_database(ctx, body).await,
-        (Method::Get, ["api", "databases", id]) => catalog::get_database(ctx, id).await,
-        (Method::Put, ["api", "databases", id]) => catalog::update_database(ctx, id, body).await,
-        (Method::Delete, ["api", "databases", id]) => catalog::delete_database(ctx, id).await,
-        (Method::Post, ["api", "databases", id, "backup"]) => backups::trigger(ctx, id).await,
-        (Method::Get, ["api", "backups"]) => backups::list(ctx, &query).await,
-        (Method::Get, ["api", "backups", "download"]) => backups::download(ctx, &query).await,
-        (Method::Get, ["api", "system-status"]) => status::system_status(ctx).await,
-        (Method::Get, ["api", "users"]) => users::list(ctx).await,
-        (Method::Post, ["api", "users"]) => users::create(ctx, body).await,
-        (Method::Put, ["api", "users", id]) => users::update(ctx, id, body).await,
-        (Method::Delete, ["api", "users", id]) => users::delete(ctx, id).await,
-        (Method::Delete, ["api", "backups", "delete"]) => backups::delete(ctx, &query).await,
-        (Method::Post, ["api", "backups", "delete-bulk"]) => backups::delete_bulk(ctx, body).await,
-        (Method::Get, ["api", "backups", "stats"]) => backups::stats(ctx, &query).await,
-        (Method::Get, ["api", "retention", "preview"]) => backups::retention_preview(ctx, &query).await,
-        (_, ["api", ..]) if known_path(segments) => Err(ApiError::new(405, "method_not_allowed", format!("{method} is not allowed on {path}"))),
-        _ => Err(ApiError::new(404, "not_found", format!("no API route {path}"))),
+    let q = &query;
+    let who = who.ok_or_else(|| ApiError::new(401, "unauthenticated", "sign in first"))?;
+    match op {
+        Op::Health | Op::OpenApi | Op::DevToken => unreachable!("answered above"),
+        Op::ListEngines => catalog::list_engines(ctx, q).await,
+        Op::CreateEngine => catalog::create_engine(ctx, body).await,
+        Op::GetEngine => catalog::get_engine(ctx, p[0]).await,
+        Op::UpdateEngine => catalog::update_engine(ctx, p[0], body).await,
+        Op::DeleteEngine => catalog::delete_engine(ctx, p[0], q).await,
+        Op::TestEngine => probe::test_engine(ctx, p[0]).await,
+        Op::DiscoverEngine => probe::discover(ctx, p[0], body).await,
+        Op::ListDatabases => catalog::list_databases(ctx, q).await,
+        Op::CreateDatabase => catalog::create_database(ctx, body).await,
+        Op::TestConnection => probe::test_connection(ctx, body).await,
+        Op::GetDatabase => catalog::get_database(ctx, p[0]).await,
+        Op::UpdateDatabase => catalog::update_database(ctx, p[0], body).await,
+        Op::DeleteDatabase => catalog::delete_database(ctx, p[0], q).await,
+        Op::TestDatabase => probe::test_database(ctx, p[0]).await,
+        Op::TriggerBackup => backups::trigger(ctx, p[0]).await,
+        Op::ListBackups => backups::list(ctx, q).await,
+        Op::ListBackupFiles => backups::files(ctx, q).await,
+        Op::DownloadBackup => backups::download(ctx, q).await,
+        Op::DeleteBackup => backups::delete(ctx, q).await,
+        Op::DeleteBackupsBulk => backups::delete_bulk(ctx, body).await,
+        Op::BackupStats => backups::stats(ctx, q).await,
+        Op::RetentionPreview => backups::retention_preview(ctx, q).await,
+        Op::ListPolicies => policies::list(ctx).await,
+        Op::CreatePolicy => policies::create(ctx, body).await,
+        Op::GetPolicy => policies::get(ctx, p[0]).await,
+        Op::UpdatePolicy => policies::update(ctx, p[0], body).await,
+        Op::DeletePolicy => policies::delete(ctx, p[0]).await,
+        Op::ListUsers => users::list(ctx).await,
+        Op::CreateUser => users::create(ctx, body).await,
+        Op::Me => users::me(ctx, who).await,
+        Op::GetPreferences => settings::preferences(ctx, who).await,
+        Op::UpdatePreferences => settings::update_preferences(ctx, who, body).await,
+        Op::UpdateUser => users::update(ctx, p[0], body).await,
+        Op::DeleteUser => users::delete(ctx, p[0]).await,
+        Op::ListAccessRequests => settings::access_requests(ctx, q).await,
+        Op::ApproveAccessRequest => settings::approve(ctx, who, p[0], body).await,
+        Op::RejectAccessRequest => settings::reject(ctx, who, p[0], body).await,
+        Op::ListAudit => audit_log::list(ctx, q).await,
+        Op::AuditActions => audit_log::actions(),
+        Op::AuditResourceTypes => audit_log::resource_types(),
+        Op::AuditStats => audit_log::stats(ctx, q).await,
+        Op::GetSettings => settings::get(ctx).await,
+        Op::UpdateSettings => settings::update(ctx, who, body).await,
+        Op::SystemStatus => status::system_status(ctx).await,
     }
-}
-
-fn known_path(s: &[&str]) -> bool {
-    matches!(
-        s,
-        ["api", "health"] | ["api", "auth", "dev-token"] | ["api", "engines"] | ["api", "engines", _] | ["api", "databases"] | ["api", "databases", _]
-            | ["api", "databases", _, "backup"] | ["api", "backups"] | ["api", "backups", "download"] | ["api", "backups", "delete"] | ["api", "backups", "delete-bulk"] | ["api", "backups", "stats"] | ["api", "retention", "preview"] | ["api", "system-status"] | ["api", "users"] | ["api", "users", _]
-    )
 }

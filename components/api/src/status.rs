@@ -1,15 +1,18 @@
 //! `GET /api/system-status`: is storage reachable, how deep is the job queue, and which databases
 //! are missing backups.
 
-use chrono::Utc;
+use chrono::{Duration, Utc};
 use dilux_azure::queue;
 use dilux_azure_spin as store;
 use dilux_domain::policy::overdue;
-use dilux_domain::schedule::ScheduleState;
+use dilux_domain::schedule::{ScheduleState, TickRecord, TICK_PK};
 use dilux_domain::tables;
 
 use crate::http::{json, ApiResult};
 use crate::Ctx;
+
+/// The scheduler ticks every minute; this long without one is an outage.
+const SCHEDULER_STALE_MINUTES: i64 = 5;
 
 pub async fn system_status(ctx: &Ctx) -> ApiResult {
     let a = &ctx.account;
@@ -48,11 +51,40 @@ pub async fn system_status(ctx: &Ctx) -> ApiResult {
             }));
         }
     }
+    let failing: Vec<serde_json::Value> = states
+        .iter()
+        .map(|(s, _)| s)
+        .filter(|s| s.consecutive_failures > 0)
+        .filter_map(|s| dbs.iter().find(|d| d.id == s.database_id).map(|d| serde_json::json!({ "database_id": d.id, "database_alias": d.alias, "consecutive_failures": s.consecutive_failures })))
+        .collect();
+    // When the timer-driven ticks last ran: a stopped scheduler means no backups at all.
+    let ticks = store::query_all::<TickRecord>(a, tables::SCHEDULE, &format!("PartitionKey eq '{TICK_PK}'")).await?;
+    let tick = |name: &str| ticks.iter().map(|(t, _)| t).find(|t| t.name == name);
+    let scheduler = tick("scheduler");
+    match scheduler {
+        Some(t) if now - t.at > Duration::minutes(SCHEDULER_STALE_MINUTES) => alerts.push(serde_json::json!({
+            "kind": "scheduler_stopped", "severity": "error",
+            "message": format!("the scheduler last ran {} minutes ago; check the dumper-host (or the CronJob) that calls /internal/ticks/scheduler", (now - t.at).num_minutes()),
+        })),
+        Some(t) if !t.ok => alerts.push(serde_json::json!({ "kind": "scheduler_failing", "severity": "error", "message": format!("the last scheduler run failed: {}", t.detail) })),
+        None if !dbs.is_empty() => alerts.push(serde_json::json!({ "kind": "scheduler_never_ran", "severity": "warning", "message": "the scheduler has not run yet; scheduled backups start once it does" })),
+        _ => {}
+    }
+    let dumper = crate::probe::dumper_health().await;
+    if dumper["reachable"] != true {
+        alerts.push(serde_json::json!({ "kind": "dumper_unreachable", "severity": "error", "message": dumper["message"] }));
+    }
+    let tick_view = |t: Option<&TickRecord>| t.map(|t| serde_json::json!({ "at": t.at, "ok": t.ok, "detail": t.detail }));
+    let degraded = alerts.iter().any(|a| a["severity"] == "error");
     Ok(json(200, &serde_json::json!({
-        "status": if alerts.is_empty() { "healthy" } else { "degraded" },
+        "status": if degraded { "degraded" } else { "healthy" },
         "storage": { "reachable": true },
         "queue": { "name": dilux_domain::JOBS_QUEUE, "depth": queue_depth },
+        "dumper_host": dumper,
+        "scheduler": { "last_tick": tick_view(scheduler) },
+        "retention": { "last_tick": tick_view(tick("retention")) },
         "databases": dbs.len(),
+        "failing_databases": failing,
         "alerts": alerts,
     })))
 }

@@ -123,8 +123,12 @@ pub fn parse_delete_blob(r: Response) -> Result<(), AzureError> {
     r.check("delete blob").map(|_| ())
 }
 
-pub fn list_blobs(a: &Account, now: DateTime<Utc>, container: &str, prefix: &str, marker: Option<&str>) -> Request {
+/// One page of blob names under `prefix`; `max_results` caps the page (Azure's own cap is 5 000).
+pub fn list_blobs(a: &Account, now: DateTime<Utc>, container: &str, prefix: &str, marker: Option<&str>, max_results: Option<u32>) -> Request {
     let mut url = format!("{}/{}?restype=container&comp=list&include=metadata", a.blob_endpoint, container);
+    if let Some(n) = max_results {
+        url.push_str(&format!("&maxresults={n}"));
+    }
     if !prefix.is_empty() {
         url.push_str(&format!("&prefix={}", q(prefix)));
     }

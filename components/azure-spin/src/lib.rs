@@ -80,7 +80,7 @@ pub async fn ensure_storage(a: &Account, tables: &[&str], queues: &[&str], conta
 /// Creates everything the app stores into: its tables, the jobs queue, the backups container.
 pub async fn ensure_app_storage(a: &Account, container: &str) -> Result<(), StoreError> {
     use dilux_domain::tables as t;
-    ensure_storage(a, &[t::ENGINES, t::DATABASES, t::HISTORY, t::SCHEDULE, t::POLICIES, t::AUDIT, t::USERS, t::AUTH_CACHE], &[dilux_domain::JOBS_QUEUE], &[container]).await
+    ensure_storage(a, &[t::ENGINES, t::DATABASES, t::HISTORY, t::SCHEDULE, t::POLICIES, t::AUDIT, t::USERS, t::AUTH_CACHE, t::SETTINGS, t::ACCESS_REQUESTS], &[dilux_domain::JOBS_QUEUE], &[container]).await
 }
 
 /// Inserts, creating the app's storage on first use (a fresh storage account has none).
@@ -122,6 +122,22 @@ pub async fn replace<T: Serialize>(a: &Account, tbl: &str, pk: &str, rk: &str, r
     Ok(table::parse_write(send("update entity", req).await?, "update entity")?)
 }
 
+/// Writes a record whether or not it exists (last writer wins): for rows that are only ever replaced
+/// whole, such as settings and tick records.
+pub async fn upsert<T: Serialize>(a: &Account, container: &str, tbl: &str, pk: &str, rk: &str, record: &T) -> Result<(), StoreError> {
+    for _ in 0..3 {
+        match replace(a, tbl, pk, rk, record, None).await {
+            Err(e) if e.status() == Some(404) => match insert_or_init(a, container, tbl, pk, rk, record).await {
+                // Someone created it meanwhile: replace theirs.
+                Err(e) if e.status() == Some(409) => continue,
+                other => return other,
+            },
+            other => return other.map(|_| ()),
+        }
+    }
+    replace(a, tbl, pk, rk, record, None).await.map(|_| ())
+}
+
 pub async fn delete(a: &Account, tbl: &str, pk: &str, rk: &str) -> Result<(), StoreError> {
     table::parse_delete_entity(send("delete entity", table::delete_entity(a, Utc::now(), tbl, pk, rk, None)).await?)?;
     Ok(())
@@ -159,11 +175,26 @@ pub async fn all_engines(a: &Account) -> Result<Vec<dilux_domain::Engine>, Store
     Ok(query_all(a, t::ENGINES, &filter).await?.into_iter().map(|(e, _)| e).collect())
 }
 
+/// One stored policy (system policies appear here only once edited).
+pub async fn get_policy(a: &Account, id: &str) -> Result<Option<Tagged<dilux_domain::policy::BackupPolicy>>, StoreError> {
+    let tbl = dilux_domain::tables::POLICIES;
+    match get::<dilux_domain::policy::PolicyRow>(a, tbl, "policy", id).await? {
+        None => Ok(None),
+        Some((row, etag)) => dilux_domain::policy::BackupPolicy::try_from(row)
+            .map(|p| Some((p, etag)))
+            .map_err(|e| StoreError::Corrupt { table: tbl.into(), key: id.into(), detail: e.to_string() }),
+    }
+}
+
 /// Every policy by id: the system defaults, then stored ones.
 pub async fn policies(a: &Account) -> Result<std::collections::HashMap<String, dilux_domain::policy::BackupPolicy>, StoreError> {
     let mut out: std::collections::HashMap<_, _> = dilux_domain::policy::default_policies().into_iter().map(|p| (p.id.clone(), p)).collect();
-    let stored = query_all::<dilux_domain::policy::BackupPolicy>(a, dilux_domain::tables::POLICIES, "PartitionKey eq 'policy'").await?;
-    out.extend(stored.into_iter().map(|(p, _)| (p.id.clone(), p)));
+    let stored = query_all::<dilux_domain::policy::PolicyRow>(a, dilux_domain::tables::POLICIES, "PartitionKey eq 'policy'").await?;
+    for (row, _) in stored {
+        let id = row.id.clone();
+        let p = dilux_domain::policy::BackupPolicy::try_from(row).map_err(|e| StoreError::Corrupt { table: dilux_domain::tables::POLICIES.into(), key: id.clone(), detail: e.to_string() })?;
+        out.insert(id, p);
+    }
     Ok(out)
 }
 

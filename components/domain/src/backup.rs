@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{EngineType, ErrorClass};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BackupStatus {
     Pending,
@@ -22,7 +22,7 @@ impl BackupStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BackupTier {
     Hourly,
@@ -32,7 +32,7 @@ pub enum BackupTier {
     Yearly,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TriggeredBy {
     Manual,
@@ -60,7 +60,7 @@ impl BackupJob {
         let id = uuid::Uuid::new_v4().to_string();
         let (history_pk, history_rk) = history_keys(now, &id);
         BackupJob {
-            blob_name: blob_name(engine_type, database_id, now),
+            blob_name: blob_name(engine_type, database_id, now, &id),
             id,
             database_id: database_id.into(),
             engine_type,
@@ -82,13 +82,15 @@ pub fn history_keys(at: DateTime<Utc>, id: &str) -> (String, String) {
     (at.format("%Y-%m-%d").to_string(), format!("{:019}_{id}", MAX_TICKS - ticks))
 }
 
-/// `{engine_type}/{database_id}/{YYYYMMDD_HHMMSS}.{format}`
-pub fn blob_name(engine_type: EngineType, database_id: &str, at: DateTime<Utc>) -> String {
-    format!("{}/{}/{}.{}", engine_type.as_str(), database_id, at.format("%Y%m%d_%H%M%S"), engine_type.dump_format())
+/// `{engine_type}/{database_id}/{YYYYMMDD_HHMMSS}_{backup id prefix}.{format}`
+pub fn blob_name(engine_type: EngineType, database_id: &str, at: DateTime<Utc>, backup_id: &str) -> String {
+    // The backup id's first characters keep two backups started in the same second apart.
+    let tag: String = backup_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    format!("{}/{}/{}_{tag}.{}", engine_type.as_str(), database_id, at.format("%Y%m%d_%H%M%S"), engine_type.dump_format())
 }
 
 /// A history row: one backup attempt and what came of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BackupResult {
     pub id: String,
     pub database_id: String,
@@ -98,7 +100,9 @@ pub struct BackupResult {
     pub engine_id: String,
     pub status: BackupStatus,
     pub triggered_by: TriggeredBy,
+    /// Comma-separated tiers, e.g. `hourly,daily`.
     #[serde(with = "crate::entity::comma_list", default)]
+    #[schemars(with = "String")]
     pub tiers: Vec<BackupTier>,
     pub created_at: DateTime<Utc>,
     #[serde(default)]
@@ -207,7 +211,7 @@ mod tests {
     #[test]
     fn blob_names_follow_the_layout() {
         let t = Utc.with_ymd_and_hms(2024, 1, 15, 0, 0, 7).unwrap();
-        assert_eq!(blob_name(EngineType::Mysql, "db-1", t), "mysql/db-1/20240115_000007.sql.gz");
+        assert_eq!(blob_name(EngineType::Mysql, "db-1", t, "1a2b3c4d-ffff"), "mysql/db-1/20240115_000007_1a2b3c4d.sql.gz");
     }
 
     #[test]

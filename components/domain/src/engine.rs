@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::FieldError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineType {
     Mysql,
@@ -49,7 +49,7 @@ impl EngineType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     #[default]
@@ -87,8 +87,16 @@ impl Engine {
     }
 }
 
+impl Database {
+    /// The username and sealed password this database connects with: its server's or its own.
+    pub fn sealed_credentials<'a>(&'a self, engine: &'a Engine) -> Option<(&'a str, &'a str)> {
+        let (u, p) = if self.use_engine_credentials { (&engine.username, &engine.password_sealed) } else { (&self.username, &self.password_sealed) };
+        Some((u.as_deref().filter(|u| !u.is_empty())?, p.as_deref()?))
+    }
+}
+
 /// What the API shows of an engine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EngineView {
     pub id: String,
     pub name: String,
@@ -124,7 +132,7 @@ impl From<&Engine> for EngineView {
 }
 
 /// `POST /api/engines`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEngine {
     pub name: String,
@@ -178,7 +186,7 @@ pub struct Database {
 }
 
 /// What the API shows of a database.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DatabaseView {
     pub id: String,
     pub engine_id: String,
@@ -222,7 +230,7 @@ impl DatabaseView {
 }
 
 /// `POST /api/databases`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDatabase {
     pub engine_id: String,
@@ -270,7 +278,7 @@ impl CreateDatabase {
 }
 
 /// `PUT /api/databases/{id}`: fields left out keep their value.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateDatabase {
     pub name: Option<String>,
@@ -352,7 +360,7 @@ fn validate_name(field: &str, v: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn validate_db_name(v: &str) -> Result<(), FieldError> {
+pub fn validate_db_name(v: &str) -> Result<(), FieldError> {
     validate_name("name", v)?;
     // Names reach the dump tool as one argument; refuse what would read as an option.
     if v.starts_with('-') {
@@ -364,7 +372,7 @@ fn validate_db_name(v: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn validate_host(v: &str) -> Result<(), FieldError> {
+pub fn validate_host(v: &str) -> Result<(), FieldError> {
     if v.is_empty() {
         return Err(FieldError::new("host", "must not be empty"));
     }
@@ -384,7 +392,7 @@ fn validate_credentials(user: Option<&str>, pass: Option<&str>, required: bool) 
 }
 
 /// User names reach the tools as option values: bounded, and never readable as an option.
-fn validate_username(u: &str) -> Result<(), FieldError> {
+pub fn validate_username(u: &str) -> Result<(), FieldError> {
     if u.is_empty() || u.len() > 128 || u.starts_with('-') {
         return Err(FieldError::new("username", "must be 1 to 128 characters and not start with '-'"));
     }
@@ -441,7 +449,7 @@ mod tests {
 }
 
 /// `PUT /api/engines/{id}`: fields left out keep their value. The type never changes.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEngine {
     pub name: Option<String>,

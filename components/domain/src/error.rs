@@ -20,7 +20,7 @@ impl FieldError {
 }
 
 /// Why a backup (or connection test) failed, as a user acts on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ErrorClass {
     /// Wrong user name or password.
     AuthFailed,

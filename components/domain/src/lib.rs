@@ -7,9 +7,11 @@ pub mod engine;
 pub mod entity;
 pub mod error;
 pub mod policy;
+pub mod probe;
 pub mod retention;
 pub mod schedule;
 pub mod secret;
+pub mod settings;
 pub mod user;
 
 pub use backup::{BackupJob, BackupResult, BackupStatus, BackupTier, TriggeredBy};
@@ -28,6 +30,9 @@ pub mod tables {
     pub const USERS: &str = "users";
     /// Cached signing keys of the identity provider.
     pub const AUTH_CACHE: &str = "authcache";
+    /// App settings (one row) and per-user preferences.
+    pub const SETTINGS: &str = "appsettings";
+    pub const ACCESS_REQUESTS: &str = "accessrequests";
     /// The single partition of the engines table.
     pub const ENGINE_PK: &str = "engine";
     /// The single partition of the databases table.

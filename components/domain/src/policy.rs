@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{BackupTier, FieldError};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierConfig {
     pub enabled: bool,
@@ -31,7 +31,7 @@ pub struct TierConfig {
     pub month: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BackupPolicy {
     pub id: String,
     pub name: String,
@@ -44,6 +44,89 @@ pub struct BackupPolicy {
     pub weekly: TierConfig,
     pub monthly: TierConfig,
     pub yearly: TierConfig,
+}
+
+/// `POST /api/backup-policies` and `PUT /api/backup-policies/{id}`: the whole policy; tiers left out
+/// are disabled.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyInput {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub hourly: TierConfig,
+    #[serde(default)]
+    pub daily: TierConfig,
+    #[serde(default)]
+    pub weekly: TierConfig,
+    #[serde(default)]
+    pub monthly: TierConfig,
+    #[serde(default)]
+    pub yearly: TierConfig,
+}
+
+impl PolicyInput {
+    /// The policy this input describes, validated (names the first bad field).
+    pub fn into_policy(self, id: String) -> Result<BackupPolicy, FieldError> {
+        if self.name.trim().chars().count() > 100 {
+            return Err(FieldError::new("name", "must be at most 100 characters"));
+        }
+        let p = BackupPolicy {
+            id,
+            name: self.name.trim().to_string(),
+            description: self.description,
+            is_system: false,
+            hourly: self.hourly,
+            daily: self.daily,
+            weekly: self.weekly,
+            monthly: self.monthly,
+            yearly: self.yearly,
+        };
+        p.validate()?;
+        if p.active_tiers().next().is_none() {
+            return Err(FieldError::new("daily", "a policy needs at least one enabled tier with keep_count above 0"));
+        }
+        Ok(p)
+    }
+}
+
+/// A policy as a Table row: Table entities hold only scalars, so the tiers are JSON text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRow {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub is_system: bool,
+    /// `{"hourly": TierConfig, "daily": …, "weekly": …, "monthly": …, "yearly": …}`.
+    pub tiers: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Tiers {
+    hourly: TierConfig,
+    daily: TierConfig,
+    weekly: TierConfig,
+    monthly: TierConfig,
+    yearly: TierConfig,
+}
+
+impl From<&BackupPolicy> for PolicyRow {
+    fn from(p: &BackupPolicy) -> Self {
+        let tiers = Tiers { hourly: p.hourly.clone(), daily: p.daily.clone(), weekly: p.weekly.clone(), monthly: p.monthly.clone(), yearly: p.yearly.clone() };
+        PolicyRow { id: p.id.clone(), name: p.name.clone(), description: p.description.clone(), is_system: p.is_system, tiers: serde_json::to_string(&tiers).expect("tiers serialize") }
+    }
+}
+
+impl TryFrom<PolicyRow> for BackupPolicy {
+    type Error = serde_json::Error;
+
+    fn try_from(r: PolicyRow) -> Result<Self, Self::Error> {
+        let t: Tiers = serde_json::from_str(&r.tiers)?;
+        Ok(BackupPolicy { id: r.id, name: r.name, description: r.description, is_system: r.is_system, hourly: t.hourly, daily: t.daily, weekly: t.weekly, monthly: t.monthly, yearly: t.yearly })
+    }
 }
 
 pub const TIERS: [BackupTier; 5] = [BackupTier::Hourly, BackupTier::Daily, BackupTier::Weekly, BackupTier::Monthly, BackupTier::Yearly];
@@ -263,6 +346,16 @@ mod tests {
 
     fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn policies_round_trip_through_rows() {
+        for p in default_policies() {
+            let row = PolicyRow::from(&p);
+            let entity = crate::entity::to_entity("policy", &p.id, &row);
+            let back: PolicyRow = crate::entity::from_entity(entity).unwrap();
+            assert_eq!(BackupPolicy::try_from(back).unwrap(), p);
+        }
     }
 
     #[test]

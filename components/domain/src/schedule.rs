@@ -206,3 +206,16 @@ mod tests {
         }
     }
 }
+
+/// The outcome of the newest run of a tick (scheduler, retention), for the status page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TickRecord {
+    pub name: String,
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+    /// The tick's report, or its error.
+    pub detail: String,
+}
+
+/// Where tick records live in the schedule table.
+pub const TICK_PK: &str = "tick";

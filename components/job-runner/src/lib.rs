@@ -123,16 +123,12 @@ async fn prepare(ctx: &Ctx, job: &BackupJob) -> Result<dump::DumpRequest, Prepar
         .await
         .map_err(retry)?
         .ok_or_else(|| invalid(format!("server {} of this database no longer exists", db.engine_id)))?;
-    let (username, sealed) = if db.use_engine_credentials {
-        (engine.username.clone(), engine.password_sealed.clone())
-    } else {
-        (db.username.clone(), db.password_sealed.clone())
-    };
-    let (Some(username), Some(sealed)) = (username, sealed) else {
+    let Some((username, sealed)) = db.sealed_credentials(&engine) else {
         let whose = if db.use_engine_credentials { "its server" } else { "the database" };
         return Err(invalid(format!("no username/password is set on {whose}; add credentials and run the backup again")));
     };
-    let password = ctx.sealer.open(&sealed).map_err(|e| invalid(e.to_string()))?;
+    let username = username.to_string();
+    let password = ctx.sealer.open(sealed).map_err(|e| invalid(e.to_string()))?;
     let kind = match engine.engine_type {
         EngineType::Postgresql => dump::EngineKind::Postgresql,
         EngineType::Mysql => dump::EngineKind::Mysql,

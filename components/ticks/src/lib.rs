@@ -58,6 +58,17 @@ async fn handle(req: Request) -> Response {
         "/internal/ticks/retention" => retention::tick(&ctx).await,
         _ => return error(404, "no such tick"),
     };
+    // Remembered for the status page: when each tick last ran and how it went.
+    let name = path.rsplit('/').next().unwrap_or_default().to_string();
+    let record = dilux_domain::schedule::TickRecord {
+        name: name.clone(),
+        at: Utc::now(),
+        ok: result.is_ok(),
+        detail: match &result { Ok(r) => r.to_string(), Err(e) => e.to_string() },
+    };
+    if let Err(e) = dilux_azure_spin::upsert(&ctx.account, &ctx.container, dilux_domain::tables::SCHEDULE, dilux_domain::schedule::TICK_PK, &name, &record).await {
+        eprintln!("tick route={path} record_failed={e}");
+    }
     match result {
         Ok(report) => {
             eprintln!("tick route={path} report={report}");
