@@ -6,7 +6,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dilux/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 WASM_OUT="$ROOT/target/wasm"
-APT_PACKAGES=(postgresql mariadb-server mariadb-client ca-certificates)
+# chromium: the browser the UI tests drive (Debian's; browser downloads are not possible here).
+APT_PACKAGES=(postgresql mariadb-server mariadb-client ca-certificates chromium)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -22,9 +23,9 @@ install_apt() {
 }
 
 install_node_tools() {
-  # Azurite, pinned by scripts/package-lock.json.
-  if [ ! -x "$ROOT/scripts/node_modules/.bin/azurite" ]; then
-    log "installing Azurite (npm)"
+  # Azurite and playwright-core, pinned by scripts/package-lock.json.
+  if [ ! -x "$ROOT/scripts/node_modules/.bin/azurite" ] || [ ! -d "$ROOT/scripts/node_modules/playwright-core" ]; then
+    log "installing Azurite and playwright-core (npm)"
     (cd "$ROOT/scripts" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
   export AZURITE_BIN="$ROOT/scripts/node_modules/.bin/azurite"
@@ -59,15 +60,39 @@ install_rust_targets() {
   (cd "$ROOT" && rustup target add wasm32-wasip2 wasm32-unknown-unknown >/dev/null 2>&1 || true)
 }
 
+# wasm-bindgen-cli must be exactly the version of the wasm-bindgen crate in Cargo.lock.
+install_wasm_bindgen() {
+  local v root="$HOME/.cache/dilux/tools"
+  v="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$ROOT/Cargo.lock")"
+  if ! "$root/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $v"; then
+    log "installing wasm-bindgen-cli $v (cargo)"
+    # Not --locked: its lockfile names a webpki-roots release the registry here does not carry.
+    cargo install --quiet --force --root "$root" wasm-bindgen-cli --version "=$v"
+  fi
+  export WASM_BINDGEN="$root/bin/wasm-bindgen"
+}
+
 install_all() {
   install_apt
   install_node_tools
   install_pg_tools
   install_rust_targets
+  install_wasm_bindgen
 }
 
 # The newest PostgreSQL server binaries Debian installed.
 pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+# The Leptos UI: Wasm + its JS glue + the static files, into target/ui (served by the ui component).
+build_ui() {
+  install_wasm_bindgen
+  log "building the web UI (wasm32-unknown-unknown)"
+  (cd "$ROOT" && cargo build --release --target wasm32-unknown-unknown -p dilux-ui)
+  rm -rf "$ROOT/target/ui" && mkdir -p "$ROOT/target/ui"
+  cp -r "$ROOT/ui/static/." "$ROOT/target/ui/"
+  "$WASM_BINDGEN" --target web --no-typescript --out-dir "$ROOT/target/ui/pkg" \
+    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/dilux_ui.wasm"
+}
 
 build_components() {
   log "building Wasm components (wasm32-wasip2)"
@@ -76,6 +101,7 @@ build_components() {
   for c in dilux_api dilux_static_ui dilux_job_runner dilux_ticks; do
     cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/$c.wasm" "$WASM_OUT/$c.wasm"
   done
+  build_ui
 }
 
 build_host() {

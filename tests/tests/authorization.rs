@@ -49,6 +49,7 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
         let cases: Vec<(M, &str, String, Option<Value>, [u16; 4])> = vec![
             (M::GET, "/api/health", "/api/health".into(), None, [200; 4]),
             (M::GET, "/api/openapi.json", "/api/openapi.json".into(), None, [200; 4]),
+            (M::GET, "/api/auth/config", "/api/auth/config".into(), None, [200; 4]),
             (M::POST, "/api/auth/dev-token", "/api/auth/dev-token".into(), Some(json!({"email": "x@example.com", "role": "viewer"})), [200; 4]),
             (M::GET, "/api/engines", "/api/engines".into(), None, read),
             (M::GET, "/api/engines/{id}", format!("/api/engines/{eid}"), None, read),

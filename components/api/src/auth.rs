@@ -64,6 +64,14 @@ fn mode() -> Result<Mode, ApiError> {
     }
 }
 
+/// What the UI needs to sign someone in; nothing here is secret.
+pub fn public_config() -> Result<serde_json::Value, ApiError> {
+    Ok(match mode()? {
+        Mode::Dev(_) => serde_json::json!({ "mode": "dev" }),
+        Mode::Entra { tenant, client_id, authority } => serde_json::json!({ "mode": "entra", "tenant_id": tenant, "client_id": client_id, "authority": authority }),
+    })
+}
+
 /// Refuses `principal` unless its role grants `needed`.
 pub fn check(principal: &Principal, needed: Permission) -> Result<(), ApiError> {
     if principal.role.can(needed) {

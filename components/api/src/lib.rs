@@ -125,6 +125,7 @@ async fn dispatch(op: Op, req: &Request, ctx: &Result<Ctx, ApiError>, p: &[&str]
         Op::Health => return Ok(http::json(200, &serde_json::json!({ "status": "healthy", "version": env!("CARGO_PKG_VERSION") }))),
         Op::OpenApi => return Ok(http::json(200, &routes::openapi())),
         Op::DevToken => return Ok(http::json(200, &auth::dev_token(body)?)),
+        Op::AuthConfig => return Ok(http::json(200, &auth::public_config()?)),
         _ => {}
     }
     let ctx = ctx.as_ref().map_err(Clone::clone)?;
@@ -132,7 +133,7 @@ async fn dispatch(op: Op, req: &Request, ctx: &Result<Ctx, ApiError>, p: &[&str]
     let q = &query;
     let who = who.ok_or_else(|| ApiError::new(401, "unauthenticated", "sign in first"))?;
     match op {
-        Op::Health | Op::OpenApi | Op::DevToken => unreachable!("answered above"),
+        Op::Health | Op::OpenApi | Op::DevToken | Op::AuthConfig => unreachable!("answered above"),
         Op::ListEngines => catalog::list_engines(ctx, q).await,
         Op::CreateEngine => catalog::create_engine(ctx, body).await,
         Op::GetEngine => catalog::get_engine(ctx, p[0]).await,

@@ -9,6 +9,7 @@ use spin_sdk::http::Method;
 pub enum Op {
     Health,
     OpenApi,
+    AuthConfig,
     DevToken,
     ListEngines,
     CreateEngine,
@@ -141,6 +142,7 @@ const PAGE: (&str, &str) = ("page_size", "items per page");
 pub static ROUTES: &[Route] = &[
     r(Get, "/api/health", Op::Health, None, None, "Liveness and version"),
     r(Get, "/api/openapi.json", Op::OpenApi, None, None, "This document"),
+    r(Get, "/api/auth/config", Op::AuthConfig, None, None, "How to sign in: dev or Entra ID (tenant, client id, authority)"),
     b(r(Post, "/api/auth/dev-token", Op::DevToken, None, None, "A sign-in token for any role (auth_mode=dev only)"), Json("DevTokenRequest")),
     q(r(Get, "/api/engines", Op::ListEngines, Some(View), None, "Servers, with how many databases each has"), &[("engine_type", "mysql, postgresql or sqlserver")]),
     ok(b(r(Post, "/api/engines", Op::CreateEngine, Some(ManageDatabases), Some(("engine_created", "engine")), "Register a server"), Json("CreateEngine")), 201),

@@ -1,0 +1,41 @@
+//! The web UI in a real browser (Debian's headless Chromium, driven by playwright-core) against the
+//! running app, Azurite and a real PostgreSQL: sign in, add a server and a database, back it up, watch
+//! it complete, download it; a viewer finds no controls that change anything. Screenshots of every
+//! page land in target/ui-screenshots.
+
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use dilux_e2e::{root, App, Azurite, Postgres};
+
+const PG_PASSWORD: &str = "ui-Br0wser-s3cret";
+
+#[test]
+fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
+    let az = std::thread::spawn(Azurite::start);
+    let pg = Postgres::start(PG_PASSWORD)?;
+    let az = az.join().unwrap()?;
+    pg.sql("postgres", "CREATE DATABASE shop")?;
+    pg.sql("shop", "CREATE TABLE orders (id int PRIMARY KEY, note text); INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(1, 1000) g;")?;
+    let app = App::start(&az.connection_string)?;
+    let shots = root().join("target/ui-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let out = Command::new("node")
+        .arg(root().join("tests/ui/flow.mjs"))
+        .env("DILUX_URL", &app.url)
+        .env("DILUX_ROOT", root())
+        .env("PG_PORT", pg.port.to_string())
+        .env("PG_PASSWORD", PG_PASSWORD)
+        .env("SHOTS", &shots)
+        .output()
+        .context("cannot run node (scripts/dev.sh or scripts/test.sh installs what the UI test needs)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    ensure!(out.status.success() && stdout.contains("ui-flow ok"), "the browser flow failed: {}", String::from_utf8_lossy(&out.stderr));
+    for page in ["signin", "dashboard", "servers-add", "servers-discover", "databases", "backups", "status", "viewer-servers", "viewer-databases", "viewer-backups"] {
+        let png = std::fs::read(shots.join(format!("{page}.png"))).with_context(|| format!("no screenshot of {page}"))?;
+        ensure!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{page}.png is not a real screenshot");
+    }
+    Ok(())
+}

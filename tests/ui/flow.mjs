@@ -1,0 +1,130 @@
+// Drives the web UI in Debian's headless Chromium (playwright-core): sign in, add a server and a
+// database, back it up, watch it complete on the Backups page, download it; then sign in as a viewer
+// and find no controls that change anything. Saves a screenshot of every page it visits.
+// Called by tests/tests/ui_browser.rs with DILUX_URL, PG_PORT, PG_PASSWORD, SHOTS, DILUX_ROOT.
+import { createRequire } from 'node:module';
+import { mkdirSync, readFileSync } from 'node:fs';
+
+const require = createRequire(`${process.env.DILUX_ROOT}/scripts/package.json`);
+const { chromium } = require('playwright-core');
+const url = process.env.DILUX_URL;
+const shots = process.env.SHOTS;
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const step = (name) => console.log(`ui-step ${name}`);
+const fail = (msg) => { throw new Error(msg); };
+
+async function signIn(page, role) {
+  await page.goto(url + '/');
+  await page.fill('#signin-email', `${role}@example.com`);
+  await page.selectOption('#signin-role', role);
+  await page.click('#signin-submit');
+  await page.waitForSelector('nav.sidebar');
+}
+
+async function visit(page, link, heading, shot) {
+  await page.click(`nav.sidebar >> text=${link}`);
+  await page.waitForSelector(`h1:has-text("${heading}")`);
+  await page.waitForFunction(() => !document.querySelector('main .loading'));
+  await page.screenshot({ path: `${shots}/${shot}.png`, fullPage: true });
+}
+
+try {
+  // ---- Admin: the whole path of a backup.
+  const admin = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  const page = await admin.newPage();
+  page.on('pageerror', (e) => console.log(`page error: ${e}`));
+  await page.goto(url + '/');
+  await page.waitForSelector('#signin-submit');
+  await page.screenshot({ path: `${shots}/signin.png` });
+  await signIn(page, 'admin');
+  await page.waitForSelector('h1:has-text("Dashboard")');
+  step('signed-in');
+
+  await visit(page, 'Servers', 'Servers', 'servers-empty');
+  await page.click('#add-server');
+  await page.fill('#add-server-form input[name=name]', 'Local PostgreSQL');
+  await page.fill('#add-server-form input[name=host]', '127.0.0.1');
+  await page.fill('#add-server-form input[name=port]', process.env.PG_PORT);
+  await page.fill('#add-server-form input[name=username]', 'postgres');
+  await page.fill('#add-server-form input[name=password]', 'wrong-password');
+  await page.click('#test-server');
+  await page.waitForSelector('#add-server-form .error:has-text("AuthFailed")');
+  step('failed-test-shown');
+  await page.fill('#add-server-form input[name=password]', process.env.PG_PASSWORD);
+  await page.click('#test-server');
+  await page.waitForSelector('#add-server-form .ok:has-text("Connection OK")');
+  await page.screenshot({ path: `${shots}/servers-add.png`, fullPage: true });
+  await page.click('#save-server');
+  await page.waitForSelector('#servers td:has-text("Local PostgreSQL")');
+  step('server-added');
+
+  // The same server again: the API's refusal is shown in words.
+  await page.click('#add-server');
+  await page.fill('#add-server-form input[name=name]', 'Again');
+  await page.fill('#add-server-form input[name=host]', '127.0.0.1');
+  await page.fill('#add-server-form input[name=port]', process.env.PG_PORT);
+  await page.click('#save-server');
+  await page.waitForSelector('#add-server-form .error:has-text("already registered")');
+  await page.click('#add-server-form button:has-text("Cancel")');
+  step('duplicate-refused');
+
+  await page.click('#servers button.discover');
+  await page.waitForSelector('#discover-dialog input[value=shop]');
+  if (await page.$('#discover-dialog input[value=template0]')) fail('system databases are offered for import');
+  await page.check('#discover-dialog input[value=shop]');
+  await page.screenshot({ path: `${shots}/servers-discover.png`, fullPage: true });
+  await page.click('#import-databases');
+  await page.waitForSelector('#servers td:nth-child(4):has-text("1")');
+  step('database-imported');
+
+  await visit(page, 'Databases', 'Databases', 'databases');
+  await page.waitForSelector('#databases tr[data-alias=shop]');
+  await page.click('#databases tr[data-alias=shop] button.backup-now');
+  await page.waitForSelector('.ok:has-text("Backup queued")');
+  step('backup-queued');
+
+  await visit(page, 'Backups', 'Backups', 'backups-running');
+  await page.waitForSelector('#backups tr[data-status=completed]', { timeout: 120000 });
+  await page.screenshot({ path: `${shots}/backups.png`, fullPage: true });
+  step('backup-completed');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#backups tr[data-status=completed] button.download')]);
+  const file = await download.path();
+  const bytes = readFileSync(file);
+  if (bytes.length < 20 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) fail(`the download is not a gzip file (${bytes.length} bytes)`);
+  console.log(`ui-download ${download.suggestedFilename()} ${bytes.length}`);
+  step('downloaded');
+
+  await page.goto(url + '/');
+  await page.waitForSelector('h1:has-text("Dashboard")');
+  await page.waitForFunction(() => document.querySelector('#stat-databases')?.textContent === '1');
+  await page.waitForFunction(() => !document.querySelector('main .loading'));
+  await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
+  await visit(page, 'Status', 'Status', 'status');
+  await page.click('#sign-out');
+  await page.waitForSelector('#signin-submit');
+  step('signed-out');
+
+  // ---- Viewer: sees everything, can change nothing.
+  const viewerContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const viewer = await viewerContext.newPage();
+  await signIn(viewer, 'viewer');
+  await visit(viewer, 'Servers', 'Servers', 'viewer-servers');
+  await viewer.waitForSelector('#servers td:has-text("Local PostgreSQL")');
+  for (const sel of ['#add-server', '#servers button']) if (await viewer.$(sel)) fail(`viewer sees ${sel}`);
+  await visit(viewer, 'Databases', 'Databases', 'viewer-databases');
+  await viewer.waitForSelector('#databases tr[data-alias=shop]');
+  for (const sel of ['#add-database', '#databases button']) if (await viewer.$(sel)) fail(`viewer sees ${sel}`);
+  await visit(viewer, 'Backups', 'Backups', 'viewer-backups');
+  await viewer.waitForSelector('#backups tr[data-status=completed]');
+  if (await viewer.$('#backups input.select')) fail('viewer can select backups for deletion');
+  step('viewer-read-only');
+  console.log('ui-flow ok');
+} finally {
+  await browser.close();
+}

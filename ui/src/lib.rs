@@ -1,0 +1,130 @@
+//! The Dilux web UI: a client-side Leptos app. Models come from `dilux-domain`; every change goes
+//! through `/api`, which enforces the roles again — hiding a control is a courtesy, not the check.
+
+mod api;
+mod pages;
+mod widgets;
+
+use dilux_domain::settings::Preferences;
+use dilux_domain::user::{Permission, Role};
+use leptos::prelude::*;
+use leptos_router::components::{Route, Router, Routes, A};
+use leptos_router::path;
+use serde::Deserialize;
+
+/// The signed-in user, as `/api/users/me` answers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Me {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub preferences: Preferences,
+}
+
+/// Shared by every page: who is signed in (None: show the sign-in page).
+#[derive(Clone, Copy)]
+pub struct Session {
+    pub me: RwSignal<Option<Me>>,
+}
+
+impl Session {
+    pub fn can(&self, p: Permission) -> bool {
+        self.me.with(|m| m.as_ref().is_some_and(|m| m.role.can(p)))
+    }
+}
+
+pub fn session() -> Session {
+    expect_context::<Session>()
+}
+
+fn apply_theme(dark: bool) {
+    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+        let _ = if dark { body.class_list().add_1("dark") } else { body.class_list().remove_1("dark") };
+    }
+}
+
+/// Loads the signed-in user, if the stored token is still good.
+pub async fn load_me(session: Session) {
+    if api::token().is_none() {
+        session.me.set(None);
+        return;
+    }
+    let me = api::get::<Me>("/api/users/me").await.ok();
+    if let Some(m) = &me {
+        apply_theme(m.preferences.dark_mode);
+    }
+    session.me.set(me);
+}
+
+#[component]
+fn Nav() -> impl IntoView {
+    let s = session();
+    let sign_out = move |_| {
+        api::set_token(None);
+        s.me.set(None);
+    };
+    let toggle_dark = move |_| {
+        let dark = !s.me.with_untracked(|m| m.as_ref().is_some_and(|m| m.preferences.dark_mode));
+        apply_theme(dark);
+        s.me.update(|m| {
+            if let Some(m) = m {
+                m.preferences.dark_mode = dark;
+            }
+        });
+        leptos::task::spawn_local(async move {
+            let _ = api::put("/api/users/me/preferences", &serde_json::json!({ "dark_mode": dark })).await;
+        });
+    };
+    view! {
+        <nav class="sidebar">
+            <div class="brand">"Dilux Backup"</div>
+            <A href="/">"Dashboard"</A>
+            <A href="/servers">"Servers"</A>
+            <A href="/databases">"Databases"</A>
+            <A href="/backups">"Backups"</A>
+            <A href="/status">"Status"</A>
+            <div class="who">
+                <span class="email">{move || s.me.with(|m| m.as_ref().map(|m| m.email.clone()).unwrap_or_default())}</span>
+                <span class="role">{move || s.me.with(|m| m.as_ref().map(|m| format!("{:?}", m.role).to_lowercase()).unwrap_or_default())}</span>
+                <button class="link" on:click=toggle_dark>"Dark mode"</button>
+                <button class="link" id="sign-out" on:click=sign_out>"Sign out"</button>
+            </div>
+        </nav>
+    }
+}
+
+#[component]
+fn App() -> impl IntoView {
+    let s = Session { me: RwSignal::new(None) };
+    provide_context(s);
+    let checked = RwSignal::new(false);
+    leptos::task::spawn_local(async move {
+        load_me(s).await;
+        checked.set(true);
+    });
+    view! {
+        <Router>
+            <Show when=move || checked.get() fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                <Show when=move || s.me.with(Option::is_some) fallback=pages::signin::SignIn>
+                    <div class="shell">
+                        <Nav/>
+                        <main>
+                            <Routes fallback=|| view! { <h1>"Not found"</h1> }>
+                                <Route path=path!("/") view=pages::dashboard::Dashboard/>
+                                <Route path=path!("/servers") view=pages::servers::Servers/>
+                                <Route path=path!("/databases") view=pages::databases::Databases/>
+                                <Route path=path!("/backups") view=pages::backups::Backups/>
+                                <Route path=path!("/status") view=pages::status::Status/>
+                            </Routes>
+                        </main>
+                    </div>
+                </Show>
+            </Show>
+        </Router>
+    }
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen(start)]
+pub fn start() {
+    leptos::mount::mount_to_body(App);
+}

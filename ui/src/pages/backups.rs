@@ -1,0 +1,149 @@
+//! Backup history: filters, paging, live status of queued and running jobs, download, and delete
+//! (one or several) with confirmation.
+
+use dilux_domain::user::Permission;
+use dilux_domain::BackupResult;
+use leptos::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::dashboard::status_name;
+use crate::api;
+use crate::widgets::{badge, fetched, show, when, Notice};
+
+#[derive(Clone, Deserialize)]
+struct History {
+    backups: Vec<BackupResult>,
+    next_cursor: Option<String>,
+}
+
+#[component]
+pub fn Backups() -> impl IntoView {
+    let s = crate::session();
+    let reload = RwSignal::new(0);
+    let (database, status) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
+    // Cursors of the pages before this one, and this page's.
+    let cursors = RwSignal::new(Vec::<String>::new());
+    let page_size = s.me.with_untracked(|m| m.as_ref().map(|m| m.preferences.page_size).unwrap_or(25));
+    let history = fetched::<History>(move || {
+        let mut q = format!("/api/backups?page_size={page_size}");
+        for (k, v) in [("database_id", database.get()), ("status", status.get())] {
+            if !v.is_empty() {
+                q.push_str(&format!("&{k}={}", api::enc(&v)));
+            }
+        }
+        if let Some(c) = cursors.with(|c| c.last().cloned()) {
+            q.push_str(&format!("&cursor={}", api::enc(&c)));
+        }
+        q
+    }, reload);
+    let dbs = fetched::<Value>(|| "/api/databases?page_size=200".into(), RwSignal::new(0));
+    // While anything is queued or running, look again every 2 seconds.
+    Effect::new(move |_| {
+        let busy = history.with(|h| h.as_ref().and_then(|r| r.as_ref().ok()).is_some_and(|h| h.backups.iter().any(|b| !b.status.is_final())));
+        if busy {
+            leptos::task::spawn_local(async move {
+                gloo_timers::future::TimeoutFuture::new(2_000).await;
+                reload.update(|n| *n += 1);
+            });
+        }
+    });
+    let selected = RwSignal::new(Vec::<String>::new());
+    let confirming = RwSignal::new(false);
+    let message = RwSignal::new(None::<Result<String, String>>);
+    let can_delete = move || s.can(Permission::ManageDatabases);
+    let download = move |blob: String| {
+        leptos::task::spawn_local(async move {
+            match api::get::<Value>(&format!("/api/backups/download?blob_name={}", api::enc(&blob))).await {
+                Ok(v) => {
+                    let url = v["url"].as_str().unwrap_or_default().to_string();
+                    message.set(Some(Ok(format!("Download link ready (valid 15 minutes), SHA-256 {}", v["sha256"].as_str().unwrap_or("?")))));
+                    if let Some(w) = web_sys::window() {
+                        let _ = w.location().set_href(&url);
+                    }
+                }
+                Err(e) => message.set(Some(Err(e.message))),
+            }
+        });
+    };
+    let delete_selected = move |_| {
+        let names = selected.get_untracked();
+        leptos::task::spawn_local(async move {
+            match api::post("/api/backups/delete-bulk", &json!({ "blob_names": names })).await {
+                Ok(v) => {
+                    let failed = v["failed"].as_array().cloned().unwrap_or_default();
+                    message.set(Some(if failed.is_empty() {
+                        Ok(format!("Deleted {} backup(s)", v["deleted"].as_array().map(Vec::len).unwrap_or(0)))
+                    } else {
+                        Err(failed.iter().map(|f| format!("{}: {}", f["blob_name"].as_str().unwrap_or(""), f["error"].as_str().unwrap_or(""))).collect::<Vec<_>>().join("; "))
+                    }));
+                    selected.set(vec![]);
+                }
+                Err(e) => message.set(Some(Err(e.message))),
+            }
+            confirming.set(false);
+            reload.update(|n| *n += 1);
+        });
+    };
+    view! {
+        <h1>"Backups"</h1>
+        <div class="toolbar">
+            <select id="backup-db-filter" on:change=move |ev| { cursors.set(vec![]); database.set(event_target_value(&ev)) }>
+                <option value="">"All databases"</option>
+                {move || dbs.with(|d| d.as_ref().and_then(|r| r.as_ref().ok()).map(|v| v["databases"].as_array().cloned().unwrap_or_default()).unwrap_or_default())
+                    .into_iter().map(|d| view! { <option value=d["id"].as_str().unwrap_or_default().to_string()>{d["alias"].as_str().unwrap_or_default().to_string()}</option> }).collect_view()}
+            </select>
+            <select id="backup-status-filter" on:change=move |ev| { cursors.set(vec![]); status.set(event_target_value(&ev)) }>
+                <option value="">"Any status"</option>
+                {["pending", "in_progress", "completed", "failed"].map(|s| view! { <option value=s>{s.replace('_', " ")}</option> })}
+            </select>
+            <Show when=move || can_delete() && selected.with(|s| !s.is_empty())>
+                <button class="danger" id="delete-selected" on:click=move |_| confirming.set(true)>{move || format!("Delete {} selected", selected.with(Vec::len))}</button>
+            </Show>
+        </div>
+        <Show when=move || confirming.get()>
+            <div class="dialog" id="confirm-delete-backups">
+                <p class="warning">{move || format!("Delete {} backup file(s) and their history? This cannot be undone.", selected.with(Vec::len))}</p>
+                <button class="danger" id="confirm-delete" on:click=delete_selected>"Delete"</button>
+                <button class="link" on:click=move |_| confirming.set(false)>"Cancel"</button>
+            </div>
+        </Show>
+        <Notice message=message/>
+        {show(history, move |h: &History| {
+            let next = h.next_cursor.clone();
+            view! {
+                <table id="backups">
+                    <thead><tr><th></th><th>"When"</th><th>"Database"</th><th>"Status"</th><th>"Tiers"</th><th>"Size"</th><th>"Took"</th><th>"Details"</th><th></th></tr></thead>
+                    <tbody>{h.backups.iter().cloned().map(|b| {
+                        let blob = b.blob_name.clone();
+                        let (b1, b2) = (blob.clone(), blob.clone());
+                        let done = b.status == dilux_domain::BackupStatus::Completed;
+                        let is_final = b.status.is_final();
+                        view! {
+                            <tr data-status=status_name(b.status)>
+                                <td><Show when=move || can_delete() && is_final>
+                                    <input type="checkbox" class="select" on:change={let n = b1.clone(); move |ev| {
+                                        let on = event_target_checked(&ev);
+                                        selected.update(|s| if on { s.push(n.clone()) } else { s.retain(|x| *x != n) });
+                                    }}/>
+                                </Show></td>
+                                <td>{when(&b.created_at)}</td>
+                                <td>{b.database_alias.clone()}</td>
+                                <td>{badge(status_name(b.status))}</td>
+                                <td>{b.tiers.iter().map(|t| format!("{t:?}").to_lowercase()).collect::<Vec<_>>().join(", ")}</td>
+                                <td>{b.file_size_bytes.map(api::bytes).unwrap_or_default()}</td>
+                                <td>{b.duration_seconds.map(|d| format!("{d:.1} s")).unwrap_or_default()}</td>
+                                <td class="details">{b.error_message.clone().map(|m| format!("{:?}: {m}", b.error_class.unwrap_or(dilux_domain::ErrorClass::ToolFailed))).unwrap_or_default()}</td>
+                                <td>{done.then(|| view! { <button class="download" on:click={let n = b2.clone(); move |_| download(n.clone())}>"Download"</button> })}</td>
+                            </tr>
+                        }
+                    }).collect_view()}</tbody>
+                </table>
+                <div class="pager">
+                    <button disabled=move || cursors.with(Vec::is_empty) on:click=move |_| cursors.update(|c| { c.pop(); })>"Newer"</button>
+                    <button disabled=next.is_none() on:click=move |_| if let Some(n) = next.clone() { cursors.update(|c| c.push(n)) }>"Older"</button>
+                </div>
+            }
+        })}
+    }
+}

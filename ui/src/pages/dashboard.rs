@@ -1,0 +1,137 @@
+//! Dashboard: how many databases, today's backups, success rate, stored bytes, recent backups,
+//! alerts, and two small charts (backups per day by status, stored bytes over time).
+
+use std::collections::BTreeMap;
+
+use dilux_domain::{BackupResult, BackupStatus};
+use leptos::prelude::*;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::api;
+use crate::widgets::{badge, fetched, show, when};
+
+#[derive(Deserialize)]
+struct History {
+    backups: Vec<BackupResult>,
+}
+
+const DAYS: i64 = 14;
+
+fn today() -> String {
+    let d = js_sys::Date::new_0();
+    format!("{:04}-{:02}-{:02}", d.get_utc_full_year(), d.get_utc_month() + 1, d.get_utc_date())
+}
+
+#[component]
+pub fn Dashboard() -> impl IntoView {
+    let reload = RwSignal::new(0);
+    let dbs = fetched::<Value>(|| "/api/databases?page_size=1".into(), reload);
+    let history = fetched::<History>(|| format!("/api/backups?days={DAYS}&page_size=200"), reload);
+    let status = fetched::<Value>(|| "/api/system-status".into(), reload);
+    view! {
+        <h1>"Dashboard"</h1>
+        <div class="cards">
+            <div class="card"><div class="label">"Databases"</div><div class="value" id="stat-databases">{move || dbs.with(|d| d.as_ref().and_then(|r| r.as_ref().ok()).map(|v| v["total"].to_string()).unwrap_or_default())}</div></div>
+            {show(history, |h: &History| {
+                let today = today();
+                let todays = h.backups.iter().filter(|b| b.created_at.format("%Y-%m-%d").to_string() == today).count();
+                let done = h.backups.iter().filter(|b| b.status == BackupStatus::Completed).count();
+                let failed = h.backups.iter().filter(|b| b.status == BackupStatus::Failed).count();
+                let rate = if done + failed == 0 { "—".to_string() } else { format!("{:.0} %", 100.0 * done as f64 / (done + failed) as f64) };
+                let stored: i64 = h.backups.iter().filter(|b| b.status == BackupStatus::Completed).filter_map(|b| b.file_size_bytes).sum();
+                view! {
+                    <div class="card"><div class="label">"Backups today"</div><div class="value" id="stat-today">{todays}</div></div>
+                    <div class="card"><div class="label">{format!("Success rate ({DAYS} days)")}</div><div class="value">{rate}</div></div>
+                    <div class="card"><div class="label">{format!("Stored ({DAYS} days)")}</div><div class="value">{api::bytes(stored)}</div></div>
+                }
+            })}
+        </div>
+        <section>
+            <h2>"Alerts"</h2>
+            {show(status, |s: &Value| {
+                let alerts = s["alerts"].as_array().cloned().unwrap_or_default();
+                if alerts.is_empty() {
+                    view! { <p class="ok">"No alerts: every database is on schedule."</p> }.into_any()
+                } else {
+                    view! { <ul class="alerts">{alerts.into_iter().map(|a| view! {
+                        <li class=format!("alert {}", a["severity"].as_str().unwrap_or("warning"))>{a["message"].as_str().unwrap_or_default().to_string()}</li>
+                    }).collect_view()}</ul> }.into_any()
+                }
+            })}
+        </section>
+        <section class="charts">
+            {show(history, |h: &History| charts(&h.backups))}
+        </section>
+        <section>
+            <h2>"Recent backups"</h2>
+            {show(history, |h: &History| view! {
+                <table>
+                    <thead><tr><th>"When"</th><th>"Database"</th><th>"Status"</th><th>"Size"</th></tr></thead>
+                    <tbody>{h.backups.iter().take(10).map(|b| view! {
+                        <tr>
+                            <td>{when(&b.created_at)}</td>
+                            <td>{b.database_alias.clone()}</td>
+                            <td>{badge(status_name(b.status))}</td>
+                            <td>{b.file_size_bytes.map(api::bytes).unwrap_or_default()}</td>
+                        </tr>
+                    }).collect_view()}</tbody>
+                </table>
+            })}
+        </section>
+    }
+}
+
+pub fn status_name(s: BackupStatus) -> &'static str {
+    match s {
+        BackupStatus::Pending => "pending",
+        BackupStatus::InProgress => "in_progress",
+        BackupStatus::Completed => "completed",
+        BackupStatus::Failed => "failed",
+        BackupStatus::Cancelled => "cancelled",
+    }
+}
+
+/// Bars per day: completed and failed backups, and the bytes stored by that day's backups.
+fn charts(rows: &[BackupResult]) -> impl IntoView {
+    let mut per_day: BTreeMap<String, (u32, u32, i64)> = BTreeMap::new();
+    for r in rows {
+        let e = per_day.entry(r.created_at.format("%m-%d").to_string()).or_default();
+        match r.status {
+            BackupStatus::Completed => {
+                e.0 += 1;
+                e.2 += r.file_size_bytes.unwrap_or(0);
+            }
+            BackupStatus::Failed => e.1 += 1,
+            _ => {}
+        }
+    }
+    let most = per_day.values().map(|(c, f, _)| c + f).max().unwrap_or(1).max(1) as f64;
+    let mut total = 0i64;
+    let cumulative: Vec<(String, i64)> = per_day.iter().map(|(d, (_, _, b))| {
+        total += b;
+        (d.clone(), total)
+    }).collect();
+    let biggest = cumulative.last().map(|(_, b)| *b).unwrap_or(1).max(1) as f64;
+    view! {
+        <div class="chart">
+            <h3>"Backups per day"</h3>
+            <div class="bars">{per_day.iter().map(|(day, (ok, failed, _))| (format!("{day}: {ok} completed, {failed} failed"), day, ok, failed)).map(|(title, day, ok, failed)| view! {
+                <div class="bar" title=title>
+                    <div class="seg failed" style=format!("height:{}%", 100.0 * *failed as f64 / most)></div>
+                    <div class="seg completed" style=format!("height:{}%", 100.0 * *ok as f64 / most)></div>
+                    <span>{day.clone()}</span>
+                </div>
+            }).collect_view()}</div>
+        </div>
+        <div class="chart">
+            <h3>"Stored over time"</h3>
+            <div class="bars">{cumulative.into_iter().map(|(day, b)| (format!("{day}: {}", api::bytes(b)), day, b)).map(|(title, day, b)| view! {
+                <div class="bar" title=title>
+                    <div class="seg stored" style=format!("height:{}%", 100.0 * b as f64 / biggest)></div>
+                    <span>{day}</span>
+                </div>
+            }).collect_view()}</div>
+        </div>
+    }
+}

@@ -1,0 +1,57 @@
+//! Small pieces every page uses: data that loads (and reloads), error and status display.
+
+use leptos::prelude::*;
+use serde::de::DeserializeOwned;
+
+use crate::api;
+
+/// What a page shows of something it loads.
+pub type Loaded<T> = RwSignal<Option<Result<T, String>>>;
+
+/// Loads `path()` now, again whenever a signal it reads changes, and whenever `reload` is bumped.
+pub fn fetched<T>(path: impl Fn() -> String + Send + Sync + 'static, reload: RwSignal<u32>) -> Loaded<T>
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+    let out: Loaded<T> = RwSignal::new(None);
+    Effect::new(move |_| {
+        reload.track();
+        let p = path();
+        leptos::task::spawn_local(async move {
+            out.set(Some(api::get::<T>(&p).await.map_err(|e| e.message)));
+        });
+    });
+    out
+}
+
+/// Renders a loaded value, a spinner while loading, or the API's own error sentence.
+pub fn show<T: Send + Sync + 'static, V: IntoView + 'static>(data: Loaded<T>, render: impl Fn(&T) -> V + Send + Sync + 'static) -> impl IntoView {
+    move || {
+        data.with(|d| match d {
+            None => view! { <p class="loading">"Loading…"</p> }.into_any(),
+            Some(Err(e)) => view! { <p class="error" role="alert">{e.clone()}</p> }.into_any(),
+            Some(Ok(v)) => render(v).into_any(),
+        })
+    }
+}
+
+/// The message line under a form or action: errors in red, outcomes in plain words.
+#[component]
+pub fn Notice(message: RwSignal<Option<Result<String, String>>>) -> impl IntoView {
+    move || {
+        message.get().map(|m| match m {
+            Ok(text) => view! { <p class="ok" role="status">{text}</p> }.into_any(),
+            Err(text) => view! { <p class="error" role="alert">{text}</p> }.into_any(),
+        })
+    }
+}
+
+pub fn badge(status: &str) -> impl IntoView {
+    let label = status.replace('_', " ");
+    view! { <span class=format!("badge {status}")>{label}</span> }
+}
+
+/// `2026-11-23 10:04` from an RFC 3339 time.
+pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M").to_string()
+}
