@@ -33,7 +33,10 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     ensure!(out.status.success() && stdout.contains("ui-flow ok"), "the browser flow failed: {}", String::from_utf8_lossy(&out.stderr));
-    for page in ["signin", "dashboard", "servers-add", "servers-discover", "databases", "backups", "status", "viewer-servers", "viewer-databases", "viewer-backups"] {
+    for page in [
+        "signin", "dashboard", "dashboard-dark", "servers-add", "servers-discover", "databases", "backups", "status", "policies", "policies-edit",
+        "storage", "users", "audit", "settings", "viewer-servers", "viewer-databases", "viewer-backups", "viewer-policies",
+    ] {
         let png = std::fs::read(shots.join(format!("{page}.png"))).with_context(|| format!("no screenshot of {page}"))?;
         ensure!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{page}.png is not a real screenshot");
     }

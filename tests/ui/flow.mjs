@@ -106,6 +106,36 @@ try {
   await page.waitForFunction(() => !document.querySelector('main .loading'));
   await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
   await visit(page, 'Status', 'Status', 'status');
+
+  // Policies: the tier editor says each schedule in words and updates the summary as you type.
+  await visit(page, 'Policies', 'Policies', 'policies');
+  await page.waitForSelector('#policies td.summary:has-text("12h/7d/4w/2m/1y")');
+  await page.click('#add-policy');
+  await page.fill('#policy-editor input[name=name]', 'Nightly');
+  await page.waitForSelector('#policy-summary:has-text("7d")');
+  await page.check('#policy-editor fieldset.tier:nth-of-type(3) legend input');
+  await page.waitForSelector('#policy-summary:has-text("7d/4w")');
+  await page.waitForSelector('#policy-editor .words:has-text("weekly on Sunday at 03:00 UTC, keep 4")');
+  await page.screenshot({ path: `${shots}/policies-edit.png`, fullPage: true });
+  await page.click('#save-policy');
+  await page.waitForSelector('#policies td:has-text("Nightly")');
+  step('policy-created');
+
+  await visit(page, 'Storage', 'Storage', 'storage');
+  await page.waitForSelector('#storage-databases td:has-text("shop")');
+  await visit(page, 'Users', 'Users', 'users');
+  await page.fill('#add-user input[type=email]', 'new.person@example.com');
+  await page.click('#add-user button');
+  await page.waitForSelector('#users td:has-text("new.person@example.com")');
+  await visit(page, 'Audit', 'Audit', 'audit');
+  await page.waitForSelector('#audit td:has-text("backup triggered")');
+  await visit(page, 'Settings', 'Settings', 'settings');
+  await page.check('#pref-dark');
+  await page.waitForFunction(() => document.body.classList.contains('dark'));
+  await page.click('nav.sidebar >> text=Dashboard');
+  await page.waitForFunction(() => !document.querySelector('main .loading'));
+  await page.screenshot({ path: `${shots}/dashboard-dark.png`, fullPage: true });
+  step('admin-pages');
   await page.click('#sign-out');
   await page.waitForSelector('#signin-submit');
   step('signed-out');
@@ -123,6 +153,9 @@ try {
   await visit(viewer, 'Backups', 'Backups', 'viewer-backups');
   await viewer.waitForSelector('#backups tr[data-status=completed]');
   if (await viewer.$('#backups input.select')) fail('viewer can select backups for deletion');
+  for (const link of ['Users', 'Audit']) if (await viewer.$(`nav.sidebar >> text=${link}`)) fail(`viewer sees ${link}`);
+  await visit(viewer, 'Policies', 'Policies', 'viewer-policies');
+  if (await viewer.$('#add-policy, #policies button')) fail('viewer can edit policies');
   step('viewer-read-only');
   console.log('ui-flow ok');
 } finally {

@@ -82,6 +82,13 @@ fn Nav() -> impl IntoView {
             <A href="/servers">"Servers"</A>
             <A href="/databases">"Databases"</A>
             <A href="/backups">"Backups"</A>
+            <A href="/policies">"Policies"</A>
+            <A href="/storage">"Storage"</A>
+            <Show when=move || s.can(Permission::ManageUsers)>
+                <A href="/users">"Users"</A>
+                <A href="/audit">"Audit"</A>
+            </Show>
+            <A href="/settings">"Settings"</A>
             <A href="/status">"Status"</A>
             <div class="who">
                 <span class="email">{move || s.me.with(|m| m.as_ref().map(|m| m.email.clone()).unwrap_or_default())}</span>
@@ -114,6 +121,11 @@ fn App() -> impl IntoView {
                                 <Route path=path!("/servers") view=pages::servers::Servers/>
                                 <Route path=path!("/databases") view=pages::databases::Databases/>
                                 <Route path=path!("/backups") view=pages::backups::Backups/>
+                                <Route path=path!("/policies") view=pages::policies::Policies/>
+                                <Route path=path!("/storage") view=pages::storage::Storage/>
+                                <Route path=path!("/users") view=pages::users::Users/>
+                                <Route path=path!("/audit") view=pages::audit::Audit/>
+                                <Route path=path!("/settings") view=pages::settings::Settings/>
                                 <Route path=path!("/status") view=pages::status::Status/>
                             </Routes>
                         </main>

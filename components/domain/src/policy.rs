@@ -215,9 +215,45 @@ impl BackupPolicy {
         }
     }
 
+    pub fn tier_mut(&mut self, t: BackupTier) -> &mut TierConfig {
+        match t {
+            BackupTier::Hourly => &mut self.hourly,
+            BackupTier::Daily => &mut self.daily,
+            BackupTier::Weekly => &mut self.weekly,
+            BackupTier::Monthly => &mut self.monthly,
+            BackupTier::Yearly => &mut self.yearly,
+        }
+    }
+
     /// Tiers that produce backups: enabled with something to keep.
     pub fn active_tiers(&self) -> impl Iterator<Item = BackupTier> + '_ {
         TIERS.into_iter().filter(|t| self.tier(*t).enabled && self.tier(*t).keep_count > 0)
+    }
+
+    /// Tier `t`'s schedule in words, e.g. "weekly on Sunday at 03:00 UTC, keep 4"; "off" when inactive.
+    pub fn describe(&self, t: BackupTier) -> String {
+        let c = self.tier(t);
+        if !c.enabled || c.keep_count == 0 {
+            return "off".into();
+        }
+        const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+        const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+        let at = c.time.as_deref().unwrap_or("??:??");
+        let when = match t {
+            BackupTier::Hourly => match c.interval_hours.unwrap_or(1) {
+                1 => "every hour".to_string(),
+                n => format!("every {n} hours"),
+            },
+            BackupTier::Daily => format!("daily at {at} UTC"),
+            BackupTier::Weekly => format!("weekly on {} at {at} UTC", c.day_of_week.and_then(|d| DAYS.get(d as usize)).unwrap_or(&"?")),
+            BackupTier::Monthly => format!("monthly on day {} at {at} UTC", c.day_of_month.unwrap_or(1)),
+            BackupTier::Yearly => format!(
+                "yearly on {} {} at {at} UTC",
+                c.day_of_month.unwrap_or(1),
+                c.month.and_then(|m| MONTHS.get(m.wrapping_sub(1) as usize)).unwrap_or(&"?")
+            ),
+        };
+        format!("{when}, keep {}", c.keep_count)
     }
 
     /// `12h/7d/4w/2m/1y`: keep counts of the active tiers.
@@ -356,6 +392,20 @@ mod tests {
             let back: PolicyRow = crate::entity::from_entity(entity).unwrap();
             assert_eq!(BackupPolicy::try_from(back).unwrap(), p);
         }
+    }
+
+    #[test]
+    fn tiers_in_words() {
+        let p = standard();
+        let words: Vec<String> = TIERS.iter().map(|t| p.describe(*t)).collect();
+        assert_eq!(words, vec![
+            "every hour, keep 12",
+            "daily at 02:00 UTC, keep 7",
+            "weekly on Sunday at 03:00 UTC, keep 4",
+            "monthly on day 1 at 04:00 UTC, keep 2",
+            "yearly on 1 January at 05:00 UTC, keep 1",
+        ]);
+        assert_eq!(default_policies()[2].describe(BackupTier::Hourly), "off");
     }
 
     #[test]

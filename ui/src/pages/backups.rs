@@ -113,7 +113,7 @@ pub fn Backups() -> impl IntoView {
             let next = h.next_cursor.clone();
             view! {
                 <table id="backups">
-                    <thead><tr><th></th><th>"When"</th><th>"Database"</th><th>"Status"</th><th>"Tiers"</th><th>"Size"</th><th>"Took"</th><th>"Details"</th><th></th></tr></thead>
+                    <thead><tr><th></th><th>"When"</th><th>"Database"</th><th>"Status"</th><th>"Tiers / trigger"</th><th>"Size"</th><th>"Took"</th><th>"Details"</th><th></th></tr></thead>
                     <tbody>{h.backups.iter().cloned().map(|b| {
                         let blob = b.blob_name.clone();
                         let (b1, b2) = (blob.clone(), blob.clone());
@@ -130,7 +130,7 @@ pub fn Backups() -> impl IntoView {
                                 <td>{when(&b.created_at)}</td>
                                 <td>{b.database_alias.clone()}</td>
                                 <td>{badge(status_name(b.status))}</td>
-                                <td>{b.tiers.iter().map(|t| format!("{t:?}").to_lowercase()).collect::<Vec<_>>().join(", ")}</td>
+                                <td>{if b.tiers.is_empty() { format!("{:?}", b.triggered_by).to_lowercase() } else { b.tiers.iter().map(|t| format!("{t:?}").to_lowercase()).collect::<Vec<_>>().join(", ") }}</td>
                                 <td>{b.file_size_bytes.map(api::bytes).unwrap_or_default()}</td>
                                 <td>{b.duration_seconds.map(|d| format!("{d:.1} s")).unwrap_or_default()}</td>
                                 <td class="details">{b.error_message.clone().map(|m| format!("{:?}: {m}", b.error_class.unwrap_or(dilux_domain::ErrorClass::ToolFailed))).unwrap_or_default()}</td>

@@ -94,9 +94,15 @@ pub fn status_name(s: BackupStatus) -> &'static str {
 
 /// Bars per day: completed and failed backups, and the bytes stored by that day's backups.
 fn charts(rows: &[BackupResult]) -> impl IntoView {
+    // Every one of the last DAYS days gets a bar, backups or not: gaps are what a DBA looks for.
     let mut per_day: BTreeMap<String, (u32, u32, i64)> = BTreeMap::new();
+    if let Ok(end) = chrono::NaiveDate::parse_from_str(&today(), "%Y-%m-%d") {
+        for i in 0..DAYS {
+            per_day.insert((end - chrono::Duration::days(i)).format("%Y-%m-%d").to_string(), Default::default());
+        }
+    }
     for r in rows {
-        let e = per_day.entry(r.created_at.format("%m-%d").to_string()).or_default();
+        let e = per_day.entry(r.created_at.format("%Y-%m-%d").to_string()).or_default();
         match r.status {
             BackupStatus::Completed => {
                 e.0 += 1;
@@ -120,7 +126,7 @@ fn charts(rows: &[BackupResult]) -> impl IntoView {
                 <div class="bar" title=title>
                     <div class="seg failed" style=format!("height:{}%", 100.0 * *failed as f64 / most)></div>
                     <div class="seg completed" style=format!("height:{}%", 100.0 * *ok as f64 / most)></div>
-                    <span>{day.clone()}</span>
+                    <span>{day[5..].to_string()}</span>
                 </div>
             }).collect_view()}</div>
         </div>
@@ -129,7 +135,7 @@ fn charts(rows: &[BackupResult]) -> impl IntoView {
             <div class="bars">{cumulative.into_iter().map(|(day, b)| (format!("{day}: {}", api::bytes(b)), day, b)).map(|(title, day, b)| view! {
                 <div class="bar" title=title>
                     <div class="seg stored" style=format!("height:{}%", 100.0 * b as f64 / biggest)></div>
-                    <span>{day}</span>
+                    <span>{day[5..].to_string()}</span>
                 </div>
             }).collect_view()}</div>
         </div>

@@ -1,6 +1,11 @@
+pub mod audit;
 pub mod backups;
 pub mod dashboard;
 pub mod databases;
+pub mod policies;
 pub mod servers;
+pub mod settings;
 pub mod signin;
 pub mod status;
+pub mod storage;
+pub mod users;

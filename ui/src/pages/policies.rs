@@ -1,0 +1,172 @@
+//! Policies: each tier's schedule in words and the policy's summary (`12h/7d/4w/2m/1y`); admins
+//! create, edit (system ones too) and delete (not system ones, not ones in use).
+
+use dilux_domain::policy::{BackupPolicy, TierConfig, TIERS};
+use dilux_domain::user::Permission;
+use dilux_domain::BackupTier;
+use leptos::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api;
+use crate::widgets::{fetched, show, Notice};
+
+#[derive(Clone, Deserialize)]
+struct PolicyRow {
+    #[serde(flatten)]
+    policy: BackupPolicy,
+    database_count: usize,
+}
+
+#[derive(Clone, Deserialize)]
+struct Policies {
+    policies: Vec<PolicyRow>,
+}
+
+fn tier_name(t: BackupTier) -> &'static str {
+    match t {
+        BackupTier::Hourly => "hourly",
+        BackupTier::Daily => "daily",
+        BackupTier::Weekly => "weekly",
+        BackupTier::Monthly => "monthly",
+        BackupTier::Yearly => "yearly",
+    }
+}
+
+#[component]
+pub fn Policies() -> impl IntoView {
+    let s = crate::session();
+    let reload = RwSignal::new(0);
+    let policies = fetched::<Policies>(|| "/api/backup-policies".into(), reload);
+    let editing = RwSignal::new(None::<BackupPolicy>);
+    let message = RwSignal::new(None::<Result<String, String>>);
+    let is_admin = move || s.can(Permission::ManageSettings);
+    let new_policy = move |_| {
+        editing.set(Some(BackupPolicy {
+            id: String::new(),
+            name: String::new(),
+            description: String::new(),
+            is_system: false,
+            hourly: TierConfig { interval_hours: Some(1), ..Default::default() },
+            daily: TierConfig { enabled: true, keep_count: 7, time: Some("02:00".into()), ..Default::default() },
+            weekly: TierConfig { time: Some("03:00".into()), day_of_week: Some(0), ..Default::default() },
+            monthly: TierConfig { time: Some("04:00".into()), day_of_month: Some(1), ..Default::default() },
+            yearly: TierConfig { time: Some("05:00".into()), day_of_month: Some(1), month: Some(1), ..Default::default() },
+        }))
+    };
+    let remove = move |id: String| {
+        leptos::task::spawn_local(async move {
+            message.set(Some(api::delete(&format!("/api/backup-policies/{id}")).await.map(|_| "Policy deleted".to_string()).map_err(|e| e.message)));
+            reload.update(|n| *n += 1);
+        });
+    };
+    view! {
+        <h1>"Policies"</h1>
+        <Show when=is_admin>
+            <div class="toolbar"><button id="add-policy" on:click=new_policy>"New policy"</button></div>
+        </Show>
+        <Notice message=message/>
+        {move || editing.get().map(|p| view! { <PolicyEditor policy=p on_done=move || { editing.set(None); reload.update(|n| *n += 1); }/> })}
+        {show(policies, move |list: &Policies| view! {
+            <table id="policies">
+                <thead><tr><th>"Policy"</th><th>"Summary"</th><th>"Tiers"</th><th>"Databases"</th><th></th></tr></thead>
+                <tbody>{list.policies.iter().cloned().map(|row| {
+                    let p = row.policy.clone();
+                    let (edit, id) = (p.clone(), p.id.clone());
+                    let system = p.is_system;
+                    view! {
+                        <tr>
+                            <td><strong>{p.name.clone()}</strong>{system.then(|| view! { <span class="badge">"system"</span> })}<div class="hint">{p.description.clone()}</div></td>
+                            <td class="summary">{p.summary()}</td>
+                            <td><ul class="tiers">{TIERS.iter().map(|t| view! { <li>{format!("{}: {}", tier_name(*t), p.describe(*t))}</li> }).collect_view()}</ul></td>
+                            <td>{row.database_count}</td>
+                            <td class="actions"><Show when=is_admin>
+                                <button on:click={let e = edit.clone(); move |_| editing.set(Some(e.clone()))}>"Edit"</button>
+                                {(!system).then(|| { let id = id.clone(); view! { <button class="danger" on:click=move |_| remove(id.clone())>"Delete"</button> } })}
+                            </Show></td>
+                        </tr>
+                    }
+                }).collect_view()}</tbody>
+            </table>
+        })}
+    }
+}
+
+/// The tier editor: every change shows the new schedule in words and the new summary at once.
+#[component]
+fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoView {
+    let draft = RwSignal::new(policy.clone());
+    let message = RwSignal::new(None::<Result<String, String>>);
+    let is_new = policy.id.is_empty();
+    let done = on_done.clone();
+    let save = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let p = draft.get_untracked();
+        let body = json!({ "name": p.name, "description": p.description, "hourly": p.hourly, "daily": p.daily, "weekly": p.weekly, "monthly": p.monthly, "yearly": p.yearly });
+        let done = done.clone();
+        leptos::task::spawn_local(async move {
+            let r = if is_new { api::post("/api/backup-policies", &body).await } else { api::put(&format!("/api/backup-policies/{}", p.id), &body).await };
+            match r {
+                Ok(_) => done(),
+                Err(e) => message.set(Some(Err(e.message))),
+            }
+        });
+    };
+    let tier = move |t: BackupTier| {
+        let get = move |f: fn(&TierConfig) -> String| move || draft.with(|p| f(p.tier(t)));
+        let set = move |apply: fn(&mut TierConfig, String)| {
+            move |ev: leptos::ev::Event| {
+                let v = event_target_value(&ev);
+                draft.update(|p| apply(p.tier_mut(t), v));
+            }
+        };
+        view! {
+            <fieldset class="tier">
+                <legend>
+                    <label><input type="checkbox" prop:checked=move || draft.with(|p| p.tier(t).enabled)
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            draft.update(|p| {
+                                let c = p.tier_mut(t);
+                                c.enabled = on;
+                                // A tier switched on keeps something, or it would still be off.
+                                if on && c.keep_count == 0 {
+                                    c.keep_count = 4;
+                                }
+                            })
+                        }/>
+                    {format!(" {}", tier_name(t))}</label>
+                </legend>
+                <label>"Keep" <input type="number" min="0" prop:value=get(|c| c.keep_count.to_string()) on:input=set(|c, v| c.keep_count = v.parse().unwrap_or(0))/></label>
+                {match t {
+                    BackupTier::Hourly => view! { <label>"Every N hours (1–12)" <input type="number" min="1" max="12" prop:value=get(|c| c.interval_hours.unwrap_or(1).to_string()) on:input=set(|c, v| c.interval_hours = v.parse().ok())/></label> }.into_any(),
+                    _ => view! { <label>"At (UTC)" <input type="time" prop:value=get(|c| c.time.clone().unwrap_or_default()) on:input=set(|c, v| c.time = Some(v))/></label> }.into_any(),
+                }}
+                {(t == BackupTier::Weekly).then(|| view! {
+                    <label>"Day of week (0 = Sunday)" <input type="number" min="0" max="6" prop:value=get(|c| c.day_of_week.unwrap_or(0).to_string()) on:input=set(|c, v| c.day_of_week = v.parse().ok())/></label>
+                })}
+                {matches!(t, BackupTier::Monthly | BackupTier::Yearly).then(|| view! {
+                    <label>"Day of month (1–28)" <input type="number" min="1" max="28" prop:value=get(|c| c.day_of_month.unwrap_or(1).to_string()) on:input=set(|c, v| c.day_of_month = v.parse().ok())/></label>
+                })}
+                {(t == BackupTier::Yearly).then(|| view! {
+                    <label>"Month (1–12)" <input type="number" min="1" max="12" prop:value=get(|c| c.month.unwrap_or(1).to_string()) on:input=set(|c, v| c.month = v.parse().ok())/></label>
+                })}
+                <p class="hint words">{move || draft.with(|p| p.describe(t))}</p>
+            </fieldset>
+        }
+    };
+    view! {
+        <form class="dialog wide" id="policy-editor" on:submit=save>
+            <h2>{if is_new { "New policy".to_string() } else { format!("Edit {}", policy.name) }}</h2>
+            <label>"Name" <input name="name" required prop:value=move || draft.with(|p| p.name.clone()) on:input=move |ev| { let v = event_target_value(&ev); draft.update(|p| p.name = v) }/></label>
+            <label>"Description" <input name="description" prop:value=move || draft.with(|p| p.description.clone()) on:input=move |ev| { let v = event_target_value(&ev); draft.update(|p| p.description = v) }/></label>
+            <div class="tiers-grid">{TIERS.iter().map(|t| tier(*t)).collect_view()}</div>
+            <p>"Summary: " <strong id="policy-summary">{move || draft.with(|p| p.summary())}</strong></p>
+            <div class="buttons">
+                <button type="submit" id="save-policy">"Save"</button>
+                <button type="button" class="link" on:click={let d = on_done.clone(); move |_| d()}>"Cancel"</button>
+            </div>
+            <Notice message=message/>
+        </form>
+    }
+}
