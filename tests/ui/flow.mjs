@@ -83,11 +83,26 @@ try {
   await page.waitForSelector('#servers td:nth-child(4):has-text("1")');
   step('database-imported');
 
+  // Edit the server: the form comes filled in; a blank password keeps the stored one.
+  await page.click('#servers button.edit');
+  if (await page.inputValue('#edit-server-form input[name=host]') !== '127.0.0.1') fail('the edit form is not filled in');
+  await page.fill('#edit-server-form input[name=name]', 'Local PostgreSQL (main)');
+  await page.click('#edit-server-form #test-server');
+  await page.waitForSelector('#edit-server-form .ok:has-text("Connection OK")');
+  await page.click('#edit-server-form #save-server');
+  await page.waitForSelector('#servers td:has-text("Local PostgreSQL (main)")');
+  step('server-edited');
+
   await visit(page, 'Databases', 'Databases', 'databases');
   await page.waitForSelector('#databases tr[data-alias=shop]');
   await page.click('#databases tr[data-alias=shop] button.backup-now');
   await page.waitForSelector('.ok:has-text("Backup queued")');
   step('backup-queued');
+  await page.click('#databases tr[data-alias=shop] button.edit');
+  await page.selectOption('#edit-database-form select[name=policy_id]', 'development');
+  await page.click('#edit-database-form #save-database');
+  await page.waitForSelector('#databases tr[data-alias=shop] td:has-text("development")');
+  step('database-edited');
 
   await visit(page, 'Backups', 'Backups', 'backups-running');
   await page.waitForSelector('#backups tr[data-status=completed]', { timeout: 120000 });

@@ -40,6 +40,7 @@ pub fn Databases() -> impl IntoView {
     let engines = fetched::<Engines>(|| "/api/engines".into(), reload);
     let policies = fetched::<Policies>(|| "/api/backup-policies".into(), RwSignal::new(0));
     let adding = RwSignal::new(false);
+    let editing = RwSignal::new(None::<DatabaseView>);
     let message = RwSignal::new(None::<Result<String, String>>);
     let can_manage = move || s.can(Permission::ManageDatabases);
     let can_backup = move || s.can(Permission::TriggerBackup);
@@ -81,8 +82,9 @@ pub fn Databases() -> impl IntoView {
         </div>
         <Notice message=message/>
         <Show when=move || adding.get()>
-            <AddDatabase engines=engine_options() policies=policy_options() on_done=move || { adding.set(false); reload.update(|n| *n += 1); }/>
+            <DatabaseForm existing=None engines=engine_options() policies=policy_options() on_done=move || { adding.set(false); reload.update(|n| *n += 1); }/>
         </Show>
+        {move || editing.get().map(|d| view! { <DatabaseForm existing=Some(d) engines=engine_options() policies=policy_options() on_done=move || { editing.set(None); reload.update(|n| *n += 1); }/> })}
         {show(dbs, move |list: &Databases| view! {
             <p class="count">{format!("{} database(s)", list.total)}</p>
             <table id="databases">
@@ -90,6 +92,7 @@ pub fn Databases() -> impl IntoView {
                 <tbody>{list.databases.iter().cloned().map(|d| {
                     let (id, enabled) = (d.id.clone(), d.enabled);
                     let (i1, i2, i3) = (id.clone(), id.clone(), id.clone());
+                    let for_edit = d.clone();
                     view! {
                         <tr data-alias=d.alias.clone()>
                             <td>{d.alias.clone()}</td>
@@ -103,6 +106,7 @@ pub fn Databases() -> impl IntoView {
                                     <button class="backup-now" on:click={let i = i1.clone(); move |_| act("Queueing backup", Box::pin({ let i = i.clone(); async move { api::post(&format!("/api/databases/{i}/backup"), &Value::Null).await } }))}>"Backup now"</button>
                                 </Show>
                                 <Show when=can_manage>
+                                    <button class="edit" on:click={let d = for_edit.clone(); move |_| editing.set(Some(d.clone()))}>"Edit"</button>
                                     <button on:click={let i = i2.clone(); move |_| act("Testing", Box::pin({ let i = i.clone(); async move { api::post(&format!("/api/databases/{i}/test"), &Value::Null).await } }))}>"Test"</button>
                                     <button on:click={let i = i3.clone(); move |_| act(if enabled { "Disabling" } else { "Enabling" }, Box::pin({ let i = i.clone(); async move { api::put(&format!("/api/databases/{i}"), &json!({ "enabled": !enabled })).await } }))}>{if enabled { "Disable" } else { "Enable" }}</button>
                                 </Show>
@@ -115,28 +119,42 @@ pub fn Databases() -> impl IntoView {
     }
 }
 
+/// Adds a database, or edits `existing` (a blank password keeps the stored one).
 #[component]
-fn AddDatabase(engines: Vec<(String, String)>, policies: Vec<(String, String)>, on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoView {
-    let engine_id = RwSignal::new(engines.first().map(|(id, _)| id.clone()).unwrap_or_default());
-    let name = RwSignal::new(String::new());
-    let alias = RwSignal::new(String::new());
-    let policy = RwSignal::new(String::new());
-    let inherit = RwSignal::new(true);
-    let username = RwSignal::new(String::new());
+fn DatabaseForm(existing: Option<DatabaseView>, engines: Vec<(String, String)>, policies: Vec<(String, String)>, on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoView {
+    let d = existing.clone();
+    let editing = d.as_ref().map(|d| d.id.clone());
+    let is_edit = editing.is_some();
+    let engine_id = RwSignal::new(d.as_ref().map(|d| d.engine_id.clone()).or_else(|| engines.first().map(|(id, _)| id.clone())).unwrap_or_default());
+    let name = RwSignal::new(d.as_ref().map(|d| d.name.clone()).unwrap_or_default());
+    let alias = RwSignal::new(d.as_ref().map(|d| d.alias.clone()).unwrap_or_default());
+    let policy = RwSignal::new(d.as_ref().and_then(|d| d.policy_id.clone()).unwrap_or_default());
+    let inherit = RwSignal::new(d.as_ref().is_none_or(|d| d.use_engine_credentials));
+    let username = RwSignal::new(d.as_ref().and_then(|d| d.username.clone()).unwrap_or_default());
     let password = RwSignal::new(String::new());
     let message = RwSignal::new(None::<Result<String, String>>);
     let credentials = move |b: &mut Value| {
         if !inherit.get_untracked() {
             b["username"] = username.get_untracked().into();
-            b["password"] = password.get_untracked().into();
+            // Editing: a blank password keeps the stored one.
+            if !(is_edit && password.get_untracked().is_empty()) {
+                b["password"] = password.get_untracked().into();
+            }
         }
     };
+    let edit_id = editing.clone();
     let test = move |_| {
         let mut b = json!({ "engine_id": engine_id.get_untracked(), "database": name.get_untracked() });
         credentials(&mut b);
         message.set(Some(Ok("Testing…".into())));
+        // Editing without a new password: test what is stored.
+        let stored = edit_id.clone().filter(|_| inherit.get_untracked() || password.get_untracked().is_empty());
         leptos::task::spawn_local(async move {
-            message.set(Some(match api::post("/api/databases/test-connection", &b).await {
+            let r = match stored {
+                Some(id) => api::post(&format!("/api/databases/{id}/test"), &Value::Null).await,
+                None => api::post("/api/databases/test-connection", &b).await,
+            };
+            message.set(Some(match r {
                 Ok(v) => describe_test(&v),
                 Err(e) => Err(e.message),
             }));
@@ -154,33 +172,43 @@ fn AddDatabase(engines: Vec<(String, String)>, policies: Vec<(String, String)>, 
         }
         credentials(&mut b);
         let done = done.clone();
+        let editing = editing.clone();
         leptos::task::spawn_local(async move {
-            match api::post("/api/databases", &b).await {
+            let r = match editing {
+                Some(id) => {
+                    if let Some(o) = b.as_object_mut() {
+                        o.remove("engine_id");
+                    }
+                    api::put(&format!("/api/databases/{id}"), &b).await
+                }
+                None => api::post("/api/databases", &b).await,
+            };
+            match r {
                 Ok(_) => done(),
                 Err(e) => message.set(Some(Err(e.message))),
             }
         });
     };
     view! {
-        <form class="dialog" id="add-database-form" on:submit=save>
-            <h2>"Add database"</h2>
+        <form class="dialog" id=if is_edit { "edit-database-form" } else { "add-database-form" } on:submit=save>
+            <h2>{if is_edit { "Edit database" } else { "Add database" }}</h2>
             <label>"Server"
-                <select name="engine_id" on:change=move |ev| engine_id.set(event_target_value(&ev))>
-                    {engines.into_iter().map(|(id, n)| view! { <option value=id>{n}</option> }).collect_view()}
+                <select name="engine_id" disabled=is_edit on:change=move |ev| engine_id.set(event_target_value(&ev))>
+                    {engines.into_iter().map(|(id, n)| { let sel = id == engine_id.get_untracked(); view! { <option value=id selected=sel>{n}</option> } }).collect_view()}
                 </select>
             </label>
-            <label>"Database name" <input name="name" required on:input=move |ev| name.set(event_target_value(&ev))/></label>
-            <label>"Alias" <input name="alias" placeholder="same as the name" on:input=move |ev| alias.set(event_target_value(&ev))/></label>
+            <label>"Database name" <input name="name" required prop:value=name on:input=move |ev| name.set(event_target_value(&ev))/></label>
+            <label>"Alias" <input name="alias" placeholder="same as the name" prop:value=alias on:input=move |ev| alias.set(event_target_value(&ev))/></label>
             <label>"Policy"
                 <select name="policy_id" on:change=move |ev| policy.set(event_target_value(&ev))>
                     <option value="">"The server's, else the default"</option>
-                    {policies.into_iter().map(|(id, n)| view! { <option value=id>{n}</option> }).collect_view()}
+                    {policies.into_iter().map(|(id, n)| { let sel = id == policy.get_untracked(); view! { <option value=id selected=sel>{n}</option> } }).collect_view()}
                 </select>
             </label>
-            <label class="toggle"><input type="checkbox" name="use_engine_credentials" checked=true on:change=move |ev| inherit.set(event_target_checked(&ev))/>" Use server credentials"</label>
+            <label class="toggle"><input type="checkbox" name="use_engine_credentials" prop:checked=inherit on:change=move |ev| inherit.set(event_target_checked(&ev))/>" Use server credentials"</label>
             <Show when=move || !inherit.get()>
-                <label>"Username" <input name="username" autocomplete="off" on:input=move |ev| username.set(event_target_value(&ev))/></label>
-                <label>"Password" <input name="password" type="password" autocomplete="new-password" on:input=move |ev| password.set(event_target_value(&ev))/></label>
+                <label>"Username" <input name="username" autocomplete="off" prop:value=username on:input=move |ev| username.set(event_target_value(&ev))/></label>
+                <label>{if is_edit { "New password (blank keeps the current one)" } else { "Password" }} <input name="password" type="password" autocomplete="new-password" on:input=move |ev| password.set(event_target_value(&ev))/></label>
             </Show>
             <div class="buttons">
                 <button type="button" id="test-database" on:click=test>"Test connection"</button>

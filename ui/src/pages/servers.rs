@@ -42,6 +42,7 @@ pub fn Servers() -> impl IntoView {
         if t.is_empty() { "/api/engines".into() } else { format!("/api/engines?engine_type={t}") }
     }, reload);
     let adding = RwSignal::new(false);
+    let editing = RwSignal::new(None::<EngineView>);
     let discovering = RwSignal::new(None::<EngineView>);
     let deleting = RwSignal::new(None::<EngineRow>);
     let message = RwSignal::new(None::<Result<String, String>>);
@@ -70,8 +71,9 @@ pub fn Servers() -> impl IntoView {
         </div>
         <Notice message=message/>
         <Show when=move || adding.get()>
-            <AddServer on_done=move || { adding.set(false); reload.update(|n| *n += 1); }/>
+            <ServerForm existing=None on_done=move || { adding.set(false); reload.update(|n| *n += 1); }/>
         </Show>
+        {move || editing.get().map(|e| view! { <ServerForm existing=Some(e) on_done=move || { editing.set(None); reload.update(|n| *n += 1); }/> })}
         {move || discovering.get().map(|e| view! { <Discover engine=e on_done=move || { discovering.set(None); reload.update(|n| *n += 1); }/> })}
         {move || deleting.get().map(|e| view! { <DeleteServer row=e on_done=move || { deleting.set(None); reload.update(|n| *n += 1); }/> })}
         {show(engines, move |list: &Engines| view! {
@@ -90,6 +92,7 @@ pub fn Servers() -> impl IntoView {
                             <td class="actions">
                                 <Show when=can_manage>
                                     <button on:click={let id = id1.clone(); move |_| test(id.clone())}>"Test"</button>
+                                    <button class="edit" on:click={let e = e2.clone(); move |_| editing.set(Some(e.clone()))}>"Edit"</button>
                                     <button class="discover" on:click={let e = e2.clone(); move |_| discovering.set(Some(e.clone()))}>"Discover"</button>
                                     <button class="danger" on:click={let r = row2.clone(); move |_| deleting.set(Some(r.clone()))}>"Delete"</button>
                                 </Show>
@@ -102,15 +105,20 @@ pub fn Servers() -> impl IntoView {
     }
 }
 
+/// Adds a server, or edits `existing` (a blank password keeps the stored one).
 #[component]
-fn AddServer(on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoView {
-    let name = RwSignal::new(String::new());
-    let kind = RwSignal::new("postgresql".to_string());
-    let host = RwSignal::new(String::new());
-    let port = RwSignal::new(String::new());
-    let username = RwSignal::new(String::new());
+fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoView {
+    let e = existing.clone();
+    let name = RwSignal::new(e.as_ref().map(|e| e.name.clone()).unwrap_or_default());
+    let kind = RwSignal::new(e.as_ref().map(|e| e.engine_type.as_str().to_string()).unwrap_or_else(|| "postgresql".into()));
+    let host = RwSignal::new(e.as_ref().map(|e| e.host.clone()).unwrap_or_default());
+    let port = RwSignal::new(e.as_ref().map(|e| e.port.to_string()).unwrap_or_default());
+    let username = RwSignal::new(e.as_ref().and_then(|e| e.username.clone()).unwrap_or_default());
     let password = RwSignal::new(String::new());
+    let apply_all = RwSignal::new(false);
     let message = RwSignal::new(None::<Result<String, String>>);
+    let editing = existing.as_ref().map(|e| e.id.clone());
+    let is_edit = editing.is_some();
     let body = move || {
         let mut b = json!({ "engine_type": kind.get_untracked(), "host": host.get_untracked() });
         if let Ok(p) = port.get_untracked().trim().parse::<u16>() {
@@ -122,11 +130,18 @@ fn AddServer(on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoVie
         }
         b
     };
+    let edit_id = editing.clone();
     let test = move |_| {
         message.set(Some(Ok("Testing…".into())));
         let b = body();
+        // Editing without a new password: test what is stored.
+        let stored = edit_id.clone().filter(|_| password.get_untracked().is_empty());
         leptos::task::spawn_local(async move {
-            message.set(Some(match api::post("/api/databases/test-connection", &b).await {
+            let r = match stored {
+                Some(id) => api::post(&format!("/api/engines/{id}/test"), &Value::Null).await,
+                None => api::post("/api/databases/test-connection", &b).await,
+            };
+            message.set(Some(match r {
                 Ok(v) => describe_test(&v),
                 Err(e) => Err(e.message),
             }));
@@ -138,27 +153,45 @@ fn AddServer(on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoVie
         let mut b = body();
         b["name"] = name.get_untracked().into();
         let done = done.clone();
+        let editing = editing.clone();
         leptos::task::spawn_local(async move {
-            match api::post("/api/engines", &b).await {
+            let r = match editing {
+                Some(id) => {
+                    // The type never changes; a blank password keeps the stored one.
+                    if let Some(o) = b.as_object_mut() {
+                        o.remove("engine_type");
+                        if o.get("password").and_then(Value::as_str) == Some("") {
+                            o.remove("password");
+                        }
+                    }
+                    b["apply_to_all_databases"] = apply_all.get_untracked().into();
+                    api::put(&format!("/api/engines/{id}"), &b).await
+                }
+                None => api::post("/api/engines", &b).await,
+            };
+            match r {
                 Ok(_) => done(),
                 Err(e) => message.set(Some(Err(e.message))),
             }
         });
     };
     view! {
-        <form class="dialog" id="add-server-form" on:submit=save>
-            <h2>"Add server"</h2>
-            <label>"Name" <input name="name" required on:input=move |ev| name.set(event_target_value(&ev))/></label>
+        <form class="dialog" id=if is_edit { "edit-server-form" } else { "add-server-form" } on:submit=save>
+            <h2>{if is_edit { "Edit server" } else { "Add server" }}</h2>
+            <label>"Name" <input name="name" required prop:value=name on:input=move |ev| name.set(event_target_value(&ev))/></label>
             <label>"Type"
-                <select name="engine_type" on:change=move |ev| kind.set(event_target_value(&ev))>
-                    <option value="postgresql">"PostgreSQL"</option>
-                    <option value="mysql">"MySQL / MariaDB"</option>
+                <select name="engine_type" disabled=is_edit on:change=move |ev| kind.set(event_target_value(&ev))>
+                    <option value="postgresql" selected=move || kind.get() == "postgresql">"PostgreSQL"</option>
+                    <option value="mysql" selected=move || kind.get() == "mysql">"MySQL / MariaDB"</option>
                 </select>
             </label>
-            <label>"Host" <input name="host" required on:input=move |ev| host.set(event_target_value(&ev))/></label>
-            <label>"Port" <input name="port" placeholder="default" on:input=move |ev| port.set(event_target_value(&ev))/></label>
-            <label>"Username (for discovery and databases using server credentials)" <input name="username" autocomplete="off" on:input=move |ev| username.set(event_target_value(&ev))/></label>
-            <label>"Password" <input name="password" type="password" autocomplete="new-password" on:input=move |ev| password.set(event_target_value(&ev))/></label>
+            <label>"Host" <input name="host" required prop:value=host on:input=move |ev| host.set(event_target_value(&ev))/></label>
+            <label>"Port" <input name="port" placeholder="default" prop:value=port on:input=move |ev| port.set(event_target_value(&ev))/></label>
+            <label>"Username (for discovery and databases using server credentials)" <input name="username" autocomplete="off" prop:value=username on:input=move |ev| username.set(event_target_value(&ev))/></label>
+            <label>{if is_edit { "New password (blank keeps the current one)" } else { "Password" }} <input name="password" type="password" autocomplete="new-password" on:input=move |ev| password.set(event_target_value(&ev))/></label>
+            {is_edit.then(|| view! {
+                <label class="toggle"><input type="checkbox" name="apply_to_all_databases" on:change=move |ev| apply_all.set(event_target_checked(&ev))/>" Also move databases with their own credentials onto these"</label>
+            })}
             <div class="buttons">
                 <button type="button" id="test-server" on:click=test>"Test connection"</button>
                 <button type="submit" id="save-server">"Save"</button>
