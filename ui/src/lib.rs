@@ -2,13 +2,14 @@
 //! through `/api`, which enforces the roles again — hiding a control is a courtesy, not the check.
 
 mod api;
+mod entra;
 mod pages;
 mod widgets;
 
 use dilux_domain::settings::Preferences;
 use dilux_domain::user::{Permission, Role};
 use leptos::prelude::*;
-use leptos_router::components::{Route, Router, Routes, A};
+use leptos_router::components::{Redirect, Route, Router, Routes, A};
 use leptos_router::path;
 use serde::Deserialize;
 
@@ -25,6 +26,8 @@ pub struct Me {
 #[derive(Clone, Copy)]
 pub struct Session {
     pub me: RwSignal<Option<Me>>,
+    /// Why the last sign-in failed, for the sign-in page.
+    pub sign_in_error: RwSignal<Option<String>>,
 }
 
 impl Session {
@@ -49,11 +52,20 @@ pub async fn load_me(session: Session) {
         session.me.set(None);
         return;
     }
-    let me = api::get::<Me>("/api/users/me").await.ok();
-    if let Some(m) = &me {
-        apply_theme(m.preferences.dark_mode);
+    match api::get::<Me>("/api/users/me").await {
+        Ok(m) => {
+            apply_theme(m.preferences.dark_mode);
+            session.me.set(Some(m));
+        }
+        Err(e) => {
+            // Signed in but not let in (no access yet, request pending, disabled): say so.
+            if e.status == 403 {
+                api::set_token(None);
+                session.sign_in_error.set(Some(e.message));
+            }
+            session.me.set(None);
+        }
     }
-    session.me.set(me);
 }
 
 #[component]
@@ -61,6 +73,7 @@ fn Nav() -> impl IntoView {
     let s = session();
     let sign_out = move |_| {
         api::set_token(None);
+        s.sign_in_error.set(None);
         s.me.set(None);
     };
     let toggle_dark = move |_| {
@@ -102,10 +115,23 @@ fn Nav() -> impl IntoView {
 
 #[component]
 fn App() -> impl IntoView {
-    let s = Session { me: RwSignal::new(None) };
+    let s = Session { me: RwSignal::new(None), sign_in_error: RwSignal::new(None) };
     provide_context(s);
     let checked = RwSignal::new(false);
     leptos::task::spawn_local(async move {
+        let location = web_sys::window().map(|w| w.location());
+        if location.as_ref().and_then(|l| l.pathname().ok()).as_deref() == Some(entra::CALLBACK_PATH) {
+            // Back from Entra ID: redeem the code, then continue at the dashboard.
+            let query = location.as_ref().and_then(|l| l.search().ok()).unwrap_or_default();
+            let outcome = match api::get::<serde_json::Value>("/api/auth/config").await {
+                Ok(config) => entra::finish(&config, &query).await,
+                Err(e) => Err(e.message),
+            };
+            match outcome {
+                Ok(token) => api::set_token(Some(&token)),
+                Err(e) => s.sign_in_error.set(Some(e)),
+            }
+        }
         load_me(s).await;
         checked.set(true);
     });
@@ -118,6 +144,8 @@ fn App() -> impl IntoView {
                         <main>
                             <Routes fallback=|| view! { <h1>"Not found"</h1> }>
                                 <Route path=path!("/") view=pages::dashboard::Dashboard/>
+                                // Signed in from Entra ID's redirect: continue at the dashboard.
+                                <Route path=path!("/auth/callback") view=|| view! { <Redirect path="/"/> }/>
                                 <Route path=path!("/servers") view=pages::servers::Servers/>
                                 <Route path=path!("/databases") view=pages::databases::Databases/>
                                 <Route path=path!("/backups") view=pages::backups::Backups/>

@@ -31,6 +31,7 @@ pub fn SignIn() -> impl IntoView {
     view! {
         <div class="signin">
             <h1>"Dilux Backup"</h1>
+            {move || s.sign_in_error.get().map(|e| view! { <p class="error" role="alert" id="signin-error">{e}</p> })}
             {move || match config.get() {
                 None => view! { <p class="loading">"Loading…"</p> }.into_any(),
                 Some(c) if c["mode"] == "dev" => view! {
@@ -48,8 +49,9 @@ pub fn SignIn() -> impl IntoView {
                         <Notice message=message/>
                     </form>
                 }.into_any(),
-                Some(_) => view! {
-                    <p class="error">"This installation uses Entra ID sign-in, which the web UI does not offer yet; use the API with an Entra ID token."</p>
+                Some(c) => view! {
+                    <p class="hint">"Sign in with your organization's Microsoft account."</p>
+                    <button id="signin-entra" on:click=move |_| crate::entra::start(&c)>"Sign in with Microsoft"</button>
                 }.into_any(),
             }}
         </div>
