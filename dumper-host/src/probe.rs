@@ -156,8 +156,7 @@ mod tests {
 
     #[test]
     fn the_client_sits_next_to_the_dump_tool() {
-        let mut o = DumpOptions::default();
-        o.mysqldump = "mariadb-dump".into();
+        let mut o = DumpOptions { mysqldump: "mariadb-dump".into(), ..Default::default() };
         assert_eq!(mysql_client(&o), "mariadb");
         o.mysqldump = "/opt/mysql/bin/mysqldump".into();
         assert_eq!(mysql_client(&o), "/opt/mysql/bin/mysql");

@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 
 const ROLES: [&str; 4] = ["admin", "operator", "viewer", "anonymous"];
 
+/// (method, documented path, called path, body, status for admin/operator/viewer/anonymous)
+type Case<'a> = (M, &'a str, String, Option<Value>, [u16; 4]);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_each_role_exactly() -> Result<()> {
     let az = Azurite::start()?;
@@ -45,8 +48,7 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
         let manage = [200, 200, 403, 401];
         let admin_only = [200, 403, 403, 401];
         let blob = "mysql/x/20260101_000000.sql.gz";
-        // (method, documented path, called path, body, status for admin/operator/viewer/anonymous)
-        let cases: Vec<(M, &str, String, Option<Value>, [u16; 4])> = vec![
+        let cases: Vec<Case> = vec![
             (M::GET, "/api/health", "/api/health".into(), None, [200; 4]),
             (M::GET, "/api/openapi.json", "/api/openapi.json".into(), None, [200; 4]),
             (M::GET, "/api/auth/config", "/api/auth/config".into(), None, [200; 4]),

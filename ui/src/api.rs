@@ -79,6 +79,16 @@ pub fn enc(s: &str) -> String {
     js_sys::encode_uri_component(s).as_string().unwrap_or_default()
 }
 
+/// `path` with the non-empty `params` appended as an encoded query.
+pub fn query(path: &str, params: &[(&str, String)]) -> String {
+    let mut q = path.to_string();
+    for (k, v) in params.iter().filter(|(_, v)| !v.is_empty()) {
+        q.push(if q.contains('?') { '&' } else { '?' });
+        q.push_str(&format!("{k}={}", enc(v)));
+    }
+    q
+}
+
 /// `1.5 GB` style sizes.
 pub fn bytes(n: i64) -> String {
     let units = ["B", "KB", "MB", "GB", "TB"];

@@ -46,6 +46,28 @@ pub fn Notice(message: RwSignal<Option<Result<String, String>>>) -> impl IntoVie
     }
 }
 
+/// A connection test's outcome in one sentence.
+pub fn describe_test(v: &serde_json::Value) -> Result<String, String> {
+    if v["success"] == true {
+        Ok(format!("Connection OK: {} ({} ms)", v["server_version"].as_str().unwrap_or("server"), v["duration_ms"]))
+    } else {
+        Err(format!("Connection failed ({}): {}", v["error_type"].as_str().unwrap_or("error"), v["message"].as_str().unwrap_or("")))
+    }
+}
+
+/// Runs a connection test — of saved settings (`saved`: a `…/test` route) or of the unsaved ones in
+/// `unsaved` — and says how it went in `message`.
+pub fn connection_test(message: RwSignal<Option<Result<String, String>>>, saved: Option<String>, unsaved: serde_json::Value) {
+    message.set(Some(Ok("Testing…".into())));
+    leptos::task::spawn_local(async move {
+        let r = match saved {
+            Some(route) => api::post(&route, &serde_json::Value::Null).await,
+            None => api::post("/api/databases/test-connection", &unsaved).await,
+        };
+        message.set(Some(r.map_err(|e| e.message).and_then(|v| describe_test(&v))));
+    });
+}
+
 pub fn badge(status: &str) -> impl IntoView {
     let label = status.replace('_', " ");
     view! { <span class=format!("badge {status}")>{label}</span> }

@@ -212,7 +212,7 @@ pub async fn list_databases(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
             })
         })
         .collect();
-    views.sort_by(|a, b| a.alias.to_lowercase().cmp(&b.alias.to_lowercase()));
+    views.sort_by_key(|v| v.alias.to_lowercase());
     let total = views.len();
     let page_items: Vec<DatabaseView> = views.into_iter().skip((page - 1) * page_size).take(page_size).collect();
     Ok(json(200, &serde_json::json!({ "databases": page_items, "total": total, "page": page, "page_size": page_size, "pages": total.div_ceil(page_size) })))

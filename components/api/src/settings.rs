@@ -119,7 +119,7 @@ pub async fn access_requests(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
         .map(|(r, _)| r)
         .filter(|r| wanted.is_none_or(|w| r.status == w))
         .collect();
-    rows.sort_by(|a, b| b.requested_at.cmp(&a.requested_at));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.requested_at));
     let pending = rows.iter().filter(|r| r.status == AccessRequestStatus::Pending).count();
     Ok(json(200, &serde_json::json!({ "access_requests": rows, "total": rows.len(), "pending": pending })))
 }

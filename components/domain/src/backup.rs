@@ -32,6 +32,19 @@ pub enum BackupTier {
     Yearly,
 }
 
+impl BackupTier {
+    /// The name as stored and shown: `hourly`, `daily`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupTier::Hourly => "hourly",
+            BackupTier::Daily => "daily",
+            BackupTier::Weekly => "weekly",
+            BackupTier::Monthly => "monthly",
+            BackupTier::Yearly => "yearly",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TriggeredBy {

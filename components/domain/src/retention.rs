@@ -45,7 +45,7 @@ pub fn plan(policy: &BackupPolicy, backups: &[Candidate]) -> RetentionPlan {
     for t in &active {
         let keep = policy.tier(*t).keep_count as usize;
         for (rank, i) in (0..completed.len()).filter(|i| completed[*i].tiers.contains(t)).take(keep).enumerate() {
-            reasons[i].push(format!("{} #{} of {keep}", tier_name(*t), rank + 1));
+            reasons[i].push(format!("{} #{} of {keep}", BackupTier::as_str(*t), rank + 1));
         }
     }
     let mut out = RetentionPlan::default();
@@ -57,12 +57,12 @@ pub fn plan(policy: &BackupPolicy, backups: &[Candidate]) -> RetentionPlan {
         if b.tiers.is_empty() {
             why.push("manual backup".into());
         }
-        let inactive: Vec<&str> = b.tiers.iter().filter(|t| !active.contains(t)).map(|t| tier_name(*t)).collect();
+        let inactive: Vec<&str> = b.tiers.iter().filter(|t| !active.contains(t)).map(|t| BackupTier::as_str(*t)).collect();
         if !inactive.is_empty() {
             why.push(format!("tier no longer active in the policy: {}", inactive.join(", ")));
         }
         if why.is_empty() {
-            let tiers: Vec<&str> = b.tiers.iter().map(|t| tier_name(*t)).collect();
+            let tiers: Vec<&str> = b.tiers.iter().map(|t| BackupTier::as_str(*t)).collect();
             out.delete.push(Decision { id: b.id.clone(), reason: format!("older than the newest kept of its tiers ({})", tiers.join(", ")) });
         } else {
             out.keep.push(Decision { id: b.id.clone(), reason: why.join("; ") });
@@ -70,16 +70,6 @@ pub fn plan(policy: &BackupPolicy, backups: &[Candidate]) -> RetentionPlan {
     }
     out.delete.reverse();
     out
-}
-
-fn tier_name(t: BackupTier) -> &'static str {
-    match t {
-        BackupTier::Hourly => "hourly",
-        BackupTier::Daily => "daily",
-        BackupTier::Weekly => "weekly",
-        BackupTier::Monthly => "monthly",
-        BackupTier::Yearly => "yearly",
-    }
 }
 
 #[cfg(test)]

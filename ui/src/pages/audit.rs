@@ -12,16 +12,8 @@ pub fn Audit() -> impl IntoView {
     let (action, kind, status) = (RwSignal::new(String::new()), RwSignal::new(String::new()), RwSignal::new(String::new()));
     let cursors = RwSignal::new(Vec::<String>::new());
     let logs = fetched::<Value>(move || {
-        let mut q = "/api/audit?page_size=50".to_string();
-        for (k, v) in [("action", action.get()), ("resource_type", kind.get()), ("status", status.get())] {
-            if !v.is_empty() {
-                q.push_str(&format!("&{k}={}", api::enc(&v)));
-            }
-        }
-        if let Some(c) = cursors.with(|c| c.last().cloned()) {
-            q.push_str(&format!("&cursor={}", api::enc(&c)));
-        }
-        q
+        let cursor = cursors.with(|c| c.last().cloned()).unwrap_or_default();
+        api::query("/api/audit?page_size=50", &[("action", action.get()), ("resource_type", kind.get()), ("status", status.get()), ("cursor", cursor)])
     }, reload);
     let actions = fetched::<Value>(|| "/api/audit/actions".into(), RwSignal::new(0));
     let kinds = fetched::<Value>(|| "/api/audit/resource-types".into(), RwSignal::new(0));

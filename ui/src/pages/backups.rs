@@ -26,16 +26,8 @@ pub fn Backups() -> impl IntoView {
     let cursors = RwSignal::new(Vec::<String>::new());
     let page_size = s.me.with_untracked(|m| m.as_ref().map(|m| m.preferences.page_size).unwrap_or(25));
     let history = fetched::<History>(move || {
-        let mut q = format!("/api/backups?page_size={page_size}");
-        for (k, v) in [("database_id", database.get()), ("status", status.get())] {
-            if !v.is_empty() {
-                q.push_str(&format!("&{k}={}", api::enc(&v)));
-            }
-        }
-        if let Some(c) = cursors.with(|c| c.last().cloned()) {
-            q.push_str(&format!("&cursor={}", api::enc(&c)));
-        }
-        q
+        let cursor = cursors.with(|c| c.last().cloned()).unwrap_or_default();
+        api::query(&format!("/api/backups?page_size={page_size}"), &[("database_id", database.get()), ("status", status.get()), ("cursor", cursor)])
     }, reload);
     let dbs = fetched::<Value>(|| "/api/databases?page_size=200".into(), RwSignal::new(0));
     // While anything is queued or running, look again every 2 seconds.
@@ -114,7 +106,7 @@ pub fn Backups() -> impl IntoView {
             view! {
                 <table id="backups">
                     <thead><tr><th></th><th>"When"</th><th>"Database"</th><th>"Status"</th><th>"Tiers / trigger"</th><th>"Size"</th><th>"Took"</th><th>"Details"</th><th></th></tr></thead>
-                    <tbody>{h.backups.iter().cloned().map(|b| {
+                    <tbody>{h.backups.iter().map(|b| {
                         let blob = b.blob_name.clone();
                         let (b1, b2) = (blob.clone(), blob.clone());
                         let done = b.status == dilux_domain::BackupStatus::Completed;
@@ -130,7 +122,7 @@ pub fn Backups() -> impl IntoView {
                                 <td>{when(&b.created_at)}</td>
                                 <td>{b.database_alias.clone()}</td>
                                 <td>{badge(status_name(b.status))}</td>
-                                <td>{if b.tiers.is_empty() { format!("{:?}", b.triggered_by).to_lowercase() } else { b.tiers.iter().map(|t| format!("{t:?}").to_lowercase()).collect::<Vec<_>>().join(", ") }}</td>
+                                <td>{if b.tiers.is_empty() { format!("{:?}", b.triggered_by).to_lowercase() } else { b.tiers.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ") }}</td>
                                 <td>{b.file_size_bytes.map(api::bytes).unwrap_or_default()}</td>
                                 <td>{b.duration_seconds.map(|d| format!("{d:.1} s")).unwrap_or_default()}</td>
                                 <td class="details">{b.error_message.clone().map(|m| format!("{:?}: {m}", b.error_class.unwrap_or(dilux_domain::ErrorClass::ToolFailed))).unwrap_or_default()}</td>

@@ -29,9 +29,19 @@ pub fn Dashboard() -> impl IntoView {
     let dbs = fetched::<Value>(|| "/api/databases?page_size=1".into(), reload);
     let history = fetched::<History>(|| format!("/api/backups?days={DAYS}&page_size=200"), reload);
     let status = fetched::<Value>(|| "/api/system-status".into(), reload);
+    // What the backups occupy now, from the files themselves (retention included).
+    let stored = RwSignal::new(None::<Result<u64, String>>);
+    leptos::task::spawn_local(async move {
+        stored.set(Some(super::storage::usage().await.map(|u| u.values().map(|(_, b)| b).sum())));
+    });
     view! {
         <h1>"Dashboard"</h1>
         <div class="cards">
+            <div class="card"><div class="label">"Storage used"</div><div class="value" id="stat-storage">{move || match stored.get() {
+                None => "…".to_string(),
+                Some(Ok(b)) => api::bytes(b as i64),
+                Some(Err(_)) => "?".to_string(),
+            }}</div></div>
             <div class="card"><div class="label">"Databases"</div><div class="value" id="stat-databases">{move || dbs.with(|d| d.as_ref().and_then(|r| r.as_ref().ok()).map(|v| v["total"].to_string()).unwrap_or_default())}</div></div>
             {show(history, |h: &History| {
                 let today = today();
@@ -39,11 +49,9 @@ pub fn Dashboard() -> impl IntoView {
                 let done = h.backups.iter().filter(|b| b.status == BackupStatus::Completed).count();
                 let failed = h.backups.iter().filter(|b| b.status == BackupStatus::Failed).count();
                 let rate = if done + failed == 0 { "—".to_string() } else { format!("{:.0} %", 100.0 * done as f64 / (done + failed) as f64) };
-                let stored: i64 = h.backups.iter().filter(|b| b.status == BackupStatus::Completed).filter_map(|b| b.file_size_bytes).sum();
                 view! {
                     <div class="card"><div class="label">"Backups today"</div><div class="value" id="stat-today">{todays}</div></div>
                     <div class="card"><div class="label">{format!("Success rate ({DAYS} days)")}</div><div class="value">{rate}</div></div>
-                    <div class="card"><div class="label">{format!("Stored ({DAYS} days)")}</div><div class="value">{api::bytes(stored)}</div></div>
                 }
             })}
         </div>
@@ -131,7 +139,7 @@ fn charts(rows: &[BackupResult]) -> impl IntoView {
             }).collect_view()}</div>
         </div>
         <div class="chart">
-            <h3>"Stored over time"</h3>
+            <h3>"Backed up over time (cumulative)"</h3>
             <div class="bars">{cumulative.into_iter().map(|(day, b)| (format!("{day}: {}", api::bytes(b)), day, b)).map(|(title, day, b)| view! {
                 <div class="bar" title=title>
                     <div class="seg stored" style=format!("height:{}%", 100.0 * b as f64 / biggest)></div>

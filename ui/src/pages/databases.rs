@@ -7,9 +7,9 @@ use leptos::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::servers::{describe_test, Engines};
+use super::servers::Engines;
 use crate::api;
-use crate::widgets::{fetched, show, Notice};
+use crate::widgets::{connection_test, describe_test, fetched, show, Notice};
 
 #[derive(Clone, Deserialize)]
 struct Databases {
@@ -29,13 +29,7 @@ pub fn Databases() -> impl IntoView {
     let (server, kind, policy, search) = (RwSignal::new(String::new()), RwSignal::new(String::new()), RwSignal::new(String::new()), RwSignal::new(String::new()));
     let page_size = s.me.with_untracked(|m| m.as_ref().map(|m| m.preferences.page_size).unwrap_or(25));
     let dbs = fetched::<Databases>(move || {
-        let mut q = format!("/api/databases?page_size={page_size}");
-        for (k, v) in [("engine_id", server.get()), ("engine_type", kind.get()), ("policy_id", policy.get()), ("search", search.get())] {
-            if !v.is_empty() {
-                q.push_str(&format!("&{k}={}", api::enc(&v)));
-            }
-        }
-        q
+        api::query(&format!("/api/databases?page_size={page_size}"), &[("engine_id", server.get()), ("engine_type", kind.get()), ("policy_id", policy.get()), ("search", search.get())])
     }, reload);
     let engines = fetched::<Engines>(|| "/api/engines".into(), reload);
     let policies = fetched::<Policies>(|| "/api/backup-policies".into(), RwSignal::new(0));
@@ -89,7 +83,7 @@ pub fn Databases() -> impl IntoView {
             <p class="count">{format!("{} database(s)", list.total)}</p>
             <table id="databases">
                 <thead><tr><th>"Alias"</th><th>"Database"</th><th>"Server"</th><th>"Policy"</th><th>"Credentials"</th><th>"Enabled"</th><th></th></tr></thead>
-                <tbody>{list.databases.iter().cloned().map(|d| {
+                <tbody>{list.databases.iter().map(|d| {
                     let (id, enabled) = (d.id.clone(), d.enabled);
                     let (i1, i2, i3) = (id.clone(), id.clone(), id.clone());
                     let for_edit = d.clone();
@@ -146,19 +140,9 @@ fn DatabaseForm(existing: Option<DatabaseView>, engines: Vec<(String, String)>, 
     let test = move |_| {
         let mut b = json!({ "engine_id": engine_id.get_untracked(), "database": name.get_untracked() });
         credentials(&mut b);
-        message.set(Some(Ok("Testing…".into())));
         // Editing without a new password: test what is stored.
-        let stored = edit_id.clone().filter(|_| inherit.get_untracked() || password.get_untracked().is_empty());
-        leptos::task::spawn_local(async move {
-            let r = match stored {
-                Some(id) => api::post(&format!("/api/databases/{id}/test"), &Value::Null).await,
-                None => api::post("/api/databases/test-connection", &b).await,
-            };
-            message.set(Some(match r {
-                Ok(v) => describe_test(&v),
-                Err(e) => Err(e.message),
-            }));
-        });
+        let saved = edit_id.clone().filter(|_| inherit.get_untracked() || password.get_untracked().is_empty());
+        connection_test(message, saved.map(|id| format!("/api/databases/{id}/test")), b);
     };
     let done = on_done.clone();
     let save = move |ev: leptos::ev::SubmitEvent| {

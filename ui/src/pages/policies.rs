@@ -23,16 +23,6 @@ struct Policies {
     policies: Vec<PolicyRow>,
 }
 
-fn tier_name(t: BackupTier) -> &'static str {
-    match t {
-        BackupTier::Hourly => "hourly",
-        BackupTier::Daily => "daily",
-        BackupTier::Weekly => "weekly",
-        BackupTier::Monthly => "monthly",
-        BackupTier::Yearly => "yearly",
-    }
-}
-
 #[component]
 pub fn Policies() -> impl IntoView {
     let s = crate::session();
@@ -70,7 +60,7 @@ pub fn Policies() -> impl IntoView {
         {show(policies, move |list: &Policies| view! {
             <table id="policies">
                 <thead><tr><th>"Policy"</th><th>"Summary"</th><th>"Tiers"</th><th>"Databases"</th><th></th></tr></thead>
-                <tbody>{list.policies.iter().cloned().map(|row| {
+                <tbody>{list.policies.iter().map(|row| {
                     let p = row.policy.clone();
                     let (edit, id) = (p.clone(), p.id.clone());
                     let system = p.is_system;
@@ -78,7 +68,7 @@ pub fn Policies() -> impl IntoView {
                         <tr>
                             <td><strong>{p.name.clone()}</strong>{system.then(|| view! { <span class="badge">"system"</span> })}<div class="hint">{p.description.clone()}</div></td>
                             <td class="summary">{p.summary()}</td>
-                            <td><ul class="tiers">{TIERS.iter().map(|t| view! { <li>{format!("{}: {}", tier_name(*t), p.describe(*t))}</li> }).collect_view()}</ul></td>
+                            <td><ul class="tiers">{TIERS.iter().map(|t| view! { <li>{format!("{}: {}", t.as_str(), p.describe(*t))}</li> }).collect_view()}</ul></td>
                             <td>{row.database_count}</td>
                             <td class="actions"><Show when=is_admin>
                                 <button on:click={let e = edit.clone(); move |_| editing.set(Some(e.clone()))}>"Edit"</button>
@@ -135,7 +125,7 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
                                 }
                             })
                         }/>
-                    {format!(" {}", tier_name(t))}</label>
+                    {format!(" {}", t.as_str())}</label>
                 </legend>
                 <label>"Keep" <input type="number" min="0" prop:value=get(|c| c.keep_count.to_string()) on:input=set(|c, v| c.keep_count = v.parse().unwrap_or(0))/></label>
                 {match t {

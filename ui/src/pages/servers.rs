@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api;
-use crate::widgets::{fetched, show, Notice};
+use crate::widgets::{connection_test, describe_test, fetched, show, Notice};
 
 #[derive(Clone, Deserialize)]
 pub struct EngineRow {
@@ -21,15 +21,6 @@ pub struct EngineRow {
 #[derive(Clone, Deserialize)]
 pub struct Engines {
     pub engines: Vec<EngineRow>,
-}
-
-/// A connection test's outcome in one sentence.
-pub fn describe_test(v: &Value) -> Result<String, String> {
-    if v["success"] == true {
-        Ok(format!("Connection OK: {} ({} ms)", v["server_version"].as_str().unwrap_or("server"), v["duration_ms"]))
-    } else {
-        Err(format!("Connection failed ({}): {}", v["error_type"].as_str().unwrap_or("error"), v["message"].as_str().unwrap_or("")))
-    }
 }
 
 #[component]
@@ -47,15 +38,7 @@ pub fn Servers() -> impl IntoView {
     let deleting = RwSignal::new(None::<EngineRow>);
     let message = RwSignal::new(None::<Result<String, String>>);
     let can_manage = move || s.can(Permission::ManageDatabases);
-    let test = move |id: String| {
-        message.set(Some(Ok("Testing…".into())));
-        leptos::task::spawn_local(async move {
-            message.set(Some(match api::post(&format!("/api/engines/{id}/test"), &Value::Null).await {
-                Ok(v) => describe_test(&v),
-                Err(e) => Err(e.message),
-            }));
-        });
-    };
+    let test = move |id: String| connection_test(message, Some(format!("/api/engines/{id}/test")), Value::Null);
     view! {
         <h1>"Servers"</h1>
         <div class="toolbar">
@@ -79,7 +62,7 @@ pub fn Servers() -> impl IntoView {
         {show(engines, move |list: &Engines| view! {
             <table id="servers">
                 <thead><tr><th>"Name"</th><th>"Type"</th><th>"Host"</th><th>"Databases"</th><th>"Credentials"</th><th></th></tr></thead>
-                <tbody>{list.engines.iter().cloned().map(|row| {
+                <tbody>{list.engines.iter().map(|row| {
                     let e = row.engine.clone();
                     let (id1, e2, row2) = (e.id.clone(), e.clone(), row.clone());
                     view! {
@@ -131,22 +114,8 @@ fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + 
         b
     };
     let edit_id = editing.clone();
-    let test = move |_| {
-        message.set(Some(Ok("Testing…".into())));
-        let b = body();
-        // Editing without a new password: test what is stored.
-        let stored = edit_id.clone().filter(|_| password.get_untracked().is_empty());
-        leptos::task::spawn_local(async move {
-            let r = match stored {
-                Some(id) => api::post(&format!("/api/engines/{id}/test"), &Value::Null).await,
-                None => api::post("/api/databases/test-connection", &b).await,
-            };
-            message.set(Some(match r {
-                Ok(v) => describe_test(&v),
-                Err(e) => Err(e.message),
-            }));
-        });
-    };
+    // Editing without a new password: test what is stored.
+    let test = move |_| connection_test(message, edit_id.clone().filter(|_| password.get_untracked().is_empty()).map(|id| format!("/api/engines/{id}/test")), body());
     let done = on_done.clone();
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();

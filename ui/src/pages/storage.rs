@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::api;
 
 /// Every file in the container (following markers), grouped by `{engine}/{database id}/`.
-async fn usage() -> Result<BTreeMap<String, (u64, u64)>, String> {
+pub async fn usage() -> Result<BTreeMap<String, (u64, u64)>, String> {
     let mut by_db: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut marker: Option<String> = None;
     for _ in 0..500 {

@@ -58,9 +58,9 @@ pub fn Users() -> impl IntoView {
         {show(users, move |list: &Users| view! {
             <table id="users">
                 <thead><tr><th>"Email"</th><th>"Name"</th><th>"Role"</th><th>"Enabled"</th><th>"Since"</th><th></th></tr></thead>
-                <tbody>{list.users.iter().cloned().map(|u| {
+                <tbody>{list.users.iter().map(|u| {
                     let (id1, id2, id3) = (u.id.clone(), u.id.clone(), u.id.clone());
-                    let current = role_name(&u);
+                    let current = role_name(u);
                     let enabled = u.enabled;
                     view! {
                         <tr>
@@ -89,7 +89,7 @@ pub fn Users() -> impl IntoView {
             view! {
                 <table id="access-requests">
                     <thead><tr><th>"Who"</th><th>"Asked"</th><th>"Role"</th><th></th></tr></thead>
-                    <tbody>{list.access_requests.iter().cloned().map(|r| {
+                    <tbody>{list.access_requests.iter().map(|r| {
                         let chosen = RwSignal::new("viewer".to_string());
                         let (id1, id2) = (r.id.clone(), r.id.clone());
                         view! {
