@@ -115,6 +115,20 @@ try {
   console.log(`ui-download ${download.suggestedFilename()} ${bytes.length}`);
   step('downloaded');
 
+  // A second backup, then delete one of the two with the row's Delete and its confirmation.
+  await visit(page, 'Databases', 'Databases', 'databases-again');
+  await page.click('#databases tr[data-alias=shop] button.backup-now');
+  await page.waitForSelector('.ok:has-text("Backup queued")');
+  await visit(page, 'Backups', 'Backups', 'backups-second');
+  await page.waitForFunction(() => document.querySelectorAll('#backups tr[data-status=completed]').length === 2, null, { timeout: 120000 });
+  await page.click('#backups tr[data-status=completed] button.delete-one');
+  await page.waitForSelector('#confirm-delete-backups');
+  await page.screenshot({ path: `${shots}/backups-delete-confirm.png`, fullPage: true });
+  await page.click('#confirm-delete');
+  await page.waitForSelector('.ok:has-text("Deleted 1 backup(s)")');
+  await page.waitForFunction(() => document.querySelectorAll('#backups tr[data-status=completed]').length === 1);
+  step('backup-deleted');
+
   await page.goto(url + '/');
   await page.waitForSelector('h1:has-text("Dashboard")');
   await page.waitForFunction(() => document.querySelector('#stat-databases')?.textContent === '1');
@@ -167,7 +181,7 @@ try {
   for (const sel of ['#add-database', '#databases button']) if (await viewer.$(sel)) fail(`viewer sees ${sel}`);
   await visit(viewer, 'Backups', 'Backups', 'viewer-backups');
   await viewer.waitForSelector('#backups tr[data-status=completed]');
-  if (await viewer.$('#backups input.select')) fail('viewer can select backups for deletion');
+  if (await viewer.$('#backups input.select, #backups button.delete-one')) fail('viewer can delete backups');
   for (const link of ['Users', 'Audit']) if (await viewer.$(`nav.sidebar >> text=${link}`)) fail(`viewer sees ${link}`);
   await visit(viewer, 'Policies', 'Policies', 'viewer-policies');
   if (await viewer.$('#add-policy, #policies button')) fail('viewer can edit policies');

@@ -73,7 +73,7 @@ pub fn badge(status: &str) -> impl IntoView {
     view! { <span class=format!("badge {status}")>{label}</span> }
 }
 
-/// `2026-11-23 10:04` from an RFC 3339 time.
+/// `2026-11-23 10:04:05 UTC`.
 pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }

@@ -95,7 +95,7 @@ pub fn Backups() -> impl IntoView {
         </div>
         <Show when=move || confirming.get()>
             <div class="dialog" id="confirm-delete-backups">
-                <p class="warning">{move || format!("Delete {} backup file(s) and their history? This cannot be undone.", selected.with(Vec::len))}</p>
+                <p class="warning">{move || selected.with(|s| format!("Delete {} backup file(s) and their history? This cannot be undone. ({})", s.len(), s.join(", ")))}</p>
                 <button class="danger" id="confirm-delete" on:click=delete_selected>"Delete"</button>
                 <button class="link" on:click=move |_| confirming.set(false)>"Cancel"</button>
             </div>
@@ -108,7 +108,7 @@ pub fn Backups() -> impl IntoView {
                     <thead><tr><th></th><th>"When"</th><th>"Database"</th><th>"Status"</th><th>"Tiers / trigger"</th><th>"Size"</th><th>"Took"</th><th>"Details"</th><th></th></tr></thead>
                     <tbody>{h.backups.iter().map(|b| {
                         let blob = b.blob_name.clone();
-                        let (b1, b2) = (blob.clone(), blob.clone());
+                        let (b1, b2, b3) = (blob.clone(), blob.clone(), blob.clone());
                         let done = b.status == dilux_domain::BackupStatus::Completed;
                         let is_final = b.status.is_final();
                         view! {
@@ -126,7 +126,12 @@ pub fn Backups() -> impl IntoView {
                                 <td>{b.file_size_bytes.map(api::bytes).unwrap_or_default()}</td>
                                 <td>{b.duration_seconds.map(|d| format!("{d:.1} s")).unwrap_or_default()}</td>
                                 <td class="details">{b.error_message.clone().map(|m| format!("{:?}: {m}", b.error_class.unwrap_or(dilux_domain::ErrorClass::ToolFailed))).unwrap_or_default()}</td>
-                                <td>{done.then(|| view! { <button class="download" on:click={let n = b2.clone(); move |_| download(n.clone())}>"Download"</button> })}</td>
+                                <td class="actions">
+                                    {done.then(|| view! { <button class="download" on:click={let n = b2.clone(); move |_| download(n.clone())}>"Download"</button> })}
+                                    <Show when=move || can_delete() && is_final>
+                                        <button class="danger delete-one" on:click={let n = b3.clone(); move |_| { selected.set(vec![n.clone()]); confirming.set(true) }}>"Delete"</button>
+                                    </Show>
+                                </td>
                             </tr>
                         }
                     }).collect_view()}</tbody>
