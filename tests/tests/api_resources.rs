@@ -71,6 +71,20 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     assert!(as_viewer.get("username").is_none() && as_viewer["has_password"] == true, "{as_viewer}");
     assert_eq!(api.call(M::GET, &format!("/api/engines/{pgid}"), None).await?.1["username"], "postgres");
 
+    // Two people edit the same server: the second, working from what they loaded before the first
+    // saved, gets 412 and nothing of theirs is written.
+    let http = reqwest::Client::new();
+    let token = app.token("admin").await?;
+    let loaded = http.get(format!("{}/api/engines/{pgid}", app.url)).bearer_auth(&token).send().await?;
+    let etag = loaded.headers().get("etag").expect("GET answers an ETag").to_str()?.to_string();
+    let first = http.put(format!("{}/api/engines/{pgid}", app.url)).bearer_auth(&token).header("if-match", &etag).json(&json!({"name": "pg main"})).send().await?;
+    assert_eq!(first.status(), 200);
+    let second = http.put(format!("{}/api/engines/{pgid}", app.url)).bearer_auth(&token).header("if-match", &etag).json(&json!({"name": "pg stale"})).send().await?;
+    assert_eq!(second.status(), 412);
+    assert_eq!(api.call(M::GET, &format!("/api/engines/{pgid}"), None).await?.1["name"], "pg main");
+    let (_, doc) = api.call(M::GET, "/api/openapi.json", None).await?;
+    assert!(doc["paths"]["/api/engines/{id}"]["put"]["responses"]["412"].is_object(), "412 is documented");
+
     // ---- Discovery: system databases flagged, registered ones marked, a chosen subset added at once.
     let d = api.post(&format!("/api/engines/{pgid}/discover"), json!(null)).await?;
     for sys in ["postgres", "template0", "template1"] {

@@ -6,7 +6,7 @@ use dilux_azure_spin as store;
 use dilux_domain::engine::{CreateDatabase, CreateEngine, UpdateDatabase, UpdateEngine};
 use dilux_domain::{tables, Database, DatabaseView, Engine, EngineView};
 
-use crate::http::{json, parse, ApiError, ApiResult};
+use crate::http::{check_if_match, json, json_tagged, parse, ApiError, ApiResult};
 use crate::Ctx;
 
 use dilux_domain::tables::{DATABASE_PK, ENGINE_PK};
@@ -93,17 +93,18 @@ pub async fn create_engine(ctx: &Ctx, body: &[u8]) -> ApiResult {
 }
 
 pub async fn get_engine(ctx: &Ctx, id: &str) -> ApiResult {
-    let (e, _) = load_engine(ctx, id).await?.ok_or_else(|| ApiError::not_found("engine", id))?;
-    Ok(json(200, &EngineView::from(&e)))
+    let (e, etag) = load_engine(ctx, id).await?.ok_or_else(|| ApiError::not_found("engine", id))?;
+    Ok(json_tagged(200, &EngineView::from(&e), Some(&etag)))
 }
 
 /// `PUT /api/engines/{id}`. Databases on the server's credentials use the new ones from their next
 /// backup on; with `apply_to_all_databases`, databases with their own are moved onto the server's.
-pub async fn update_engine(ctx: &Ctx, id: &str, body: &[u8]) -> ApiResult {
+pub async fn update_engine(ctx: &Ctx, id: &str, body: &[u8], if_match: Option<&str>) -> ApiResult {
     let input: UpdateEngine = parse(body)?;
     input.validate()?;
     check_policy(ctx, input.policy_id.as_deref()).await?;
     let (mut engine, etag) = load_engine(ctx, id).await?.ok_or_else(|| ApiError::not_found("engine", id))?;
+    check_if_match(if_match, &etag, "server")?;
     input.apply(&mut engine, input.password.as_deref().map(|p| ctx.sealer.seal(p)), Utc::now());
     if engine.username.is_some() != engine.password_sealed.is_some() {
         return Err(ApiError::field(if engine.username.is_some() { "password" } else { "username" }, "username and password go together"));
@@ -113,12 +114,10 @@ pub async fn update_engine(ctx: &Ctx, id: &str, body: &[u8]) -> ApiResult {
         return Err(ApiError::field("apply_to_all_databases", "the server has no username/password to apply"));
     }
     refuse_duplicate(ctx, &engine.host, engine.port, engine.engine_type, Some(id)).await?;
-    match store::replace(&ctx.account, tables::ENGINES, ENGINE_PK, id, &engine, Some(&etag)).await {
+    let new_etag = match store::replace(&ctx.account, tables::ENGINES, ENGINE_PK, id, &engine, Some(&etag)).await {
         Err(e) if e.status() == Some(412) => return Err(ApiError::new(412, "changed", "the server was changed by someone else meanwhile; reload and try again")),
-        other => {
-            other?;
-        }
-    }
+        other => other?,
+    };
     let mut moved = 0;
     if input.apply_to_all_databases {
         let switch = UpdateDatabase { use_engine_credentials: Some(true), ..Default::default() };
@@ -130,7 +129,7 @@ pub async fn update_engine(ctx: &Ctx, id: &str, body: &[u8]) -> ApiResult {
     }
     let mut view = serde_json::to_value(EngineView::from(&engine)).expect("views serialize");
     view["databases_moved_to_server_credentials"] = moved.into();
-    Ok(json(200, &view))
+    Ok(json_tagged(200, &view, new_etag.as_deref()))
 }
 
 /// (host, port, type) identifies a server: a second engine for it would split its databases.
@@ -256,31 +255,30 @@ pub async fn create_database(ctx: &Ctx, body: &[u8]) -> ApiResult {
 }
 
 pub async fn get_database(ctx: &Ctx, id: &str) -> ApiResult {
-    let (d, _) = load_database(ctx, id).await?;
+    let (d, etag) = load_database(ctx, id).await?;
     let engine = load_engine(ctx, &d.engine_id).await?.map(|(e, _)| e);
-    Ok(json(200, &DatabaseView::new(&d, engine.as_ref())))
+    Ok(json_tagged(200, &DatabaseView::new(&d, engine.as_ref()), Some(&etag)))
 }
 
-pub async fn update_database(ctx: &Ctx, id: &str, body: &[u8]) -> ApiResult {
+pub async fn update_database(ctx: &Ctx, id: &str, body: &[u8], if_match: Option<&str>) -> ApiResult {
     let input: UpdateDatabase = parse(body)?;
     input.validate()?;
     check_policy(ctx, input.policy_id.as_deref()).await?;
     let (mut d, etag) = load_database(ctx, id).await?;
+    check_if_match(if_match, &etag, "database")?;
     let engine = load_engine(ctx, &d.engine_id).await?.map(|(e, _)| e);
     let sealed = input.password.as_deref().map(|p| ctx.sealer.seal(p));
     input.apply(&mut d, sealed, Utc::now())?;
     if d.use_engine_credentials && !engine.as_ref().is_some_and(Engine::has_credentials) {
         return Err(ApiError::field("use_engine_credentials", "the server has no username/password to inherit"));
     }
-    match store::replace(&ctx.account, tables::DATABASES, DATABASE_PK, id, &d, Some(&etag)).await {
+    let new_etag = match store::replace(&ctx.account, tables::DATABASES, DATABASE_PK, id, &d, Some(&etag)).await {
         Err(e) if e.status() == Some(412) => {
             return Err(ApiError::new(412, "changed", "the database was changed by someone else meanwhile; reload and try again"))
         }
-        other => {
-            other?;
-        }
-    }
-    Ok(json(200, &DatabaseView::new(&d, engine.as_ref())))
+        other => other?,
+    };
+    Ok(json_tagged(200, &DatabaseView::new(&d, engine.as_ref()), new_etag.as_deref()))
 }
 
 /// `DELETE /api/databases/{id}[?delete_backups=true]`: its backups stay unless asked for.

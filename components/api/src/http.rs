@@ -61,6 +61,25 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A JSON answer carrying the resource's ETag, for a later `If-Match`.
+pub fn json_tagged<T: Serialize>(status: u16, body: &T, etag: Option<&str>) -> Response {
+    let mut b = Response::builder();
+    b.status(status).header("content-type", "application/json").header("cache-control", "no-store");
+    if let Some(e) = etag {
+        b.header("etag", e);
+    }
+    b.body(serde_json::to_vec(body).expect("API bodies serialize")).build()
+}
+
+/// The client's `If-Match` names the version it edited; a newer one means someone else changed the
+/// resource since the client loaded it.
+pub fn check_if_match(if_match: Option<&str>, current: &str, what: &str) -> Result<(), ApiError> {
+    match if_match {
+        Some(m) if m != "*" && m != current => Err(ApiError::new(412, "changed", format!("the {what} was changed by someone else since you loaded it; reload and try again"))),
+        _ => Ok(()),
+    }
+}
+
 pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
     Response::builder()
         .status(status)

@@ -132,12 +132,14 @@ async fn dispatch(op: Op, req: &Request, ctx: &Result<Ctx, ApiError>, p: &[&str]
     let query = http::query_params(req.query());
     let q = &query;
     let who = who.ok_or_else(|| ApiError::new(401, "unauthenticated", "sign in first"))?;
+    // The version the client edited, when it says (optimistic concurrency across users).
+    let if_match = req.header("if-match").and_then(|h| h.as_str());
     match op {
         Op::Health | Op::OpenApi | Op::DevToken | Op::AuthConfig => unreachable!("answered above"),
         Op::ListEngines => catalog::list_engines(ctx, q).await,
         Op::CreateEngine => catalog::create_engine(ctx, body).await,
         Op::GetEngine => catalog::get_engine(ctx, p[0]).await,
-        Op::UpdateEngine => catalog::update_engine(ctx, p[0], body).await,
+        Op::UpdateEngine => catalog::update_engine(ctx, p[0], body, if_match).await,
         Op::DeleteEngine => catalog::delete_engine(ctx, p[0], q).await,
         Op::TestEngine => probe::test_engine(ctx, p[0]).await,
         Op::DiscoverEngine => probe::discover(ctx, p[0], body).await,
@@ -145,7 +147,7 @@ async fn dispatch(op: Op, req: &Request, ctx: &Result<Ctx, ApiError>, p: &[&str]
         Op::CreateDatabase => catalog::create_database(ctx, body).await,
         Op::TestConnection => probe::test_connection(ctx, body).await,
         Op::GetDatabase => catalog::get_database(ctx, p[0]).await,
-        Op::UpdateDatabase => catalog::update_database(ctx, p[0], body).await,
+        Op::UpdateDatabase => catalog::update_database(ctx, p[0], body, if_match).await,
         Op::DeleteDatabase => catalog::delete_database(ctx, p[0], q).await,
         Op::TestDatabase => probe::test_database(ctx, p[0]).await,
         Op::TriggerBackup => backups::trigger(ctx, p[0]).await,
@@ -159,7 +161,7 @@ async fn dispatch(op: Op, req: &Request, ctx: &Result<Ctx, ApiError>, p: &[&str]
         Op::ListPolicies => policies::list(ctx).await,
         Op::CreatePolicy => policies::create(ctx, body).await,
         Op::GetPolicy => policies::get(ctx, p[0]).await,
-        Op::UpdatePolicy => policies::update(ctx, p[0], body).await,
+        Op::UpdatePolicy => policies::update(ctx, p[0], body, if_match).await,
         Op::DeletePolicy => policies::delete(ctx, p[0]).await,
         Op::ListUsers => users::list(ctx).await,
         Op::CreateUser => users::create(ctx, body).await,
@@ -176,7 +178,7 @@ async fn dispatch(op: Op, req: &Request, ctx: &Result<Ctx, ApiError>, p: &[&str]
         Op::AuditResourceTypes => audit_log::resource_types(),
         Op::AuditStats => audit_log::stats(ctx, q).await,
         Op::GetSettings => settings::get(ctx).await,
-        Op::UpdateSettings => settings::update(ctx, who, body).await,
+        Op::UpdateSettings => settings::update(ctx, who, body, if_match).await,
         Op::SystemStatus => status::system_status(ctx).await,
     }
 }

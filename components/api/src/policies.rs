@@ -5,7 +5,7 @@ use dilux_azure_spin as store;
 use dilux_domain::policy::{default_policies, BackupPolicy, PolicyInput, PolicyRow};
 use dilux_domain::tables;
 
-use crate::http::{json, parse, ApiError, ApiResult};
+use crate::http::{check_if_match, json, json_tagged, parse, ApiError, ApiResult};
 use crate::Ctx;
 
 const PK: &str = "policy";
@@ -46,9 +46,9 @@ async fn load(ctx: &Ctx, id: &str) -> Result<(BackupPolicy, Option<String>), Api
 }
 
 pub async fn get(ctx: &Ctx, id: &str) -> ApiResult {
-    let (p, _) = load(ctx, id).await?;
+    let (p, etag) = load(ctx, id).await?;
     let used = usage(ctx).await?;
-    Ok(json(200, &view(&p, used.get(id).copied().unwrap_or(0))))
+    Ok(json_tagged(200, &view(&p, used.get(id).copied().unwrap_or(0)), etag.as_deref()))
 }
 
 pub async fn create(ctx: &Ctx, body: &[u8]) -> ApiResult {
@@ -64,9 +64,12 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> ApiResult {
 
 /// Replaces a policy's name, description and tiers. System policies may be tuned too (they stay
 /// system policies); the next retention pass applies the new keep counts.
-pub async fn update(ctx: &Ctx, id: &str, body: &[u8]) -> ApiResult {
+pub async fn update(ctx: &Ctx, id: &str, body: &[u8], if_match: Option<&str>) -> ApiResult {
     let input: PolicyInput = parse(body)?;
     let (current, etag) = load(ctx, id).await?;
+    if let Some(e) = &etag {
+        check_if_match(if_match, e, "policy")?;
+    }
     let all = store::policies(&ctx.account).await?;
     if all.values().any(|p| p.id != id && p.name.eq_ignore_ascii_case(input.name.trim())) {
         return Err(ApiError::new(409, "duplicate", format!("a policy named `{}` already exists", input.name.trim())));

@@ -386,6 +386,10 @@ pub fn openapi() -> serde_json::Value {
         if route.body != Body::None || !route.query.is_empty() || route.path.contains('{') {
             responses.insert("400".into(), error("invalid input; `error.field` names the field"));
         }
+        if matches!(route.op, Op::UpdateEngine | Op::UpdateDatabase | Op::UpdatePolicy | Op::UpdateSettings) {
+            params.push(serde_json::json!({ "name": "If-Match", "in": "header", "required": false, "description": "the ETag the client read; a newer version answers 412", "schema": { "type": "string" } }));
+            responses.insert("412".into(), error("changed by someone else since it was read (If-Match): reload and try again"));
+        }
         if route.permission.is_some() {
             responses.insert("401".into(), error("not signed in, or the token is invalid"));
             responses.insert("403".into(), error("the caller's role may not do this"));

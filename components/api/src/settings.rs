@@ -7,7 +7,7 @@ use dilux_domain::tables;
 use dilux_domain::user::User;
 
 use crate::auth::Principal;
-use crate::http::{json, param, parse, ApiError, ApiResult};
+use crate::http::{check_if_match, json, json_tagged, param, parse, ApiError, ApiResult};
 use crate::Ctx;
 
 const SETTINGS_PK: &str = "settings";
@@ -21,12 +21,18 @@ pub async fn load(ctx: &Ctx) -> Result<AppSettings, ApiError> {
 }
 
 pub async fn get(ctx: &Ctx) -> ApiResult {
-    Ok(json(200, &load(ctx).await?))
+    match store::get::<AppSettings>(&ctx.account, tables::SETTINGS, SETTINGS_PK, SETTINGS_RK).await? {
+        Some((s, etag)) => Ok(json_tagged(200, &s, Some(&etag))),
+        None => Ok(json(200, &AppSettings::default())),
+    }
 }
 
-pub async fn update(ctx: &Ctx, who: &Principal, body: &[u8]) -> ApiResult {
+pub async fn update(ctx: &Ctx, who: &Principal, body: &[u8], if_match: Option<&str>) -> ApiResult {
     let input: UpdateSettings = parse(body)?;
     let current = store::get::<AppSettings>(&ctx.account, tables::SETTINGS, SETTINGS_PK, SETTINGS_RK).await?;
+    if let Some((_, etag)) = &current {
+        check_if_match(if_match, etag, "settings")?;
+    }
     let mut s = current.as_ref().map(|(s, _)| s.clone()).unwrap_or_default();
     input.apply(&mut s)?;
     if let Some(id) = &input.default_policy_id {
