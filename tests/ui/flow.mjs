@@ -93,6 +93,22 @@ try {
   await page.waitForSelector('#servers td:has-text("Local PostgreSQL (main)")');
   step('server-edited');
 
+  // Someone else renames the server while this form is open: saving it is refused, not silently lost.
+  await page.click('#servers button.edit');
+  await page.waitForFunction(() => document.querySelector('#edit-server-form input[name=name]')?.value === 'Local PostgreSQL (main)');
+  await page.waitForTimeout(300); // the form has fetched the version it edits
+  await page.evaluate(async () => {
+    const auth = { authorization: `Bearer ${JSON.parse(localStorage.getItem('dilux.token'))}`, 'content-type': 'application/json' };
+    const list = await (await fetch('/api/engines', { headers: auth })).json();
+    await fetch(`/api/engines/${list.engines[0].id}`, { method: 'PUT', headers: auth, body: JSON.stringify({ name: 'Local PostgreSQL (renamed elsewhere)' }) });
+  });
+  await page.fill('#edit-server-form input[name=name]', 'Local PostgreSQL (mine)');
+  await page.click('#edit-server-form #save-server');
+  await page.waitForSelector('#edit-server-form .error:has-text("changed by someone else")');
+  await page.click('#edit-server-form button:has-text("Cancel")');
+  await page.waitForSelector('#servers td:has-text("Local PostgreSQL (renamed elsewhere)")');
+  step('stale-edit-refused');
+
   await visit(page, 'Databases', 'Databases', 'databases');
   await page.waitForSelector('#databases tr[data-alias=shop]');
   await page.click('#databases tr[data-alias=shop] button.backup-now');

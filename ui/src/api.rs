@@ -35,9 +35,17 @@ impl std::fmt::Display for ApiError {
 }
 
 pub async fn call(method: Method, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+    call_tagged(method, path, body, None).await.map(|(v, _)| v)
+}
+
+/// A call that sends `If-Match` when given and answers the resource's `ETag` with the body.
+pub async fn call_tagged(method: Method, path: &str, body: Option<&Value>, if_match: Option<&str>) -> Result<(Value, Option<String>), ApiError> {
     let mut req = RequestBuilder::new(path).method(method);
     if let Some(t) = token() {
         req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    if let Some(e) = if_match {
+        req = req.header("if-match", e);
     }
     let sent = match body {
         Some(b) => req.json(b).map_err(|e| ApiError { status: 0, message: e.to_string() })?.send().await,
@@ -45,9 +53,10 @@ pub async fn call(method: Method, path: &str, body: Option<&Value>) -> Result<Va
     };
     let resp = sent.map_err(|e| ApiError { status: 0, message: format!("the server could not be reached ({e}); check your connection and try again") })?;
     let status = resp.status();
+    let etag = resp.headers().get("etag");
     let v: Value = resp.json().await.unwrap_or(Value::Null);
     if (200..300).contains(&status) {
-        return Ok(v);
+        return Ok((v, etag));
     }
     if status == 401 {
         // The token expired or was revoked: back to the sign-in page.

@@ -119,6 +119,15 @@ fn DatabaseForm(existing: Option<DatabaseView>, engines: Vec<(String, String)>, 
     let d = existing.clone();
     let editing = d.as_ref().map(|d| d.id.clone());
     let is_edit = editing.is_some();
+    // The version being edited: saving over a newer one is refused (412) instead of losing it.
+    let etag = RwSignal::new(None::<String>);
+    if let Some(id) = editing.clone() {
+        leptos::task::spawn_local(async move {
+            if let Ok((_, tag)) = api::call_tagged(gloo_net::http::Method::GET, &format!("/api/databases/{id}"), None, None).await {
+                etag.set(tag);
+            }
+        });
+    }
     let engine_id = RwSignal::new(d.as_ref().map(|d| d.engine_id.clone()).or_else(|| engines.first().map(|(id, _)| id.clone())).unwrap_or_default());
     let name = RwSignal::new(d.as_ref().map(|d| d.name.clone()).unwrap_or_default());
     let alias = RwSignal::new(d.as_ref().map(|d| d.alias.clone()).unwrap_or_default());
@@ -163,7 +172,7 @@ fn DatabaseForm(existing: Option<DatabaseView>, engines: Vec<(String, String)>, 
                     if let Some(o) = b.as_object_mut() {
                         o.remove("engine_id");
                     }
-                    api::put(&format!("/api/databases/{id}"), &b).await
+                    api::call_tagged(gloo_net::http::Method::PUT, &format!("/api/databases/{id}"), Some(&b), etag.get_untracked().as_deref()).await.map(|(v, _)| v)
                 }
                 None => api::post("/api/databases", &b).await,
             };

@@ -102,6 +102,15 @@ fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + 
     let message = RwSignal::new(None::<Result<String, String>>);
     let editing = existing.as_ref().map(|e| e.id.clone());
     let is_edit = editing.is_some();
+    // The version being edited: saving over a newer one is refused (412) instead of losing it.
+    let etag = RwSignal::new(None::<String>);
+    if let Some(id) = editing.clone() {
+        leptos::task::spawn_local(async move {
+            if let Ok((_, tag)) = api::call_tagged(gloo_net::http::Method::GET, &format!("/api/engines/{id}"), None, None).await {
+                etag.set(tag);
+            }
+        });
+    }
     let body = move || {
         let mut b = json!({ "engine_type": kind.get_untracked(), "host": host.get_untracked() });
         if let Ok(p) = port.get_untracked().trim().parse::<u16>() {
@@ -134,7 +143,7 @@ fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + 
                         }
                     }
                     b["apply_to_all_databases"] = apply_all.get_untracked().into();
-                    api::put(&format!("/api/engines/{id}"), &b).await
+                    api::call_tagged(gloo_net::http::Method::PUT, &format!("/api/engines/{id}"), Some(&b), etag.get_untracked().as_deref()).await.map(|(v, _)| v)
                 }
                 None => api::post("/api/engines", &b).await,
             };
