@@ -77,3 +77,47 @@ pub fn badge(status: &str) -> impl IntoView {
 pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
+
+/// What an add/edit form saves to. Editing, it loads the version it edits and sends it back as
+/// `If-Match`, so a save over someone else's newer change is refused (412) instead of losing it.
+#[derive(Clone)]
+pub struct Saver {
+    collection: &'static str,
+    resource: Option<String>,
+    etag: RwSignal<Option<String>>,
+}
+
+impl Saver {
+    /// `collection` is e.g. `/api/engines`; `id` is the edited one, if any.
+    pub fn new(collection: &'static str, id: Option<String>) -> Self {
+        let resource = id.map(|id| format!("{collection}/{id}"));
+        let etag = RwSignal::new(None);
+        if let Some(r) = resource.clone() {
+            leptos::task::spawn_local(async move {
+                if let Ok((_, tag)) = api::call_tagged(gloo_net::http::Method::GET, &r, None, None).await {
+                    etag.set(tag);
+                }
+            });
+        }
+        Saver { collection, resource, etag }
+    }
+
+    pub fn is_edit(&self) -> bool {
+        self.resource.is_some()
+    }
+
+    /// PUT (editing) or POST (adding) `body`; `done` on success, the API's sentence in `message` otherwise.
+    pub fn save(&self, body: serde_json::Value, message: RwSignal<Option<Result<String, String>>>, done: impl FnOnce() + 'static) {
+        let (collection, resource, etag) = (self.collection, self.resource.clone(), self.etag.get_untracked());
+        leptos::task::spawn_local(async move {
+            let r = match resource {
+                Some(r) => api::call_tagged(gloo_net::http::Method::PUT, &r, Some(&body), etag.as_deref()).await.map(|(v, _)| v),
+                None => api::post(collection, &body).await,
+            };
+            match r {
+                Ok(_) => done(),
+                Err(e) => message.set(Some(Err(e.message))),
+            }
+        });
+    }
+}

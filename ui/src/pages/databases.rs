@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::servers::Engines;
 use crate::api;
-use crate::widgets::{connection_test, describe_test, fetched, show, Notice};
+use crate::widgets::{connection_test, describe_test, fetched, show, Notice, Saver};
 
 #[derive(Clone, Deserialize)]
 struct Databases {
@@ -119,15 +119,7 @@ fn DatabaseForm(existing: Option<DatabaseView>, engines: Vec<(String, String)>, 
     let d = existing.clone();
     let editing = d.as_ref().map(|d| d.id.clone());
     let is_edit = editing.is_some();
-    // The version being edited: saving over a newer one is refused (412) instead of losing it.
-    let etag = RwSignal::new(None::<String>);
-    if let Some(id) = editing.clone() {
-        leptos::task::spawn_local(async move {
-            if let Ok((_, tag)) = api::call_tagged(gloo_net::http::Method::GET, &format!("/api/databases/{id}"), None, None).await {
-                etag.set(tag);
-            }
-        });
-    }
+    let saver = Saver::new("/api/databases", editing.clone());
     let engine_id = RwSignal::new(d.as_ref().map(|d| d.engine_id.clone()).or_else(|| engines.first().map(|(id, _)| id.clone())).unwrap_or_default());
     let name = RwSignal::new(d.as_ref().map(|d| d.name.clone()).unwrap_or_default());
     let alias = RwSignal::new(d.as_ref().map(|d| d.alias.clone()).unwrap_or_default());
@@ -164,23 +156,12 @@ fn DatabaseForm(existing: Option<DatabaseView>, engines: Vec<(String, String)>, 
             b["policy_id"] = policy.get_untracked().into();
         }
         credentials(&mut b);
-        let done = done.clone();
-        let editing = editing.clone();
-        leptos::task::spawn_local(async move {
-            let r = match editing {
-                Some(id) => {
-                    if let Some(o) = b.as_object_mut() {
-                        o.remove("engine_id");
-                    }
-                    api::call_tagged(gloo_net::http::Method::PUT, &format!("/api/databases/{id}"), Some(&b), etag.get_untracked().as_deref()).await.map(|(v, _)| v)
-                }
-                None => api::post("/api/databases", &b).await,
-            };
-            match r {
-                Ok(_) => done(),
-                Err(e) => message.set(Some(Err(e.message))),
+        if saver.is_edit() {
+            if let Some(o) = b.as_object_mut() {
+                o.remove("engine_id");
             }
-        });
+        }
+        saver.save(b, message, done.clone());
     };
     view! {
         <form class="dialog" id=if is_edit { "edit-database-form" } else { "add-database-form" } on:submit=save>

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api;
-use crate::widgets::{connection_test, describe_test, fetched, show, Notice};
+use crate::widgets::{connection_test, describe_test, fetched, show, Notice, Saver};
 
 #[derive(Clone, Deserialize)]
 pub struct EngineRow {
@@ -102,15 +102,7 @@ fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + 
     let message = RwSignal::new(None::<Result<String, String>>);
     let editing = existing.as_ref().map(|e| e.id.clone());
     let is_edit = editing.is_some();
-    // The version being edited: saving over a newer one is refused (412) instead of losing it.
-    let etag = RwSignal::new(None::<String>);
-    if let Some(id) = editing.clone() {
-        leptos::task::spawn_local(async move {
-            if let Ok((_, tag)) = api::call_tagged(gloo_net::http::Method::GET, &format!("/api/engines/{id}"), None, None).await {
-                etag.set(tag);
-            }
-        });
-    }
+    let saver = Saver::new("/api/engines", editing.clone());
     let body = move || {
         let mut b = json!({ "engine_type": kind.get_untracked(), "host": host.get_untracked() });
         if let Ok(p) = port.get_untracked().trim().parse::<u16>() {
@@ -130,28 +122,17 @@ fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + 
         ev.prevent_default();
         let mut b = body();
         b["name"] = name.get_untracked().into();
-        let done = done.clone();
-        let editing = editing.clone();
-        leptos::task::spawn_local(async move {
-            let r = match editing {
-                Some(id) => {
-                    // The type never changes; a blank password keeps the stored one.
-                    if let Some(o) = b.as_object_mut() {
-                        o.remove("engine_type");
-                        if o.get("password").and_then(Value::as_str) == Some("") {
-                            o.remove("password");
-                        }
-                    }
-                    b["apply_to_all_databases"] = apply_all.get_untracked().into();
-                    api::call_tagged(gloo_net::http::Method::PUT, &format!("/api/engines/{id}"), Some(&b), etag.get_untracked().as_deref()).await.map(|(v, _)| v)
+        if saver.is_edit() {
+            // The type never changes; a blank password keeps the stored one.
+            if let Some(o) = b.as_object_mut() {
+                o.remove("engine_type");
+                if o.get("password").and_then(Value::as_str) == Some("") {
+                    o.remove("password");
                 }
-                None => api::post("/api/engines", &b).await,
-            };
-            match r {
-                Ok(_) => done(),
-                Err(e) => message.set(Some(Err(e.message))),
             }
-        });
+            b["apply_to_all_databases"] = apply_all.get_untracked().into();
+        }
+        saver.save(b, message, done.clone());
     };
     view! {
         <form class="dialog" id=if is_edit { "edit-server-form" } else { "add-server-form" } on:submit=save>
