@@ -50,6 +50,7 @@ for _ in $(seq 1 120); do
 done
 echo
 echo "Dilux Backup is running at http://127.0.0.1:$PORT/  (API: http://127.0.0.1:$PORT/api/health)"
-echo "Local sign-in: curl -s -XPOST localhost:$PORT/api/auth/dev-token -d '{\"email\":\"you@example.com\",\"role\":\"admin\"}'"
+echo "Open it in a browser and sign in (dev mode: any email, choose a role)."
+echo "API token for scripts: curl -s -XPOST localhost:$PORT/api/auth/dev-token -d '{\"email\":\"you@example.com\",\"role\":\"admin\"}'"
 echo "Press Ctrl-C to stop."
 wait "${pids[-1]}"
