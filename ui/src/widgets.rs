@@ -68,6 +68,23 @@ pub fn connection_test(message: RwSignal<Option<Result<String, String>>>, saved:
     });
 }
 
+/// Newer/Older over a newest-first list paged by cursor: `cursors` is the stack of cursors that led to
+/// this page (its top is this page's), `next` the API's `next_cursor`.
+#[component]
+pub fn Pager(cursors: RwSignal<Vec<String>>, next: Option<String>) -> impl IntoView {
+    view! {
+        <div class="pager">
+            <button disabled=move || cursors.with(Vec::is_empty) on:click=move |_| cursors.update(|c| { c.pop(); })>"Newer"</button>
+            <button disabled=next.is_none() on:click=move |_| if let Some(n) = next.clone() { cursors.update(|c| c.push(n)) }>"Older"</button>
+        </div>
+    }
+}
+
+/// The cursor of the page shown now ("" for the first).
+pub fn current_cursor(cursors: RwSignal<Vec<String>>) -> String {
+    cursors.with(|c| c.last().cloned()).unwrap_or_default()
+}
+
 pub fn badge(status: &str) -> impl IntoView {
     let label = status.replace('_', " ");
     view! { <span class=format!("badge {status}")>{label}</span> }

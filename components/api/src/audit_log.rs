@@ -8,7 +8,7 @@ use dilux_azure_spin as store;
 use dilux_domain::audit::AuditLog;
 use dilux_domain::tables;
 
-use crate::http::{json, param, ApiError, ApiResult};
+use crate::http::{bad_cursor, cursor_param, date_param, json, next_cursor, param, ApiError, ApiResult};
 use crate::routes::ROUTES;
 use crate::Ctx;
 
@@ -33,13 +33,6 @@ pub fn resource_types() -> ApiResult {
     Ok(json(200, &serde_json::json!({ "resource_types": t })))
 }
 
-fn day(q: &[(String, String)], name: &str) -> Result<Option<NaiveDate>, ApiError> {
-    param(q, name)
-        .filter(|s| !s.is_empty())
-        .map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| ApiError::field(name, "must be a date, YYYY-MM-DD")))
-        .transpose()
-}
-
 fn first_of_month(d: NaiveDate) -> NaiveDate {
     d.with_day(1).expect("day 1 exists")
 }
@@ -52,8 +45,8 @@ fn previous_month(d: NaiveDate) -> NaiveDate {
 pub async fn list(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
     let page_size = crate::backups::page_size(q)?;
     let today = Utc::now().date_naive();
-    let to = day(q, "to")?.unwrap_or(today);
-    let from = day(q, "from")?.unwrap_or(to - Duration::days(89));
+    let to = date_param(q, "to")?.unwrap_or(today);
+    let from = date_param(q, "from")?.unwrap_or(to - Duration::days(89));
     if from > to {
         return Err(ApiError::field("from", "must not be after `to`"));
     }
@@ -70,12 +63,9 @@ pub async fn list(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
             extra.push_str(&format!(" and {field} eq {}", literal(v)));
         }
     }
-    let cursor = match param(q, "cursor").filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => Some(c.split_once('|').map(|(p, r)| (p.to_string(), r.to_string())).ok_or_else(|| ApiError::field("cursor", "is not a cursor this API returned"))?),
-    };
+    let cursor = cursor_param(q)?;
     let mut month = match &cursor {
-        Some((pk, _)) => NaiveDate::parse_from_str(&format!("{pk}01"), "%Y%m%d").map_err(|_| ApiError::field("cursor", "is not a cursor this API returned"))?,
+        Some((pk, _)) => NaiveDate::parse_from_str(&format!("{pk}01"), "%Y%m%d").map_err(|_| bad_cursor())?,
         None => first_of_month(to),
     };
     let (start, end) = (from.and_hms_opt(0, 0, 0).expect("midnight").and_utc(), (to + Duration::days(1)).and_hms_opt(0, 0, 0).expect("midnight").and_utc());
@@ -100,7 +90,7 @@ pub async fn list(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
     }
     let has_more = items.len() > page_size;
     items.truncate(page_size);
-    let next_cursor = if has_more { items.last().map(|(p, r, _)| format!("{p}|{r}")) } else { None };
+    let next_cursor = if has_more { items.last().map(|(p, r, _)| next_cursor(p, r)) } else { None };
     let logs: Vec<serde_json::Value> = items
         .into_iter()
         .map(|(_, _, a)| {

@@ -7,7 +7,7 @@ use dilux_azure_spin as store;
 use dilux_domain::{tables, BackupJob, BackupResult, BackupStatus, TriggeredBy};
 
 use crate::catalog::{database_with_engine, insert_record};
-use crate::http::{json, param, ApiError, ApiResult};
+use crate::http::{bad_cursor, cursor_param, date_param, engine_type_param, enum_param, json, next_cursor, param, ApiError, ApiResult};
 use crate::Ctx;
 
 /// `POST /api/databases/{id}/backup`: records a pending history row, then queues the job.
@@ -60,21 +60,6 @@ pub fn page_size(q: &[(String, String)]) -> Result<usize, ApiError> {
     }
 }
 
-/// A query value that must be one of an enum's JSON names.
-fn enum_param<T: serde::de::DeserializeOwned>(q: &[(String, String)], name: &str, choices: &str) -> Result<Option<T>, ApiError> {
-    param(q, name)
-        .filter(|s| !s.is_empty())
-        .map(|s| serde_json::from_value::<T>(serde_json::Value::String(s.into())).map_err(|_| ApiError::field(name, format!("must be one of {choices}"))))
-        .transpose()
-}
-
-fn date_param(q: &[(String, String)], name: &str) -> Result<Option<NaiveDate>, ApiError> {
-    param(q, name)
-        .filter(|s| !s.is_empty())
-        .map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| ApiError::field(name, "must be a date, YYYY-MM-DD")))
-        .transpose()
-}
-
 /// `GET /api/backups`: newest first, filtered (one or several databases, status, trigger, engine type,
 /// date range), paged by `cursor`.
 pub async fn list(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
@@ -85,12 +70,9 @@ pub async fn list(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
     };
     let status: Option<BackupStatus> = enum_param(q, "status", "pending, in_progress, completed, failed, cancelled")?;
     let triggered_by: Option<TriggeredBy> = enum_param(q, "triggered_by", "manual, scheduler")?;
-    let engine_type: Option<dilux_domain::EngineType> = enum_param(q, "engine_type", "mysql, postgresql, sqlserver")?;
-    // The cursor is the last row's keys: rows strictly after it (in newest-first order) come next.
-    let cursor = match param(q, "cursor") {
-        None | Some("") => None,
-        Some(c) => Some(c.split_once('|').map(|(p, r)| (p.to_string(), r.to_string())).ok_or_else(|| ApiError::field("cursor", "is not a cursor this API returned"))?),
-    };
+    let engine_type = engine_type_param(q)?;
+    // Rows strictly after the cursor (in newest-first order) come next.
+    let cursor = cursor_param(q)?;
     let mut extra = String::new();
     if let Some(ids) = param(q, "database_id").filter(|s| !s.is_empty()) {
         let ids: Vec<&str> = ids.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
@@ -119,7 +101,7 @@ pub async fn list(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
         None => to - Duration::days(days - 1),
     };
     let mut end = match &cursor {
-        Some((pk, _)) => NaiveDate::parse_from_str(pk, "%Y-%m-%d").map_err(|_| ApiError::field("cursor", "is not a cursor this API returned"))?,
+        Some((pk, _)) => NaiveDate::parse_from_str(pk, "%Y-%m-%d").map_err(|_| bad_cursor())?,
         None => to,
     };
     let mut items: Vec<(String, String, BackupResult)> = Vec::new();
@@ -153,7 +135,7 @@ pub async fn list(ctx: &Ctx, q: &[(String, String)]) -> ApiResult {
     }
     let has_more = items.len() > page_size;
     items.truncate(page_size);
-    let next_cursor = if has_more { items.last().map(|(p, r, _)| format!("{p}|{r}")) } else { None };
+    let next_cursor = if has_more { items.last().map(|(p, r, _)| next_cursor(p, r)) } else { None };
     let backups: Vec<&BackupResult> = items.iter().map(|(_, _, r)| r).collect();
     Ok(json(200, &serde_json::json!({ "backups": backups, "count": backups.len(), "next_cursor": next_cursor })))
 }
@@ -293,15 +275,21 @@ async fn delete_one(ctx: &Ctx, name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Deletes every backup of a database: each history row's file, then the row, then files left without
-/// a row. Refused (nothing deleted) while one of its backups is queued or running.
-pub async fn delete_all_of(ctx: &Ctx, db: &dilux_domain::Database) -> Result<usize, ApiError> {
+/// A database's history, refused (409) while one of its backups is queued or running: deleting them
+/// must not race a dump still writing.
+pub async fn settled_history_of(ctx: &Ctx, db: &dilux_domain::Database) -> Result<Vec<BackupResult>, ApiError> {
     let rows = store::history_by_database(&ctx.account, Some(&db.id)).await?.remove(&db.id).unwrap_or_default();
     if let Some(r) = rows.iter().find(|r| !r.status.is_final()) {
         return Err(ApiError::new(409, "backup_running", format!("a backup of `{}` is still running ({}); wait for it to finish", db.alias, r.id)));
     }
+    Ok(rows)
+}
+
+/// Deletes every backup of a database — `rows`, from [`settled_history_of`]: each row's file, then the
+/// row, then files left without a row.
+pub async fn delete_all_of(ctx: &Ctx, db: &dilux_domain::Database, rows: &[BackupResult]) -> Result<usize, ApiError> {
     let mut deleted = 0;
-    for r in &rows {
+    for r in rows {
         let resp = store::send("delete blob", blob::delete_blob(&ctx.account, Utc::now(), &ctx.container, &r.blob_name)).await?;
         blob::parse_delete_blob(resp).map_err(store::StoreError::from)?;
         let (pk, rk) = dilux_domain::backup::history_keys(r.created_at, &r.id);

@@ -6,7 +6,7 @@ use dilux_azure_spin as store;
 use dilux_domain::engine::{CreateDatabase, CreateEngine, UpdateDatabase, UpdateEngine};
 use dilux_domain::{tables, Database, DatabaseView, Engine, EngineView};
 
-use crate::http::{check_if_match, json, json_tagged, parse, ApiError, ApiResult};
+use crate::http::{bool_param, check_if_match, engine_type_param, json, json_tagged, parse, ApiError, ApiResult};
 use crate::Ctx;
 
 use dilux_domain::tables::{DATABASE_PK, ENGINE_PK};
@@ -33,22 +33,6 @@ pub async fn check_policy(ctx: &Ctx, policy_id: Option<&str>) -> Result<(), ApiE
 
 pub async fn insert_record<T: serde::Serialize>(ctx: &Ctx, table: &str, pk: &str, rk: &str, record: &T) -> Result<(), ApiError> {
     Ok(store::insert_or_init(&ctx.account, &ctx.container, table, pk, rk, record).await?)
-}
-
-fn bool_param(q: &[(String, String)], name: &str) -> Result<Option<bool>, ApiError> {
-    match crate::http::param(q, name) {
-        None | Some("") => Ok(None),
-        Some("true") => Ok(Some(true)),
-        Some("false") => Ok(Some(false)),
-        Some(_) => Err(ApiError::field(name, "must be true or false")),
-    }
-}
-
-fn engine_type_param(q: &[(String, String)]) -> Result<Option<dilux_domain::EngineType>, ApiError> {
-    crate::http::param(q, "engine_type")
-        .filter(|s| !s.is_empty())
-        .map(|s| serde_json::from_value(serde_json::Value::String(s.into())).map_err(|_| ApiError::field("engine_type", "must be mysql, postgresql or sqlserver")))
-        .transpose()
 }
 
 /// `GET /api/engines[?engine_type=]`: each with how many databases it has.
@@ -160,18 +144,17 @@ pub async fn delete_engine(ctx: &Ctx, id: &str, q: &[(String, String)]) -> ApiRe
     if !dbs.is_empty() && !cascade {
         return Err(ApiError::new(409, "has_databases", format!("engine `{id}` still has {} database(s); delete them first, or pass cascade=true", dbs.len())));
     }
-    let mut backups_deleted = 0;
+    // Every history is read (and any running backup refused) before anything is deleted.
+    let mut histories = Vec::new();
     if with_backups {
-        // Refuse before deleting anything if any database has a backup in flight.
         for d in &dbs {
-            if let Some(r) = store::history_by_database(&ctx.account, Some(&d.id)).await?.remove(&d.id).unwrap_or_default().iter().find(|r| !r.status.is_final()) {
-                return Err(ApiError::new(409, "backup_running", format!("a backup of `{}` is still running ({}); wait for it to finish", d.alias, r.id)));
-            }
+            histories.push(crate::backups::settled_history_of(ctx, d).await?);
         }
     }
-    for d in &dbs {
-        if with_backups {
-            backups_deleted += crate::backups::delete_all_of(ctx, d).await?;
+    let mut backups_deleted = 0;
+    for (i, d) in dbs.iter().enumerate() {
+        if let Some(rows) = histories.get(i) {
+            backups_deleted += crate::backups::delete_all_of(ctx, d, rows).await?;
         }
         store::delete(&ctx.account, tables::DATABASES, DATABASE_PK, &d.id).await?;
     }
@@ -241,11 +224,7 @@ pub async fn create_database(ctx: &Ctx, body: &[u8]) -> ApiResult {
         auth_method: input.auth_method,
         username: input.username.clone(),
         password_sealed: input.password.as_deref().map(|p| ctx.sealer.seal(p)),
-        // Explicit, else the server's, else the settings' default for new databases.
-        policy_id: match input.policy_id.clone().or(engine.policy_id.clone()) {
-            Some(p) => Some(p),
-            None => Some(crate::settings::load(ctx).await?.default_policy_id),
-        },
+        policy_id: Some(crate::settings::policy_for_new_database(ctx, input.policy_id.clone(), &engine).await?),
         enabled: input.enabled,
         created_at: now,
         updated_at: now,
@@ -285,7 +264,7 @@ pub async fn update_database(ctx: &Ctx, id: &str, body: &[u8], if_match: Option<
 pub async fn delete_database(ctx: &Ctx, id: &str, q: &[(String, String)]) -> ApiResult {
     let (d, _) = load_database(ctx, id).await?;
     let backups_deleted = match bool_param(q, "delete_backups")? {
-        Some(true) => crate::backups::delete_all_of(ctx, &d).await?,
+        Some(true) => crate::backups::delete_all_of(ctx, &d, &crate::backups::settled_history_of(ctx, &d).await?).await?,
         _ => 0,
     };
     store::delete(&ctx.account, tables::DATABASES, DATABASE_PK, id).await?;

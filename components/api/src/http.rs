@@ -158,3 +158,49 @@ fn decode(s: &str) -> String {
 pub fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
+
+/// A query value that must be one of an enum's JSON names (`choices` lists them for the message).
+pub fn enum_param<T: DeserializeOwned>(q: &[(String, String)], name: &str, choices: &str) -> Result<Option<T>, ApiError> {
+    param(q, name)
+        .filter(|s| !s.is_empty())
+        .map(|s| serde_json::from_value::<T>(serde_json::Value::String(s.into())).map_err(|_| ApiError::field(name, format!("must be one of {choices}"))))
+        .transpose()
+}
+
+pub fn engine_type_param(q: &[(String, String)]) -> Result<Option<dilux_domain::EngineType>, ApiError> {
+    enum_param(q, "engine_type", "mysql, postgresql, sqlserver")
+}
+
+/// A `YYYY-MM-DD` query value.
+pub fn date_param(q: &[(String, String)], name: &str) -> Result<Option<chrono::NaiveDate>, ApiError> {
+    param(q, name)
+        .filter(|s| !s.is_empty())
+        .map(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| ApiError::field(name, "must be a date, YYYY-MM-DD")))
+        .transpose()
+}
+
+pub fn bool_param(q: &[(String, String)], name: &str) -> Result<Option<bool>, ApiError> {
+    match param(q, name) {
+        None | Some("") => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(ApiError::field(name, "must be true or false")),
+    }
+}
+
+/// The `cursor` of a newest-first page: the (PartitionKey, RowKey) of the last row already shown.
+pub fn cursor_param(q: &[(String, String)]) -> Result<Option<(String, String)>, ApiError> {
+    match param(q, "cursor").filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(c) => c.split_once('|').map(|(p, r)| Some((p.to_string(), r.to_string()))).ok_or_else(bad_cursor),
+    }
+}
+
+pub fn bad_cursor() -> ApiError {
+    ApiError::field("cursor", "is not a cursor this API returned")
+}
+
+/// The `cursor` that continues after the row with these keys.
+pub fn next_cursor(pk: &str, rk: &str) -> String {
+    format!("{pk}|{rk}")
+}

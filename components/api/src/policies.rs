@@ -3,7 +3,8 @@
 
 use dilux_azure_spin as store;
 use dilux_domain::policy::{default_policies, BackupPolicy, PolicyInput, PolicyRow};
-use dilux_domain::tables;
+use dilux_domain::{tables, Database, Engine};
+use std::collections::HashMap;
 
 use crate::http::{check_if_match, json, json_tagged, parse, ApiError, ApiResult};
 use crate::Ctx;
@@ -11,13 +12,16 @@ use crate::Ctx;
 const PK: &str = "policy";
 
 /// How many databases use each policy (their own, else their server's, else the default).
-async fn usage(ctx: &Ctx) -> Result<std::collections::HashMap<String, usize>, ApiError> {
-    let engines = store::all_engines(&ctx.account).await?;
-    let mut counts = std::collections::HashMap::new();
-    for d in store::all_databases(&ctx.account).await? {
-        *counts.entry(store::effective_policy_id(&d, engines.iter().find(|e| e.id == d.engine_id))).or_insert(0) += 1;
+fn count_usage(dbs: &[Database], engines: &[Engine]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for d in dbs {
+        *counts.entry(store::effective_policy_id(d, engines.iter().find(|e| e.id == d.engine_id))).or_insert(0) += 1;
     }
-    Ok(counts)
+    counts
+}
+
+async fn usage(ctx: &Ctx) -> Result<HashMap<String, usize>, ApiError> {
+    Ok(count_usage(&store::all_databases(&ctx.account).await?, &store::all_engines(&ctx.account).await?))
 }
 
 fn view(p: &BackupPolicy, used_by: usize) -> serde_json::Value {
@@ -97,11 +101,10 @@ pub async fn delete(ctx: &Ctx, id: &str) -> ApiResult {
     if p.is_system {
         return Err(ApiError::new(409, "system_policy", format!("`{id}` is a system policy and cannot be deleted; edit it instead")));
     }
-    let used = usage(ctx).await?.get(id).copied().unwrap_or(0);
+    let (dbs, engines) = (store::all_databases(&ctx.account).await?, store::all_engines(&ctx.account).await?);
+    let used = count_usage(&dbs, &engines).get(id).copied().unwrap_or(0);
     // Databases and servers naming it explicitly, even ones now using another through inheritance.
-    let engines = store::all_engines(&ctx.account).await?;
-    let named = store::all_databases(&ctx.account).await?.iter().filter(|d| d.policy_id.as_deref() == Some(id)).count()
-        + engines.iter().filter(|e| e.policy_id.as_deref() == Some(id)).count();
+    let named = dbs.iter().filter(|d| d.policy_id.as_deref() == Some(id)).count() + engines.iter().filter(|e| e.policy_id.as_deref() == Some(id)).count();
     if used > 0 || named > 0 {
         return Err(ApiError::new(409, "policy_in_use", format!("policy `{}` is used by {} database(s) or server(s); move them to another policy first", p.name, used.max(named))));
     }

@@ -194,10 +194,7 @@ pub async fn discover(ctx: &Ctx, id: &str, body: &[u8]) -> ApiResult {
             return Err(ApiError::field("add", format!("`{name}` is not a database on server `{}`", e.name)));
         }
     }
-    let policy_id = match input.policy_id.or(e.policy_id.clone()) {
-        Some(p) => p,
-        None => crate::settings::load(ctx).await?.default_policy_id,
-    };
+    let policy_id = crate::settings::policy_for_new_database(ctx, input.policy_id, &e).await?;
     let mut added = Vec::new();
     for name in &input.add {
         let Some(entry) = found.iter_mut().find(|d| &d.name == name && !d.exists) else { continue };

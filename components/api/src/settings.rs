@@ -20,6 +20,14 @@ pub async fn load(ctx: &Ctx) -> Result<AppSettings, ApiError> {
     Ok(store::get::<AppSettings>(&ctx.account, tables::SETTINGS, SETTINGS_PK, SETTINGS_RK).await?.map(|(s, _)| s).unwrap_or_default())
 }
 
+/// The policy a new database gets: the one asked for, else its server's, else the settings' default.
+pub async fn policy_for_new_database(ctx: &Ctx, asked: Option<String>, engine: &dilux_domain::Engine) -> Result<String, ApiError> {
+    match asked.or_else(|| engine.policy_id.clone()) {
+        Some(p) => Ok(p),
+        None => Ok(load(ctx).await?.default_policy_id),
+    }
+}
+
 pub async fn get(ctx: &Ctx) -> ApiResult {
     match store::get::<AppSettings>(&ctx.account, tables::SETTINGS, SETTINGS_PK, SETTINGS_RK).await? {
         Some((s, etag)) => Ok(json_tagged(200, &s, Some(&etag))),

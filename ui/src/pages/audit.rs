@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use serde_json::Value;
 
 use crate::api;
-use crate::widgets::{fetched, show};
+use crate::widgets::{current_cursor, fetched, show, Pager};
 
 #[component]
 pub fn Audit() -> impl IntoView {
@@ -12,7 +12,7 @@ pub fn Audit() -> impl IntoView {
     let (action, kind, status) = (RwSignal::new(String::new()), RwSignal::new(String::new()), RwSignal::new(String::new()));
     let cursors = RwSignal::new(Vec::<String>::new());
     let logs = fetched::<Value>(move || {
-        let cursor = cursors.with(|c| c.last().cloned()).unwrap_or_default();
+        let cursor = current_cursor(cursors);
         api::query("/api/audit?page_size=50", &[("action", action.get()), ("resource_type", kind.get()), ("status", status.get()), ("cursor", cursor)])
     }, reload);
     let actions = fetched::<Value>(|| "/api/audit/actions".into(), RwSignal::new(0));
@@ -44,10 +44,7 @@ pub fn Audit() -> impl IntoView {
                         </tr>
                     }).collect_view()}</tbody>
                 </table>
-                <div class="pager">
-                    <button disabled=move || cursors.with(Vec::is_empty) on:click=move |_| cursors.update(|c| { c.pop(); })>"Newer"</button>
-                    <button disabled=next.is_none() on:click=move |_| if let Some(n) = next.clone() { cursors.update(|c| c.push(n)) }>"Older"</button>
-                </div>
+                <Pager cursors=cursors next=next/>
             }
         })}
     }

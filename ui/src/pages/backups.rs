@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::dashboard::status_name;
 use crate::api;
-use crate::widgets::{badge, fetched, show, when, Notice};
+use crate::widgets::{badge, current_cursor, fetched, show, when, Notice, Pager};
 
 #[derive(Clone, Deserialize)]
 struct History {
@@ -26,7 +26,7 @@ pub fn Backups() -> impl IntoView {
     let cursors = RwSignal::new(Vec::<String>::new());
     let page_size = s.me.with_untracked(|m| m.as_ref().map(|m| m.preferences.page_size).unwrap_or(25));
     let history = fetched::<History>(move || {
-        let cursor = cursors.with(|c| c.last().cloned()).unwrap_or_default();
+        let cursor = current_cursor(cursors);
         api::query(&format!("/api/backups?page_size={page_size}"), &[("database_id", database.get()), ("status", status.get()), ("cursor", cursor)])
     }, reload);
     let dbs = fetched::<Value>(|| "/api/databases?page_size=200".into(), RwSignal::new(0));
@@ -136,10 +136,7 @@ pub fn Backups() -> impl IntoView {
                         }
                     }).collect_view()}</tbody>
                 </table>
-                <div class="pager">
-                    <button disabled=move || cursors.with(Vec::is_empty) on:click=move |_| cursors.update(|c| { c.pop(); })>"Newer"</button>
-                    <button disabled=next.is_none() on:click=move |_| if let Some(n) = next.clone() { cursors.update(|c| c.push(n)) }>"Older"</button>
-                </div>
+                <Pager cursors=cursors next=next/>
             }
         })}
     }
