@@ -80,6 +80,23 @@ install_all() {
   install_wasm_bindgen
 }
 
+# Formatting (rustfmt.toml), lines of at most 120 characters, and clippy on every target, warnings as
+# errors: what CI keeps.
+check_style() {
+  log "checking formatting, line length and lints"
+  (cd "$ROOT" && cargo fmt --all -- --check)
+  local long
+  long="$(cd "$ROOT" && git ls-files -co --exclude-standard '*.rs' | xargs awk 'length > 120 { print FILENAME ":" FNR }')"
+  if [ -n "$long" ]; then
+    printf 'lines over 120 characters:\n%s\n' "$long" >&2
+    return 1
+  fi
+  (cd "$ROOT" && cargo clippy --release --all-targets -- -D warnings)
+  (cd "$ROOT" && cargo clippy --release --target wasm32-wasip2 \
+    -p dilux-api -p dilux-static-ui -p dilux-job-runner -p dilux-ticks -- -D warnings)
+  (cd "$ROOT" && cargo clippy --release --target wasm32-unknown-unknown -p dilux-ui -- -D warnings)
+}
+
 # The newest PostgreSQL server binaries Debian installed.
 pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 

@@ -4,6 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 
 install_all
+check_style
 build_components
 build_host
 export DILUX_PG_BINDIR="$(pg_bindir)"

@@ -70,9 +70,9 @@ pub struct DumpFailure {
 /// Tunables, with defaults measured on a 2-core machine (see DESIGN.md §3-4).
 #[derive(Debug, Clone)]
 pub struct DumpOptions {
-    /// A fixed pg_dump (DILUX_PG_DUMP); otherwise one matching the server is picked from `pg_tools_dir`.
+    /// A fixed pg_dump; otherwise one matching the server is picked from `pg_tools_dir`.
     pub pg_dump: Option<String>,
-    /// Folders `<version>/bin/{pg_dump,psql}`, one per PostgreSQL major (DILUX_PG_TOOLS_DIR).
+    /// Folders `<version>/bin/{pg_dump,psql}`, one per PostgreSQL major.
     pub pg_tools_dir: Option<std::path::PathBuf>,
     pub mysqldump: String,
     /// First block size; grows as the blob approaches Azure's 50 000-block limit.
@@ -84,17 +84,37 @@ pub struct DumpOptions {
     pub compression_level: u32,
 }
 
+const MYSQLDUMP: &str = "mariadb-dump";
+
+/// Reads nothing from the environment: the tools are whatever `PATH` finds.
 impl Default for DumpOptions {
     fn default() -> Self {
         DumpOptions {
-            pg_dump: std::env::var("DILUX_PG_DUMP").ok(),
-            pg_tools_dir: std::env::var("DILUX_PG_TOOLS_DIR").ok().map(Into::into),
-            mysqldump: std::env::var("DILUX_MYSQLDUMP").unwrap_or_else(|_| "mariadb-dump".into()),
+            pg_dump: None,
+            pg_tools_dir: None,
+            mysqldump: MYSQLDUMP.into(),
             block_size: 8 << 20,
             blocks_in_flight: 4,
             stall_timeout: Duration::from_secs(300),
             connect_timeout_secs: 15,
             compression_level: 6,
+        }
+    }
+}
+
+impl DumpOptions {
+    /// The defaults, with the tools named by `DILUX_PG_DUMP`, `DILUX_PG_TOOLS_DIR` and `DILUX_MYSQLDUMP`.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`DumpOptions::from_env`] over any source of variables.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Self {
+        DumpOptions {
+            pg_dump: var("DILUX_PG_DUMP"),
+            pg_tools_dir: var("DILUX_PG_TOOLS_DIR").map(Into::into),
+            mysqldump: var("DILUX_MYSQLDUMP").unwrap_or_else(|| MYSQLDUMP.into()),
+            ..DumpOptions::default()
         }
     }
 }
@@ -172,12 +192,24 @@ pub(crate) fn pg_toolsets(dir: &std::path::Path) -> Vec<(u32, std::path::PathBuf
 
 /// Runs a database client to completion with a deadline: its stdout on success, otherwise a
 /// classified failure whose message is the client's own (redacted) words.
-pub(crate) async fn run_client(mut c: Command, tool: &str, password: &str, opts: &DumpOptions) -> Result<String, DumpFailure> {
+pub(crate) async fn run_client(
+    mut c: Command,
+    tool: &str,
+    password: &str,
+    opts: &DumpOptions,
+) -> Result<String, DumpFailure> {
     c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).env("LC_ALL", "C");
     let limit = Duration::from_secs(u64::from(opts.connect_timeout_secs) + 10);
     let out = match tokio::time::timeout(limit, c.output()).await {
-        Err(_) => return Err(fail(ErrorClass::Timeout, format!("the server did not answer within {}s", limit.as_secs()))),
-        Ok(Err(e)) => return Err(fail(ErrorClass::ToolFailed, format!("could not run {tool}: {e}; install the database clients on the dumper-host"))),
+        Err(_) => {
+            return Err(fail(ErrorClass::Timeout, format!("the server did not answer within {}s", limit.as_secs())))
+        }
+        Ok(Err(e)) => {
+            return Err(fail(
+                ErrorClass::ToolFailed,
+                format!("could not run {tool}: {e}; install the database clients on the dumper-host"),
+            ))
+        }
         Ok(Ok(o)) => o,
     };
     if !out.status.success() {
@@ -204,8 +236,11 @@ async fn pg_dump_for(spec: &DumpSpec, opts: &DumpOptions) -> Result<String, Dump
     let num: u32 = out.trim().parse().unwrap_or(0);
     let major = if num >= 100_000 { num / 10_000 } else { num / 100 };
     if major > newest_major {
-        return Err(fail(ErrorClass::ToolFailed, format!(
-            "the server runs PostgreSQL {major}, newer than the newest pg_dump installed ({newest_major}); update the dumper-host")));
+        let why = format!(
+            "the server runs PostgreSQL {major}, newer than the newest pg_dump installed ({newest_major}); \
+             update the dumper-host"
+        );
+        return Err(fail(ErrorClass::ToolFailed, why));
     }
     // The same major if installed; an older server gets the oldest installed (pg_dump reads back to 9.2).
     let bin = sets.iter().find(|(m, _)| *m >= major).map(|(_, b)| b.clone()).unwrap_or(newest_bin);
@@ -239,7 +274,13 @@ fn build_command(spec: &DumpSpec, opts: &DumpOptions, pg_dump: &str) -> std::io:
 
 /// A MariaDB/MySQL client command whose connection settings, password included, come from an option
 /// file on an inherited pipe (`--defaults-extra-file=/dev/fd/N`, which must be the first argument).
-pub(crate) fn mysql_command(program: &str, host: &str, port: u16, user: &str, password: &str) -> std::io::Result<(Command, OwnedFd)> {
+pub(crate) fn mysql_command(
+    program: &str,
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+) -> std::io::Result<(Command, OwnedFd)> {
     let cnf = format!(
         "[client]\nhost={}\nport={}\nuser={}\npassword={}\n",
         option_value(host),
@@ -271,14 +312,19 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
         Engine::Postgresql => pg_dump_for(spec, opts).await?,
         Engine::Mysql => String::new(),
     };
-    let (mut cmd, keep_fd) = build_command(spec, opts, &pg_dump).map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare the dump tool: {e}")))?;
+    let (mut cmd, keep_fd) = build_command(spec, opts, &pg_dump)
+        .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare the dump tool: {e}")))?;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).env("LC_ALL", "C");
     let mut child = cmd.spawn().map_err(|e| {
         let tool = match spec.engine {
             Engine::Postgresql => &pg_dump,
             Engine::Mysql => &opts.mysqldump,
         };
-        fail(ErrorClass::ToolFailed, format!("could not start `{tool}`: {e}; install it or set its path (DILUX_PG_TOOLS_DIR, DILUX_PG_DUMP, DILUX_MYSQLDUMP)"))
+        let why = format!(
+            "could not start `{tool}`: {e}; install it or set its path \
+             (DILUX_PG_TOOLS_DIR, DILUX_PG_DUMP, DILUX_MYSQLDUMP)"
+        );
+        fail(ErrorClass::ToolFailed, why)
     })?;
     drop(keep_fd); // the child has its own copy now
     let mut stdout = child.stdout.take().expect("stdout is piped");
@@ -310,28 +356,46 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
     let (ids, uncompressed, compressed, sha) = match pumped {
         Ok(p) => p,
         Err(PumpError::Stalled) => {
-            return Err(fail(ErrorClass::Timeout, format!("the dump tool produced no output for {}s and was stopped", opts.stall_timeout.as_secs())))
+            return Err(fail(
+                ErrorClass::Timeout,
+                format!("the dump tool produced no output for {}s and was stopped", opts.stall_timeout.as_secs()),
+            ))
         }
         Err(PumpError::Storage(m)) => return Err(fail(ErrorClass::StorageFailed, m)),
         Err(PumpError::Read(m)) => return Err(fail(ErrorClass::ToolFailed, m)),
     };
     if !status.success() || stall {
         let class = ErrorClass::from_tool_stderr(&stderr_text);
-        let tail: String = stderr_text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let tail: String =
+            stderr_text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
         return Err(fail(class, format!("dump tool exited with {status}: {tail}")));
     }
 
     let mut metadata = spec.metadata.clone();
     metadata.push(("sha256".into(), sha.clone()));
     metadata.push(("uncompressed_bytes".into(), uncompressed.to_string()));
-    let req = blob::put_block_list(&storage.account, Utc::now(), &spec.container, &spec.blob_name, &ids, "application/gzip", &metadata, false);
+    let req = blob::put_block_list(
+        &storage.account,
+        Utc::now(),
+        &spec.container,
+        &spec.blob_name,
+        &ids,
+        "application/gzip",
+        &metadata,
+        false,
+    );
     storage
         .send("put block list", req)
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r.check("put block list").map_err(|e| e.to_string()))
         .map_err(|m| fail(ErrorClass::StorageFailed, m))?;
-    Ok(DumpOutcome { compressed_bytes: compressed, uncompressed_bytes: uncompressed, sha256: sha, duration: started.elapsed() })
+    Ok(DumpOutcome {
+        compressed_bytes: compressed,
+        uncompressed_bytes: uncompressed,
+        sha256: sha,
+        duration: started.elapsed(),
+    })
 }
 
 enum PumpError {
@@ -348,7 +412,8 @@ async fn pump(
     opts: &DumpOptions,
     stdout: &mut tokio::process::ChildStdout,
 ) -> Result<(Vec<String>, u64, u64, String), PumpError> {
-    let mut gz = Some(GzEncoder::new(Vec::with_capacity(opts.block_size + (1 << 16)), Compression::new(opts.compression_level)));
+    let mut gz =
+        Some(GzEncoder::new(Vec::with_capacity(opts.block_size + (1 << 16)), Compression::new(opts.compression_level)));
     let mut hasher = Sha256::new();
     let mut ids: Vec<String> = Vec::new();
     let mut uploads: JoinSet<Result<(), String>> = JoinSet::new();
@@ -375,7 +440,10 @@ async fn pump(
         };
         if n > 0 {
             read_total += n as u64;
-            gz.as_mut().expect("encoder lives until the end").write_all(&chunk[..n]).map_err(|e| PumpError::Read(e.to_string()))?;
+            gz.as_mut()
+                .expect("encoder lives until the end")
+                .write_all(&chunk[..n])
+                .map_err(|e| PumpError::Read(e.to_string()))?;
         }
         let target = block_size_for(opts.block_size, ids.len());
         let finished = n == 0;
@@ -444,10 +512,31 @@ mod tests {
         assert_eq!(redact("Access denied for 's3cr3t'", "s3cr3t"), "Access denied for '********'");
         assert_eq!(redact("pg_dump: port 1 failed", "p"), "pg_dump: port 1 failed");
         let spec = DumpSpec {
-            engine: Engine::Mysql, host: "h".into(), port: 1, database: "d".into(), username: "u".into(),
-            password: "s3cr3t".into(), container: "c".into(), blob_name: "b".into(), metadata: vec![],
+            engine: Engine::Mysql,
+            host: "h".into(),
+            port: 1,
+            database: "d".into(),
+            username: "u".into(),
+            password: "s3cr3t".into(),
+            container: "c".into(),
+            blob_name: "b".into(),
+            metadata: vec![],
         };
         assert!(!format!("{spec:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn options_come_from_the_environment_only_when_asked() {
+        let d = DumpOptions::default();
+        assert_eq!((d.pg_dump, d.pg_tools_dir, d.mysqldump.as_str()), (None, None, "mariadb-dump"));
+        let vars = [("DILUX_PG_DUMP", "/opt/pg/pg_dump"), ("DILUX_PG_TOOLS_DIR", "/opt/pgs")];
+        let o = DumpOptions::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
+        assert_eq!(o.pg_dump.as_deref(), Some("/opt/pg/pg_dump"));
+        assert_eq!(o.pg_tools_dir, Some("/opt/pgs".into()));
+        assert_eq!(o.mysqldump, "mariadb-dump");
+        assert_eq!(o.block_size, 8 << 20);
+        let o = DumpOptions::from_lookup(|k| (k == "DILUX_MYSQLDUMP").then(|| "mysqldump".to_string()));
+        assert_eq!(o.mysqldump, "mysqldump");
     }
 
     #[test]
@@ -459,8 +548,15 @@ mod tests {
     fn password_is_never_on_the_command_line() {
         for engine in [Engine::Postgresql, Engine::Mysql] {
             let spec = DumpSpec {
-                engine, host: "h".into(), port: 1, database: "d".into(), username: "u".into(),
-                password: "pw-on-argv?".into(), container: "c".into(), blob_name: "b".into(), metadata: vec![],
+                engine,
+                host: "h".into(),
+                port: 1,
+                database: "d".into(),
+                username: "u".into(),
+                password: "pw-on-argv?".into(),
+                container: "c".into(),
+                blob_name: "b".into(),
+                metadata: vec![],
             };
             let (cmd, _fd) = build_command(&spec, &DumpOptions::default(), "pg_dump").unwrap();
             let argv: Vec<String> = cmd.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect();

@@ -1,5 +1,6 @@
-//! `dilux-dumper-host`: runs the Dilux app locally (every Spin component of `spin.toml`) and the backup
-//! worker (the job-runner guest plus the dump capability).
+//! `dilux-dumper-host`: runs the Dilux app locally (every Spin component of `spin.toml`), the backup
+//! worker (the job-runner guest plus the dump capability) and the probe endpoint the API calls for
+//! connection tests.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -7,51 +8,95 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use dilux_azure::Account;
-use dilux_dumper_host::{dump::DumpOptions, runtime, server, storage::Storage, worker};
+use dilux_domain::probe::PROBE_PATH;
+use dilux_dumper_host::dump::DumpOptions;
+use dilux_dumper_host::manifest::Manifest;
+use dilux_dumper_host::probe_service::{self, ProbeService};
+use dilux_dumper_host::{host, server, storage::Storage, worker};
+use tokio::net::TcpListener;
+
+const USAGE: &str = "\
+usage: dilux-dumper-host [--manifest spin.toml] [--listen ADDR] [--job-runner job_runner.wasm]
+                         [--no-serve] [--probe-listen ADDR]
+
+  --manifest PATH      the Spin manifest (default spin.toml)
+  --listen ADDR        where the app is served, its probe endpoint included (default 127.0.0.1:3000)
+  --job-runner PATH    also run the backup worker with this job-runner component
+  --no-serve           do not serve the app (in production Spin serves it); the probe endpoint
+                       /internal/dumper/probe is still served, on --probe-listen, else on --listen
+  --probe-listen ADDR  serve the probe endpoint (Bearer dumper_token) on ADDR, on its own
+                       (default: the environment's DILUX_PROBE_LISTEN)
+
+Variables come from SPIN_VARIABLE_<NAME> environment variables, as with Spin.";
 
 struct Args {
     manifest: PathBuf,
     listen: String,
     job_runner: Option<PathBuf>,
     serve: bool,
+    probe_listen: Option<String>,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args { manifest: "spin.toml".into(), listen: "127.0.0.1:3000".into(), job_runner: None, serve: true };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut val = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--manifest" => a.manifest = val("--manifest")?.into(),
-            "--listen" => a.listen = val("--listen")?,
-            "--job-runner" => a.job_runner = Some(val("--job-runner")?.into()),
-            "--no-serve" => a.serve = false,
-            "-h" | "--help" => {
-                println!("usage: dilux-dumper-host [--manifest spin.toml] [--listen 127.0.0.1:3000] [--job-runner job_runner.wasm] [--no-serve]\n\
-                          Variables come from SPIN_VARIABLE_<NAME> environment variables, as with Spin.");
-                std::process::exit(0);
+impl Args {
+    fn parse(mut it: impl Iterator<Item = String>, env: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let mut a = Args {
+            manifest: "spin.toml".into(),
+            listen: "127.0.0.1:3000".into(),
+            job_runner: None,
+            serve: true,
+            probe_listen: None,
+        };
+        while let Some(arg) = it.next() {
+            let mut val = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
+            match arg.as_str() {
+                "--manifest" => a.manifest = val("--manifest")?.into(),
+                "--listen" => a.listen = val("--listen")?,
+                "--job-runner" => a.job_runner = Some(val("--job-runner")?.into()),
+                "--no-serve" => a.serve = false,
+                "--probe-listen" => a.probe_listen = Some(val("--probe-listen")?),
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument `{other}` (try --help)"),
             }
-            other => bail!("unknown argument `{other}` (try --help)"),
         }
+        a.probe_listen = a.probe_listen.or_else(|| env.get("DILUX_PROBE_LISTEN").filter(|v| !v.is_empty()).cloned());
+        Ok(a)
     }
-    Ok(a)
+
+    /// Where the probe gets a listener of its own: a worker without the app always serves it.
+    fn probe_address(&self) -> Option<String> {
+        self.probe_listen.clone().or_else(|| (!self.serve).then(|| self.listen.clone()))
+    }
+}
+
+async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DILUX_LOG").unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let args = parse_args()?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DILUX_LOG")
+        .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let mut env: HashMap<String, String> = std::env::vars().collect();
+    let args = Args::parse(std::env::args().skip(1), &env)?;
+    let dump_options = DumpOptions::from_lookup(|name| env.get(name).cloned());
 
-    if args.serve {
-        let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
-        let addr = listener.local_addr()?;
+    let app_listener = if args.serve { Some(bind(&args.listen).await?) } else { None };
+    if let Some(listener) = &app_listener {
         // Locally the API reaches this very process for connection tests, wherever it listens.
-        env.entry("SPIN_VARIABLE_DUMPER_URL".into()).or_insert_with(|| format!("http://{addr}"));
-        let app = Arc::new(server::App::load(&args.manifest, &env)?);
+        let url = format!("http://{}", listener.local_addr()?);
+        env.entry("SPIN_VARIABLE_DUMPER_URL".into()).or_insert(url);
+    }
+    let (manifest, _) = Manifest::load(&args.manifest)?;
+    let vars = manifest.resolve_app_variables(&env)?;
+    let probe = Arc::new(ProbeService::new(vars.get("dumper_token").cloned(), dump_options.clone()));
+
+    if let Some(listener) = app_listener {
+        let addr = listener.local_addr()?;
+        let app = Arc::new(server::App::load(&args.manifest, &env, probe.clone())?);
         let tick_token = env.get("SPIN_VARIABLE_TICK_TOKEN").cloned();
         // DILUX_TICKS=off: tests drive ticks themselves, with a simulated clock.
         if env.get("DILUX_TICKS").map(String::as_str) != Some("off") {
@@ -67,46 +112,49 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
-    if let Some(path) = &args.job_runner {
-        let (manifest, _) = dilux_dumper_host::manifest::Manifest::load(&args.manifest)?;
-        let vars = manifest.resolve_app_variables(&env)?;
-        let conn = vars.get("storage_connection_string").context("the worker needs the storage_connection_string variable")?;
-        let account = Account::from_connection_string(conn)?;
-        let storage = Storage::new(account);
-        let (engine, linker) = runtime::engine_and_linker()?;
-        let component = runtime::load_component(&engine, path)?;
-        // The job-runner sees the application variables (it is not a Spin component) and may reach
-        // only the storage account's endpoints.
-        let outbound = dilux_dumper_host::outbound::OutboundPolicy {
-            allowed: [&storage.account.table_endpoint, &storage.account.blob_endpoint, &storage.account.queue_endpoint]
-                .iter()
-                .map(|e| dilux_dumper_host::outbound::AllowedHost::origin_of(e))
-                .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?,
-            component: "job-runner".into(),
-        };
-        let guest = runtime::GuestConfig {
-            name: "job-runner".into(),
-            variables: Arc::new(vars),
-            outbound,
-            files: vec![],
-            dumper: Some(Arc::new(runtime::Dumper { storage: storage.clone(), options: DumpOptions::default() })),
-        };
-        let mut opts = worker::WorkerOptions::default();
-        if let Some(c) = env.get("DILUX_WORKER_CONCURRENCY").and_then(|c| c.parse().ok()) {
-            opts.concurrency = c;
-        }
-        if let Some(ms) = env.get("DILUX_WORKER_IDLE_POLL_MS").and_then(|c| c.parse::<u64>().ok()).filter(|ms| *ms >= 10) {
-            opts.idle_poll = std::time::Duration::from_millis(ms);
-        }
-        if let Some(s) = env.get("DILUX_WORKER_LEASE_SECS").and_then(|c| c.parse::<u64>().ok()).filter(|s| *s >= 1) {
-            opts.lease = std::time::Duration::from_secs(s);
-        }
-        let w = Arc::new(worker::Worker::new(storage, &linker, &component, guest, opts)?);
-        tracing::info!("worker started");
-        w.run().await;
-    } else {
-        std::future::pending::<()>().await;
+    if let Some(probe_addr) = args.probe_address() {
+        let listener = bind(&probe_addr).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(url = %format!("http://{addr}{PROBE_PATH}"), "serving the probe endpoint");
+        println!("DILUX_PROBE_LISTENING http://{addr}/");
+        let probe = probe.clone();
+        tokio::spawn(async move {
+            if let Err(e) = probe_service::serve(probe, listener).await {
+                tracing::error!(error = %e, "probe endpoint stopped");
+                std::process::exit(1);
+            }
+        });
     }
+
+    let Some(path) = &args.job_runner else {
+        std::future::pending::<()>().await;
+        return Ok(());
+    };
+    let conn =
+        vars.get("storage_connection_string").context("the worker needs the storage_connection_string variable")?;
+    let storage = Storage::new(Account::from_connection_string(conn)?);
+    let (engine, linker) = host::engine_and_linker()?;
+    let component = host::load_component(&engine, path)?;
+    // The job-runner sees the application variables (it is not a Spin component) and may reach
+    // only the storage account's endpoints.
+    let a = &storage.account;
+    let outbound = dilux_dumper_host::outbound::OutboundPolicy {
+        allowed: [&a.table_endpoint, &a.blob_endpoint, &a.queue_endpoint]
+            .iter()
+            .map(|e| dilux_dumper_host::outbound::AllowedHost::origin_of(e))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?,
+        component: "job-runner".into(),
+    };
+    let guest = host::GuestConfig {
+        name: "job-runner".into(),
+        variables: Arc::new(vars),
+        outbound,
+        files: vec![],
+        dumper: Some(Arc::new(host::Dumper { storage: storage.clone(), options: dump_options })),
+    };
+    let w = Arc::new(worker::Worker::new(storage, &linker, &component, guest, worker::WorkerOptions::from_env(&env))?);
+    tracing::info!("worker started");
+    w.run().await;
     Ok(())
 }

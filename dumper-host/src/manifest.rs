@@ -15,9 +15,15 @@ pub enum ManifestError {
     Parse { path: PathBuf, source: toml::de::Error },
     #[error("manifest: trigger for route `{route}` names component `{component}`, which is not defined")]
     UnknownComponent { route: String, component: String },
-    #[error("variable `{0}` is required: set the environment variable SPIN_VARIABLE_{upper}", upper = .0.to_uppercase())]
+    #[error(
+        "variable `{0}` is required: set the environment variable SPIN_VARIABLE_{upper}",
+        upper = .0.to_uppercase()
+    )]
     MissingVariable(String),
-    #[error("component `{component}` variable `{variable}` refers to `{{{{ {reference} }}}}`, which is not an application variable")]
+    #[error(
+        "component `{component}` variable `{variable}` refers to `{{{{ {reference} }}}}`, \
+         which is not an application variable"
+    )]
     UnknownReference { component: String, variable: String, reference: String },
 }
 
@@ -106,7 +112,10 @@ impl Manifest {
 
     /// Application variable values: `SPIN_VARIABLE_<NAME>` from `env` (as Spin's environment
     /// provider does), else the default; a required variable with neither is an error.
-    pub fn resolve_app_variables(&self, env: &HashMap<String, String>) -> Result<HashMap<String, String>, ManifestError> {
+    pub fn resolve_app_variables(
+        &self,
+        env: &HashMap<String, String>,
+    ) -> Result<HashMap<String, String>, ManifestError> {
         let mut out = HashMap::new();
         for (name, decl) in &self.variables {
             let from_env = env.get(&format!("SPIN_VARIABLE_{}", name.to_uppercase())).cloned();
@@ -122,15 +131,22 @@ impl Manifest {
     }
 
     /// A component's own variables with `{{ app_variable }}` templates expanded.
-    pub fn component_variables(&self, component: &str, app: &HashMap<String, String>) -> Result<HashMap<String, String>, ManifestError> {
+    pub fn component_variables(
+        &self,
+        component: &str,
+        app: &HashMap<String, String>,
+    ) -> Result<HashMap<String, String>, ManifestError> {
         let mut out = HashMap::new();
         let Some(c) = self.component.get(component) else { return Ok(out) };
         for (name, template) in &c.variables {
-            out.insert(name.clone(), expand(template, app).map_err(|reference| ManifestError::UnknownReference {
-                component: component.into(),
-                variable: name.clone(),
-                reference,
-            })?);
+            out.insert(
+                name.clone(),
+                expand(template, app).map_err(|reference| ManifestError::UnknownReference {
+                    component: component.into(),
+                    variable: name.clone(),
+                    reference,
+                })?,
+            );
         }
         Ok(out)
     }

@@ -14,7 +14,8 @@ pub struct AllowedHost {
 
 impl AllowedHost {
     pub fn parse(entry: &str) -> Result<Self, String> {
-        let (scheme, rest) = entry.split_once("://").ok_or_else(|| format!("`{entry}` needs a scheme, like https://{entry}"))?;
+        let (scheme, rest) =
+            entry.split_once("://").ok_or_else(|| format!("`{entry}` needs a scheme, like https://{entry}"))?;
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (h.to_string(), Some(p.to_string())),
@@ -73,7 +74,8 @@ impl WasiHttpHooks for OutboundPolicy {
         _ = fut;
         if !self.allows_uri(request.uri()) {
             // Say which host and where to allow it: the usual cause is a missing manifest entry.
-            tracing::warn!(component = %self.component, uri = %request.uri().authority().map(|a| a.as_str()).unwrap_or(""),
+            let host = request.uri().authority().map(|a| a.as_str()).unwrap_or("");
+            tracing::warn!(component = %self.component, uri = %host,
                 "outbound request denied: add the host to allowed_outbound_hosts in spin.toml");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
@@ -82,6 +84,17 @@ impl WasiHttpHooks for OutboundPolicy {
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
+    }
+}
+
+impl AllowedHost {
+    /// The allow-list entry for an endpoint URL's origin (scheme, host, port; path ignored).
+    pub fn origin_of(url: &str) -> Result<Self, String> {
+        let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        let scheme = uri.scheme_str().ok_or_else(|| format!("`{url}` needs a scheme"))?;
+        let host = uri.host().ok_or_else(|| format!("`{url}` needs a host"))?;
+        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        Ok(AllowedHost { scheme: scheme.into(), host: host.to_ascii_lowercase(), port: Some(port.to_string()) })
     }
 }
 
@@ -103,16 +116,5 @@ mod tests {
         let p = OutboundPolicy { allowed: vec![a], component: "api".into() };
         assert!(p.allows_uri(&"http://127.0.0.1:1/x".parse().unwrap()));
         assert!(!p.allows_uri(&"http://10.0.0.1:1/x".parse().unwrap()));
-    }
-}
-
-impl AllowedHost {
-    /// The allow-list entry for an endpoint URL's origin (scheme, host, port; path ignored).
-    pub fn origin_of(url: &str) -> Result<Self, String> {
-        let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-        let scheme = uri.scheme_str().ok_or_else(|| format!("`{url}` needs a scheme"))?;
-        let host = uri.host().ok_or_else(|| format!("`{url}` needs a host"))?;
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
-        Ok(AllowedHost { scheme: scheme.into(), host: host.to_ascii_lowercase(), port: Some(port.to_string()) })
     }
 }

@@ -34,9 +34,11 @@ fn psql(opts: &DumpOptions) -> String {
 pub fn tools(opts: &DumpOptions) -> serde_json::Value {
     let on_path = |tool: &str| {
         let p = std::path::Path::new(tool);
-        p.is_absolute() && p.exists() || std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).exists()))
+        p.is_absolute() && p.exists()
+            || std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).exists()))
     };
-    let pg: Vec<u32> = opts.pg_tools_dir.as_deref().map(pg_toolsets).unwrap_or_default().into_iter().map(|(m, _)| m).collect();
+    let pg: Vec<u32> =
+        opts.pg_tools_dir.as_deref().map(pg_toolsets).unwrap_or_default().into_iter().map(|(m, _)| m).collect();
     serde_json::json!({
         "status": "ok",
         "postgresql_client_majors": pg,
@@ -51,7 +53,9 @@ pub async fn probe(req: &ProbeRequest, opts: &DumpOptions) -> ProbeResult {
     let outcome = match req.engine_type {
         EngineType::Postgresql => probe_postgres(req, opts).await,
         EngineType::Mysql => probe_mysql(req, opts).await,
-        EngineType::Sqlserver => Err(fail(ErrorClass::ToolFailed, "SQL Server connections are not supported by this dumper-host yet")),
+        EngineType::Sqlserver => {
+            Err(fail(ErrorClass::ToolFailed, "SQL Server connections are not supported by this dumper-host yet"))
+        }
     };
     let duration_ms = started.elapsed().as_millis() as u64;
     match outcome {
@@ -66,7 +70,14 @@ pub async fn probe(req: &ProbeRequest, opts: &DumpOptions) -> ProbeResult {
                 databases,
             }
         }
-        Err(f) => ProbeResult { success: false, error_type: Some(f.class), message: f.message, duration_ms, server_version: None, databases: vec![] },
+        Err(f) => ProbeResult {
+            success: false,
+            error_type: Some(f.class),
+            message: f.message,
+            duration_ms,
+            server_version: None,
+            databases: vec![],
+        },
     }
 }
 
@@ -133,7 +144,11 @@ async fn probe_mysql(req: &ProbeRequest, opts: &DumpOptions) -> Result<(String, 
     if let Some(db) = &req.database {
         c.arg(format!("--database={db}"));
     }
-    let sql = if req.list_databases { "SELECT 'v', VERSION() UNION ALL SELECT 'd', SCHEMA_NAME FROM information_schema.SCHEMATA" } else { "SELECT 'v', VERSION()" };
+    let sql = if req.list_databases {
+        "SELECT 'v', VERSION() UNION ALL SELECT 'd', SCHEMA_NAME FROM information_schema.SCHEMATA"
+    } else {
+        "SELECT 'v', VERSION()"
+    };
     c.arg("-e").arg(sql);
     let result = run_client(c, &client, &req.password, opts).await;
     drop(fd);

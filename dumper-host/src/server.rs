@@ -1,5 +1,6 @@
 //! Serves a Spin app locally: each `[[trigger.http]]` route goes to a fresh instance of its component
-//! through `wasi:http/incoming-handler`, as `spin up` would. Tick routes are called on a timer.
+//! through `wasi:http/incoming-handler`, as `spin up` would. Tick routes are called on a timer. The
+//! probe endpoint is served beside the routes, so the app's API reaches this very process.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,9 +17,11 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::host::{engine_and_linker, load_component, GuestConfig, HostState};
 use crate::manifest::{route_matches, Manifest, Tick};
 use crate::outbound::{AllowedHost, OutboundPolicy};
-use crate::runtime::{engine_and_linker, load_component, GuestConfig, HostState};
+use crate::probe_service::ProbeService;
+use crate::reply;
 
 struct Route {
     route: String,
@@ -29,18 +32,13 @@ struct Route {
 pub struct App {
     routes: Vec<Route>,
     pub ticks: Vec<Tick>,
-    /// The internal connection-test endpoint, when `dumper_token` is set.
-    probe: Option<ProbeService>,
-}
-
-struct ProbeService {
-    token: String,
-    options: crate::dump::DumpOptions,
+    probe: Arc<ProbeService>,
 }
 
 impl App {
-    /// Loads and pre-instantiates every component the manifest's triggers use.
-    pub fn load(manifest_path: &Path, env: &HashMap<String, String>) -> anyhow::Result<Self> {
+    /// Loads and pre-instantiates every component the manifest's triggers use; `probe` answers
+    /// [`dilux_domain::probe::PROBE_PATH`].
+    pub fn load(manifest_path: &Path, env: &HashMap<String, String>, probe: Arc<ProbeService>) -> anyhow::Result<Self> {
         let (manifest, base) = Manifest::load(manifest_path)?;
         let app_vars = manifest.resolve_app_variables(env)?;
         let (engine, linker) = engine_and_linker()?;
@@ -53,20 +51,33 @@ impl App {
                 let allowed = c
                     .allowed_outbound_hosts
                     .iter()
-                    .map(|h| crate::manifest::expand(h, &app_vars).map_err(|v| format!("unknown variable `{v}`")).and_then(|h| AllowedHost::parse(&h)))
+                    .map(|h| {
+                        crate::manifest::expand(h, &app_vars)
+                            .map_err(|v| format!("unknown variable `{v}`"))
+                            .and_then(|h| AllowedHost::parse(&h))
+                    })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| anyhow::anyhow!("component `{}`: allowed_outbound_hosts: {e}", trigger.component))?;
                 let guest = GuestConfig {
                     name: trigger.component.clone(),
                     variables: Arc::new(manifest.component_variables(&trigger.component, &app_vars)?),
                     outbound: OutboundPolicy { allowed, component: trigger.component.clone() },
-                    files: c.files.iter().map(|f| crate::manifest::FileMount { source: base.join(&f.source), destination: f.destination.clone() }).collect(),
+                    files: c
+                        .files
+                        .iter()
+                        .map(|f| crate::manifest::FileMount {
+                            source: base.join(&f.source),
+                            destination: f.destination.clone(),
+                        })
+                        .collect(),
                     dumper: None,
                 };
                 let component = load_component(&engine, &base.join(&c.source))?;
-                let pre = ProxyPre::new(linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
-                    format!("component `{}` imports something the dumper-host does not provide", trigger.component)
-                })?)?;
+                let pre = ProxyPre::new(
+                    linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
+                        format!("component `{}` imports something the dumper-host does not provide", trigger.component)
+                    })?,
+                )?;
                 ticks.extend(c.tool.dumper_host.ticks.iter().cloned());
                 loaded.insert(trigger.component.clone(), (pre, guest));
             }
@@ -75,10 +86,6 @@ impl App {
         }
         // Most specific first: exact routes, then longer wildcard prefixes.
         routes.sort_by_key(|r| (r.route.ends_with("/..."), std::cmp::Reverse(r.route.len())));
-        let probe = app_vars
-            .get("dumper_token")
-            .filter(|t| !t.is_empty())
-            .map(|t| ProbeService { token: t.clone(), options: crate::dump::DumpOptions::default() });
         Ok(App { routes, ticks, probe })
     }
 
@@ -93,10 +100,10 @@ impl App {
     ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
         let path = req.uri().path().to_string();
         if path == dilux_domain::probe::PROBE_PATH {
-            return Ok(self.probe(req).await);
+            return Ok(self.probe.handle(req).await);
         }
         let Some(route) = self.route_for(&path) else {
-            return Ok(plain(404, "no route matches this path"));
+            return Ok(reply::error(404, "no route matches this path"));
         };
         // The headers Spin gives components.
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
@@ -132,56 +139,10 @@ impl App {
                     Err(e) => e.into(),
                 };
                 tracing::error!(component = %component, error = ?e, "component failed");
-                Ok(plain(500, "internal error: the component failed; see the dumper-host log"))
+                Ok(reply::error(500, "internal error: the component failed; see the dumper-host log"))
             }
         }
     }
-}
-
-impl App {
-    /// `POST /internal/dumper/probe` (Bearer `dumper_token`): a connection test or database listing
-    /// for the API, which cannot run database clients itself.
-    async fn probe(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<HyperOutgoingBody> {
-        use http_body_util::BodyExt;
-        let Some(service) = &self.probe else {
-            return plain(503, "connection tests are off: set the dumper_token variable");
-        };
-        let presented = req.headers().get("authorization").and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
-        if !constant_time_eq(presented.as_bytes(), service.token.as_bytes()) {
-            return plain(401, "a valid dumper token is required");
-        }
-        if req.method() == hyper::Method::GET {
-            return json_response(200, serde_json::to_vec(&crate::probe::tools(&service.options)).expect("reports serialize"));
-        }
-        if req.method() != hyper::Method::POST {
-            return plain(405, "probes are POST (GET reports the installed tools)");
-        }
-        let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return plain(413, "probe request too large"),
-        };
-        let request: dilux_domain::probe::ProbeRequest = match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => return plain(400, &format!("not a probe request: {}", e.to_string().replace('"', "'"))),
-        };
-        let result = crate::probe::probe(&request, &service.options).await;
-        tracing::info!(engine = ?request.engine_type, host = %request.host, port = request.port, success = result.success, ms = result.duration_ms, "probe");
-        json_response(200, serde_json::to_vec(&result).expect("probe results serialize"))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn json_response(status: u16, body: Vec<u8>) -> hyper::Response<HyperOutgoingBody> {
-    use http_body_util::BodyExt;
-    let body = http_body_util::Full::new(bytes::Bytes::from(body)).map_err(|never: std::convert::Infallible| match never {}).boxed_unsync();
-    hyper::Response::builder().status(status).header("content-type", "application/json").body(body).expect("static response")
-}
-
-fn plain(status: u16, msg: &str) -> hyper::Response<HyperOutgoingBody> {
-    json_response(status, serde_json::to_vec(&serde_json::json!({ "error": msg })).expect("strings serialize"))
 }
 
 /// Serves `app` on `listener` until the process ends.
@@ -215,7 +176,9 @@ pub fn spawn_ticks(ticks: &[Tick], base_url: String, token: Option<String>) {
                 }
                 match req.send().await {
                     Ok(r) if r.status().is_success() => tracing::debug!(route = %tick.route, "tick ok"),
-                    Ok(r) => tracing::warn!(route = %tick.route, status = r.status().as_u16(), "tick answered an error"),
+                    Ok(r) => {
+                        tracing::warn!(route = %tick.route, status = r.status().as_u16(), "tick answered an error")
+                    }
                     Err(e) => tracing::warn!(route = %tick.route, error = %e.without_url(), "tick failed"),
                 }
             }

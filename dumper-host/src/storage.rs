@@ -1,34 +1,17 @@
-//! Sends `dilux-azure` requests over reqwest, retrying what Azure and Azurite call transient.
+//! Sends `dilux-azure` requests over reqwest, under dilux-azure's retry policy.
 
 use std::time::Duration;
 
-use dilux_azure::{is_retryable_status, Account, AzureError, Request, Response};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error(transparent)]
-    Azure(#[from] AzureError),
-    #[error("{operation}: could not reach Azure Storage after {attempts} attempts: {detail}")]
-    Transport { operation: &'static str, attempts: u32, detail: String },
-}
-
-impl StorageError {
-    pub fn azure(&self) -> Option<&AzureError> {
-        match self {
-            StorageError::Azure(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+use dilux_azure::retry::{Outcome, RetryPolicy};
+use dilux_azure::{Account, AzureError, Request, Response};
 
 /// One storage account and an HTTP client for it.
 #[derive(Clone)]
 pub struct Storage {
     pub account: Account,
     client: reqwest::Client,
+    retry: RetryPolicy,
 }
-
-const ATTEMPTS: u32 = 5;
 
 impl Storage {
     pub fn new(account: Account) -> Self {
@@ -38,42 +21,45 @@ impl Storage {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .expect("a TLS-capable reqwest client builds");
-        Storage { account, client }
+        Storage { account, client, retry: RetryPolicy::DEFAULT }
     }
 
-    /// Sends `req`, retrying 408/429/5xx and connection failures with exponential backoff.
-    /// Non-2xx answers that are not transient come back as `Ok(Response)` for the caller's parser.
-    pub async fn send(&self, operation: &'static str, req: Request) -> Result<Response, StorageError> {
-        let mut last = String::new();
-        for attempt in 1..=ATTEMPTS {
-            if attempt > 1 {
-                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 2))).await;
+    /// Sends `req`, retrying what the policy calls transient (408/429/5xx, connection failures).
+    /// Non-2xx answers that are not transient come back as `Ok(Response)` for the caller's parser;
+    /// giving up is [`AzureError::Unreachable`].
+    pub async fn send(&self, operation: &'static str, req: Request) -> Result<Response, AzureError> {
+        let mut retry = self.retry.start(operation);
+        while let Some(pause) = retry.next_attempt() {
+            if !pause.is_zero() {
+                let (attempt, error) = (retry.attempt(), retry.last_error());
+                tracing::debug!(operation, attempt, error, "retrying storage request");
+                tokio::time::sleep(pause).await;
             }
-            let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("methods we build are valid");
-            let mut b = self.client.request(method, &req.url).body(req.body.clone());
-            for (k, v) in &req.headers {
-                b = b.header(k, v);
+            if let Some(response) = retry.record(self.send_once(&req).await) {
+                return Ok(response);
             }
-            match b.send().await {
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    let headers = r
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-                        .collect();
-                    match r.bytes().await {
-                        Ok(body) if !is_retryable_status(status) || attempt == ATTEMPTS => {
-                            return Ok(Response { status, headers, body: body.to_vec() })
-                        }
-                        Ok(_) => last = format!("HTTP {status}"),
-                        Err(e) => last = e.to_string(),
-                    }
-                }
-                Err(e) => last = e.without_url().to_string(),
-            }
-            tracing::debug!(operation, attempt, error = %last, "storage request will be retried");
         }
-        Err(StorageError::Transport { operation, attempts: ATTEMPTS, detail: last })
+        Err(retry.give_up())
+    }
+
+    async fn send_once(&self, req: &Request) -> Outcome {
+        let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("methods we build are valid");
+        let mut b = self.client.request(method, &req.url).body(req.body.clone());
+        for (k, v) in &req.headers {
+            b = b.header(k, v);
+        }
+        let r = match b.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_builder() => return Outcome::Refused(e.without_url().to_string()),
+            Err(e) => return Outcome::Transport(e.without_url().to_string()),
+        };
+        let status = r.status().as_u16();
+        let headers =
+            r.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+        match r.bytes().await {
+            Ok(body) => Outcome::Answered(Response { status, headers, body: body.to_vec() }),
+            // The connection dropped mid-body (Azurite resets under load).
+            Err(e) => Outcome::Transport(e.without_url().to_string()),
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! lease alive while the guest's dump runs. The guest decides what the job means; this loop only
 //! owns the message.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +12,9 @@ use tokio::sync::{Mutex, Semaphore};
 use wasmtime::component::Component;
 use wasmtime::Store;
 
-use crate::runtime::job_runner::exports::dilux::dumper::job_handler::JobOutcome;
-use crate::runtime::job_runner::JobRunnerPre;
-use crate::runtime::{GuestConfig, HostState};
+use crate::host::job_runner::exports::dilux::dumper::job_handler::JobOutcome;
+use crate::host::job_runner::JobRunnerPre;
+use crate::host::{GuestConfig, HostState};
 use crate::storage::Storage;
 
 #[derive(Debug, Clone)]
@@ -27,6 +28,7 @@ pub struct WorkerOptions {
     pub retry_delay: Duration,
 }
 
+/// Reads nothing from the environment.
 impl Default for WorkerOptions {
     fn default() -> Self {
         WorkerOptions {
@@ -39,6 +41,25 @@ impl Default for WorkerOptions {
     }
 }
 
+impl WorkerOptions {
+    /// The defaults, adjusted by `DILUX_WORKER_CONCURRENCY`, `DILUX_WORKER_IDLE_POLL_MS` (at least 10)
+    /// and `DILUX_WORKER_LEASE_SECS` (at least 1); values out of range or unreadable are ignored.
+    pub fn from_env(env: &HashMap<String, String>) -> Self {
+        let mut o = WorkerOptions::default();
+        let num = |name: &str, min: u64| env.get(name).and_then(|v| v.parse::<u64>().ok()).filter(|n| *n >= min);
+        if let Some(c) = num("DILUX_WORKER_CONCURRENCY", 1) {
+            o.concurrency = c as usize;
+        }
+        if let Some(ms) = num("DILUX_WORKER_IDLE_POLL_MS", 10) {
+            o.idle_poll = Duration::from_millis(ms);
+        }
+        if let Some(s) = num("DILUX_WORKER_LEASE_SECS", 1) {
+            o.lease = Duration::from_secs(s);
+        }
+        o
+    }
+}
+
 pub struct Worker {
     storage: Storage,
     pre: JobRunnerPre<HostState>,
@@ -47,7 +68,13 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(storage: Storage, linker: &wasmtime::component::Linker<HostState>, component: &Component, guest: GuestConfig, options: WorkerOptions) -> anyhow::Result<Self> {
+    pub fn new(
+        storage: Storage,
+        linker: &wasmtime::component::Linker<HostState>,
+        component: &Component,
+        guest: GuestConfig,
+        options: WorkerOptions,
+    ) -> anyhow::Result<Self> {
         let pre = JobRunnerPre::new(linker.instantiate_pre(component)?)?;
         Ok(Worker { storage, pre, guest, options })
     }
@@ -61,8 +88,20 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(self.options.concurrency));
         loop {
             let permit = slots.clone().acquire_owned().await.expect("semaphore never closes");
-            let req = queue::get_messages(&self.storage.account, Utc::now(), &self.options.queue, 1, self.options.lease.as_secs() as u32);
-            let msgs = match self.storage.send("get messages", req).await.map_err(|e| e.to_string()).and_then(|r| queue::parse_get_messages(r).map_err(|e| e.to_string())) {
+            let req = queue::get_messages(
+                &self.storage.account,
+                Utc::now(),
+                &self.options.queue,
+                1,
+                self.options.lease.as_secs() as u32,
+            );
+            let msgs = match self
+                .storage
+                .send("get messages", req)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| queue::parse_get_messages(r).map_err(|e| e.to_string()))
+            {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the jobs queue; retrying");
@@ -88,13 +127,20 @@ impl Worker {
         let receipt = Arc::new(Mutex::new(msg.pop_receipt.clone()));
         // Keep the lease while the guest works: a long dump must not reappear for another worker.
         let keeper = {
-            let (storage, q, id, receipt, lease) = (self.storage.clone(), self.options.queue.clone(), msg.id.clone(), receipt.clone(), self.options.lease);
+            let (storage, q, id, receipt, lease) =
+                (self.storage.clone(), self.options.queue.clone(), msg.id.clone(), receipt.clone(), self.options.lease);
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(lease / 3).await;
                     let mut r = receipt.lock().await;
-                    let req = queue::update_visibility(&storage.account, Utc::now(), &q, &id, &r, lease.as_secs() as u32);
-                    match storage.send("update message", req).await.map_err(|e| e.to_string()).and_then(|x| queue::parse_update_visibility(x).map_err(|e| e.to_string())) {
+                    let req =
+                        queue::update_visibility(&storage.account, Utc::now(), &q, &id, &r, lease.as_secs() as u32);
+                    match storage
+                        .send("update message", req)
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|x| queue::parse_update_visibility(x).map_err(|e| e.to_string()))
+                    {
                         Ok(new) => *r = new,
                         Err(e) => tracing::warn!(message = %id, error = %e, "could not extend the job's lease"),
                     }
@@ -105,10 +151,23 @@ impl Worker {
         keeper.abort();
         let r = receipt.lock().await.clone();
         let (req, op) = match &outcome {
-            Ok(JobOutcome::Done) => (queue::delete_message(&self.storage.account, Utc::now(), &self.options.queue, &msg.id, &r), "delete message"),
+            Ok(JobOutcome::Done) => (
+                queue::delete_message(&self.storage.account, Utc::now(), &self.options.queue, &msg.id, &r),
+                "delete message",
+            ),
             Ok(JobOutcome::RetryLater(why)) => {
                 tracing::warn!(message = %msg.id, reason = %why, "job will be retried");
-                (queue::update_visibility(&self.storage.account, Utc::now(), &self.options.queue, &msg.id, &r, self.options.retry_delay.as_secs() as u32), "update message")
+                (
+                    queue::update_visibility(
+                        &self.storage.account,
+                        Utc::now(),
+                        &self.options.queue,
+                        &msg.id,
+                        &r,
+                        self.options.retry_delay.as_secs() as u32,
+                    ),
+                    "update message",
+                )
             }
             Err(e) => {
                 // A trapped guest is a bug, not a job outcome: the message reappears after the lease.
@@ -125,5 +184,28 @@ impl Worker {
         let mut store = Store::new(self.pre.engine(), HostState::new(&self.guest)?);
         let runner = self.pre.instantiate_async(&mut store).await?;
         Ok(runner.dilux_dumper_job_handler().call_handle_job(&mut store, &msg.text, msg.dequeue_count).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_options_read_only_the_given_environment() {
+        let env: HashMap<String, String> =
+            [("DILUX_WORKER_CONCURRENCY", "4"), ("DILUX_WORKER_IDLE_POLL_MS", "50"), ("DILUX_WORKER_LEASE_SECS", "2")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let o = WorkerOptions::from_env(&env);
+        assert_eq!((o.concurrency, o.idle_poll, o.lease), (4, Duration::from_millis(50), Duration::from_secs(2)));
+        let bad: HashMap<String, String> =
+            [("DILUX_WORKER_IDLE_POLL_MS", "5"), ("DILUX_WORKER_LEASE_SECS", "0"), ("DILUX_WORKER_CONCURRENCY", "x")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let (o, d) = (WorkerOptions::from_env(&bad), WorkerOptions::default());
+        assert_eq!((o.concurrency, o.idle_poll, o.lease), (d.concurrency, d.idle_poll, d.lease));
     }
 }

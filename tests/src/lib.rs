@@ -20,9 +20,9 @@ pub fn root() -> PathBuf {
 }
 
 pub fn target_dir() -> PathBuf {
-    std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/dilux/target")
-    })
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/dilux/target"))
 }
 
 pub fn free_port() -> u16 {
@@ -116,7 +116,12 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
 }
 
 fn run_with_input(cmd: &mut Command, input: &[u8], what: &str) -> Result<String> {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("cannot run {what}"))?;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {what}"))?;
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&input));
@@ -137,28 +142,49 @@ pub struct Azurite {
 
 impl Azurite {
     pub fn start() -> Result<Self> {
-        let bin = std::env::var("AZURITE_BIN").map(PathBuf::from).unwrap_or_else(|_| root().join("scripts/node_modules/.bin/azurite"));
+        let bin = std::env::var("AZURITE_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root().join("scripts/node_modules/.bin/azurite"));
         let dir = tempdir("azurite");
         let mut child = Command::new(&bin)
-            .args(["--silent", "--disableTelemetry", "--skipApiVersionCheck", "--blobPort", "0", "--queuePort", "0", "--tablePort", "0", "--location"])
+            .args([
+                "--silent",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--blobPort",
+                "0",
+                "--queuePort",
+                "0",
+                "--tablePort",
+                "0",
+                "--location",
+            ])
             .arg(&dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .with_context(|| format!("cannot start Azurite at {} (run scripts/test.sh, which installs it)", bin.display()))?;
+            .with_context(|| {
+                format!("cannot start Azurite at {} (run scripts/test.sh, which installs it)", bin.display())
+            })?;
         let rx = stdout_lines(&mut child);
         let proc = Proc { child, name: "azurite".into() };
         let mut ports = [0u16; 3];
         let deadline = Instant::now() + Duration::from_secs(60);
         while ports.contains(&0) {
-            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).context("Azurite did not report its ports")?;
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .context("Azurite did not report its ports")?;
             for (i, svc) in ["Blob", "Queue", "Table"].iter().enumerate() {
                 if line.contains(&format!("{svc} service is successfully listening at")) {
-                    ports[i] = line.rsplit(':').next().and_then(|p| p.trim().trim_end_matches('/').parse().ok()).unwrap_or(0);
+                    ports[i] =
+                        line.rsplit(':').next().and_then(|p| p.trim().trim_end_matches('/').parse().ok()).unwrap_or(0);
                 }
             }
         }
-        Ok(Azurite { _proc: proc, connection_string: dilux_azure::Account::azurite_connection_string(ports[0], ports[1], ports[2]) })
+        Ok(Azurite {
+            _proc: proc,
+            connection_string: dilux_azure::Account::azurite_connection_string(ports[0], ports[1], ports[2]),
+        })
     }
 }
 
@@ -175,7 +201,12 @@ impl Postgres {
     /// A server from Debian's PostgreSQL (the newest installed).
     pub fn start(superuser_password: &str) -> Result<Self> {
         let bindir = std::env::var("DILUX_PG_BINDIR").map(PathBuf::from).unwrap_or_else(|_| {
-            let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten().map(|e| e.path().join("bin")).collect();
+            let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path().join("bin"))
+                .collect();
             v.sort();
             v.pop().unwrap_or_default()
         });
@@ -185,7 +216,8 @@ impl Postgres {
     /// A server of major version `major` from the pinned PyPI toolsets (DILUX_PG_TOOLS_DIR), copied
     /// where the `postgres` user can run it.
     pub fn start_version(superuser_password: &str, major: u32) -> Result<Self> {
-        let tools = std::env::var("DILUX_PG_TOOLS_DIR").context("DILUX_PG_TOOLS_DIR is not set: run the tests with scripts/test.sh")?;
+        let tools = std::env::var("DILUX_PG_TOOLS_DIR")
+            .context("DILUX_PG_TOOLS_DIR is not set: run the tests with scripts/test.sh")?;
         let src = std::fs::read_dir(&tools)?
             .flatten()
             .map(|e| e.path())
@@ -206,23 +238,50 @@ impl Postgres {
         std::fs::write(&pwfile, superuser_password)?;
         chown(&dir, "postgres")?;
         let port = free_port();
-        run(as_user("postgres", bindir.join("initdb").to_str().unwrap())
-            .arg("-D").arg(&data)
-            .args(["-N", "-U", "postgres", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"])
-            .arg(format!("--pwfile={}", pwfile.display())), "initdb")?;
-        run(as_user("postgres", bindir.join("pg_ctl").to_str().unwrap())
-            .arg("-D").arg(&data)
-            .arg("-l").arg(dir.join("log"))
-            .arg("-o").arg(format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off", dir.display()))
-            .args(["-w", "start"]), "pg_ctl start")?;
+        run(
+            as_user("postgres", bindir.join("initdb").to_str().unwrap())
+                .arg("-D")
+                .arg(&data)
+                .args(["-N", "-U", "postgres", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"])
+                .arg(format!("--pwfile={}", pwfile.display())),
+            "initdb",
+        )?;
+        run(
+            as_user("postgres", bindir.join("pg_ctl").to_str().unwrap())
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(dir.join("log"))
+                .arg("-o")
+                .arg(format!(
+                    "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+                    dir.display()
+                ))
+                .args(["-w", "start"]),
+            "pg_ctl start",
+        )?;
         wait_port(port, Duration::from_secs(30))?;
         Ok(Postgres { port, superuser_password: superuser_password.into(), bindir, data })
     }
 
     fn client(&self, tool: &str, db: &str) -> Command {
         let mut c = Command::new(self.bindir.join(tool));
-        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", db])
-            .env("PGPASSWORD", &self.superuser_password);
+        c.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ])
+        .env("PGPASSWORD", &self.superuser_password);
         c
     }
 
@@ -240,7 +299,8 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let _ = as_user("postgres", self.bindir.join("pg_ctl").to_str().unwrap())
-            .arg("-D").arg(&self.data)
+            .arg("-D")
+            .arg(&self.data)
             .args(["-m", "immediate", "stop"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -262,16 +322,24 @@ impl Mariadb {
         let data = dir.join("data");
         std::fs::create_dir_all(&data)?;
         chown(&dir, "mysql")?;
-        run(Command::new("mariadb-install-db")
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .args(["--user=mysql", "--auth-root-authentication-method=socket", "--skip-test-db"]), "mariadb-install-db")?;
+        run(
+            Command::new("mariadb-install-db")
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .args(["--user=mysql", "--auth-root-authentication-method=socket", "--skip-test-db"]),
+            "mariadb-install-db",
+        )?;
         let port = free_port();
         let socket = dir.join("mysqld.sock");
         let child = Command::new("mariadbd")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
-            .args(["--user=mysql", "--bind-address=127.0.0.1", "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=0"])
+            .args([
+                "--user=mysql",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--innodb-flush-log-at-trx-commit=0",
+            ])
             .arg(format!("--port={port}"))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
@@ -286,7 +354,13 @@ impl Mariadb {
 
     fn client(&self, db: &str) -> Command {
         let mut c = Command::new("mariadb");
-        c.arg("--no-defaults").arg(format!("--socket={}", self.socket.display())).args(["-u", "root", "-N", "-B", "--default-character-set=utf8mb4"]);
+        c.arg("--no-defaults").arg(format!("--socket={}", self.socket.display())).args([
+            "-u",
+            "root",
+            "-N",
+            "-B",
+            "--default-character-set=utf8mb4",
+        ]);
         if !db.is_empty() {
             c.arg(db);
         }
@@ -328,11 +402,14 @@ impl App {
     }
 
     fn spawn(connection_string: &str, manifest: &Path, env: &[(&str, &str)], worker: bool) -> Result<Self> {
-        let bin = std::env::var("DILUX_HOST_BIN").map(PathBuf::from).unwrap_or_else(|_| target_dir().join("release/dilux-dumper-host"));
+        let bin = std::env::var("DILUX_HOST_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| target_dir().join("release/dilux-dumper-host"));
         let root = root();
         let mut child = Command::new(&bin)
             .current_dir(&root)
-            .arg("--manifest").arg(manifest)
+            .arg("--manifest")
+            .arg(manifest)
             .args(["--listen", "127.0.0.1:0"])
             .args(if worker { &["--job-runner", "target/wasm/dilux_job_runner.wasm"][..] } else { &[][..] })
             .env("SPIN_VARIABLE_STORAGE_CONNECTION_STRING", connection_string)
@@ -378,7 +455,12 @@ impl Api {
         Api { http: reqwest::Client::new(), base: app.url.clone(), token: None }
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> Result<(u16, serde_json::Value)> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value)> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -405,7 +487,8 @@ impl Api {
     pub async fn wait_final(&self, database_id: &str, backup_id: &str, within: Duration) -> Result<serde_json::Value> {
         let t = Instant::now();
         while t.elapsed() < within {
-            let (_, v) = self.call(reqwest::Method::GET, &format!("/api/backups?database_id={database_id}"), None).await?;
+            let (_, v) =
+                self.call(reqwest::Method::GET, &format!("/api/backups?database_id={database_id}"), None).await?;
             if let Some(row) = v["backups"].as_array().and_then(|a| a.iter().find(|r| r["id"] == backup_id)) {
                 if ["completed", "failed"].contains(&row["status"].as_str().unwrap_or("")) {
                     return Ok(row.clone());
@@ -417,7 +500,8 @@ impl Api {
     }
 
     pub async fn download(&self, blob_name: &str) -> Result<(serde_json::Value, Vec<u8>)> {
-        let (s, link) = self.call(reqwest::Method::GET, &format!("/api/backups/download?blob_name={blob_name}"), None).await?;
+        let (s, link) =
+            self.call(reqwest::Method::GET, &format!("/api/backups/download?blob_name={blob_name}"), None).await?;
         if s != 200 {
             bail!("download link answered {s}: {link}");
         }
@@ -429,7 +513,6 @@ impl Api {
         Ok((link, resp.bytes().await?.to_vec()))
     }
 }
-
 
 impl App {
     /// A dev-mode token for `role` (admin, operator, viewer).

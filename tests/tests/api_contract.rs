@@ -5,7 +5,12 @@ use anyhow::Result;
 use dilux_e2e::{App, Azurite};
 use serde_json::{json, Value};
 
-async fn call(c: &(reqwest::Client, String), method: reqwest::Method, url: String, body: Option<Value>) -> Result<(u16, Value)> {
+async fn call(
+    c: &(reqwest::Client, String),
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> Result<(u16, Value)> {
     let mut r = c.0.request(method, url).bearer_auth(&c.1);
     if let Some(b) = body {
         r = r.header("content-type", "application/json").body(b.to_string());
@@ -61,9 +66,12 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
     assert_eq!(s, 201, "{db}");
     assert_eq!(db["engine_name"], "pg");
     let db_id = db["id"].as_str().unwrap();
-    let (s, v) = call(&c, M::PUT, u(&format!("/api/databases/{db_id}")), Some(json!({"use_engine_credentials": false}))).await?;
+    let (s, v) =
+        call(&c, M::PUT, u(&format!("/api/databases/{db_id}")), Some(json!({"use_engine_credentials": false}))).await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("use_engine_credentials")), "{v}");
-    let (s, v) = call(&c, M::PUT, u(&format!("/api/databases/{db_id}")), Some(json!({"alias": "App DB", "enabled": false}))).await?;
+    let (s, v) =
+        call(&c, M::PUT, u(&format!("/api/databases/{db_id}")), Some(json!({"alias": "App DB", "enabled": false})))
+            .await?;
     assert_eq!((s, v["alias"].as_str(), v["enabled"].as_bool()), (200, Some("App DB"), Some(false)), "{v}");
     let (s, _) = call(&c, M::DELETE, u(&format!("/api/engines/{id}")), None).await?;
     assert_eq!(s, 409, "an engine with databases is not deleted");
@@ -75,15 +83,31 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("colour")));
     let (s, own) = call(&c, M::POST, u("/api/databases"), Some(json!({"engine_id": id, "name": "own", "use_engine_credentials": false, "username": "u2", "password": "own-secret"}))).await?;
     assert_eq!(s, 201, "{own}");
-    let (s, v) = call(&c, M::PUT, u(&format!("/api/engines/{id}")), Some(json!({"password": "rotated-secret", "apply_to_all_databases": true}))).await?;
+    let (s, v) = call(
+        &c,
+        M::PUT,
+        u(&format!("/api/engines/{id}")),
+        Some(json!({"password": "rotated-secret", "apply_to_all_databases": true})),
+    )
+    .await?;
     assert_eq!((s, v["databases_moved_to_server_credentials"].as_u64()), (200, Some(1)), "{v}");
     assert!(!v.to_string().contains("rotated-secret"));
     let (_, moved) = call(&c, M::GET, u(&format!("/api/databases/{}", own["id"].as_str().unwrap())), None).await?;
-    assert_eq!((moved["use_engine_credentials"].as_bool(), moved["username"].as_str()), (Some(true), Some("u")), "{moved}");
+    assert_eq!(
+        (moved["use_engine_credentials"].as_bool(), moved["username"].as_str()),
+        (Some(true), Some("u")),
+        "{moved}"
+    );
     let (s, v) = call(&c, M::DELETE, u(&format!("/api/engines/{id}?cascade=maybe")), None).await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("cascade")));
     // Cascade on a second server with two databases.
-    let (_, e2) = call(&c, M::POST, u("/api/engines"), Some(json!({"name": "e2", "engine_type": "mysql", "host": "db2.internal", "username": "u", "password": "p"}))).await?;
+    let (_, e2) = call(
+        &c,
+        M::POST,
+        u("/api/engines"),
+        Some(json!({"name": "e2", "engine_type": "mysql", "host": "db2.internal", "username": "u", "password": "p"})),
+    )
+    .await?;
     let e2id = e2["id"].as_str().unwrap().to_string();
     for n in ["x", "y"] {
         assert_eq!(call(&c, M::POST, u("/api/databases"), Some(json!({"engine_id": e2id, "name": n}))).await?.0, 201);
@@ -98,8 +122,14 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
     assert_eq!(call(&c, M::POST, u("/api/databases/missing/backup"), None).await?.0, 404);
     assert_eq!(call(&c, M::GET, u("/api/backups?page_size=0"), None).await?.1["error"]["field"], "page_size");
     assert_eq!(call(&c, M::GET, u("/api/backups?status=done"), None).await?.1["error"]["field"], "status");
-    assert_eq!(call(&c, M::GET, u("/api/backups/download?blob_name=../../etc/passwd"), None).await?.1["error"]["field"], "blob_name");
-    assert_eq!(call(&c, M::GET, u("/api/backups/download?blob_name=mysql/x/20260101_000000.sql.gz"), None).await?.0, 404);
+    assert_eq!(
+        call(&c, M::GET, u("/api/backups/download?blob_name=../../etc/passwd"), None).await?.1["error"]["field"],
+        "blob_name"
+    );
+    assert_eq!(
+        call(&c, M::GET, u("/api/backups/download?blob_name=mysql/x/20260101_000000.sql.gz"), None).await?.0,
+        404
+    );
     assert_eq!(call(&c, M::PATCH, u("/api/engines"), None).await?.0, 405);
 
     // History: three backups that fail fast (nothing listens on the engine's port), paged two by two.
@@ -108,7 +138,11 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
         let (s, job) = call(&c, M::POST, u(&format!("/api/databases/{db_id}/backup")), None).await?;
         assert_eq!(s, 202, "{job}");
         let (s, again) = call(&c, M::POST, u(&format!("/api/databases/{db_id}/backup")), None).await?;
-        assert_eq!((s, again["error"]["code"].as_str()), (409, Some("backup_in_progress")), "one backup at a time: {again}");
+        assert_eq!(
+            (s, again["error"]["code"].as_str()),
+            (409, Some("backup_in_progress")),
+            "one backup at a time: {again}"
+        );
         let id = job["backup_id"].as_str().unwrap().to_string();
         let t = std::time::Instant::now();
         loop {
@@ -126,8 +160,15 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
     }
     let (_, p1) = call(&c, M::GET, u(&format!("/api/backups?database_id={db_id}&page_size=2")), None).await?;
     let cursor = p1["next_cursor"].as_str().expect("a second page exists").to_string();
-    let (_, p2) = call(&c, M::GET, u(&format!("/api/backups?database_id={db_id}&page_size=2&cursor={cursor}")), None).await?;
-    let got: Vec<&str> = p1["backups"].as_array().unwrap().iter().chain(p2["backups"].as_array().unwrap()).map(|r| r["id"].as_str().unwrap()).collect();
+    let (_, p2) =
+        call(&c, M::GET, u(&format!("/api/backups?database_id={db_id}&page_size=2&cursor={cursor}")), None).await?;
+    let got: Vec<&str> = p1["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(p2["backups"].as_array().unwrap())
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
     let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
     assert_eq!(got, newest_first, "pages are newest first, without gaps or repeats");
     assert!(p2["next_cursor"].is_null());

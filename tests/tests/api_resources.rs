@@ -17,7 +17,12 @@ fn names(v: &Value, key: &str) -> Vec<String> {
 }
 
 fn flags<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["databases"].as_array().unwrap().iter().find(|d| d["name"] == name).unwrap_or_else(|| panic!("{name} not discovered: {v}"))
+    v["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not discovered: {v}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,9 +55,17 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     let (_, t) = api.call(M::POST, "/api/databases/test-connection", Some(json!({
         "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port, "username": "postgres", "password": PG_PASSWORD, "database": "nope"}))).await?;
     assert_eq!(t["error_type"], "NotFound", "{t}");
-    let (s, t) = api.call(M::POST, "/api/databases/test-connection", Some(json!({"engine_type": "postgresql", "host": "127.0.0.1", "username": "u"}))).await?;
+    let (s, t) = api
+        .call(
+            M::POST,
+            "/api/databases/test-connection",
+            Some(json!({"engine_type": "postgresql", "host": "127.0.0.1", "username": "u"})),
+        )
+        .await?;
     assert_eq!((s, t["error"]["field"].as_str()), (400, Some("password")), "{t}");
-    let (s, t) = api.call(M::POST, "/api/databases/test-connection", Some(json!({"engine_type": "oracle", "host": "h"}))).await?;
+    let (s, t) = api
+        .call(M::POST, "/api/databases/test-connection", Some(json!({"engine_type": "oracle", "host": "h"})))
+        .await?;
     assert_eq!((s, t["error"]["field"].as_str()), (400, Some("engine_type")), "{t}");
 
     let pge = api.post("/api/engines", json!({"name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port, "username": "postgres", "password": PG_PASSWORD})).await?;
@@ -77,9 +90,21 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     let token = app.token("admin").await?;
     let loaded = http.get(format!("{}/api/engines/{pgid}", app.url)).bearer_auth(&token).send().await?;
     let etag = loaded.headers().get("etag").expect("GET answers an ETag").to_str()?.to_string();
-    let first = http.put(format!("{}/api/engines/{pgid}", app.url)).bearer_auth(&token).header("if-match", &etag).json(&json!({"name": "pg main"})).send().await?;
+    let first = http
+        .put(format!("{}/api/engines/{pgid}", app.url))
+        .bearer_auth(&token)
+        .header("if-match", &etag)
+        .json(&json!({"name": "pg main"}))
+        .send()
+        .await?;
     assert_eq!(first.status(), 200);
-    let second = http.put(format!("{}/api/engines/{pgid}", app.url)).bearer_auth(&token).header("if-match", &etag).json(&json!({"name": "pg stale"})).send().await?;
+    let second = http
+        .put(format!("{}/api/engines/{pgid}", app.url))
+        .bearer_auth(&token)
+        .header("if-match", &etag)
+        .json(&json!({"name": "pg stale"}))
+        .send()
+        .await?;
     assert_eq!(second.status(), 412);
     assert_eq!(api.call(M::GET, &format!("/api/engines/{pgid}"), None).await?.1["name"], "pg main");
     let (_, doc) = api.call(M::GET, "/api/openapi.json", None).await?;
@@ -91,12 +116,18 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
         assert_eq!(flags(&d, sys)["system"], true, "{sys}");
     }
     for user_db in ["shop", "crm", "ledger"] {
-        assert_eq!((flags(&d, user_db)["system"].as_bool(), flags(&d, user_db)["exists"].as_bool()), (Some(false), Some(false)));
+        assert_eq!(
+            (flags(&d, user_db)["system"].as_bool(), flags(&d, user_db)["exists"].as_bool()),
+            (Some(false), Some(false))
+        );
     }
-    let (s, v) = api.call(M::POST, &format!("/api/engines/{pgid}/discover"), Some(json!({"add": ["shop", "missing"]}))).await?;
+    let (s, v) =
+        api.call(M::POST, &format!("/api/engines/{pgid}/discover"), Some(json!({"add": ["shop", "missing"]}))).await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("add")), "{v}");
     assert_eq!(api.call(M::GET, "/api/databases", None).await?.1["total"], 0, "nothing half-added");
-    let d = api.post(&format!("/api/engines/{pgid}/discover"), json!({"add": ["shop", "crm"], "policy_id": "development"})).await?;
+    let d = api
+        .post(&format!("/api/engines/{pgid}/discover"), json!({"add": ["shop", "crm"], "policy_id": "development"}))
+        .await?;
     assert_eq!(d["added"].as_array().unwrap().len(), 2, "{d}");
     assert_eq!(flags(&d, "shop")["exists"], true);
     let d = api.post(&format!("/api/engines/{pgid}/discover"), json!({"add": ["shop"]})).await?;
@@ -106,7 +137,10 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     for sys in ["mysql", "information_schema", "performance_schema"] {
         assert_eq!(flags(&d, sys)["system"], true, "{sys}: {d}");
     }
-    assert_eq!((flags(&d, "billing")["system"].as_bool(), flags(&d, "inventory")["exists"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(
+        (flags(&d, "billing")["system"].as_bool(), flags(&d, "inventory")["exists"].as_bool()),
+        (Some(false), Some(true))
+    );
 
     // A database test uses the credentials its backups would use.
     let listed = viewer.call(M::GET, "/api/databases", None).await?.1.to_string();
@@ -118,7 +152,11 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     assert_eq!((t["success"].as_bool(), t["credentials"].as_str()), (Some(true), Some("server")), "{t}");
     let own = api.post("/api/databases", json!({"engine_id": pgid, "name": "ledger", "use_engine_credentials": false, "username": "postgres", "password": "not-the-password"})).await?;
     let t = api.post(&format!("/api/databases/{}/test", own["id"].as_str().unwrap()), json!(null)).await?;
-    assert_eq!((t["success"].as_bool(), t["error_type"].as_str(), t["credentials"].as_str()), (Some(false), Some("AuthFailed"), Some("database")), "{t}");
+    assert_eq!(
+        (t["success"].as_bool(), t["error_type"].as_str(), t["credentials"].as_str()),
+        (Some(false), Some("AuthFailed"), Some("database")),
+        "{t}"
+    );
 
     // ---- Database filters and paging.
     let q = |p: &str| {
@@ -130,7 +168,10 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     assert_eq!(names(&q("policy_id=development").await?.1, "databases"), vec!["crm", "shop"]);
     assert_eq!(names(&q("search=MARIA").await?.1, "databases"), vec!["inventory"], "search covers the server name");
     let page = q("page_size=2&page=2").await?.1;
-    assert_eq!((names(&page, "databases"), page["total"].as_u64(), page["pages"].as_u64()), (vec!["ledger".to_string(), "shop".to_string()], Some(4), Some(2)));
+    assert_eq!(
+        (names(&page, "databases"), page["total"].as_u64(), page["pages"].as_u64()),
+        (vec!["ledger".to_string(), "shop".to_string()], Some(4), Some(2))
+    );
     api.call(M::PUT, &format!("/api/databases/{shop}"), Some(json!({"enabled": false}))).await?;
     assert_eq!(names(&q("enabled=false").await?.1, "databases"), vec!["shop"]);
     let (s, v) = q("enabled=maybe").await?;
@@ -138,18 +179,46 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     let (s, v) = q("page_size=0").await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("page_size")));
     let engines = api.call(M::GET, "/api/engines?engine_type=postgresql", None).await?.1;
-    assert_eq!((engines["total"].as_u64(), engines["engines"][0]["database_count"].as_u64()), (Some(1), Some(3)), "{engines}");
+    assert_eq!(
+        (engines["total"].as_u64(), engines["engines"][0]["database_count"].as_u64()),
+        (Some(1), Some(3)),
+        "{engines}"
+    );
     api.call(M::PUT, &format!("/api/databases/{shop}"), Some(json!({"enabled": true}))).await?;
 
     // ---- Policies: seeded, summarized, counted; custom ones validated; system ones never deleted.
     let p = viewer.call(M::GET, "/api/backup-policies", None).await?.1;
-    let summary = |id: &str| p["policies"].as_array().unwrap().iter().find(|x| x["id"] == id).map(|x| (x["summary"].as_str().unwrap().to_string(), x["database_count"].as_u64().unwrap())).unwrap();
+    let summary = |id: &str| {
+        p["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == id)
+            .map(|x| (x["summary"].as_str().unwrap().to_string(), x["database_count"].as_u64().unwrap()))
+            .unwrap()
+    };
     assert_eq!(summary("production-critical").0, "24h/14d/8w/12m/3y");
-    assert_eq!(summary("production-standard"), ("12h/7d/4w/2m/1y".to_string(), 2), "ledger and inventory use the default");
+    assert_eq!(
+        summary("production-standard"),
+        ("12h/7d/4w/2m/1y".to_string(), 2),
+        "ledger and inventory use the default"
+    );
     assert_eq!(summary("development"), ("7d/2w".to_string(), 2));
-    let (s, v) = api.call(M::POST, "/api/backup-policies", Some(json!({"name": "bad", "daily": {"enabled": true, "keep_count": 3, "time": "25:00"}}))).await?;
+    let (s, v) = api
+        .call(
+            M::POST,
+            "/api/backup-policies",
+            Some(json!({"name": "bad", "daily": {"enabled": true, "keep_count": 3, "time": "25:00"}})),
+        )
+        .await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("daily.time")), "{v}");
-    let (s, v) = api.call(M::POST, "/api/backup-policies", Some(json!({"name": "bad", "daily": {"enabled": true, "keep_count": 3, "time": "01:00", "colour": "red"}}))).await?;
+    let (s, v) = api
+        .call(
+            M::POST,
+            "/api/backup-policies",
+            Some(json!({"name": "bad", "daily": {"enabled": true, "keep_count": 3, "time": "01:00", "colour": "red"}})),
+        )
+        .await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("daily.colour")), "{v}");
     let (s, v) = api.call(M::POST, "/api/backup-policies", Some(json!({"name": "nothing"}))).await?;
     assert_eq!(s, 400, "a policy that keeps nothing is refused: {v}");
@@ -157,10 +226,25 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
         "daily": {"enabled": true, "keep_count": 30, "time": "23:30"}, "monthly": {"enabled": true, "keep_count": 6, "time": "04:00", "day_of_month": 1}})).await?;
     assert_eq!((custom["summary"].as_str(), custom["is_system"].as_bool()), (Some("30d/6m"), Some(false)));
     let cid = custom["id"].as_str().unwrap().to_string();
-    assert_eq!(api.call(M::POST, "/api/backup-policies", Some(json!({"name": "nightly", "daily": {"enabled": true, "keep_count": 1, "time": "01:00"}}))).await?.0, 409);
+    assert_eq!(
+        api.call(
+            M::POST,
+            "/api/backup-policies",
+            Some(json!({"name": "nightly", "daily": {"enabled": true, "keep_count": 1, "time": "01:00"}}))
+        )
+        .await?
+        .0,
+        409
+    );
     let (s, v) = api.call(M::DELETE, "/api/backup-policies/development", None).await?;
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("system_policy")));
-    let (s, v) = api.call(M::PUT, "/api/backup-policies/development", Some(json!({"name": "Development", "daily": {"enabled": true, "keep_count": 3, "time": "02:00"}}))).await?;
+    let (s, v) = api
+        .call(
+            M::PUT,
+            "/api/backup-policies/development",
+            Some(json!({"name": "Development", "daily": {"enabled": true, "keep_count": 3, "time": "02:00"}})),
+        )
+        .await?;
     assert_eq!((s, v["summary"].as_str(), v["is_system"].as_bool()), (200, Some("3d"), Some(true)), "{v}");
     api.call(M::PUT, &format!("/api/databases/{shop}"), Some(json!({"policy_id": cid}))).await?;
     let (s, v) = api.call(M::DELETE, &format!("/api/backup-policies/{cid}"), None).await?;
@@ -171,21 +255,38 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
 
     // ---- Settings and preferences.
     let s0 = viewer.call(M::GET, "/api/settings", None).await?.1;
-    assert_eq!((s0["access_requests_enabled"].as_bool(), s0["default_policy_id"].as_str()), (Some(true), Some("production-standard")));
+    assert_eq!(
+        (s0["access_requests_enabled"].as_bool(), s0["default_policy_id"].as_str()),
+        (Some(true), Some("production-standard"))
+    );
     let (s, v) = api.call(M::PUT, "/api/settings", Some(json!({"default_policy_id": "nope"}))).await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("default_policy_id")));
     let (s, v) = api.call(M::PUT, "/api/settings", Some(json!({"theme": "dark"}))).await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("theme")));
-    let v = api.call(M::PUT, "/api/settings", Some(json!({"dark_mode": true, "default_policy_id": "production-critical"}))).await?.1;
+    let v = api
+        .call(M::PUT, "/api/settings", Some(json!({"dark_mode": true, "default_policy_id": "production-critical"})))
+        .await?
+        .1;
     assert_eq!(v["updated_by"], "admin@example.com");
     let billing = api.post("/api/databases", json!({"engine_id": mid, "name": "billing"})).await?;
     assert_eq!(billing["policy_id"], "production-critical", "new databases get the default from settings");
-    assert_eq!(viewer.call(M::GET, "/api/users/me/preferences", None).await?.1, json!({"dark_mode": true, "page_size": 25}), "app theme until chosen");
+    assert_eq!(
+        viewer.call(M::GET, "/api/users/me/preferences", None).await?.1,
+        json!({"dark_mode": true, "page_size": 25}),
+        "app theme until chosen"
+    );
     let (s, v) = viewer.call(M::PUT, "/api/users/me/preferences", Some(json!({"page_size": 5}))).await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("page_size")));
     viewer.call(M::PUT, "/api/users/me/preferences", Some(json!({"dark_mode": false, "page_size": 50}))).await?;
-    assert_eq!(viewer.call(M::GET, "/api/users/me", None).await?.1["preferences"], json!({"dark_mode": false, "page_size": 50}));
-    assert_eq!(api.call(M::GET, "/api/users/me", None).await?.1["preferences"]["page_size"], 25, "preferences are per user");
+    assert_eq!(
+        viewer.call(M::GET, "/api/users/me", None).await?.1["preferences"],
+        json!({"dark_mode": false, "page_size": 50})
+    );
+    assert_eq!(
+        api.call(M::GET, "/api/users/me", None).await?.1["preferences"]["page_size"],
+        25,
+        "preferences are per user"
+    );
 
     // ---- Backups: history filters, files, cascade with backups.
     let inventory = names_ids(&api, "engine_type=mysql").await?;
@@ -219,7 +320,10 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     assert_eq!(files["count"], 1, "{files}");
     assert!(files["files"][0]["size_bytes"].as_u64().unwrap() > 0);
     let marker = files["next_marker"].as_str().expect("a second page").to_string();
-    let rest = api.call(M::GET, &format!("/api/backups/files?database_id={shop}&marker={}", urlencode(&marker)), None).await?.1;
+    let rest = api
+        .call(M::GET, &format!("/api/backups/files?database_id={shop}&marker={}", urlencode(&marker)), None)
+        .await?
+        .1;
     assert_eq!(rest["count"], 1, "{rest}");
     assert_ne!(rest["files"][0]["name"], files["files"][0]["name"]);
 
@@ -243,14 +347,24 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     assert_eq!(a["logs"][0]["user_email"], "admin@example.com");
     assert_eq!(a["logs"][0]["details"]["status_code"], 200, "details come back as JSON: {a}");
     let page1 = api.call(M::GET, "/api/audit?page_size=3", None).await?.1;
-    let page2 = api.call(M::GET, &format!("/api/audit?page_size=3&cursor={}", urlencode(page1["next_cursor"].as_str().unwrap())), None).await?.1;
+    let page2 = api
+        .call(
+            M::GET,
+            &format!("/api/audit?page_size=3&cursor={}", urlencode(page1["next_cursor"].as_str().unwrap())),
+            None,
+        )
+        .await?
+        .1;
     assert!(page1["logs"][2]["timestamp"].as_str() >= page2["logs"][0]["timestamp"].as_str());
     assert_ne!(page1["logs"][2]["id"], page2["logs"][0]["id"]);
     let actions = api.call(M::GET, "/api/audit/actions", None).await?.1;
     for want in ["policy_created", "backup_deleted_retention", "access_request_approved", "settings_updated"] {
         assert!(actions["actions"].as_array().unwrap().contains(&json!(want)), "{want}");
     }
-    assert!(api.call(M::GET, "/api/audit/resource-types", None).await?.1["resource_types"].as_array().unwrap().contains(&json!("access_request")));
+    assert!(api.call(M::GET, "/api/audit/resource-types", None).await?.1["resource_types"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("access_request")));
     let stats = api.call(M::GET, "/api/audit/stats", None).await?.1;
     assert_eq!(stats["by_action"]["backup_triggered"], 3, "{stats}");
     assert!(stats["by_status"]["failed"].as_u64().unwrap() >= 3);
@@ -262,21 +376,41 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     assert_eq!(st["dumper_host"]["reachable"], true, "{st}");
     assert!(!st["dumper_host"]["postgresql_client_majors"].as_array().unwrap().is_empty(), "{st}");
     let before = st["scheduler"]["last_tick"]["at"].as_str().map(str::to_string);
-    let r = reqwest::Client::new().post(format!("{}/internal/ticks/scheduler", app.url)).bearer_auth("test-tick-token").send().await?;
+    let r = reqwest::Client::new()
+        .post(format!("{}/internal/ticks/scheduler", app.url))
+        .bearer_auth("test-tick-token")
+        .send()
+        .await?;
     assert_eq!(r.status(), 200);
     let st = viewer.call(M::GET, "/api/system-status", None).await?.1;
     assert_eq!(st["scheduler"]["last_tick"]["ok"], true, "{st}");
-    assert!(st["scheduler"]["last_tick"]["at"].as_str().map(str::to_string) > before, "the tick just run is the last one: {st}");
+    assert!(
+        st["scheduler"]["last_tick"]["at"].as_str().map(str::to_string) > before,
+        "the tick just run is the last one: {st}"
+    );
     Ok(())
 }
 
 async fn names_ids(api: &Api, query: &str) -> Result<Vec<(String, String)>> {
     let v = api.call(M::GET, &format!("/api/databases?{query}"), None).await?.1;
-    Ok(v["databases"].as_array().unwrap().iter().map(|d| (d["name"].as_str().unwrap().to_string(), d["id"].as_str().unwrap().to_string())).collect())
+    Ok(v["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap().to_string(), d["id"].as_str().unwrap().to_string()))
+        .collect())
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// The dumper-host's internal endpoint is not open to anyone: it needs the dumper token.

@@ -34,13 +34,26 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
     for (i, role) in ROLES.iter().enumerate() {
         let api = &apis[i];
         // Throwaway resources per role, made by the admin, so each role's call has something to act on.
-        let spare_engine = admin.post("/api/engines", json!({"name": format!("spare-{role}"), "engine_type": "mysql", "host": format!("spare-{role}")})).await?;
+        let spare_engine = admin
+            .post(
+                "/api/engines",
+                json!({"name": format!("spare-{role}"), "engine_type": "mysql", "host": format!("spare-{role}")}),
+            )
+            .await?;
         let spare_db = admin.post("/api/databases", json!({"engine_id": eid, "name": format!("spare-{role}")})).await?;
-        let backup_db = admin.post("/api/databases", json!({"engine_id": eid, "name": format!("backup-{role}")})).await?;
+        let backup_db =
+            admin.post("/api/databases", json!({"engine_id": eid, "name": format!("backup-{role}")})).await?;
         mutations += 3;
-        let (se, sd, bd) = (spare_engine["id"].as_str().unwrap(), spare_db["id"].as_str().unwrap(), backup_db["id"].as_str().unwrap());
-        let spare_policy = admin.post("/api/backup-policies", json!({"name": format!("spare-{role}"), "daily": {"enabled": true, "keep_count": 3, "time": "01:00"}})).await?;
-        let spare_user = admin.post("/api/users", json!({"email": format!("spare-{role}@example.com"), "role": "viewer"})).await?;
+        let (se, sd, bd) =
+            (spare_engine["id"].as_str().unwrap(), spare_db["id"].as_str().unwrap(), backup_db["id"].as_str().unwrap());
+        let spare_policy = admin
+            .post(
+                "/api/backup-policies",
+                json!({"name": format!("spare-{role}"), "daily": {"enabled": true, "keep_count": 3, "time": "01:00"}}),
+            )
+            .await?;
+        let spare_user =
+            admin.post("/api/users", json!({"email": format!("spare-{role}@example.com"), "role": "viewer"})).await?;
         mutations += 2;
         let (sp, su) = (spare_policy["id"].as_str().unwrap(), spare_user["id"].as_str().unwrap());
         let read = [200, 200, 200, 401];
@@ -52,46 +65,140 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
             (M::GET, "/api/health", "/api/health".into(), None, [200; 4]),
             (M::GET, "/api/openapi.json", "/api/openapi.json".into(), None, [200; 4]),
             (M::GET, "/api/auth/config", "/api/auth/config".into(), None, [200; 4]),
-            (M::POST, "/api/auth/dev-token", "/api/auth/dev-token".into(), Some(json!({"email": "x@example.com", "role": "viewer"})), [200; 4]),
+            (
+                M::POST,
+                "/api/auth/dev-token",
+                "/api/auth/dev-token".into(),
+                Some(json!({"email": "x@example.com", "role": "viewer"})),
+                [200; 4],
+            ),
             (M::GET, "/api/engines", "/api/engines".into(), None, read),
             (M::GET, "/api/engines/{id}", format!("/api/engines/{eid}"), None, read),
-            (M::POST, "/api/engines", "/api/engines".into(), Some(json!({"name": role, "engine_type": "mysql", "host": format!("h-{role}")})), manage_created),
-            (M::PUT, "/api/engines/{id}", format!("/api/engines/{eid}"), Some(json!({"name": format!("renamed by {role}")})), manage),
+            (
+                M::POST,
+                "/api/engines",
+                "/api/engines".into(),
+                Some(json!({"name": role, "engine_type": "mysql", "host": format!("h-{role}")})),
+                manage_created,
+            ),
+            (
+                M::PUT,
+                "/api/engines/{id}",
+                format!("/api/engines/{eid}"),
+                Some(json!({"name": format!("renamed by {role}")})),
+                manage,
+            ),
             (M::DELETE, "/api/engines/{id}", format!("/api/engines/{se}"), None, manage),
             // The server is a closed port: the test runs and answers that it failed.
             (M::POST, "/api/engines/{id}/test", format!("/api/engines/{eid}/test"), None, manage),
             (M::POST, "/api/engines/{id}/discover", format!("/api/engines/{eid}/discover"), None, manage),
             (M::GET, "/api/databases", "/api/databases".into(), None, read),
             (M::GET, "/api/databases/{id}", format!("/api/databases/{dbid}"), None, read),
-            (M::POST, "/api/databases", "/api/databases".into(), Some(json!({"engine_id": eid, "name": format!("new-{role}")})), manage_created),
-            (M::POST, "/api/databases/test-connection", "/api/databases/test-connection".into(), Some(json!({"engine_id": eid, "database": "shared"})), manage),
-            (M::PUT, "/api/databases/{id}", format!("/api/databases/{dbid}"), Some(json!({"alias": format!("by {role}")})), manage),
+            (
+                M::POST,
+                "/api/databases",
+                "/api/databases".into(),
+                Some(json!({"engine_id": eid, "name": format!("new-{role}")})),
+                manage_created,
+            ),
+            (
+                M::POST,
+                "/api/databases/test-connection",
+                "/api/databases/test-connection".into(),
+                Some(json!({"engine_id": eid, "database": "shared"})),
+                manage,
+            ),
+            (
+                M::PUT,
+                "/api/databases/{id}",
+                format!("/api/databases/{dbid}"),
+                Some(json!({"alias": format!("by {role}")})),
+                manage,
+            ),
             (M::DELETE, "/api/databases/{id}", format!("/api/databases/{sd}"), None, manage),
             (M::POST, "/api/databases/{id}/test", format!("/api/databases/{dbid}/test"), None, manage),
             (M::POST, "/api/databases/{id}/backup", format!("/api/databases/{bd}/backup"), None, [202, 202, 403, 401]),
             (M::GET, "/api/backups", "/api/backups".into(), None, read),
             (M::GET, "/api/backups/files", "/api/backups/files".into(), None, read),
-            (M::GET, "/api/backups/download", format!("/api/backups/download?blob_name={blob}"), None, [404, 404, 404, 401]),
-            (M::DELETE, "/api/backups/delete", format!("/api/backups/delete?blob_name={blob}"), None, [404, 404, 403, 401]),
-            (M::POST, "/api/backups/delete-bulk", "/api/backups/delete-bulk".into(), Some(json!({"blob_names": [blob]})), manage),
+            (
+                M::GET,
+                "/api/backups/download",
+                format!("/api/backups/download?blob_name={blob}"),
+                None,
+                [404, 404, 404, 401],
+            ),
+            (
+                M::DELETE,
+                "/api/backups/delete",
+                format!("/api/backups/delete?blob_name={blob}"),
+                None,
+                [404, 404, 403, 401],
+            ),
+            (
+                M::POST,
+                "/api/backups/delete-bulk",
+                "/api/backups/delete-bulk".into(),
+                Some(json!({"blob_names": [blob]})),
+                manage,
+            ),
             (M::GET, "/api/backups/stats", format!("/api/backups/stats?database_id={dbid}"), None, read),
             (M::GET, "/api/retention/preview", "/api/retention/preview".into(), None, read),
             (M::GET, "/api/backup-policies", "/api/backup-policies".into(), None, read),
             (M::GET, "/api/backup-policies/{id}", "/api/backup-policies/development".into(), None, read),
-            (M::POST, "/api/backup-policies", "/api/backup-policies".into(), Some(json!({"name": format!("p-{role}"), "weekly": {"enabled": true, "keep_count": 2, "time": "03:00", "day_of_week": 6}})), [201, 403, 403, 401]),
-            (M::PUT, "/api/backup-policies/{id}", format!("/api/backup-policies/{sp}"), Some(json!({"name": format!("spare-{role}"), "daily": {"enabled": true, "keep_count": 5, "time": "01:00"}})), admin_only),
+            (
+                M::POST,
+                "/api/backup-policies",
+                "/api/backup-policies".into(),
+                Some(
+                    json!({"name": format!("p-{role}"), "weekly": {"enabled": true, "keep_count": 2, "time": "03:00", "day_of_week": 6}}),
+                ),
+                [201, 403, 403, 401],
+            ),
+            (
+                M::PUT,
+                "/api/backup-policies/{id}",
+                format!("/api/backup-policies/{sp}"),
+                Some(
+                    json!({"name": format!("spare-{role}"), "daily": {"enabled": true, "keep_count": 5, "time": "01:00"}}),
+                ),
+                admin_only,
+            ),
             (M::DELETE, "/api/backup-policies/{id}", format!("/api/backup-policies/{sp}"), None, admin_only),
             (M::GET, "/api/users", "/api/users".into(), None, admin_only),
-            (M::POST, "/api/users", "/api/users".into(), Some(json!({"email": format!("new-{role}@example.com"), "role": "viewer"})), [201, 403, 403, 401]),
+            (
+                M::POST,
+                "/api/users",
+                "/api/users".into(),
+                Some(json!({"email": format!("new-{role}@example.com"), "role": "viewer"})),
+                [201, 403, 403, 401],
+            ),
             (M::GET, "/api/users/me", "/api/users/me".into(), None, read),
             (M::GET, "/api/users/me/preferences", "/api/users/me/preferences".into(), None, read),
-            (M::PUT, "/api/users/me/preferences", "/api/users/me/preferences".into(), Some(json!({"page_size": 50})), read),
+            (
+                M::PUT,
+                "/api/users/me/preferences",
+                "/api/users/me/preferences".into(),
+                Some(json!({"page_size": 50})),
+                read,
+            ),
             (M::PUT, "/api/users/{id}", format!("/api/users/{su}"), Some(json!({"role": "operator"})), admin_only),
             (M::DELETE, "/api/users/{id}", format!("/api/users/{su}"), None, admin_only),
             (M::GET, "/api/access-requests", "/api/access-requests".into(), None, admin_only),
             // Dev sign-in files no requests: the admin learns there is none.
-            (M::POST, "/api/access-requests/{id}/approve", "/api/access-requests/nobody/approve".into(), Some(json!({"role": "viewer"})), [404, 403, 403, 401]),
-            (M::POST, "/api/access-requests/{id}/reject", "/api/access-requests/nobody/reject".into(), None, [404, 403, 403, 401]),
+            (
+                M::POST,
+                "/api/access-requests/{id}/approve",
+                "/api/access-requests/nobody/approve".into(),
+                Some(json!({"role": "viewer"})),
+                [404, 403, 403, 401],
+            ),
+            (
+                M::POST,
+                "/api/access-requests/{id}/reject",
+                "/api/access-requests/nobody/reject".into(),
+                None,
+                [404, 403, 403, 401],
+            ),
             (M::GET, "/api/audit", "/api/audit".into(), None, admin_only),
             (M::GET, "/api/audit/actions", "/api/audit/actions".into(), None, admin_only),
             (M::GET, "/api/audit/resource-types", "/api/audit/resource-types".into(), None, admin_only),
@@ -103,10 +210,27 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
         if i == 0 {
             // The document and this independent list name exactly the same routes, both ways.
             let (_, doc) = admin.call(M::GET, "/api/openapi.json", None).await?;
-            documented = doc["paths"].as_object().unwrap().iter().flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), p.clone()))).collect();
-            let tested: std::collections::BTreeSet<(String, String)> = cases.iter().map(|(m, p, ..)| (m.to_string(), p.to_string())).collect();
+            documented = doc["paths"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), p.clone())))
+                .collect();
+            let tested: std::collections::BTreeSet<(String, String)> =
+                cases.iter().map(|(m, p, ..)| (m.to_string(), p.to_string())).collect();
             assert_eq!(tested, documented, "routes tested here vs. routes in /api/openapi.json");
-            audited = doc["paths"].as_object().unwrap().iter().flat_map(|(p, ops)| ops.as_object().unwrap().iter().filter(|(_, o)| o.get("x-dilux-audit").is_some()).map(move |(m, _)| (m.to_uppercase(), p.clone()))).collect();
+            audited = doc["paths"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .flat_map(|(p, ops)| {
+                    ops.as_object()
+                        .unwrap()
+                        .iter()
+                        .filter(|(_, o)| o.get("x-dilux-audit").is_some())
+                        .map(move |(m, _)| (m.to_uppercase(), p.clone()))
+                })
+                .collect();
         }
         for (method, template, path, body, want) in cases {
             if audited.contains(&(method.to_string(), template.to_string())) {
@@ -140,16 +264,23 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
     let flipped = if sig.starts_with('A') { format!("B{}", &sig[1..]) } else { format!("A{}", &sig[1..]) };
     forged.token = Some(format!("{head}.{flipped}"));
     assert_eq!(forged.call(M::GET, "/api/engines", None).await?.0, 401);
-    let (s, v) = Api::anonymous(&app).call(M::POST, "/api/auth/dev-token", Some(json!({"email": "x@example.com", "role": "root"}))).await?;
+    let (s, v) = Api::anonymous(&app)
+        .call(M::POST, "/api/auth/dev-token", Some(json!({"email": "x@example.com", "role": "root"})))
+        .await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("role")), "{v}");
     // Request bodies are documented from the types that parse them: unknown fields are refused.
     let (_, doc) = admin.call(M::GET, "/api/openapi.json", None).await?;
     let create_engine = &doc["components"]["schemas"]["CreateEngine"];
     assert_eq!(create_engine["additionalProperties"], false, "{create_engine}");
-    assert!(create_engine["properties"]["host"].is_object() && create_engine["required"].as_array().unwrap().contains(&json!("engine_type")), "{create_engine}");
+    assert!(
+        create_engine["properties"]["host"].is_object()
+            && create_engine["required"].as_array().unwrap().contains(&json!("engine_type")),
+        "{create_engine}"
+    );
 
     // Every mutating call left an audit row: who, from where, success or failure.
-    let storage = dilux_dumper_host::storage::Storage::new(dilux_azure::Account::from_connection_string(&az.connection_string)?);
+    let storage =
+        dilux_dumper_host::storage::Storage::new(dilux_azure::Account::from_connection_string(&az.connection_string)?);
     let mut rows = Vec::new();
     let mut cont = None;
     loop {
@@ -162,12 +293,23 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
         }
     }
     assert_eq!(rows.len(), mutations + 2, "one audit row per audited call (plus the two set-up creates)");
-    let find = |user: &str, action: &str, status: &str| rows.iter().filter(|r| r["user_id"] == user && r["action"] == action && r["status"] == status).count();
+    let find = |user: &str, action: &str, status: &str| {
+        rows.iter().filter(|r| r["user_id"] == user && r["action"] == action && r["status"] == status).count()
+    };
     assert_eq!(find("dev:viewer@example.com", "engine_created", "failed"), 1);
-    assert_eq!(find("anonymous", "database_deleted", "failed"), 1, "{:?}", rows.iter().filter(|r| r["user_id"] == "anonymous").map(|r| (r["action"].clone(), r["status"].clone())).collect::<Vec<_>>());
+    assert_eq!(
+        find("anonymous", "database_deleted", "failed"),
+        1,
+        "{:?}",
+        rows.iter()
+            .filter(|r| r["user_id"] == "anonymous")
+            .map(|r| (r["action"].clone(), r["status"].clone()))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(find("dev:operator@example.com", "backup_triggered", "success"), 1);
     assert!(rows.iter().all(|r| r["ip_address"] == "127.0.0.1"), "client address recorded");
-    let denied = rows.iter().find(|r| r["user_id"] == "dev:viewer@example.com" && r["action"] == "database_updated").unwrap();
+    let denied =
+        rows.iter().find(|r| r["user_id"] == "dev:viewer@example.com" && r["action"] == "database_updated").unwrap();
     let details: Value = serde_json::from_str(denied["details"].as_str().unwrap())?;
     assert_eq!(details["status_code"], 403);
     Ok(())

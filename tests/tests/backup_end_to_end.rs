@@ -44,14 +44,31 @@ fn pg_fingerprint(pg: &Postgres, db: &str) -> Result<Vec<String>> {
     let tables = pg.sql(db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")?;
     let mut out = vec![format!("tables: {}", tables.trim().replace('\n', ","))];
     for t in tables.lines() {
-        out.push(pg.sql(db, &format!("SELECT '{t}', count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x.id), '')) FROM {t} x"))?.trim().to_string());
+        out.push(
+            pg.sql(
+                db,
+                &format!(
+                    "SELECT '{t}', count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x.id), '')) FROM {t} x"
+                ),
+            )?
+            .trim()
+            .to_string(),
+        );
     }
-    out.push(pg.sql(db, "SELECT 'views', string_agg(viewname, ',' ORDER BY viewname) FROM pg_views WHERE schemaname = 'public'")?.trim().to_string());
+    out.push(
+        pg.sql(
+            db,
+            "SELECT 'views', string_agg(viewname, ',' ORDER BY viewname) FROM pg_views WHERE schemaname = 'public'",
+        )?
+        .trim()
+        .to_string(),
+    );
     Ok(out)
 }
 
 fn maria_fingerprint(m: &Mariadb, db: &str) -> Result<Vec<String>> {
-    let tables = m.sql(db, "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1")?;
+    let tables =
+        m.sql(db, "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1")?;
     let mut out = vec![format!("tables: {}", tables.trim().replace('\n', ","))];
     for t in tables.lines() {
         let cols = m.sql(db, &format!(
@@ -108,31 +125,57 @@ async fn backups_restore_identically_and_failures_are_classified() -> Result<()>
     let pg = pg.join().unwrap()?;
     let maria = maria.join().unwrap()?;
     // A 2-second lease: dumps outlive it, so they only finish once because the worker renews it.
-    let app = App::start_with(&az.connection_string, &dilux_e2e::root().join("spin.toml"), &[("DILUX_WORKER_LEASE_SECS", "2")])?;
+    let app = App::start_with(
+        &az.connection_string,
+        &dilux_e2e::root().join("spin.toml"),
+        &[("DILUX_WORKER_LEASE_SECS", "2")],
+    )?;
 
     pg.sql("postgres", "CREATE DATABASE shop")?;
     pg.sql("shop", PG_SCHEMA)?;
-    maria.sql("", &format!(
-        "CREATE DATABASE shop CHARACTER SET utf8mb4; CREATE USER 'dilux'@'127.0.0.1' IDENTIFIED BY '{}'; \
+    maria.sql(
+        "",
+        &format!(
+            "CREATE DATABASE shop CHARACTER SET utf8mb4; CREATE USER 'dilux'@'127.0.0.1' IDENTIFIED BY '{}'; \
          GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT ON shop.* TO 'dilux'@'127.0.0.1';",
-        MARIA_PASSWORD.replace('\'', "''")))?;
+            MARIA_PASSWORD.replace('\'', "''")
+        ),
+    )?;
     maria.sql("shop", MARIA_SCHEMA)?;
 
     let api = Api::signed_in(&app, "admin").await?;
     let (s, health) = api.call(reqwest::Method::GET, "/api/health", None).await?;
     assert_eq!((s, health["status"].as_str()), (200, Some("healthy")));
 
-    let pg_engine = api.post("/api/engines", json!({"name": "Local PostgreSQL", "engine_type": "postgresql", "host": "127.0.0.1",
-        "port": pg.port, "username": "postgres", "password": PG_SUPER_PASSWORD})).await?;
+    let pg_engine = api
+        .post(
+            "/api/engines",
+            json!({"name": "Local PostgreSQL", "engine_type": "postgresql", "host": "127.0.0.1",
+        "port": pg.port, "username": "postgres", "password": PG_SUPER_PASSWORD}),
+        )
+        .await?;
     assert_eq!(pg_engine["has_password"], true);
     assert!(!pg_engine.to_string().contains(PG_SUPER_PASSWORD), "engine responses never carry the password");
-    let maria_engine = api.post("/api/engines", json!({"name": "Local MariaDB", "engine_type": "mysql", "host": "127.0.0.1",
-        "port": maria.port, "username": "dilux", "password": MARIA_PASSWORD})).await?;
+    let maria_engine = api
+        .post(
+            "/api/engines",
+            json!({"name": "Local MariaDB", "engine_type": "mysql", "host": "127.0.0.1",
+        "port": maria.port, "username": "dilux", "password": MARIA_PASSWORD}),
+        )
+        .await?;
 
-    let pg_db = api.post("/api/databases", json!({"engine_id": pg_engine["id"], "name": "shop", "alias": "Shop (PG)"})).await?;
-    let maria_db = api.post("/api/databases", json!({"engine_id": maria_engine["id"], "name": "shop", "alias": "Shop (MariaDB)"})).await?;
-    let bad_db = api.post("/api/databases", json!({"engine_id": pg_engine["id"], "name": "postgres", "alias": "wrong password",
-        "use_engine_credentials": false, "username": "postgres", "password": WRONG_PASSWORD})).await?;
+    let pg_db =
+        api.post("/api/databases", json!({"engine_id": pg_engine["id"], "name": "shop", "alias": "Shop (PG)"})).await?;
+    let maria_db = api
+        .post("/api/databases", json!({"engine_id": maria_engine["id"], "name": "shop", "alias": "Shop (MariaDB)"}))
+        .await?;
+    let bad_db = api
+        .post(
+            "/api/databases",
+            json!({"engine_id": pg_engine["id"], "name": "postgres", "alias": "wrong password",
+        "use_engine_credentials": false, "username": "postgres", "password": WRONG_PASSWORD}),
+        )
+        .await?;
     let listed = api.call(reqwest::Method::GET, "/api/databases", None).await?.1;
     assert_eq!(listed["total"], 3);
     for secret in [PG_SUPER_PASSWORD, MARIA_PASSWORD, WRONG_PASSWORD] {
@@ -146,21 +189,43 @@ async fn backups_restore_identically_and_failures_are_classified() -> Result<()>
     let pg_job = api.post(&format!("/api/databases/{}/backup", pg_db["id"].as_str().unwrap()), json!({})).await?;
     let maria_job = api.post(&format!("/api/databases/{}/backup", maria_db["id"].as_str().unwrap()), json!({})).await?;
     assert_eq!(pg_job["status"], "pending");
-    let pg_row = api.wait_final(pg_db["id"].as_str().unwrap(), pg_job["backup_id"].as_str().unwrap(), Duration::from_secs(180)).await?;
-    let maria_row = api.wait_final(maria_db["id"].as_str().unwrap(), maria_job["backup_id"].as_str().unwrap(), Duration::from_secs(180)).await?;
+    let pg_row = api
+        .wait_final(pg_db["id"].as_str().unwrap(), pg_job["backup_id"].as_str().unwrap(), Duration::from_secs(180))
+        .await?;
+    let maria_row = api
+        .wait_final(
+            maria_db["id"].as_str().unwrap(),
+            maria_job["backup_id"].as_str().unwrap(),
+            Duration::from_secs(180),
+        )
+        .await?;
     let (pg_seen, pg_leaks) = pg_watch.finish();
     let (maria_seen, maria_leaks) = maria_watch.finish();
     assert_eq!(pg_row["status"], "completed", "PostgreSQL backup: {pg_row}");
     assert_eq!(maria_row["status"], "completed", "MariaDB backup: {maria_row}");
-    assert_eq!((pg_row["attempts"].as_u64(), maria_row["attempts"].as_u64()), (Some(1), Some(1)), "leases were renewed: each job ran once");
+    assert_eq!(
+        (pg_row["attempts"].as_u64(), maria_row["attempts"].as_u64()),
+        (Some(1), Some(1)),
+        "leases were renewed: each job ran once"
+    );
     assert!(pg_row["duration_seconds"].as_f64().unwrap() > 0.0);
-    assert!(pg_seen > 0 && maria_seen > 0, "the dump tools were never seen running (pg {pg_seen}, maria {maria_seen}): the listing check proved nothing");
-    assert!(pg_leaks.is_empty() && maria_leaks.is_empty(), "a password appeared in a process listing: {pg_leaks:?} {maria_leaks:?}");
+    assert!(
+        pg_seen > 0 && maria_seen > 0,
+        "the dump tools were never seen running (pg {pg_seen}, maria {maria_seen}): the listing check proved nothing"
+    );
+    assert!(
+        pg_leaks.is_empty() && maria_leaks.is_empty(),
+        "a password appeared in a process listing: {pg_leaks:?} {maria_leaks:?}"
+    );
 
     // Download through the SAS link, verify integrity, restore into fresh databases, compare.
     for (row, engine) in [(&pg_row, "postgresql"), (&maria_row, "mysql")] {
         let blob = row["blob_name"].as_str().unwrap();
-        assert!(blob.starts_with(&format!("{engine}/{}/", row["database_id"].as_str().unwrap())) && blob.ends_with(".sql.gz"), "{blob}");
+        assert!(
+            blob.starts_with(&format!("{engine}/{}/", row["database_id"].as_str().unwrap()))
+                && blob.ends_with(".sql.gz"),
+            "{blob}"
+        );
         let (link, bytes) = api.download(blob).await?;
         assert_eq!(bytes.len() as u64, row["file_size_bytes"].as_u64().unwrap(), "stored size matches history");
         assert_eq!(sha256_hex(&bytes), row["sha256"].as_str().unwrap(), "stored SHA-256 matches history");
@@ -187,33 +252,56 @@ async fn backups_restore_identically_and_failures_are_classified() -> Result<()>
     // A wrong password fails fast with its class, and the message never echoes the password.
     let t = Instant::now();
     let bad_job = api.post(&format!("/api/databases/{}/backup", bad_db["id"].as_str().unwrap()), json!({})).await?;
-    let bad_row = api.wait_final(bad_db["id"].as_str().unwrap(), bad_job["backup_id"].as_str().unwrap(), Duration::from_secs(30)).await?;
+    let bad_row = api
+        .wait_final(bad_db["id"].as_str().unwrap(), bad_job["backup_id"].as_str().unwrap(), Duration::from_secs(30))
+        .await?;
     assert_eq!(bad_row["status"], "failed");
     assert_eq!(bad_row["error_class"], "AuthFailed", "{bad_row}");
     assert!(t.elapsed() < Duration::from_secs(15), "auth failure took {:?}", t.elapsed());
     assert!(!bad_row.to_string().contains(WRONG_PASSWORD));
-    let (s, missing) = api.call(reqwest::Method::GET, &format!("/api/backups/download?blob_name={}", bad_row["blob_name"].as_str().unwrap()), None).await?;
+    let (s, missing) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/backups/download?blob_name={}", bad_row["blob_name"].as_str().unwrap()),
+            None,
+        )
+        .await?;
     assert_eq!(s, 404, "a failed backup leaves no file behind: {missing}");
 
     // History is newest first.
     let (_, all) = api.call(reqwest::Method::GET, "/api/backups", None).await?;
-    let times: Vec<&str> = all["backups"].as_array().unwrap().iter().map(|r| r["created_at"].as_str().unwrap()).collect();
+    let times: Vec<&str> =
+        all["backups"].as_array().unwrap().iter().map(|r| r["created_at"].as_str().unwrap()).collect();
     assert_eq!(times.len(), 3);
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
 
     // Stats, then deleting: one backup, and in bulk the failed row plus a bad name.
-    let (_, st) = api.call(reqwest::Method::GET, &format!("/api/backups/stats?database_id={}", pg_db["id"].as_str().unwrap()), None).await?;
+    let (_, st) = api
+        .call(reqwest::Method::GET, &format!("/api/backups/stats?database_id={}", pg_db["id"].as_str().unwrap()), None)
+        .await?;
     assert_eq!((st["total"].as_u64(), st["completed"].as_u64()), (Some(1), Some(1)), "{st}");
     assert_eq!(st["total_size_bytes"], pg_row["file_size_bytes"]);
     let maria_blob = maria_row["blob_name"].as_str().unwrap();
-    let (s, v) = api.call(reqwest::Method::DELETE, &format!("/api/backups/delete?blob_name={maria_blob}"), None).await?;
+    let (s, v) =
+        api.call(reqwest::Method::DELETE, &format!("/api/backups/delete?blob_name={maria_blob}"), None).await?;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(api.call(reqwest::Method::GET, &format!("/api/backups/download?blob_name={maria_blob}"), None).await?.0, 404, "the file is gone");
-    let (_, left) = api.call(reqwest::Method::GET, &format!("/api/backups?database_id={}", maria_db["id"].as_str().unwrap()), None).await?;
+    assert_eq!(
+        api.call(reqwest::Method::GET, &format!("/api/backups/download?blob_name={maria_blob}"), None).await?.0,
+        404,
+        "the file is gone"
+    );
+    let (_, left) = api
+        .call(reqwest::Method::GET, &format!("/api/backups?database_id={}", maria_db["id"].as_str().unwrap()), None)
+        .await?;
     assert_eq!(left["count"], 0, "and so is its history row");
-    assert_eq!(api.call(reqwest::Method::DELETE, &format!("/api/backups/delete?blob_name={maria_blob}"), None).await?.0, 404);
+    assert_eq!(
+        api.call(reqwest::Method::DELETE, &format!("/api/backups/delete?blob_name={maria_blob}"), None).await?.0,
+        404
+    );
     let bad_blob = bad_row["blob_name"].as_str().unwrap();
-    let (s, bulk) = api.call(reqwest::Method::POST, "/api/backups/delete-bulk", Some(json!({"blob_names": [bad_blob, "mysql/../x"]}))).await?;
+    let (s, bulk) = api
+        .call(reqwest::Method::POST, "/api/backups/delete-bulk", Some(json!({"blob_names": [bad_blob, "mysql/../x"]})))
+        .await?;
     assert_eq!(s, 200);
     assert_eq!(bulk["deleted"], json!([bad_blob]), "{bulk}");
     assert_eq!(bulk["failed"][0]["status"], 400, "{bulk}");

@@ -63,9 +63,12 @@ impl MockEntra {
     }
 
     fn token(&self, key: &RS256KeyPair, oid: &str, audience: &str, valid: bool) -> String {
-        let mut claims = Claims::with_custom_claims(EntraClaims { oid: oid.into(), preferred_username: format!("{oid}@contoso.com") }, Duration::from_hours(1))
-            .with_issuer(format!("{}/{TENANT}/v2.0", self.url))
-            .with_audience(audience);
+        let mut claims = Claims::with_custom_claims(
+            EntraClaims { oid: oid.into(), preferred_username: format!("{oid}@contoso.com") },
+            Duration::from_hours(1),
+        )
+        .with_issuer(format!("{}/{TENANT}/v2.0", self.url))
+        .with_audience(audience);
         if !valid {
             claims.issued_at = Some(UnixTimeStamp::from_secs(1_000_000));
             claims.invalid_before = Some(UnixTimeStamp::from_secs(1_000_000));
@@ -80,8 +83,19 @@ async fn status(app: &App, method: reqwest::Method, path: &str, token: &str) -> 
     send(app, method, path, token, serde_json::json!({"name": "e", "engine_type": "mysql", "host": host})).await
 }
 
-async fn send(app: &App, method: reqwest::Method, path: &str, token: &str, body: serde_json::Value) -> Result<(u16, serde_json::Value)> {
-    let r = reqwest::Client::new().request(method, format!("{}{path}", app.url)).bearer_auth(token).json(&body).send().await?;
+async fn send(
+    app: &App,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> Result<(u16, serde_json::Value)> {
+    let r = reqwest::Client::new()
+        .request(method, format!("{}{path}", app.url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
     let s = r.status().as_u16();
     Ok((s, r.json().await.unwrap_or_default()))
 }
@@ -92,10 +106,16 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
     let k2 = RS256KeyPair::generate(2048)?.with_key_id("k2");
     let idp = MockEntra::start(jwks(&[&k1]));
     let az = Azurite::start()?;
-    let app = App::start_with(&az.connection_string, &root().join("spin.toml"), &[
-        ("SPIN_VARIABLE_AUTH_MODE", "entra"), ("SPIN_VARIABLE_ENTRA_TENANT_ID", TENANT),
-        ("SPIN_VARIABLE_ENTRA_CLIENT_ID", CLIENT), ("SPIN_VARIABLE_ENTRA_AUTHORITY", &idp.url),
-    ])?;
+    let app = App::start_with(
+        &az.connection_string,
+        &root().join("spin.toml"),
+        &[
+            ("SPIN_VARIABLE_AUTH_MODE", "entra"),
+            ("SPIN_VARIABLE_ENTRA_TENANT_ID", TENANT),
+            ("SPIN_VARIABLE_ENTRA_CLIENT_ID", CLIENT),
+            ("SPIN_VARIABLE_ENTRA_AUTHORITY", &idp.url),
+        ],
+    )?;
     use reqwest::Method as M;
 
     let alice = idp.token(&k1, "alice", CLIENT, true);
@@ -103,19 +123,30 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
     assert_eq!(status(&app, M::POST, "/api/engines", &alice).await?.0, 201, "and is admin");
     let bob = idp.token(&k1, "bob", CLIENT, true);
     let (s, v) = status(&app, M::GET, "/api/engines", &bob).await?;
-    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("access_requested")), "strangers get no access, but a request: {v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("access_requested")),
+        "strangers get no access, but a request: {v}"
+    );
     assert!(v["error"]["message"].as_str().unwrap().contains("bob@contoso.com"));
     assert_eq!(idp.hits.load(Ordering::SeqCst), 1, "signing keys are fetched once and cached");
 
     for (why, token) in [
         ("another audience", idp.token(&k1, "alice", "someone-else", true)),
         ("expired", idp.token(&k1, "alice", CLIENT, false)),
-        ("a key the tenant does not publish", idp.token(&RS256KeyPair::generate(2048)?.with_key_id("k1"), "alice", CLIENT, true)),
+        (
+            "a key the tenant does not publish",
+            idp.token(&RS256KeyPair::generate(2048)?.with_key_id("k1"), "alice", CLIENT, true),
+        ),
         ("not a JWT", "nonsense".to_string()),
     ] {
         assert_eq!(status(&app, M::GET, "/api/engines", &token).await?.0, 401, "{why}");
     }
-    let dev = reqwest::Client::new().post(format!("{}/api/auth/dev-token", app.url)).json(&serde_json::json!({"email": "x@y.z", "role": "admin"})).send().await?;
+    let dev = reqwest::Client::new()
+        .post(format!("{}/api/auth/dev-token", app.url))
+        .json(&serde_json::json!({"email": "x@y.z", "role": "admin"}))
+        .send()
+        .await?;
     assert_eq!(dev.status().as_u16(), 404, "no dev tokens in entra mode");
 
     // Access requests: approved ones become users with the chosen role; rejected ones stay out.
@@ -125,29 +156,56 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
         assert_eq!(status(&app, M::GET, "/api/engines", t).await?.0, 403);
     }
     let (_, reqs) = status(&app, M::GET, "/api/access-requests", &alice).await?;
-    let pending: Vec<&str> = reqs["access_requests"].as_array().unwrap().iter().map(|r| r["email"].as_str().unwrap()).collect();
+    let pending: Vec<&str> =
+        reqs["access_requests"].as_array().unwrap().iter().map(|r| r["email"].as_str().unwrap()).collect();
     assert_eq!(reqs["pending"], 3, "one request per person however often they try: {reqs}");
     assert!(pending.contains(&"carol@contoso.com") && pending.contains(&"bob@contoso.com"));
     assert_eq!(status(&app, M::GET, "/api/access-requests", &carol).await?.0, 403);
-    let (s, v) = send(&app, M::POST, "/api/access-requests/carol/approve", &alice, serde_json::json!({"role": "superuser"})).await?;
+    let (s, v) =
+        send(&app, M::POST, "/api/access-requests/carol/approve", &alice, serde_json::json!({"role": "superuser"}))
+            .await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("role")), "{v}");
-    let (s, v) = send(&app, M::POST, "/api/access-requests/carol/approve", &alice, serde_json::json!({"role": "viewer"})).await?;
+    let (s, v) =
+        send(&app, M::POST, "/api/access-requests/carol/approve", &alice, serde_json::json!({"role": "viewer"}))
+            .await?;
     assert_eq!((s, v["role"].as_str()), (200, Some("viewer")), "{v}");
     assert_eq!(status(&app, M::GET, "/api/engines", &carol).await?.0, 200, "approved: in, as a viewer");
     assert_eq!(status(&app, M::POST, "/api/engines", &carol).await?.0, 403);
-    assert_eq!(send(&app, M::POST, "/api/access-requests/carol/approve", &alice, serde_json::json!({"role": "admin"})).await?.0, 409, "resolved once");
-    let (s, v) = send(&app, M::POST, "/api/access-requests/dave/reject", &alice, serde_json::json!({"reason": "not on the team"})).await?;
-    assert_eq!((s, v["status"].as_str(), v["resolved_by"].as_str()), (200, Some("rejected"), Some("alice@contoso.com")), "{v}");
+    assert_eq!(
+        send(&app, M::POST, "/api/access-requests/carol/approve", &alice, serde_json::json!({"role": "admin"}))
+            .await?
+            .0,
+        409,
+        "resolved once"
+    );
+    let (s, v) = send(
+        &app,
+        M::POST,
+        "/api/access-requests/dave/reject",
+        &alice,
+        serde_json::json!({"reason": "not on the team"}),
+    )
+    .await?;
+    assert_eq!(
+        (s, v["status"].as_str(), v["resolved_by"].as_str()),
+        (200, Some("rejected"), Some("alice@contoso.com")),
+        "{v}"
+    );
     let (s, v) = status(&app, M::GET, "/api/engines", &dave).await?;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("no_access")), "rejected: no new request: {v}");
-    assert_eq!(send(&app, M::PUT, "/api/settings", &alice, serde_json::json!({"access_requests_enabled": false})).await?.0, 200);
+    assert_eq!(
+        send(&app, M::PUT, "/api/settings", &alice, serde_json::json!({"access_requests_enabled": false})).await?.0,
+        200
+    );
     let (s, v) = status(&app, M::GET, "/api/engines", &idp.token(&k1, "erin", CLIENT, true)).await?;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("no_access")), "requests switched off: {v}");
     let (_, all) = status(&app, M::GET, "/api/access-requests?status=all", &alice).await?;
     assert_eq!(all["total"], 3, "bob, carol, dave; erin filed none: {all}");
 
     // The admin registers bob by email; his first sign-in claims that row, with its role.
-    let (s, v) = send(&app, M::POST, "/api/users", &alice, serde_json::json!({"email": "Bob@Contoso.com", "role": "operator"})).await?;
+    let (s, v) =
+        send(&app, M::POST, "/api/users", &alice, serde_json::json!({"email": "Bob@Contoso.com", "role": "operator"}))
+            .await?;
     assert_eq!(s, 201, "{v}");
     assert_eq!(status(&app, M::POST, "/api/engines", &bob).await?.0, 201, "operators manage servers");
     let (s, me) = status(&app, M::GET, "/api/users/me", &bob).await?;

@@ -20,8 +20,13 @@ async fn postgres_17_is_dumped_with_pg_dump_17_and_restores() -> Result<()> {
                    INSERT INTO t (doc, note) SELECT jsonb_build_object('n', g, 'emoji', '🐘'), 'row ' || g FROM generate_series(1, 1000) g;")?;
 
     let api = Api::signed_in(&app, "admin").await?;
-    let engine = api.post("/api/engines", json!({"name": "pg17", "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port,
-        "username": "postgres", "password": "pg17-pw"})).await?;
+    let engine = api
+        .post(
+            "/api/engines",
+            json!({"name": "pg17", "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port,
+        "username": "postgres", "password": "pg17-pw"}),
+        )
+        .await?;
     let db = api.post("/api/databases", json!({"engine_id": engine["id"], "name": "app"})).await?;
     let id = db["id"].as_str().unwrap();
     let job = api.post(&format!("/api/databases/{id}/backup"), json!({})).await?;

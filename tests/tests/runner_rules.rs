@@ -43,7 +43,8 @@ async fn tick_routes_are_called_on_their_timer_with_the_token() -> Result<()> {
             let n = conn.read(&mut buf).unwrap_or(0);
             let req = String::from_utf8_lossy(&buf[..n]).to_string();
             let line = req.lines().next().unwrap_or("").to_string();
-            let auth = req.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")).unwrap_or("").to_string();
+            let auth =
+                req.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")).unwrap_or("").to_string();
             s.lock().unwrap().push(format!("{line} | {auth}"));
             let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         }

@@ -20,8 +20,12 @@ struct Sim {
 
 impl Sim {
     async fn tick(&self, now: DateTime<Utc>) -> Result<Value> {
-        let r = self.c.post(format!("{}/internal/ticks/scheduler?now={}", self.url, now.to_rfc3339().replace('+', "%2B")))
-            .bearer_auth(TOKEN).send().await?;
+        let r = self
+            .c
+            .post(format!("{}/internal/ticks/scheduler?now={}", self.url, now.to_rfc3339().replace('+', "%2B")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?;
         let s = r.status().as_u16();
         let v: Value = r.json().await?;
         if s != 200 {
@@ -31,7 +35,14 @@ impl Sim {
     }
 
     async fn history(&self, db: &str) -> Result<Vec<Value>> {
-        let v: Value = self.c.get(format!("{}/api/backups?database_id={db}&days=60&page_size=200", self.url)).bearer_auth(&self.token).send().await?.json().await?;
+        let v: Value = self
+            .c
+            .get(format!("{}/api/backups?database_id={db}&days=60&page_size=200", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .json()
+            .await?;
         let mut rows = v["backups"].as_array().cloned().unwrap_or_default();
         rows.reverse(); // oldest first
         Ok(rows)
@@ -42,7 +53,8 @@ impl Sim {
         loop {
             let mut busy = false;
             for db in dbs {
-                busy |= self.history(db).await?.iter().any(|r| r["status"] == "pending" || r["status"] == "in_progress");
+                busy |=
+                    self.history(db).await?.iter().any(|r| r["status"] == "pending" || r["status"] == "in_progress");
             }
             if !busy {
                 return Ok(());
@@ -62,14 +74,26 @@ fn expected(policy: &str, t: DateTime<Utc>, first: bool) -> Vec<&'static str> {
     match policy {
         "production-standard" => {
             v.push("hourly");
-            if first || h == 2 { v.push("daily") }
-            if first || (sun && h == 3) { v.push("weekly") }
-            if first || (day1 && h == 4) { v.push("monthly") }
-            if first || (jan1 && h == 5) { v.push("yearly") }
+            if first || h == 2 {
+                v.push("daily")
+            }
+            if first || (sun && h == 3) {
+                v.push("weekly")
+            }
+            if first || (day1 && h == 4) {
+                v.push("monthly")
+            }
+            if first || (jan1 && h == 5) {
+                v.push("yearly")
+            }
         }
         "development" => {
-            if first || h == 2 { v.push("daily") }
-            if first || (sun && h == 3) { v.push("weekly") }
+            if first || h == 2 {
+                v.push("daily")
+            }
+            if first || (sun && h == 3) {
+                v.push("weekly")
+            }
         }
         _ => unreachable!(),
     }
@@ -81,9 +105,11 @@ async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
     let az = std::thread::spawn(Azurite::start);
     let pg = Postgres::start("sched-pw")?;
     let az = az.join().unwrap()?;
-    let app = App::start_with(&az.connection_string, &root().join("spin.toml"), &[
-        ("SPIN_VARIABLE_ALLOW_CLOCK_OVERRIDE", "true"), ("DILUX_TICKS", "off"), ("DILUX_WORKER_IDLE_POLL_MS", "50"),
-    ])?;
+    let app = App::start_with(
+        &az.connection_string,
+        &root().join("spin.toml"),
+        &[("SPIN_VARIABLE_ALLOW_CLOCK_OVERRIDE", "true"), ("DILUX_TICKS", "off"), ("DILUX_WORKER_IDLE_POLL_MS", "50")],
+    )?;
     pg.sql("postgres", "CREATE DATABASE a; CREATE DATABASE b;")?;
     pg.sql("a", "CREATE TABLE t (id int primary key); INSERT INTO t SELECT generate_series(1, 100);")?;
     let sim = Sim { c: reqwest::Client::new(), url: app.url.clone(), token: app.token("admin").await? };
@@ -92,19 +118,43 @@ async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
     let r = sim.c.post(format!("{}/internal/ticks/scheduler", app.url)).send().await?;
     assert_eq!(r.status().as_u16(), 401);
 
-    let engine: Value = sim.c.post(format!("{}/api/engines", app.url)).bearer_auth(&sim.token).json(&json!({"name": "pg", "engine_type": "postgresql",
-        "host": "127.0.0.1", "port": pg.port, "username": "postgres", "password": "sched-pw"})).send().await?.json().await?;
+    let engine: Value = sim
+        .c
+        .post(format!("{}/api/engines", app.url))
+        .bearer_auth(&sim.token)
+        .json(&json!({"name": "pg", "engine_type": "postgresql",
+        "host": "127.0.0.1", "port": pg.port, "username": "postgres", "password": "sched-pw"}))
+        .send()
+        .await?
+        .json()
+        .await?;
     let mut ids = Vec::new();
     for (name, policy) in [("a", "production-standard"), ("b", "development")] {
-        let db: Value = sim.c.post(format!("{}/api/databases", app.url)).bearer_auth(&sim.token).json(&json!({"engine_id": engine["id"], "name": name, "policy_id": policy}))
-            .send().await?.json().await?;
+        let db: Value = sim
+            .c
+            .post(format!("{}/api/databases", app.url))
+            .bearer_auth(&sim.token)
+            .json(&json!({"engine_id": engine["id"], "name": name, "policy_id": policy}))
+            .send()
+            .await?
+            .json()
+            .await?;
         ids.push((db["id"].as_str().unwrap().to_string(), policy));
     }
-    let bad = sim.c.post(format!("{}/api/databases", app.url)).bearer_auth(&sim.token).json(&json!({"engine_id": engine["id"], "name": "c", "policy_id": "nope"})).send().await?;
+    let bad = sim
+        .c
+        .post(format!("{}/api/databases", app.url))
+        .bearer_auth(&sim.token)
+        .json(&json!({"engine_id": engine["id"], "name": "c", "policy_id": "nope"}))
+        .send()
+        .await?;
     assert_eq!(bad.status().as_u16(), 400, "unknown policies are refused");
     let db_ids: Vec<&str> = ids.iter().map(|(i, _)| i.as_str()).collect();
-    let status: Value = sim.c.get(format!("{}/api/system-status", app.url)).bearer_auth(&sim.token).send().await?.json().await?;
-    let missed = |s: &Value| s["alerts"].as_array().unwrap().iter().filter(|a| a["kind"] == "missed_backups").cloned().collect::<Vec<_>>();
+    let status: Value =
+        sim.c.get(format!("{}/api/system-status", app.url)).bearer_auth(&sim.token).send().await?.json().await?;
+    let missed = |s: &Value| {
+        s["alerts"].as_array().unwrap().iter().filter(|a| a["kind"] == "missed_backups").cloned().collect::<Vec<_>>()
+    };
     assert_eq!(missed(&status).len(), 0, "new databases are not overdue yet: {status}");
     assert_eq!(status["status"], "healthy", "a scheduler that has not run yet is only a warning: {status}");
 
@@ -150,22 +200,33 @@ async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
         false
     };
     let mut a = vec!["hourly", "daily", "weekly"];
-    if passed(&|h| h.day() == 1 && h.hour() == 4) { a.push("monthly") }
-    if passed(&|h| h.month() == 1 && h.day() == 1 && h.hour() == 5) { a.push("yearly") }
+    if passed(&|h| h.day() == 1 && h.hour() == 4) {
+        a.push("monthly")
+    }
+    if passed(&|h| h.month() == 1 && h.day() == 1 && h.hour() == 5) {
+        a.push("yearly")
+    }
     want[0].push(a);
     want[1].push(vec!["daily", "weekly"]);
     sim.wait_idle(&db_ids).await?;
 
     for (i, (id, policy)) in ids.iter().enumerate() {
         let rows = sim.history(id).await?;
-        let got: Vec<Vec<String>> = rows.iter().map(|r| r["tiers"].as_str().unwrap_or("").split(',').filter(|s| !s.is_empty()).map(String::from).collect()).collect();
+        let got: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| r["tiers"].as_str().unwrap_or("").split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+            .collect();
         let want_s: Vec<Vec<String>> = want[i].iter().map(|v| v.iter().map(|s| s.to_string()).collect()).collect();
         assert_eq!(got, want_s, "{policy}: the exact jobs, in order");
-        assert!(rows.iter().all(|r| r["status"] == "completed" && r["triggered_by"] == "scheduler"), "{policy}: {rows:?}");
+        assert!(
+            rows.iter().all(|r| r["status"] == "completed" && r["triggered_by"] == "scheduler"),
+            "{policy}: {rows:?}"
+        );
     }
 
     // By the real clock the simulated backups are days old: both databases are overdue.
-    let status: Value = sim.c.get(format!("{}/api/system-status", app.url)).bearer_auth(&sim.token).send().await?.json().await?;
+    let status: Value =
+        sim.c.get(format!("{}/api/system-status", app.url)).bearer_auth(&sim.token).send().await?.json().await?;
     let missed_now = missed(&status);
     let mut alerted: Vec<&str> = missed_now.iter().map(|a| a["database_id"].as_str().unwrap()).collect();
     alerted.sort();
@@ -189,42 +250,67 @@ async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
             a_keep.push(r["id"].as_str().unwrap().to_string());
         }
     }
-    let a_delete: Vec<String> = a_rows.iter().map(|r| r["id"].as_str().unwrap().to_string()).filter(|id| !a_keep.contains(id)).collect();
+    let a_delete: Vec<String> =
+        a_rows.iter().map(|r| r["id"].as_str().unwrap().to_string()).filter(|id| !a_keep.contains(id)).collect();
     assert_eq!(a_delete.len(), a_rows.len() - a_keep.len());
     assert!(!a_delete.is_empty());
 
-    let preview: Value = sim.c.get(format!("{}/api/retention/preview", app.url)).bearer_auth(&sim.token).send().await?.json().await?;
-    let of = |id: &str| preview["databases"].as_array().unwrap().iter().find(|d| d["database_id"] == id).cloned().unwrap();
-    let ids_of = |v: &Value, k: &str| -> Vec<String> { v[k].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect() };
+    let preview: Value =
+        sim.c.get(format!("{}/api/retention/preview", app.url)).bearer_auth(&sim.token).send().await?.json().await?;
+    let of =
+        |id: &str| preview["databases"].as_array().unwrap().iter().find(|d| d["database_id"] == id).cloned().unwrap();
+    let ids_of = |v: &Value, k: &str| -> Vec<String> {
+        v[k].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect()
+    };
     let mut previewed = ids_of(&of(&ids[0].0), "delete");
     previewed.sort();
     let mut expect_del = a_delete.clone();
     expect_del.sort();
     assert_eq!(previewed, expect_del, "the dry run names exactly the backups the policy no longer needs");
     assert!(ids_of(&of(&ids[1].0), "delete").is_empty());
-    assert!(of(&ids[0].0)["keep"].as_array().unwrap().iter().all(|k| !k["reason"].as_str().unwrap().is_empty()), "every kept backup says why");
+    assert!(
+        of(&ids[0].0)["keep"].as_array().unwrap().iter().all(|k| !k["reason"].as_str().unwrap().is_empty()),
+        "every kept backup says why"
+    );
     assert_eq!(sim.history(&ids[0].0).await?.len(), a_rows.len(), "a dry run deletes nothing");
 
     let r = sim.c.post(format!("{}/internal/ticks/retention", app.url)).bearer_auth(TOKEN).send().await?;
     let report: Value = r.json().await?;
     assert_eq!(report["deleted"].as_u64(), Some(a_delete.len() as u64), "{report}");
-    let mut survivors: Vec<String> = sim.history(&ids[0].0).await?.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let mut survivors: Vec<String> =
+        sim.history(&ids[0].0).await?.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
     survivors.sort();
     a_keep.sort();
     assert_eq!(survivors, a_keep, "exactly the kept set survives");
     assert_eq!(sim.history(&ids[1].0).await?.len(), 5);
     for r in &a_rows {
-        let status = sim.c.get(format!("{}/api/backups/download?blob_name={}", app.url, r["blob_name"].as_str().unwrap())).bearer_auth(&sim.token).send().await?.status().as_u16();
+        let status = sim
+            .c
+            .get(format!("{}/api/backups/download?blob_name={}", app.url, r["blob_name"].as_str().unwrap()))
+            .bearer_auth(&sim.token)
+            .send()
+            .await?
+            .status()
+            .as_u16();
         let kept = a_keep.contains(&r["id"].as_str().unwrap().to_string());
         assert_eq!(status, if kept { 200 } else { 404 }, "blob of {} ({})", r["id"], r["tiers"]);
     }
     // Each deletion left an audit row.
-    let storage = dilux_dumper_host::storage::Storage::new(dilux_azure::Account::from_connection_string(&az.connection_string)?);
-    let q = dilux_azure::table::query(&storage.account, Utc::now(), "auditlogs", Some("action eq 'backup_deleted_retention'"), None, None);
+    let storage =
+        dilux_dumper_host::storage::Storage::new(dilux_azure::Account::from_connection_string(&az.connection_string)?);
+    let q = dilux_azure::table::query(
+        &storage.account,
+        Utc::now(),
+        "auditlogs",
+        Some("action eq 'backup_deleted_retention'"),
+        None,
+        None,
+    );
     let audit = dilux_azure::table::parse_query(storage.send("q", q).await?)?;
     assert_eq!(audit.entities.len(), a_delete.len());
     // A second pass has nothing left to delete.
-    let again: Value = sim.c.post(format!("{}/internal/ticks/retention", app.url)).bearer_auth(TOKEN).send().await?.json().await?;
+    let again: Value =
+        sim.c.post(format!("{}/internal/ticks/retention", app.url)).bearer_auth(TOKEN).send().await?.json().await?;
     assert_eq!(again["deleted"], 0);
     Ok(())
 }

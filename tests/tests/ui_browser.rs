@@ -31,12 +31,33 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    ensure!(out.status.success() && stdout.contains("ui-flow ok"), "the browser flow failed: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success() && stdout.contains("ui-flow ok"),
+        "the browser flow failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for page in [
-        "signin", "dashboard", "dashboard-dark", "servers-add", "servers-discover", "databases", "backups", "status", "policies", "policies-edit",
-        "storage", "users", "audit", "settings", "viewer-servers", "viewer-databases", "viewer-backups", "viewer-policies",
+        "signin",
+        "dashboard",
+        "dashboard-dark",
+        "servers-add",
+        "servers-discover",
+        "databases",
+        "backups",
+        "status",
+        "policies",
+        "policies-edit",
+        "storage",
+        "users",
+        "audit",
+        "settings",
+        "viewer-servers",
+        "viewer-databases",
+        "viewer-backups",
+        "viewer-policies",
     ] {
-        let png = std::fs::read(shots.join(format!("{page}.png"))).with_context(|| format!("no screenshot of {page}"))?;
+        let png =
+            std::fs::read(shots.join(format!("{page}.png"))).with_context(|| format!("no screenshot of {page}"))?;
         ensure!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{page}.png is not a real screenshot");
     }
     Ok(())
@@ -49,10 +70,16 @@ fn entra_sign_in_with_pkce_against_a_mock_identity_provider() -> Result<()> {
     let az = Azurite::start()?;
     let mock_port = dilux_e2e::free_port();
     let authority = format!("http://127.0.0.1:{mock_port}");
-    let app = App::start_with(&az.connection_string, &root().join("spin.toml"), &[
-        ("SPIN_VARIABLE_AUTH_MODE", "entra"), ("SPIN_VARIABLE_ENTRA_TENANT_ID", "tenant-ui"),
-        ("SPIN_VARIABLE_ENTRA_CLIENT_ID", "client-ui"), ("SPIN_VARIABLE_ENTRA_AUTHORITY", &authority),
-    ])?;
+    let app = App::start_with(
+        &az.connection_string,
+        &root().join("spin.toml"),
+        &[
+            ("SPIN_VARIABLE_AUTH_MODE", "entra"),
+            ("SPIN_VARIABLE_ENTRA_TENANT_ID", "tenant-ui"),
+            ("SPIN_VARIABLE_ENTRA_CLIENT_ID", "client-ui"),
+            ("SPIN_VARIABLE_ENTRA_AUTHORITY", &authority),
+        ],
+    )?;
     let shots = root().join("target/ui-screenshots");
     let out = Command::new("node")
         .arg(root().join("tests/ui/entra.mjs"))
@@ -67,9 +94,16 @@ fn entra_sign_in_with_pkce_against_a_mock_identity_provider() -> Result<()> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    ensure!(out.status.success() && stdout.contains("ui-entra ok"), "the Entra sign-in flow failed: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success() && stdout.contains("ui-entra ok"),
+        "the Entra sign-in flow failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for page in ["signin-entra", "entra-dashboard"] {
-        ensure!(std::fs::read(shots.join(format!("{page}.png"))).is_ok_and(|p| p.starts_with(b"\x89PNG")), "no screenshot of {page}");
+        ensure!(
+            std::fs::read(shots.join(format!("{page}.png"))).is_ok_and(|p| p.starts_with(b"\x89PNG")),
+            "no screenshot of {page}"
+        );
     }
     Ok(())
 }

@@ -39,7 +39,12 @@ pub async fn call(method: Method, path: &str, body: Option<&Value>) -> Result<Va
 }
 
 /// A call that sends `If-Match` when given and answers the resource's `ETag` with the body.
-pub async fn call_tagged(method: Method, path: &str, body: Option<&Value>, if_match: Option<&str>) -> Result<(Value, Option<String>), ApiError> {
+pub async fn call_tagged(
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    if_match: Option<&str>,
+) -> Result<(Value, Option<String>), ApiError> {
     let mut req = RequestBuilder::new(path).method(method);
     if let Some(t) = token() {
         req = req.header("authorization", &format!("Bearer {t}"));
@@ -51,7 +56,10 @@ pub async fn call_tagged(method: Method, path: &str, body: Option<&Value>, if_ma
         Some(b) => req.json(b).map_err(|e| ApiError { status: 0, message: e.to_string() })?.send().await,
         None => req.send().await,
     };
-    let resp = sent.map_err(|e| ApiError { status: 0, message: format!("the server could not be reached ({e}); check your connection and try again") })?;
+    let resp = sent.map_err(|e| ApiError {
+        status: 0,
+        message: format!("the server could not be reached ({e}); check your connection and try again"),
+    })?;
     let status = resp.status();
     let etag = resp.headers().get("etag");
     let v: Value = resp.json().await.unwrap_or(Value::Null);
@@ -62,13 +70,15 @@ pub async fn call_tagged(method: Method, path: &str, body: Option<&Value>, if_ma
         // The token expired or was revoked: back to the sign-in page.
         set_token(None);
     }
-    let message = v["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("the server answered {status}"));
+    let message =
+        v["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("the server answered {status}"));
     Err(ApiError { status, message })
 }
 
 pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
     let v = call(Method::GET, path, None).await?;
-    serde_json::from_value(v).map_err(|e| ApiError { status: 0, message: format!("unexpected answer from {path}: {e}") })
+    serde_json::from_value(v)
+        .map_err(|e| ApiError { status: 0, message: format!("unexpected answer from {path}: {e}") })
 }
 
 pub async fn post(path: &str, body: &Value) -> Result<Value, ApiError> {
@@ -107,5 +117,9 @@ pub fn bytes(n: i64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[i]) }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
 }

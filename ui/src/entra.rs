@@ -32,7 +32,11 @@ fn origin() -> String {
 }
 
 fn endpoint(config: &Value, path: &str) -> String {
-    format!("{}/{}/oauth2/v2.0/{path}", config["authority"].as_str().unwrap_or_default(), config["tenant_id"].as_str().unwrap_or_default())
+    format!(
+        "{}/{}/oauth2/v2.0/{path}",
+        config["authority"].as_str().unwrap_or_default(),
+        config["tenant_id"].as_str().unwrap_or_default()
+    )
 }
 
 /// The access token is for this API: its app registration's `api://{client id}` scopes.
@@ -61,11 +65,13 @@ pub fn start(config: &Value) {
 
 /// Back from the tenant with `?code=…&state=…`: redeems the code for an access token.
 pub async fn finish(config: &Value, query: &str) -> Result<String, String> {
-    let params = web_sys::UrlSearchParams::new_with_str(query).map_err(|_| "the sign-in answer is unreadable".to_string())?;
+    let params =
+        web_sys::UrlSearchParams::new_with_str(query).map_err(|_| "the sign-in answer is unreadable".to_string())?;
     if let Some(e) = params.get("error") {
         return Err(format!("Entra ID refused the sign-in: {}", params.get("error_description").unwrap_or(e)));
     }
-    let pending: Pending = gloo_storage::SessionStorage::get(PKCE_KEY).map_err(|_| "this sign-in was not started here; sign in again".to_string())?;
+    let pending: Pending = gloo_storage::SessionStorage::get(PKCE_KEY)
+        .map_err(|_| "this sign-in was not started here; sign in again".to_string())?;
     gloo_storage::SessionStorage::delete(PKCE_KEY);
     if params.get("state").as_deref() != Some(pending.state.as_str()) {
         return Err("the sign-in answer does not match the request (state); sign in again".into());
@@ -89,6 +95,9 @@ pub async fn finish(config: &Value, query: &str) -> Result<String, String> {
         .map_err(|e| format!("Entra ID could not be reached ({e})"))?;
     let v: Value = resp.json().await.unwrap_or(Value::Null);
     v["access_token"].as_str().map(str::to_string).ok_or_else(|| {
-        format!("Entra ID did not issue a token: {}", v["error_description"].as_str().or(v["error"].as_str()).unwrap_or("no reason given"))
+        format!(
+            "Entra ID did not issue a token: {}",
+            v["error_description"].as_str().or(v["error"].as_str()).unwrap_or("no reason given")
+        )
     })
 }

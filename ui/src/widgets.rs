@@ -25,7 +25,10 @@ where
 }
 
 /// Renders a loaded value, a spinner while loading, or the API's own error sentence.
-pub fn show<T: Send + Sync + 'static, V: IntoView + 'static>(data: Loaded<T>, render: impl Fn(&T) -> V + Send + Sync + 'static) -> impl IntoView {
+pub fn show<T: Send + Sync + 'static, V: IntoView + 'static>(
+    data: Loaded<T>,
+    render: impl Fn(&T) -> V + Send + Sync + 'static,
+) -> impl IntoView {
     move || {
         data.with(|d| match d {
             None => view! { <p class="loading">"Loading…"</p> }.into_any(),
@@ -51,13 +54,21 @@ pub fn describe_test(v: &serde_json::Value) -> Result<String, String> {
     if v["success"] == true {
         Ok(format!("Connection OK: {} ({} ms)", v["server_version"].as_str().unwrap_or("server"), v["duration_ms"]))
     } else {
-        Err(format!("Connection failed ({}): {}", v["error_type"].as_str().unwrap_or("error"), v["message"].as_str().unwrap_or("")))
+        Err(format!(
+            "Connection failed ({}): {}",
+            v["error_type"].as_str().unwrap_or("error"),
+            v["message"].as_str().unwrap_or("")
+        ))
     }
 }
 
 /// Runs a connection test — of saved settings (`saved`: a `…/test` route) or of the unsaved ones in
 /// `unsaved` — and says how it went in `message`.
-pub fn connection_test(message: RwSignal<Option<Result<String, String>>>, saved: Option<String>, unsaved: serde_json::Value) {
+pub fn connection_test(
+    message: RwSignal<Option<Result<String, String>>>,
+    saved: Option<String>,
+    unsaved: serde_json::Value,
+) {
     message.set(Some(Ok("Testing…".into())));
     leptos::task::spawn_local(async move {
         let r = match saved {
@@ -124,11 +135,18 @@ impl Saver {
     }
 
     /// PUT (editing) or POST (adding) `body`; `done` on success, the API's sentence in `message` otherwise.
-    pub fn save(&self, body: serde_json::Value, message: RwSignal<Option<Result<String, String>>>, done: impl FnOnce() + 'static) {
+    pub fn save(
+        &self,
+        body: serde_json::Value,
+        message: RwSignal<Option<Result<String, String>>>,
+        done: impl FnOnce() + 'static,
+    ) {
         let (collection, resource, etag) = (self.collection, self.resource.clone(), self.etag.get_untracked());
         leptos::task::spawn_local(async move {
             let r = match resource {
-                Some(r) => api::call_tagged(gloo_net::http::Method::PUT, &r, Some(&body), etag.as_deref()).await.map(|(v, _)| v),
+                Some(r) => api::call_tagged(gloo_net::http::Method::PUT, &r, Some(&body), etag.as_deref())
+                    .await
+                    .map(|(v, _)| v),
                 None => api::post(collection, &body).await,
             };
             match r {

@@ -1,101 +1,186 @@
-//! Request parsing and the error contract: every error is `{"error": {"code", "message", "field"?}}`
-//! with a status a client can act on.
+//! The API's own request and response (the Spin entry point converts to and from Spin's), what a
+//! handler is given ([`Cx`]) and what it answers ([`Reply`]), and parsing of bodies and query values.
 
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use spin_sdk::http::Response;
 
-use dilux_azure_spin::StoreError;
-use dilux_domain::FieldError;
-
-pub type ApiResult = Result<Response, ApiError>;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, Kind};
+use crate::App;
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 64 * 1024;
 
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-    pub field: Option<String>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    Get,
+    Post,
+    Put,
+    Delete,
+    Other,
 }
 
-impl ApiError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None }
-    }
-
-    pub fn not_found(what: &str, id: &str) -> Self {
-        ApiError::new(404, "not_found", format!("{what} `{id}` does not exist"))
-    }
-
-    pub fn field(field: &str, message: impl Into<String>) -> Self {
-        ApiError { status: 400, code: "invalid_field", message: format!("{field}: {}", message.into()), field: Some(field.into()) }
-    }
-
-    pub fn config(message: String) -> Self {
-        ApiError::new(500, "misconfigured", format!("the API is misconfigured: {message}"))
-    }
-
-    pub fn into_response(self) -> Response {
-        let mut err = serde_json::json!({ "code": self.code, "message": self.message });
-        if let Some(f) = self.field {
-            err["field"] = f.into();
+impl Verb {
+    pub fn parse(m: &str) -> Verb {
+        match m.to_ascii_uppercase().as_str() {
+            "GET" => Verb::Get,
+            "POST" => Verb::Post,
+            "PUT" => Verb::Put,
+            "DELETE" => Verb::Delete,
+            _ => Verb::Other,
         }
-        json(self.status, &serde_json::json!({ "error": err }))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+            Verb::Put => "PUT",
+            Verb::Delete => "DELETE",
+            Verb::Other => "OTHER",
+        }
     }
 }
 
-impl From<FieldError> for ApiError {
-    fn from(e: FieldError) -> Self {
-        ApiError::field(&e.field, e.message)
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub client_ip: String,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        // Storage details stay in the log; the client learns what failed and that it may retry.
-        eprintln!("api storage_error={e}");
-        ApiError::new(503, "storage_unavailable", format!("Azure Storage could not complete the request ({e}); try again"))
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json<T: Serialize>(status: u16, body: &T) -> Self {
+        Response {
+            status,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("cache-control".into(), "no-store".into()),
+            ],
+            body: serde_json::to_vec(body).expect("API bodies serialize"),
+        }
+    }
+
+    pub fn error(e: &ApiError) -> Self {
+        Response::json(e.status(), &e.body())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json_body(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
     }
 }
 
-/// A JSON answer carrying the resource's ETag, for a later `If-Match`.
-pub fn json_tagged<T: Serialize>(status: u16, body: &T, etag: Option<&str>) -> Response {
-    let mut b = Response::builder();
-    b.status(status).header("content-type", "application/json").header("cache-control", "no-store");
-    if let Some(e) = etag {
-        b.header("etag", e);
-    }
-    b.body(serde_json::to_vec(body).expect("API bodies serialize")).build()
+/// What the audit row says the call was about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    pub id: String,
+    pub name: String,
 }
 
-/// The client's `If-Match` names the version it edited; a newer one means someone else changed the
-/// resource since the client loaded it.
-pub fn check_if_match(if_match: Option<&str>, current: &str, what: &str) -> Result<(), ApiError> {
-    match if_match {
-        Some(m) if m != "*" && m != current => Err(ApiError::new(412, "changed", format!("the {what} was changed by someone else since you loaded it; reload and try again"))),
-        _ => Ok(()),
+/// A handler's answer: the body (its status is the route's), the resource's ETag, and the audit target.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub body: serde_json::Value,
+    pub etag: Option<String>,
+    pub target: Target,
+}
+
+impl Reply {
+    pub fn json<T: Serialize>(body: &T) -> Self {
+        Reply { body: serde_json::to_value(body).expect("API bodies serialize"), etag: None, target: Target::default() }
+    }
+
+    /// The resource's version, for a later `If-Match`.
+    pub fn etag(mut self, etag: Option<String>) -> Self {
+        self.etag = etag;
+        self
+    }
+
+    /// The resource the audit row names.
+    pub fn about(mut self, id: &str, name: &str) -> Self {
+        self.target = Target { id: id.to_string(), name: name.to_string() };
+        self
     }
 }
 
-pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("cache-control", "no-store")
-        .body(serde_json::to_vec(body).expect("API bodies serialize"))
-        .build()
+/// What a handler is given.
+pub struct Cx<'a> {
+    pub app: &'a App,
+    /// The signed-in caller; `None` only on public routes.
+    pub who: Option<&'a Principal>,
+    /// Path parameters, in the order of the route's `{…}` segments.
+    pub params: &'a [&'a str],
+    pub query: &'a [(String, String)],
+    pub body: &'a [u8],
+    /// The version the client edited, when it says (optimistic concurrency across users).
+    pub if_match: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+impl Cx<'_> {
+    /// The first path parameter.
+    pub fn id(&self) -> &str {
+        self.params.first().copied().unwrap_or_default()
+    }
+
+    pub fn who(&self) -> ApiResult<&Principal> {
+        self.who.ok_or_else(|| ApiError::new(Kind::Unauthenticated, "sign in first"))
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        param(self.query, name)
+    }
+
+    pub fn body<T: DeserializeOwned>(&self) -> ApiResult<T> {
+        parse(self.body)
+    }
+
+    /// An optional body: none (or JSON `null`) is the default.
+    pub fn optional_body<T: DeserializeOwned + Default>(&self) -> ApiResult<T> {
+        if self.body.iter().all(u8::is_ascii_whitespace) || self.body.trim_ascii() == b"null" {
+            return Ok(T::default());
+        }
+        parse(self.body)
+    }
+
+    /// Refuses an edit based on a version older than `current` (412).
+    pub fn check_if_match(&self, current: &str, what: &str) -> ApiResult<()> {
+        match self.if_match {
+            Some(m) if m != "*" && m != current => Err(ApiError::changed(what)),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Parses a JSON body, naming the offending field on error.
-pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     if body.len() > MAX_BODY {
-        return Err(ApiError::new(413, "body_too_large", format!("request body exceeds {MAX_BODY} bytes")));
+        return Err(ApiError::new(Kind::BodyTooLarge, format!("request body exceeds {MAX_BODY} bytes")));
     }
     if body.is_empty() {
-        return Err(ApiError::new(400, "invalid_body", "a JSON body is required"));
+        return Err(ApiError::new(Kind::InvalidBody, "a JSON body is required"));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -108,16 +193,8 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             path
         };
         let message = inner.split(" at line").next().unwrap_or(&inner).to_string();
-        ApiError { status: 400, code: "invalid_field", message: format!("{field}: {message}"), field: Some(field) }
+        ApiError::field(&field, message)
     })
-}
-
-/// An optional body: none (or JSON `null`) is the default.
-pub fn parse_optional<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
-        return Ok(T::default());
-    }
-    parse(body)
 }
 
 fn extract_backticked(s: &str) -> Option<String> {
@@ -155,42 +232,65 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A query value; empty counts as absent.
 pub fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
 }
 
 /// A query value that must be one of an enum's JSON names (`choices` lists them for the message).
-pub fn enum_param<T: DeserializeOwned>(q: &[(String, String)], name: &str, choices: &str) -> Result<Option<T>, ApiError> {
+pub fn enum_param<T: DeserializeOwned>(q: &[(String, String)], name: &str, choices: &str) -> ApiResult<Option<T>> {
     param(q, name)
-        .filter(|s| !s.is_empty())
-        .map(|s| serde_json::from_value::<T>(serde_json::Value::String(s.into())).map_err(|_| ApiError::field(name, format!("must be one of {choices}"))))
+        .map(|s| {
+            serde_json::from_value::<T>(serde_json::Value::String(s.into()))
+                .map_err(|_| ApiError::field(name, format!("must be one of {choices}")))
+        })
         .transpose()
 }
 
-pub fn engine_type_param(q: &[(String, String)]) -> Result<Option<dilux_domain::EngineType>, ApiError> {
+pub fn engine_type_param(q: &[(String, String)]) -> ApiResult<Option<dilux_domain::EngineType>> {
     enum_param(q, "engine_type", "mysql, postgresql, sqlserver")
 }
 
 /// A `YYYY-MM-DD` query value.
-pub fn date_param(q: &[(String, String)], name: &str) -> Result<Option<chrono::NaiveDate>, ApiError> {
+pub fn date_param(q: &[(String, String)], name: &str) -> ApiResult<Option<chrono::NaiveDate>> {
     param(q, name)
-        .filter(|s| !s.is_empty())
-        .map(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| ApiError::field(name, "must be a date, YYYY-MM-DD")))
+        .map(|s| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| ApiError::field(name, "must be a date, YYYY-MM-DD"))
+        })
         .transpose()
 }
 
-pub fn bool_param(q: &[(String, String)], name: &str) -> Result<Option<bool>, ApiError> {
+pub fn bool_param(q: &[(String, String)], name: &str) -> ApiResult<Option<bool>> {
     match param(q, name) {
-        None | Some("") => Ok(None),
+        None => Ok(None),
         Some("true") => Ok(Some(true)),
         Some("false") => Ok(Some(false)),
         Some(_) => Err(ApiError::field(name, "must be true or false")),
     }
 }
 
+/// A whole number in `range`, or `default` when absent.
+pub fn number_param<T>(
+    q: &[(String, String)],
+    name: &str,
+    range: std::ops::RangeInclusive<T>,
+    default: T,
+) -> ApiResult<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    match param(q, name) {
+        None => Ok(default),
+        Some(s) => s.parse::<T>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            ApiError::field(name, format!("must be a number from {} to {}", range.start(), range.end()))
+        }),
+    }
+}
+
 /// The `cursor` of a newest-first page: the (PartitionKey, RowKey) of the last row already shown.
-pub fn cursor_param(q: &[(String, String)]) -> Result<Option<(String, String)>, ApiError> {
-    match param(q, "cursor").filter(|c| !c.is_empty()) {
+pub fn cursor_param(q: &[(String, String)]) -> ApiResult<Option<(String, String)>> {
+    match param(q, "cursor") {
         None => Ok(None),
         Some(c) => c.split_once('|').map(|(p, r)| Some((p.to_string(), r.to_string()))).ok_or_else(bad_cursor),
     }
@@ -203,4 +303,32 @@ pub fn bad_cursor() -> ApiError {
 /// The `cursor` that continues after the row with these keys.
 pub fn next_cursor(pk: &str, rk: &str) -> String {
     format!("{pk}|{rk}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let q = query_params("a=x%2Fy&b=1+2&c");
+        assert_eq!(param(&q, "a"), Some("x/y"));
+        assert_eq!(param(&q, "b"), Some("1 2"));
+        assert_eq!(param(&q, "c"), None);
+    }
+
+    #[test]
+    fn body_errors_name_the_field() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct B {
+            port: u16,
+        }
+        assert_eq!(parse::<B>(br#"{"port": "x"}"#).unwrap_err().field.as_deref(), Some("port"));
+        assert_eq!(parse::<B>(br#"{"port": 1, "extra": 2}"#).unwrap_err().field.as_deref(), Some("extra"));
+        assert_eq!(parse::<B>(b"{}").unwrap_err().field.as_deref(), Some("port"));
+        assert_eq!(parse::<B>(b"").unwrap_err().code(), "invalid_body");
+        assert_eq!(parse::<B>(&vec![b' '; MAX_BODY + 1]).unwrap_err().status(), 413);
+    }
 }

@@ -1,252 +1,401 @@
-//! The route table: one row per operation drives dispatch, 404/405, the permission check, the audit
-//! row and the OpenAPI document, so none of them can disagree with the others.
+//! The route table: a row is the only home of an operation. It names the method, path, handler,
+//! permission, audit action, query parameters, request and response schemas (generated from the
+//! types), success status and whether it takes `If-Match`. Dispatch, 404, 405 (with `Allow`), the role
+//! check, the audit row and the OpenAPI document are all derived from it.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use dilux_domain::user::Permission;
-use spin_sdk::http::Method;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-/// Every operation the API serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Health,
-    OpenApi,
-    AuthConfig,
-    DevToken,
-    ListEngines,
-    CreateEngine,
-    GetEngine,
-    UpdateEngine,
-    DeleteEngine,
-    TestEngine,
-    DiscoverEngine,
-    ListDatabases,
-    CreateDatabase,
-    TestConnection,
-    GetDatabase,
-    UpdateDatabase,
-    DeleteDatabase,
-    TestDatabase,
-    TriggerBackup,
-    ListBackups,
-    ListBackupFiles,
-    DownloadBackup,
-    DeleteBackup,
-    DeleteBackupsBulk,
-    BackupStats,
-    RetentionPreview,
-    ListPolicies,
-    CreatePolicy,
-    GetPolicy,
-    UpdatePolicy,
-    DeletePolicy,
-    ListUsers,
-    CreateUser,
-    Me,
-    GetPreferences,
-    UpdatePreferences,
-    UpdateUser,
-    DeleteUser,
-    ListAccessRequests,
-    ApproveAccessRequest,
-    RejectAccessRequest,
-    ListAudit,
-    AuditActions,
-    AuditResourceTypes,
-    AuditStats,
-    GetSettings,
-    UpdateSettings,
-    SystemStatus,
+use crate::error::ApiResult;
+use crate::http::{Cx, Reply, Verb};
+use crate::{access_requests, audit_log, auth, backups, engines, me, policies, probe, settings, status, users};
+use crate::{databases, openapi};
+
+pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+/// A handler: what it is given, what it answers.
+pub type AppFn = for<'a> fn(&'a Cx<'a>) -> LocalBoxFuture<'a, ApiResult<Reply>>;
+/// A JSON Schema of a type, as a `$ref` into the document's components.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// Needs nothing configured (liveness, the document itself).
+    Static(fn() -> serde_json::Value),
+    App(AppFn),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
-    Get,
-    Post,
-    Put,
-    Delete,
+pub fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
 }
 
-impl Verb {
-    pub fn of(m: &Method) -> Option<Verb> {
-        match m {
-            Method::Get => Some(Verb::Get),
-            Method::Post => Some(Verb::Post),
-            Method::Put => Some(Verb::Put),
-            Method::Delete => Some(Verb::Delete),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verb::Get => "get",
-            Verb::Post => "post",
-            Verb::Put => "put",
-            Verb::Delete => "delete",
-        }
-    }
+/// `h!(module::function)`: an `async fn(&Cx) -> ApiResult<Reply>` as a row's handler.
+macro_rules! h {
+    ($f:path) => {
+        Handler::App({
+            fn call<'a>(cx: &'a Cx<'a>) -> LocalBoxFuture<'a, ApiResult<Reply>> {
+                Box::pin($f(cx))
+            }
+            call
+        })
+    };
 }
 
-/// A request body, by the domain type that parses it (its JSON Schema goes into the document).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Body {
-    None,
-    /// Required body of this schema.
-    Json(&'static str),
-    /// Optional body of this schema.
-    OptionalJson(&'static str),
+#[derive(Clone, Copy)]
+pub struct Body {
+    pub schema: SchemaFn,
+    pub required: bool,
+}
+
+#[derive(Clone, Copy)]
+pub struct Audit {
+    pub action: &'static str,
+    pub resource_type: &'static str,
 }
 
 pub struct Route {
     pub verb: Verb,
     /// `/api/engines/{id}`: `{…}` segments match any one segment.
     pub path: &'static str,
-    pub op: Op,
+    /// The OpenAPI operationId.
+    pub id: &'static str,
+    pub handler: Handler,
     /// `None`: public.
     pub permission: Option<Permission>,
-    /// (action, resource type) of the audit row this call writes, allowed or refused.
-    pub audit: Option<(&'static str, &'static str)>,
+    /// The audit row this call writes, allowed or refused.
+    pub audit: Option<Audit>,
     pub summary: &'static str,
     /// Query parameters: (name, description).
     pub query: &'static [(&'static str, &'static str)],
-    pub body: Body,
+    pub body: Option<Body>,
+    pub response: Option<SchemaFn>,
     /// The status of success.
     pub ok: u16,
+    /// Takes `If-Match` (a stale version answers 412).
+    pub if_match: bool,
 }
 
-use Body::{Json, OptionalJson};
+impl Route {
+    const fn new(verb: Verb, path: &'static str, id: &'static str, handler: Handler, summary: &'static str) -> Self {
+        Route {
+            verb,
+            path,
+            id,
+            handler,
+            permission: None,
+            audit: None,
+            summary,
+            query: &[],
+            body: None,
+            response: None,
+            ok: 200,
+            if_match: false,
+        }
+    }
+
+    const fn needs(mut self, p: Permission) -> Self {
+        self.permission = Some(p);
+        self
+    }
+
+    const fn audited(mut self, action: &'static str, resource_type: &'static str) -> Self {
+        self.audit = Some(Audit { action, resource_type });
+        self
+    }
+
+    const fn query(mut self, q: &'static [(&'static str, &'static str)]) -> Self {
+        self.query = q;
+        self
+    }
+
+    const fn body(mut self, schema: SchemaFn) -> Self {
+        self.body = Some(Body { schema, required: true });
+        self
+    }
+
+    const fn optional_body(mut self, schema: SchemaFn) -> Self {
+        self.body = Some(Body { schema, required: false });
+        self
+    }
+
+    const fn returns(mut self, schema: SchemaFn) -> Self {
+        self.response = Some(schema);
+        self
+    }
+
+    const fn ok(mut self, status: u16) -> Self {
+        self.ok = status;
+        self
+    }
+
+    const fn if_match(mut self) -> Self {
+        self.if_match = true;
+        self
+    }
+}
+
+use dilux_domain::engine::{CreateDatabase, CreateEngine, UpdateDatabase, UpdateEngine};
+use dilux_domain::policy::PolicyInput;
+use dilux_domain::probe::ProbeResult;
+use dilux_domain::settings::{
+    AccessRequest, AppSettings, ApproveAccess, Preferences, RejectAccess, UpdatePreferences, UpdateSettings,
+};
+use dilux_domain::user::{CreateUser, UpdateUser, User};
+use dilux_domain::{DatabaseView, EngineView};
 use Permission::*;
-use Verb::*;
+use Verb::{Delete, Get, Post, Put};
 
-const fn r(verb: Verb, path: &'static str, op: Op, permission: Option<Permission>, audit: Option<(&'static str, &'static str)>, summary: &'static str) -> Route {
-    Route { verb, path, op, permission, audit, summary, query: &[], body: Body::None, ok: 200 }
-}
-
-const fn q(mut route: Route, query: &'static [(&'static str, &'static str)]) -> Route {
-    route.query = query;
-    route
-}
-
-const fn b(mut route: Route, body: Body) -> Route {
-    route.body = body;
-    route
-}
-
-const fn ok(mut route: Route, status: u16) -> Route {
-    route.ok = status;
-    route
+const fn r(verb: Verb, path: &'static str, id: &'static str, handler: Handler, summary: &'static str) -> Route {
+    Route::new(verb, path, id, handler, summary)
 }
 
 const PAGE: (&str, &str) = ("page_size", "items per page");
+const ENGINE_TYPE: (&str, &str) = ("engine_type", "mysql, postgresql or sqlserver");
+const FROM: (&str, &str) = ("from", "first day, YYYY-MM-DD (UTC)");
+const TO: (&str, &str) = ("to", "last day, YYYY-MM-DD (UTC)");
+const CURSOR: (&str, &str) = ("cursor", "next_cursor of the previous page");
+const BLOB_NAME: (&str, &str) = ("blob_name", "the backup file");
 
 /// The routes; see [`find`] for how overlapping paths are resolved.
 pub static ROUTES: &[Route] = &[
-    r(Get, "/api/health", Op::Health, None, None, "Liveness and version"),
-    r(Get, "/api/openapi.json", Op::OpenApi, None, None, "This document"),
-    r(Get, "/api/auth/config", Op::AuthConfig, None, None, "How to sign in: dev or Entra ID (tenant, client id, authority)"),
-    b(r(Post, "/api/auth/dev-token", Op::DevToken, None, None, "A sign-in token for any role (auth_mode=dev only)"), Json("DevTokenRequest")),
-    q(r(Get, "/api/engines", Op::ListEngines, Some(View), None, "Servers, with how many databases each has"), &[("engine_type", "mysql, postgresql or sqlserver")]),
-    ok(b(r(Post, "/api/engines", Op::CreateEngine, Some(ManageDatabases), Some(("engine_created", "engine")), "Register a server"), Json("CreateEngine")), 201),
-    r(Get, "/api/engines/{id}", Op::GetEngine, Some(View), None, "One server"),
-    b(r(Put, "/api/engines/{id}", Op::UpdateEngine, Some(ManageDatabases), Some(("engine_updated", "engine")), "Change a server; rotated credentials apply to the databases using them"), Json("UpdateEngine")),
-    q(
-        r(Delete, "/api/engines/{id}", Op::DeleteEngine, Some(ManageDatabases), Some(("engine_deleted", "engine")), "Delete a server (refused while it has databases unless cascade=true)"),
-        &[("cascade", "true: also delete its databases"), ("delete_backups", "true (with cascade): also delete their backups")],
-    ),
-    r(Post, "/api/engines/{id}/test", Op::TestEngine, Some(ManageDatabases), Some(("engine_test_connection", "engine")), "Test the server's credentials"),
-    b(
-        r(Post, "/api/engines/{id}/discover", Op::DiscoverEngine, Some(ManageDatabases), Some(("engine_discovery", "engine")), "List the server's databases; with `add`, register the chosen ones"),
-        OptionalJson("DiscoverRequest"),
-    ),
-    q(
-        r(Get, "/api/databases", Op::ListDatabases, Some(View), None, "Databases, filtered and paged"),
-        &[
+    r(Get, "/api/health", "Health", Handler::Static(health), "Liveness and version"),
+    r(Get, "/api/openapi.json", "OpenApi", Handler::Static(openapi::document), "This document"),
+    r(Get, "/api/auth/config", "AuthConfig", h!(auth::public_config), "How to sign in: dev or Entra ID"),
+    r(Post, "/api/auth/dev-token", "DevToken", h!(auth::dev_token), "A sign-in token for any role (dev mode only)")
+        .body(schema::<auth::DevTokenRequest>),
+    // Servers.
+    r(Get, "/api/engines", "ListEngines", h!(engines::list), "Servers, with how many databases each has")
+        .needs(View)
+        .query(&[ENGINE_TYPE])
+        .returns(schema::<engines::EngineList>),
+    r(Post, "/api/engines", "CreateEngine", h!(engines::create), "Register a server")
+        .needs(ManageDatabases)
+        .audited("engine_created", "engine")
+        .body(schema::<CreateEngine>)
+        .returns(schema::<EngineView>)
+        .ok(201),
+    r(Get, "/api/engines/{id}", "GetEngine", h!(engines::get), "One server").needs(View).returns(schema::<EngineView>),
+    r(Put, "/api/engines/{id}", "UpdateEngine", h!(engines::update), "Change a server; rotated credentials apply")
+        .needs(ManageDatabases)
+        .audited("engine_updated", "engine")
+        .body(schema::<UpdateEngine>)
+        .returns(schema::<EngineView>)
+        .if_match(),
+    r(
+        Delete,
+        "/api/engines/{id}",
+        "DeleteEngine",
+        h!(engines::delete),
+        "Delete a server (cascade=true: with databases)",
+    )
+    .needs(ManageDatabases)
+    .audited("engine_deleted", "engine")
+    .query(&[
+        ("cascade", "true: also delete its databases"),
+        ("delete_backups", "true (with cascade): also delete their backups"),
+    ]),
+    r(Post, "/api/engines/{id}/test", "TestEngine", h!(probe::test_engine), "Test the server's credentials")
+        .needs(ManageDatabases)
+        .audited("engine_test_connection", "engine")
+        .returns(schema::<ProbeResult>),
+    r(Post, "/api/engines/{id}/discover", "DiscoverEngine", h!(probe::discover), "List the server's databases")
+        .needs(ManageDatabases)
+        .audited("engine_discovery", "engine")
+        .optional_body(schema::<probe::DiscoverRequest>)
+        .returns(schema::<probe::Discovery>),
+    // Databases.
+    r(Get, "/api/databases", "ListDatabases", h!(databases::list), "Databases, filtered and paged")
+        .needs(View)
+        .query(&[
             ("search", "text in alias, name, server name or host"),
-            ("engine_type", "mysql, postgresql or sqlserver"),
+            ENGINE_TYPE,
             ("engine_id", "one server"),
             ("policy_id", "effective policy"),
             ("enabled", "true or false"),
             ("page", "1-based page number"),
             PAGE,
-        ],
-    ),
-    ok(b(r(Post, "/api/databases", Op::CreateDatabase, Some(ManageDatabases), Some(("database_created", "database")), "Register a database on a server"), Json("CreateDatabase")), 201),
-    b(
-        r(Post, "/api/databases/test-connection", Op::TestConnection, Some(ManageDatabases), Some(("database_test_connection", "database")), "Test connection settings before saving them"),
-        Json("TestConnectionRequest"),
-    ),
-    r(Get, "/api/databases/{id}", Op::GetDatabase, Some(View), None, "One database"),
-    b(r(Put, "/api/databases/{id}", Op::UpdateDatabase, Some(ManageDatabases), Some(("database_updated", "database")), "Change a database (also enable/disable)"), Json("UpdateDatabase")),
-    q(
-        r(Delete, "/api/databases/{id}", Op::DeleteDatabase, Some(ManageDatabases), Some(("database_deleted", "database")), "Delete a database's configuration"),
-        &[("delete_backups", "true: also delete its backup files and history")],
-    ),
-    r(Post, "/api/databases/{id}/test", Op::TestDatabase, Some(ManageDatabases), Some(("database_test_connection", "database")), "Test a database with its own or its server's credentials"),
-    ok(r(Post, "/api/databases/{id}/backup", Op::TriggerBackup, Some(TriggerBackup), Some(("backup_triggered", "database")), "Back up now"), 202),
-    q(
-        r(Get, "/api/backups", Op::ListBackups, Some(View), None, "Backup history, newest first"),
-        &[
+        ])
+        .returns(schema::<databases::DatabaseList>),
+    r(Post, "/api/databases", "CreateDatabase", h!(databases::create), "Register a database on a server")
+        .needs(ManageDatabases)
+        .audited("database_created", "database")
+        .body(schema::<CreateDatabase>)
+        .returns(schema::<DatabaseView>)
+        .ok(201),
+    r(Post, "/api/databases/test-connection", "TestConnection", h!(probe::test_connection), "Test unsaved settings")
+        .needs(ManageDatabases)
+        .audited("database_test_connection", "database")
+        .body(schema::<probe::TestConnectionRequest>)
+        .returns(schema::<ProbeResult>),
+    r(Get, "/api/databases/{id}", "GetDatabase", h!(databases::get), "One database")
+        .needs(View)
+        .returns(schema::<DatabaseView>),
+    r(Put, "/api/databases/{id}", "UpdateDatabase", h!(databases::update), "Change a database (also enable/disable)")
+        .needs(ManageDatabases)
+        .audited("database_updated", "database")
+        .body(schema::<UpdateDatabase>)
+        .returns(schema::<DatabaseView>)
+        .if_match(),
+    r(Delete, "/api/databases/{id}", "DeleteDatabase", h!(databases::delete), "Delete a database's configuration")
+        .needs(ManageDatabases)
+        .audited("database_deleted", "database")
+        .query(&[("delete_backups", "true: also delete its backup files and history")]),
+    r(Post, "/api/databases/{id}/test", "TestDatabase", h!(probe::test_database), "Test a database's credentials")
+        .needs(ManageDatabases)
+        .audited("database_test_connection", "database")
+        .returns(schema::<ProbeResult>),
+    r(Post, "/api/databases/{id}/backup", "TriggerBackup", h!(backups::trigger), "Back up now")
+        .needs(TriggerBackup)
+        .audited("backup_triggered", "database")
+        .returns(schema::<backups::Triggered>)
+        .ok(202),
+    // Backups.
+    r(Get, "/api/backups", "ListBackups", h!(backups::list), "Backup history, newest first")
+        .needs(View)
+        .query(&[
             ("database_id", "one database, or several separated by commas"),
             ("status", "pending, in_progress, completed, failed or cancelled"),
             ("triggered_by", "manual or scheduler"),
-            ("engine_type", "mysql, postgresql or sqlserver"),
-            ("from", "first day, YYYY-MM-DD (UTC)"),
-            ("to", "last day, YYYY-MM-DD (UTC)"),
+            ENGINE_TYPE,
+            FROM,
+            TO,
             ("days", "how many days back when `from` is not given (default 90)"),
             PAGE,
-            ("cursor", "next_cursor of the previous page"),
-        ],
-    ),
-    q(
-        r(Get, "/api/backups/files", Op::ListBackupFiles, Some(View), None, "Backup files in the container"),
-        &[("prefix", "name prefix, e.g. postgresql/{database_id}/"), ("database_id", "one database's files"), PAGE, ("marker", "next_marker of the previous page")],
-    ),
-    q(r(Get, "/api/backups/download", Op::DownloadBackup, Some(View), Some(("backup_downloaded", "backup")), "A 15-minute read-only download link"), &[("blob_name", "the backup file")]),
-    q(r(Delete, "/api/backups/delete", Op::DeleteBackup, Some(ManageDatabases), Some(("backup_deleted", "backup")), "Delete one backup (file and history row)"), &[("blob_name", "the backup file")]),
-    b(r(Post, "/api/backups/delete-bulk", Op::DeleteBackupsBulk, Some(ManageDatabases), Some(("backup_deleted_bulk", "backup")), "Delete several backups; answers per item"), Json("BulkDelete")),
-    q(r(Get, "/api/backups/stats", Op::BackupStats, Some(View), None, "Counts and stored bytes of one database's backups"), &[("database_id", "the database")]),
-    q(r(Get, "/api/retention/preview", Op::RetentionPreview, Some(View), None, "What retention would delete now, and why the rest stays"), &[("database_id", "one database")]),
-    r(Get, "/api/backup-policies", Op::ListPolicies, Some(View), None, "Policies with their summary and how many databases use each"),
-    ok(b(r(Post, "/api/backup-policies", Op::CreatePolicy, Some(ManageSettings), Some(("policy_created", "policy")), "Create a policy"), Json("PolicyInput")), 201),
-    r(Get, "/api/backup-policies/{id}", Op::GetPolicy, Some(View), None, "One policy"),
-    b(r(Put, "/api/backup-policies/{id}", Op::UpdatePolicy, Some(ManageSettings), Some(("policy_updated", "policy")), "Replace a policy's tiers (system policies included)"), Json("PolicyInput")),
-    r(Delete, "/api/backup-policies/{id}", Op::DeletePolicy, Some(ManageSettings), Some(("policy_deleted", "policy")), "Delete a policy no database uses (not a system one)"),
-    r(Get, "/api/users", Op::ListUsers, Some(ManageUsers), None, "Users"),
-    ok(b(r(Post, "/api/users", Op::CreateUser, Some(ManageUsers), Some(("user_created", "user")), "Pre-register a user by email"), Json("CreateUser")), 201),
-    r(Get, "/api/users/me", Op::Me, Some(View), None, "Who is signed in, with their preferences"),
-    r(Get, "/api/users/me/preferences", Op::GetPreferences, Some(View), None, "The caller's UI preferences"),
-    b(r(Put, "/api/users/me/preferences", Op::UpdatePreferences, Some(View), Some(("preferences_updated", "user")), "Change the caller's UI preferences"), Json("UpdatePreferences")),
-    b(r(Put, "/api/users/{id}", Op::UpdateUser, Some(ManageUsers), Some(("user_updated", "user")), "Change a user's name, role or enabled flag"), Json("UpdateUser")),
-    r(Delete, "/api/users/{id}", Op::DeleteUser, Some(ManageUsers), Some(("user_deleted", "user")), "Delete a user"),
-    q(r(Get, "/api/access-requests", Op::ListAccessRequests, Some(ManageUsers), None, "Access requests"), &[("status", "pending (default), approved, rejected or all")]),
-    b(
-        r(Post, "/api/access-requests/{id}/approve", Op::ApproveAccessRequest, Some(ManageUsers), Some(("access_request_approved", "access_request")), "Approve: the requester becomes a user with this role"),
-        Json("ApproveAccess"),
-    ),
-    b(
-        r(Post, "/api/access-requests/{id}/reject", Op::RejectAccessRequest, Some(ManageUsers), Some(("access_request_rejected", "access_request")), "Reject an access request"),
-        OptionalJson("RejectAccess"),
-    ),
-    q(
-        r(Get, "/api/audit", Op::ListAudit, Some(ManageSettings), None, "Audit rows, newest first"),
-        &[
+            CURSOR,
+        ])
+        .returns(schema::<backups::BackupPage>),
+    r(Get, "/api/backups/files", "ListBackupFiles", h!(backups::files), "Backup files in the container")
+        .needs(View)
+        .query(&[
+            ("prefix", "name prefix, e.g. postgresql/{database_id}/"),
+            ("database_id", "one database's files"),
+            PAGE,
+            ("marker", "next_marker of the previous page"),
+        ])
+        .returns(schema::<backups::FileList>),
+    r(Get, "/api/backups/download", "DownloadBackup", h!(backups::download), "A 15-minute read-only download link")
+        .needs(View)
+        .audited("backup_downloaded", "backup")
+        .query(&[BLOB_NAME])
+        .returns(schema::<backups::DownloadLink>),
+    r(Delete, "/api/backups/delete", "DeleteBackup", h!(backups::delete), "Delete one backup (file and history row)")
+        .needs(ManageDatabases)
+        .audited("backup_deleted", "backup")
+        .query(&[BLOB_NAME]),
+    r(Post, "/api/backups/delete-bulk", "DeleteBackupsBulk", h!(backups::delete_bulk), "Delete several backups")
+        .needs(ManageDatabases)
+        .audited("backup_deleted_bulk", "backup")
+        .body(schema::<backups::BulkDelete>),
+    r(Get, "/api/backups/stats", "BackupStats", h!(backups::stats), "Counts and stored bytes of a database's backups")
+        .needs(View)
+        .query(&[("database_id", "the database")]),
+    r(Get, "/api/retention/preview", "RetentionPreview", h!(backups::retention_preview), "What retention would delete")
+        .needs(View)
+        .query(&[("database_id", "one database")]),
+    // Policies.
+    r(Get, "/api/backup-policies", "ListPolicies", h!(policies::list), "Policies with summary and usage")
+        .needs(View)
+        .returns(schema::<policies::PolicyList>),
+    r(Post, "/api/backup-policies", "CreatePolicy", h!(policies::create), "Create a policy")
+        .needs(ManageSettings)
+        .audited("policy_created", "policy")
+        .body(schema::<PolicyInput>)
+        .returns(schema::<policies::PolicyView>)
+        .ok(201),
+    r(Get, "/api/backup-policies/{id}", "GetPolicy", h!(policies::get), "One policy")
+        .needs(View)
+        .returns(schema::<policies::PolicyView>),
+    r(Put, "/api/backup-policies/{id}", "UpdatePolicy", h!(policies::update), "Replace a policy's tiers")
+        .needs(ManageSettings)
+        .audited("policy_updated", "policy")
+        .body(schema::<PolicyInput>)
+        .returns(schema::<policies::PolicyView>)
+        .if_match(),
+    r(Delete, "/api/backup-policies/{id}", "DeletePolicy", h!(policies::delete), "Delete an unused custom policy")
+        .needs(ManageSettings)
+        .audited("policy_deleted", "policy"),
+    // People.
+    r(Get, "/api/users", "ListUsers", h!(users::list), "Users").needs(ManageUsers).returns(schema::<users::UserList>),
+    r(Post, "/api/users", "CreateUser", h!(users::create), "Pre-register a user by email")
+        .needs(ManageUsers)
+        .audited("user_created", "user")
+        .body(schema::<CreateUser>)
+        .returns(schema::<User>)
+        .ok(201),
+    r(Get, "/api/users/me", "Me", h!(me::me), "Who is signed in, with their preferences")
+        .needs(View)
+        .returns(schema::<me::Me>),
+    r(Get, "/api/users/me/preferences", "GetPreferences", h!(me::preferences), "The caller's UI preferences")
+        .needs(View)
+        .returns(schema::<Preferences>),
+    r(Put, "/api/users/me/preferences", "UpdatePreferences", h!(me::update_preferences), "Change them")
+        .needs(View)
+        .audited("preferences_updated", "user")
+        .body(schema::<UpdatePreferences>)
+        .returns(schema::<Preferences>),
+    r(Put, "/api/users/{id}", "UpdateUser", h!(users::update), "Change a user's name, role or enabled flag")
+        .needs(ManageUsers)
+        .audited("user_updated", "user")
+        .body(schema::<UpdateUser>)
+        .returns(schema::<User>),
+    r(Delete, "/api/users/{id}", "DeleteUser", h!(users::delete), "Delete a user")
+        .needs(ManageUsers)
+        .audited("user_deleted", "user"),
+    r(Get, "/api/access-requests", "ListAccessRequests", h!(access_requests::list), "Access requests")
+        .needs(ManageUsers)
+        .query(&[("status", "pending (default), approved, rejected or all")])
+        .returns(schema::<access_requests::RequestList>),
+    r(Post, "/api/access-requests/{id}/approve", "ApproveAccessRequest", h!(access_requests::approve), "Approve")
+        .needs(ManageUsers)
+        .audited("access_request_approved", "access_request")
+        .body(schema::<ApproveAccess>)
+        .returns(schema::<User>),
+    r(Post, "/api/access-requests/{id}/reject", "RejectAccessRequest", h!(access_requests::reject), "Reject")
+        .needs(ManageUsers)
+        .audited("access_request_rejected", "access_request")
+        .optional_body(schema::<RejectAccess>)
+        .returns(schema::<AccessRequest>),
+    // Audit.
+    r(Get, "/api/audit", "ListAudit", h!(audit_log::list), "Audit rows, newest first")
+        .needs(ManageSettings)
+        .query(&[
             ("action", "one action"),
             ("resource_type", "one resource type"),
             ("resource_id", "one resource"),
             ("user_id", "one user"),
             ("status", "success or failed"),
-            ("from", "first day, YYYY-MM-DD (UTC)"),
-            ("to", "last day, YYYY-MM-DD (UTC)"),
+            FROM,
+            TO,
             PAGE,
-            ("cursor", "next_cursor of the previous page"),
-        ],
-    ),
-    r(Get, "/api/audit/actions", Op::AuditActions, Some(ManageSettings), None, "Every action an audit row can carry"),
-    r(Get, "/api/audit/resource-types", Op::AuditResourceTypes, Some(ManageSettings), None, "Every resource type an audit row can carry"),
-    q(r(Get, "/api/audit/stats", Op::AuditStats, Some(ManageSettings), None, "Audit rows counted by action, resource type and status"), &[("days", "how many days back (default 30)")]),
-    r(Get, "/api/settings", Op::GetSettings, Some(View), None, "App settings"),
-    b(r(Put, "/api/settings", Op::UpdateSettings, Some(ManageSettings), Some(("settings_updated", "settings")), "Change app settings"), Json("UpdateSettings")),
-    r(Get, "/api/system-status", Op::SystemStatus, Some(View), None, "Storage, queue, dumper-host, scheduler and missed-backup alerts"),
+            CURSOR,
+        ])
+        .returns(schema::<audit_log::AuditPage>),
+    r(Get, "/api/audit/actions", "AuditActions", h!(audit_log::actions), "Every action an audit row can carry")
+        .needs(ManageSettings),
+    r(Get, "/api/audit/resource-types", "AuditResourceTypes", h!(audit_log::resource_types), "Every resource type")
+        .needs(ManageSettings),
+    r(Get, "/api/audit/stats", "AuditStats", h!(audit_log::stats), "Audit rows counted by action, type and status")
+        .needs(ManageSettings)
+        .query(&[("days", "how many days back (default 30)")]),
+    // Settings and status.
+    r(Get, "/api/settings", "GetSettings", h!(settings::get), "App settings")
+        .needs(View)
+        .returns(schema::<AppSettings>),
+    r(Put, "/api/settings", "UpdateSettings", h!(settings::update), "Change app settings")
+        .needs(ManageSettings)
+        .audited("settings_updated", "settings")
+        .body(schema::<UpdateSettings>)
+        .returns(schema::<AppSettings>)
+        .if_match(),
+    r(Get, "/api/system-status", "SystemStatus", h!(status::system_status), "Storage, queue, dumper-host and alerts")
+        .needs(View),
 ];
+
+fn health() -> serde_json::Value {
+    serde_json::json!({ "status": "healthy", "version": env!("CARGO_PKG_VERSION") })
+}
 
 fn matches<'a>(pattern: &str, segs: &[&'a str]) -> Option<Vec<&'a str>> {
     let parts: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
@@ -266,181 +415,68 @@ fn matches<'a>(pattern: &str, segs: &[&'a str]) -> Option<Vec<&'a str>> {
 
 pub enum Found<'a> {
     Route(&'static Route, Vec<&'a str>),
-    /// The path exists with other methods.
-    WrongMethod,
+    /// The path exists with these other methods.
+    WrongMethod(Vec<Verb>),
     NoRoute,
 }
 
 /// The route for a request. A literal segment beats a parameter (`/api/databases/test-connection` is
 /// never database "test-connection"), whatever the method: such a path with another method is a 405.
-pub fn find<'a>(method: &Method, segs: &[&'a str]) -> Found<'a> {
-    let verb = Verb::of(method);
+pub fn find<'a>(verb: Verb, path: &'a str) -> Found<'a> {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let literals = |r: &Route| r.path.split('/').filter(|p| !p.is_empty() && !p.starts_with('{')).count();
-    let candidates: Vec<(&'static Route, Vec<&'a str>)> = ROUTES.iter().filter_map(|r| matches(r.path, segs).map(|p| (r, p))).collect();
+    let candidates: Vec<(&'static Route, Vec<&'a str>)> =
+        ROUTES.iter().filter_map(|r| matches(r.path, &segs).map(|p| (r, p))).collect();
     let Some(best) = candidates.iter().map(|(r, _)| literals(r)).max() else { return Found::NoRoute };
-    match candidates.into_iter().find(|(r, _)| literals(r) == best && Some(r.verb) == verb) {
+    let best: Vec<_> = candidates.into_iter().filter(|(r, _)| literals(r) == best).collect();
+    let allowed: Vec<Verb> = best.iter().map(|(r, _)| r.verb).collect();
+    match best.into_iter().find(|(r, _)| r.verb == verb) {
         Some((r, p)) => Found::Route(r, p),
-        None => Found::WrongMethod,
+        None => Found::WrongMethod(allowed),
     }
 }
 
-/// JSON Schemas of the request bodies, from the types that parse them.
-fn body_schemas() -> serde_json::Map<String, serde_json::Value> {
-    use dilux_domain::{engine, policy, settings, user};
-    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
-    settings.definitions_path = "/components/schemas".into();
-    settings.meta_schema = None;
-    let mut g = settings.into_generator();
-    let add = |name: &str, schema: schemars::Schema| (name.to_string(), schema.to_value());
-    let list = vec![
-        add("DevTokenRequest", g.root_schema_for::<crate::auth::DevTokenRequest>()),
-        add("CreateEngine", g.root_schema_for::<engine::CreateEngine>()),
-        add("UpdateEngine", g.root_schema_for::<engine::UpdateEngine>()),
-        add("DiscoverRequest", g.root_schema_for::<crate::probe::DiscoverRequest>()),
-        add("CreateDatabase", g.root_schema_for::<engine::CreateDatabase>()),
-        add("UpdateDatabase", g.root_schema_for::<engine::UpdateDatabase>()),
-        add("TestConnectionRequest", g.root_schema_for::<crate::probe::TestConnectionRequest>()),
-        add("BulkDelete", g.root_schema_for::<crate::backups::BulkDelete>()),
-        add("PolicyInput", g.root_schema_for::<policy::PolicyInput>()),
-        add("CreateUser", g.root_schema_for::<user::CreateUser>()),
-        add("UpdateUser", g.root_schema_for::<user::UpdateUser>()),
-        add("UpdatePreferences", g.root_schema_for::<settings::UpdatePreferences>()),
-        add("ApproveAccess", g.root_schema_for::<settings::ApproveAccess>()),
-        add("RejectAccess", g.root_schema_for::<settings::RejectAccess>()),
-        add("UpdateSettings", g.root_schema_for::<settings::UpdateSettings>()),
-        // Response models.
-        add("EngineView", g.root_schema_for::<dilux_domain::EngineView>()),
-        add("DatabaseView", g.root_schema_for::<dilux_domain::DatabaseView>()),
-        add("BackupResult", g.root_schema_for::<dilux_domain::BackupResult>()),
-        add("BackupPolicy", g.root_schema_for::<policy::BackupPolicy>()),
-        add("User", g.root_schema_for::<user::User>()),
-        add("AccessRequest", g.root_schema_for::<settings::AccessRequest>()),
-        add("AuditLog", g.root_schema_for::<dilux_domain::audit::AuditLog>()),
-        add("AppSettings", g.root_schema_for::<settings::AppSettings>()),
-        add("Preferences", g.root_schema_for::<settings::Preferences>()),
-        add("ProbeResult", g.root_schema_for::<dilux_domain::probe::ProbeResult>()),
-        add("DiscoveredDatabase", g.root_schema_for::<dilux_domain::probe::DiscoveredDatabase>()),
-    ];
-    let mut out = serde_json::Map::new();
-    for (name, mut schema) in list {
-        // Nested definitions are hoisted next to the schema that used them.
-        if let Some(defs) = schema.as_object_mut().and_then(|o| o.remove("components")).and_then(|c| c.get("schemas").cloned()) {
-            if let Some(m) = defs.as_object() {
-                out.extend(m.clone());
-            }
-        }
-        if let Some(o) = schema.as_object_mut() {
-            o.remove("$schema");
-            o.remove("definitions");
-            o.remove("$defs");
-        }
-        out.insert(name, schema);
-    }
-    out
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The response model of an operation, when it answers one.
-fn response_schema(op: Op) -> Option<serde_json::Value> {
-    let one = |n: &str| serde_json::json!({ "$ref": format!("#/components/schemas/{n}") });
-    let list = |key: &str, n: &str| serde_json::json!({ "type": "object", "properties": { key: { "type": "array", "items": one(n) } } });
-    Some(match op {
-        Op::CreateEngine | Op::GetEngine | Op::UpdateEngine => one("EngineView"),
-        Op::ListEngines => list("engines", "EngineView"),
-        Op::CreateDatabase | Op::GetDatabase | Op::UpdateDatabase => one("DatabaseView"),
-        Op::ListDatabases => list("databases", "DatabaseView"),
-        Op::ListBackups => list("backups", "BackupResult"),
-        Op::TestEngine | Op::TestDatabase | Op::TestConnection => one("ProbeResult"),
-        Op::DiscoverEngine => list("databases", "DiscoveredDatabase"),
-        Op::ListPolicies => list("policies", "BackupPolicy"),
-        Op::CreatePolicy | Op::GetPolicy | Op::UpdatePolicy => one("BackupPolicy"),
-        Op::ListUsers => list("users", "User"),
-        Op::CreateUser | Op::UpdateUser => one("User"),
-        Op::GetPreferences | Op::UpdatePreferences => one("Preferences"),
-        Op::ListAccessRequests => list("access_requests", "AccessRequest"),
-        Op::RejectAccessRequest => one("AccessRequest"),
-        Op::ApproveAccessRequest => one("User"),
-        Op::ListAudit => list("logs", "AuditLog"),
-        Op::GetSettings | Op::UpdateSettings => one("AppSettings"),
-        _ => return None,
-    })
-}
-
-/// The OpenAPI 3.1 document, generated from [`ROUTES`].
-pub fn openapi() -> serde_json::Value {
-    let mut paths = serde_json::Map::new();
-    for route in ROUTES {
-        let mut params: Vec<serde_json::Value> = route
-            .path
-            .split('/')
-            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| serde_json::json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
-            .collect();
-        params.extend(route.query.iter().map(|(name, description)| serde_json::json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": "string" } })));
-        let mut responses = serde_json::Map::new();
-        let mut success = serde_json::json!({ "description": "success" });
-        if let Some(schema) = response_schema(route.op) {
-            success["content"] = serde_json::json!({ "application/json": { "schema": schema } });
+    fn route(verb: Verb, path: &str) -> Option<(&'static str, Vec<&str>)> {
+        match find(verb, path) {
+            Found::Route(r, p) => Some((r.id, p)),
+            _ => None,
         }
-        responses.insert(route.ok.to_string(), success);
-        let error = |d: &str| serde_json::json!({ "description": d, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
-        if route.body != Body::None || !route.query.is_empty() || route.path.contains('{') {
-            responses.insert("400".into(), error("invalid input; `error.field` names the field"));
-        }
-        if matches!(route.op, Op::UpdateEngine | Op::UpdateDatabase | Op::UpdatePolicy | Op::UpdateSettings) {
-            params.push(serde_json::json!({ "name": "If-Match", "in": "header", "required": false, "description": "the ETag the client read; a newer version answers 412", "schema": { "type": "string" } }));
-            responses.insert("412".into(), error("changed by someone else since it was read (If-Match): reload and try again"));
-        }
-        if route.permission.is_some() {
-            responses.insert("401".into(), error("not signed in, or the token is invalid"));
-            responses.insert("403".into(), error("the caller's role may not do this"));
-        }
-        let mut operation = serde_json::json!({
-            "operationId": format!("{:?}", route.op),
-            "summary": route.summary,
-            "parameters": params,
-            "responses": responses,
-        });
-        match route.permission {
-            None => operation["security"] = serde_json::json!([]),
-            Some(p) => operation["x-dilux-permission"] = format!("{p:?}").into(),
-        }
-        if let Some((action, resource_type)) = route.audit {
-            operation["x-dilux-audit"] = serde_json::json!({ "action": action, "resource_type": resource_type });
-        }
-        match route.body {
-            Body::None => {}
-            Body::Json(s) | Body::OptionalJson(s) => {
-                operation["requestBody"] = serde_json::json!({
-                    "required": matches!(route.body, Body::Json(_)),
-                    "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{s}") } } },
-                });
-            }
-        }
-        let entry = paths.entry(route.path.to_string()).or_insert_with(|| serde_json::json!({}));
-        entry[route.verb.as_str()] = operation;
     }
-    let mut schemas = body_schemas();
-    schemas.insert(
-        "Error".into(),
-        serde_json::json!({
-            "type": "object",
-            "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
-                "code": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" } } } }
-        }),
-    );
-    serde_json::json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Dilux Backup API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Scheduled, verifiable database backups into Azure Blob Storage. Errors are {\"error\": {\"code\", \"message\", \"field\"?}}; 412 means the resource changed meanwhile, 413 a body over 64 KiB.",
-        },
-        "servers": [{ "url": "/" }],
-        "security": [{ "bearer": [] }],
-        "paths": paths,
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "Entra ID access token, or a dev token from POST /api/auth/dev-token" } },
-            "schemas": schemas,
-        },
-    })
+
+    #[test]
+    fn a_literal_segment_beats_a_parameter() {
+        assert_eq!(route(Post, "/api/databases/test-connection"), Some(("TestConnection", vec![])));
+        assert_eq!(route(Get, "/api/databases/abc"), Some(("GetDatabase", vec!["abc"])));
+        assert_eq!(route(Get, "/api/users/me"), Some(("Me", vec![])));
+        // `me` is literal: PUT /api/users/me is not "update user me".
+        assert!(matches!(find(Put, "/api/users/me"), Found::WrongMethod(v) if v == vec![Get]));
+    }
+
+    #[test]
+    fn a_wrong_method_lists_the_allowed_ones_and_unknown_paths_are_no_route() {
+        match find(Post, "/api/engines/x") {
+            Found::WrongMethod(v) => assert_eq!(v, vec![Get, Put, Delete]),
+            _ => panic!("expected 405"),
+        }
+        assert!(matches!(find(Get, "/api/nothing"), Found::NoRoute));
+        assert_eq!(route(Get, "/api/engines/"), Some(("ListEngines", vec![])), "a trailing slash is the same path");
+    }
+
+    #[test]
+    fn every_operation_is_one_row_with_a_unique_id_and_path() {
+        let mut seen = std::collections::HashSet::new();
+        for r in ROUTES {
+            assert!(seen.insert((r.verb, r.path)), "{} {} twice", r.verb.as_str(), r.path);
+        }
+        let ids: std::collections::HashSet<_> = ROUTES.iter().map(|r| r.id).collect();
+        assert_eq!(ids.len(), ROUTES.len());
+        // Every mutating route is audited; reads of the data are not, except downloads.
+        for r in ROUTES.iter().filter(|r| r.permission.is_some()) {
+            assert_eq!(r.verb != Get || r.id == "DownloadBackup", r.audit.is_some(), "{}", r.id);
+        }
+    }
 }

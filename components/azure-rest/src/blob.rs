@@ -27,7 +27,14 @@ fn blob_url(a: &Account, container: &str, blob: &str) -> String {
     format!("{}/{}/{}", a.blob_endpoint, container, encode_path(blob))
 }
 
-fn build(a: &Account, now: DateTime<Utc>, method: &str, url: String, headers: Vec<(String, String)>, body: Vec<u8>) -> Request {
+fn build(
+    a: &Account,
+    now: DateTime<Utc>,
+    method: &str,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> Request {
     let mut r = Request { method: method.into(), url, headers, body };
     authorize(a, Service::Blob, &mut r, now);
     r
@@ -57,6 +64,7 @@ pub fn put_block(a: &Account, now: DateTime<Utc>, container: &str, blob: &str, i
 
 /// Commits `ids` as the blob's content. `overwrite = false` sends `If-None-Match: *` so a retried or
 /// duplicated job can never replace an existing backup.
+#[allow(clippy::too_many_arguments)] // one per part of the REST call; callers name them all anyway
 pub fn put_block_list(
     a: &Account,
     now: DateTime<Utc>,
@@ -112,7 +120,14 @@ pub fn parse_properties(r: Response) -> Result<BlobProperties, AzureError> {
 }
 
 pub fn delete_blob(a: &Account, now: DateTime<Utc>, container: &str, blob: &str) -> Request {
-    build(a, now, "DELETE", blob_url(a, container, blob), vec![("x-ms-delete-snapshots".into(), "include".into())], vec![])
+    build(
+        a,
+        now,
+        "DELETE",
+        blob_url(a, container, blob),
+        vec![("x-ms-delete-snapshots".into(), "include".into())],
+        vec![],
+    )
 }
 
 /// Deleting what is already gone is success: retention and retries may race.
@@ -124,7 +139,14 @@ pub fn parse_delete_blob(r: Response) -> Result<(), AzureError> {
 }
 
 /// One page of blob names under `prefix`; `max_results` caps the page (Azure's own cap is 5 000).
-pub fn list_blobs(a: &Account, now: DateTime<Utc>, container: &str, prefix: &str, marker: Option<&str>, max_results: Option<u32>) -> Request {
+pub fn list_blobs(
+    a: &Account,
+    now: DateTime<Utc>,
+    container: &str,
+    prefix: &str,
+    marker: Option<&str>,
+    max_results: Option<u32>,
+) -> Request {
     let mut url = format!("{}/{}?restype=container&comp=list&include=metadata", a.blob_endpoint, container);
     if let Some(n) = max_results {
         url.push_str(&format!("&maxresults={n}"));
@@ -182,8 +204,16 @@ mod tests {
 
     #[test]
     fn block_list_refuses_overwrite_and_carries_metadata() {
-        let r = put_block_list(&dev(), Utc::now(), "c", "p/x.gz", &[block_id(0)], "application/gzip",
-            &[("sha256".into(), "ab".into())], false);
+        let r = put_block_list(
+            &dev(),
+            Utc::now(),
+            "c",
+            "p/x.gz",
+            &[block_id(0)],
+            "application/gzip",
+            &[("sha256".into(), "ab".into())],
+            false,
+        );
         assert_eq!(r.header("if-none-match"), Some("*"));
         assert_eq!(r.header("x-ms-meta-sha256"), Some("ab"));
         assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()));
@@ -192,14 +222,15 @@ mod tests {
 
     #[test]
     fn block_id_is_query_encoded_in_url() {
-        let r = put_block(&dev(), Utc::now(), "c", "a b/x", &"ab+/=".to_string(), vec![1]);
+        let r = put_block(&dev(), Utc::now(), "c", "a b/x", "ab+/=", vec![1]);
         assert!(r.url.ends_with("/c/a%20b/x?comp=block&blockid=ab%2B%2F%3D"), "{}", r.url);
     }
 
     #[test]
     fn parses_list_with_marker() {
-        let body = "<EnumerationResults><Blobs><Blob><Name>a/1</Name><Properties><Content-Length>12</Content-Length>\
-            <Last-Modified>x</Last-Modified></Properties></Blob></Blobs><NextMarker>m1</NextMarker></EnumerationResults>";
+        let body = "<EnumerationResults><Blobs><Blob><Name>a/1</Name><Properties>\
+            <Content-Length>12</Content-Length><Last-Modified>x</Last-Modified></Properties></Blob></Blobs>\
+            <NextMarker>m1</NextMarker></EnumerationResults>";
         let p = parse_list_blobs(Response { status: 200, headers: vec![], body: body.into() }).unwrap();
         assert_eq!(p.items, vec![BlobItem { name: "a/1".into(), size: 12, last_modified: "x".into() }]);
         assert_eq!(p.next_marker.as_deref(), Some("m1"));
@@ -207,9 +238,13 @@ mod tests {
 
     #[test]
     fn service_errors_are_typed() {
-        let body = "<?xml version=\"1.0\"?><Error><Code>BlobAlreadyExists</Code><Message>The specified blob already exists.\nRequestId:1</Message></Error>";
+        let body = "<?xml version=\"1.0\"?><Error><Code>BlobAlreadyExists</Code>\
+            <Message>The specified blob already exists.\nRequestId:1</Message></Error>";
         let e = parse_create_container(Response { status: 412, headers: vec![], body: body.into() }).unwrap_err();
         assert_eq!(e.status(), Some(412));
-        assert_eq!(e.to_string(), "create container failed: HTTP 412 BlobAlreadyExists: The specified blob already exists.");
+        assert_eq!(
+            e.to_string(),
+            "create container failed: HTTP 412 BlobAlreadyExists: The specified blob already exists."
+        );
     }
 }

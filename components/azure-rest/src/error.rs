@@ -5,15 +5,13 @@ use crate::Response;
 pub enum AzureError {
     /// The service answered with a non-2xx status.
     #[error("{operation} failed: HTTP {status} {code}: {message}")]
-    Service {
-        operation: &'static str,
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Service { operation: &'static str, status: u16, code: String, message: String },
     /// The service answered 2xx, but with a body we could not read.
     #[error("{operation}: unexpected response: {detail}")]
     Malformed { operation: &'static str, detail: String },
+    /// No usable answer came back, however often it was tried (see [`crate::retry`]).
+    #[error("{operation}: could not reach Azure Storage (attempts: {attempts}): {detail}")]
+    Unreachable { operation: &'static str, attempts: u32, detail: String },
     /// The request could not be built from the arguments.
     #[error("invalid argument `{field}`: {detail}")]
     InvalidArgument { field: &'static str, detail: String },
@@ -34,11 +32,7 @@ impl AzureError {
                 crate::xml::first(&text, "Message").unwrap_or_default(),
             )
         };
-        let code = if code.is_empty() {
-            response.header("x-ms-error-code").unwrap_or("").to_string()
-        } else {
-            code
-        };
+        let code = if code.is_empty() { response.header("x-ms-error-code").unwrap_or("").to_string() } else { code };
         // The first line of Azure's message is the useful part; the rest is request ids and time.
         let message = message.lines().next().unwrap_or("").to_string();
         AzureError::Service { operation, status: response.status, code, message }
@@ -49,6 +43,11 @@ impl AzureError {
             AzureError::Service { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// Whether the request was given up on without a usable answer (worth trying again later).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, AzureError::Unreachable { .. })
     }
 
     pub fn is_not_found(&self) -> bool {

@@ -10,6 +10,7 @@ mod account;
 pub mod blob;
 mod error;
 pub mod queue;
+pub mod retry;
 mod sas;
 mod sign;
 pub mod table;
@@ -17,6 +18,7 @@ mod xml;
 
 pub use account::{Account, ConnectionStringError, Credentials};
 pub use error::AzureError;
+pub use retry::{is_retryable_status, RetryPolicy};
 pub use sas::{BlobSas, SasPermissions};
 
 /// API version sent with every request (Azurite 3.3x and Azure both accept it).
@@ -33,10 +35,7 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -50,10 +49,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn is_success(&self) -> bool {
@@ -68,9 +64,4 @@ impl Response {
             Err(AzureError::from_response(operation, &self))
         }
     }
-}
-
-/// Whether a failed exchange is worth retrying (Azure's and Azurite's transient answers).
-pub fn is_retryable_status(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }

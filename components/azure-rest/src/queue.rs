@@ -50,7 +50,8 @@ pub fn parse_put_message(r: Response) -> Result<String, AzureError> {
 
 /// Leases up to `max` messages for `visibility_secs`.
 pub fn get_messages(a: &Account, now: DateTime<Utc>, queue: &str, max: u32, visibility_secs: u32) -> Request {
-    let url = format!("{}/{}/messages?numofmessages={max}&visibilitytimeout={visibility_secs}", a.queue_endpoint, queue);
+    let url =
+        format!("{}/{}/messages?numofmessages={max}&visibilitytimeout={visibility_secs}", a.queue_endpoint, queue);
     build(a, now, "GET", url, vec![])
 }
 
@@ -78,10 +79,20 @@ pub fn parse_get_messages(r: Response) -> Result<Vec<Message>, AzureError> {
 }
 
 /// Extends (or shortens) a leased message's invisibility. Answers a new pop receipt.
-pub fn update_visibility(a: &Account, now: DateTime<Utc>, queue: &str, id: &str, pop_receipt: &str, visibility_secs: u32) -> Request {
+pub fn update_visibility(
+    a: &Account,
+    now: DateTime<Utc>,
+    queue: &str,
+    id: &str,
+    pop_receipt: &str,
+    visibility_secs: u32,
+) -> Request {
     let url = format!(
         "{}/{}/messages/{}?popreceipt={}&visibilitytimeout={visibility_secs}",
-        a.queue_endpoint, queue, enc(id), enc(pop_receipt)
+        a.queue_endpoint,
+        queue,
+        enc(id),
+        enc(pop_receipt)
     );
     build(a, now, "PUT", url, vec![])
 }
@@ -131,8 +142,10 @@ mod tests {
         let r = put_message(&dev(), Utc::now(), "q", "{\"a\":\"é<\"}");
         let body = String::from_utf8(r.body.clone()).unwrap();
         let b64 = xml::first(&body, "MessageText").unwrap();
-        let resp = format!("<QueueMessagesList><QueueMessage><MessageId>m</MessageId><PopReceipt>p</PopReceipt>\
-            <DequeueCount>3</DequeueCount><MessageText>{b64}</MessageText></QueueMessage></QueueMessagesList>");
+        let resp = format!(
+            "<QueueMessagesList><QueueMessage><MessageId>m</MessageId><PopReceipt>p</PopReceipt>\
+            <DequeueCount>3</DequeueCount><MessageText>{b64}</MessageText></QueueMessage></QueueMessagesList>"
+        );
         let msgs = parse_get_messages(Response { status: 200, headers: vec![], body: resp.into() }).unwrap();
         assert_eq!(msgs[0].text, "{\"a\":\"é<\"}");
         assert_eq!(msgs[0].dequeue_count, 3);

@@ -165,7 +165,12 @@ mod tests {
     #[test]
     fn signature_is_deterministic_and_key_dependent() {
         let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
-        let mk = || Request { method: "GET".into(), url: "http://h/devstoreaccount1/q".into(), headers: vec![], body: vec![] };
+        let mk = || Request {
+            method: "GET".into(),
+            url: "http://h/devstoreaccount1/q".into(),
+            headers: vec![],
+            body: vec![],
+        };
         let (mut a, mut b) = (mk(), mk());
         authorize(&dev(), Service::Queue, &mut a, now);
         authorize(&dev(), Service::Queue, &mut b, now);

@@ -8,7 +8,14 @@ use crate::{Account, AzureError, Request, Response};
 
 pub type Entity = Map<String, Value>;
 
-fn build(a: &Account, now: DateTime<Utc>, method: &str, url: String, mut headers: Vec<(String, String)>, body: Vec<u8>) -> Request {
+fn build(
+    a: &Account,
+    now: DateTime<Utc>,
+    method: &str,
+    url: String,
+    mut headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> Request {
     headers.push(("Accept".into(), "application/json;odata=minimalmetadata".into()));
     headers.push(("DataServiceVersion".into(), "3.0;NetFx".into()));
     headers.push(("MaxDataServiceVersion".into(), "3.0;NetFx".into()));
@@ -52,7 +59,14 @@ pub fn get_i64(e: &Entity, key: &str) -> Option<i64> {
 
 pub fn create_table(a: &Account, now: DateTime<Utc>, table: &str) -> Request {
     let body = serde_json::json!({ "TableName": table }).to_string().into_bytes();
-    build(a, now, "POST", format!("{}/Tables", a.table_endpoint), vec![("Prefer".into(), "return-no-content".into())], body)
+    build(
+        a,
+        now,
+        "POST",
+        format!("{}/Tables", a.table_endpoint),
+        vec![("Prefer".into(), "return-no-content".into())],
+        body,
+    )
 }
 
 pub fn parse_create_table(r: Response) -> Result<(), AzureError> {
@@ -65,7 +79,14 @@ pub fn parse_create_table(r: Response) -> Result<(), AzureError> {
 /// Inserts a new entity; 409 if the keys exist.
 pub fn insert_entity(a: &Account, now: DateTime<Utc>, table: &str, entity: &Entity) -> Request {
     let body = Value::Object(entity.clone()).to_string().into_bytes();
-    build(a, now, "POST", format!("{}/{}", a.table_endpoint, table), vec![("Prefer".into(), "return-no-content".into())], body)
+    build(
+        a,
+        now,
+        "POST",
+        format!("{}/{}", a.table_endpoint, table),
+        vec![("Prefer".into(), "return-no-content".into())],
+        body,
+    )
 }
 
 /// Insert-or-replace (no precondition).
@@ -77,7 +98,13 @@ pub fn upsert_entity(a: &Account, now: DateTime<Utc>, table: &str, entity: &Enti
 
 /// Merges fields into an existing entity. `etag: None` means unconditional (`If-Match: *`);
 /// `Some(etag)` fails with 412 if somebody else changed it since it was read.
-pub fn merge_entity(a: &Account, now: DateTime<Utc>, table: &str, entity: &Entity, etag: Option<&str>) -> Result<Request, AzureError> {
+pub fn merge_entity(
+    a: &Account,
+    now: DateTime<Utc>,
+    table: &str,
+    entity: &Entity,
+    etag: Option<&str>,
+) -> Result<Request, AzureError> {
     let (pk, rk) = keys(entity)?;
     let body = Value::Object(entity.clone()).to_string().into_bytes();
     let headers = vec![("If-Match".into(), etag.unwrap_or("*").into())];
@@ -85,7 +112,13 @@ pub fn merge_entity(a: &Account, now: DateTime<Utc>, table: &str, entity: &Entit
 }
 
 /// Replaces an existing entity, with the same precondition semantics as [`merge_entity`].
-pub fn update_entity(a: &Account, now: DateTime<Utc>, table: &str, entity: &Entity, etag: Option<&str>) -> Result<Request, AzureError> {
+pub fn update_entity(
+    a: &Account,
+    now: DateTime<Utc>,
+    table: &str,
+    entity: &Entity,
+    etag: Option<&str>,
+) -> Result<Request, AzureError> {
     let (pk, rk) = keys(entity)?;
     let body = Value::Object(entity.clone()).to_string().into_bytes();
     let headers = vec![("If-Match".into(), etag.unwrap_or("*").into())];
@@ -138,7 +171,14 @@ pub struct Continuation {
 }
 
 /// Queries `table` with an OData `$filter`, at most `top` entities per page.
-pub fn query(a: &Account, now: DateTime<Utc>, table: &str, filter: Option<&str>, top: Option<u32>, cont: Option<&Continuation>) -> Request {
+pub fn query(
+    a: &Account,
+    now: DateTime<Utc>,
+    table: &str,
+    filter: Option<&str>,
+    top: Option<u32>,
+    cont: Option<&Continuation>,
+) -> Request {
     let mut params = Vec::new();
     if let Some(f) = filter.filter(|f| !f.is_empty()) {
         params.push(format!("$filter={}", enc(f)));
@@ -197,7 +237,10 @@ pub fn parse_query(r: Response) -> Result<QueryPage, AzureError> {
 
 fn keys(e: &Entity) -> Result<(String, String), AzureError> {
     let get = |k: &'static str| {
-        e.get(k).and_then(Value::as_str).map(str::to_string).ok_or(AzureError::InvalidArgument { field: k, detail: "missing".into() })
+        e.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or(AzureError::InvalidArgument { field: k, detail: "missing".into() })
     };
     Ok((get("PartitionKey")?, get("RowKey")?))
 }
@@ -245,7 +288,9 @@ mod tests {
         let resp = Response {
             status: 200,
             headers: vec![("x-ms-continuation-NextPartitionKey".into(), "p2".into())],
-            body: br#"{"value":[{"odata.etag":"e1","PartitionKey":"a","RowKey":"b","n@odata.type":"Edm.Int64","n":"7"}]}"#.to_vec(),
+            body:
+                br#"{"value":[{"odata.etag":"e1","PartitionKey":"a","RowKey":"b","n@odata.type":"Edm.Int64","n":"7"}]}"#
+                    .to_vec(),
         };
         let page = parse_query(resp).unwrap();
         assert_eq!(page.entities[0].1, "e1");
@@ -256,10 +301,17 @@ mod tests {
 
     #[test]
     fn table_errors_read_odata_json() {
-        let resp = Response { status: 409, headers: vec![], body: br#"{"odata.error":{"code":"EntityAlreadyExists","message":{"lang":"en-US","value":"The specified entity already exists.\nRequestId:x"}}}"#.to_vec() };
+        let body = concat!(
+            r#"{"odata.error":{"code":"EntityAlreadyExists","#,
+            r#""message":{"lang":"en-US","value":"The specified entity already exists.\nRequestId:x"}}}"#
+        );
+        let resp = Response { status: 409, headers: vec![], body: body.as_bytes().to_vec() };
         let e = parse_write(resp, "insert entity").unwrap_err();
         assert!(e.is_conflict());
-        assert_eq!(e.to_string(), "insert entity failed: HTTP 409 EntityAlreadyExists: The specified entity already exists.");
+        assert_eq!(
+            e.to_string(),
+            "insert entity failed: HTTP 409 EntityAlreadyExists: The specified entity already exists."
+        );
     }
 }
 
@@ -269,7 +321,10 @@ pub enum BatchOp {
     Insert(Entity),
     /// Replace; `None` means unconditional.
     Update(Entity, Option<String>),
-    Delete { pk: String, rk: String },
+    Delete {
+        pk: String,
+        rk: String,
+    },
 }
 
 /// Most operations one `$batch` may carry (all in one partition).
@@ -279,32 +334,55 @@ pub const MAX_BATCH: usize = 100;
 /// PartitionKey, at most [`MAX_BATCH`] of them.
 pub fn batch(a: &Account, now: DateTime<Utc>, table: &str, ops: &[BatchOp], id: &str) -> Result<Request, AzureError> {
     if ops.is_empty() || ops.len() > MAX_BATCH {
-        return Err(AzureError::InvalidArgument { field: "ops", detail: format!("a batch holds 1 to {MAX_BATCH} operations") });
+        return Err(AzureError::InvalidArgument {
+            field: "ops",
+            detail: format!("a batch holds 1 to {MAX_BATCH} operations"),
+        });
     }
     let (batch_b, change_b) = (format!("batch_{id}"), format!("changeset_{id}"));
     let mut body = format!("--{batch_b}\r\nContent-Type: multipart/mixed; boundary={change_b}\r\n\r\n");
     for (i, op) in ops.iter().enumerate() {
         let (method, url, etag, json) = match op {
-            BatchOp::Insert(e) => ("POST", format!("{}/{}", a.table_endpoint, table), None, Some(Value::Object(e.clone()).to_string())),
+            BatchOp::Insert(e) => {
+                ("POST", format!("{}/{}", a.table_endpoint, table), None, Some(Value::Object(e.clone()).to_string()))
+            }
             BatchOp::Update(e, etag) => {
                 let (pk, rk) = keys(e)?;
-                ("PUT", entity_url(a, table, &pk, &rk), Some(etag.clone().unwrap_or_else(|| "*".into())), Some(Value::Object(e.clone()).to_string()))
+                (
+                    "PUT",
+                    entity_url(a, table, &pk, &rk),
+                    Some(etag.clone().unwrap_or_else(|| "*".into())),
+                    Some(Value::Object(e.clone()).to_string()),
+                )
             }
             BatchOp::Delete { pk, rk } => ("DELETE", entity_url(a, table, pk, rk), Some("*".to_string()), None),
         };
-        body.push_str(&format!("--{change_b}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"));
-        body.push_str(&format!("{method} {url} HTTP/1.1\r\nContent-ID: {}\r\nAccept: application/json;odata=minimalmetadata\r\nDataServiceVersion: 3.0;\r\n", i + 1));
+        body.push_str(&format!(
+            "--{change_b}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+        ));
+        body.push_str(&format!(
+            "{method} {url} HTTP/1.1\r\nContent-ID: {}\r\nAccept: application/json;odata=minimalmetadata\r\n\
+             DataServiceVersion: 3.0;\r\n",
+            i + 1
+        ));
         if let Some(etag) = etag {
             body.push_str(&format!("If-Match: {etag}\r\n"));
         }
         match json {
-            Some(j) => body.push_str(&format!("Content-Type: application/json\r\nPrefer: return-no-content\r\n\r\n{j}\r\n")),
+            Some(j) => {
+                body.push_str(&format!("Content-Type: application/json\r\nPrefer: return-no-content\r\n\r\n{j}\r\n"))
+            }
             None => body.push_str("\r\n"),
         }
     }
     body.push_str(&format!("--{change_b}--\r\n--{batch_b}--\r\n"));
     let headers = vec![("Content-Type".to_string(), format!("multipart/mixed; boundary={batch_b}"))];
-    let mut r = Request { method: "POST".into(), url: format!("{}/$batch", a.table_endpoint), headers, body: body.into_bytes() };
+    let mut r = Request {
+        method: "POST".into(),
+        url: format!("{}/$batch", a.table_endpoint),
+        headers,
+        body: body.into_bytes(),
+    };
     r.headers.push(("Accept".into(), "application/json;odata=minimalmetadata".into()));
     r.headers.push(("DataServiceVersion".into(), "3.0;NetFx".into()));
     r.headers.push(("MaxDataServiceVersion".into(), "3.0;NetFx".into()));
@@ -339,17 +417,30 @@ mod batch_tests {
         let mut e = Entity::new();
         e.insert("PartitionKey".into(), "p".into());
         e.insert("RowKey".into(), "r".into());
-        let r = batch(&a, Utc::now(), "t", &[BatchOp::Insert(e.clone()), BatchOp::Update(e, Some("W/\"x\"".into()))], "abc").unwrap();
+        let r = batch(
+            &a,
+            Utc::now(),
+            "t",
+            &[BatchOp::Insert(e.clone()), BatchOp::Update(e, Some("W/\"x\"".into()))],
+            "abc",
+        )
+        .unwrap();
         let body = String::from_utf8(r.body.clone()).unwrap();
         assert!(r.url.ends_with("/devstoreaccount1/$batch"));
         assert!(body.contains("POST http://127.0.0.1:10002/devstoreaccount1/t HTTP/1.1"));
         assert!(body.contains("PUT http://127.0.0.1:10002/devstoreaccount1/t(PartitionKey='p',RowKey='r') HTTP/1.1"));
         assert!(body.contains("If-Match: W/\"x\""));
         assert!(batch(&a, Utc::now(), "t", &[], "x").is_err());
-        let failed = Response { status: 202, headers: vec![], body: b"--b\r\nHTTP/1.1 412 Precondition Failed\r\n\r\n{\"odata.error\":{\"code\":\"UpdateConditionNotSatisfied\"}}".to_vec() };
+        let body = b"--b\r\nHTTP/1.1 412 Precondition Failed\r\n\r\n\
+            {\"odata.error\":{\"code\":\"UpdateConditionNotSatisfied\"}}";
+        let failed = Response { status: 202, headers: vec![], body: body.to_vec() };
         let e = parse_batch(failed).unwrap_err();
         assert!(e.is_precondition_failed());
-        let ok = Response { status: 202, headers: vec![], body: b"--b\r\nHTTP/1.1 204 No Content\r\n\r\n--b\r\nHTTP/1.1 201 Created\r\n".to_vec() };
+        let ok = Response {
+            status: 202,
+            headers: vec![],
+            body: b"--b\r\nHTTP/1.1 204 No Content\r\n\r\n--b\r\nHTTP/1.1 201 Created\r\n".to_vec(),
+        };
         assert!(parse_batch(ok).is_ok());
     }
 }

@@ -1,8 +1,12 @@
 //! The I/O edge for components: sends `dilux-azure` requests through `spin_sdk::http::send` and
 //! offers typed Table/Queue helpers over the domain's entity mapping.
 
+pub mod config;
+pub mod log;
+pub mod stores;
+
 use chrono::Utc;
-use dilux_azure::{is_retryable_status, queue, table, Account, AzureError, Request, Response};
+use dilux_azure::{queue, table, Account, AzureError, Request, Response};
 use dilux_domain::entity::{from_entity, to_entity};
 use serde::{de::DeserializeOwned, Serialize};
 use spin_sdk::http::Method;
@@ -26,12 +30,17 @@ impl StoreError {
     }
 }
 
-const ATTEMPTS: u32 = 3;
-
-/// Sends one request, retrying transient failures (Azurite resets connections under load).
+/// Sends one request under dilux-azure's retry policy (Azurite resets connections under load).
+/// Non-2xx answers that are not transient come back as `Ok` for the caller's parser.
 pub async fn send(operation: &'static str, req: Request) -> Result<Response, StoreError> {
-    let mut last = String::new();
-    for _ in 0..ATTEMPTS {
+    use dilux_azure::retry::{Outcome, RetryPolicy};
+    use spin_sdk::http::{ErrorCode, SendError};
+    let mut retry = RetryPolicy::DEFAULT.start(operation);
+    while let Some(pause) = retry.next_attempt() {
+        if !pause.is_zero() {
+            // spin-sdk 5 has no async timer: a blocking wasi:clocks wait, of this instance only.
+            std::thread::sleep(pause);
+        }
         let method = match req.method.as_str() {
             "GET" => Method::Get,
             "PUT" => Method::Put,
@@ -47,24 +56,38 @@ pub async fn send(operation: &'static str, req: Request) -> Result<Response, Sto
             b.header(k.clone(), v.clone());
         }
         b.body(req.body.clone());
-        match spin_sdk::http::send::<_, spin_sdk::http::Response>(b.build()).await {
+        let outcome = match spin_sdk::http::send::<_, spin_sdk::http::Response>(b.build()).await {
             Ok(r) => {
                 let status = *r.status();
                 let headers = r.headers().map(|(k, v)| (k.to_string(), v.as_str().unwrap_or("").to_string())).collect();
-                let resp = Response { status, headers, body: r.into_body() };
-                if !is_retryable_status(status) {
-                    return Ok(resp);
-                }
-                last = format!("HTTP {status}");
+                Outcome::Answered(Response { status, headers, body: r.into_body() })
             }
-            Err(e) => last = e.to_string(),
+            // The host is not in allowed_outbound_hosts, or the URL is unusable: it stays that way.
+            Err(
+                e @ (SendError::RequestConversion(_)
+                | SendError::Http(ErrorCode::HttpRequestDenied | ErrorCode::HttpRequestUriInvalid)),
+            ) => Outcome::Refused(e.to_string()),
+            Err(e) => Outcome::Transport(e.to_string()),
+        };
+        if let Some(resp) = retry.record(outcome) {
+            return Ok(resp);
         }
     }
-    Err(StoreError::Unreachable { operation, detail: last })
+    match retry.give_up() {
+        AzureError::Unreachable { operation, attempts, detail } => {
+            Err(StoreError::Unreachable { operation, detail: format!("{detail} (attempts: {attempts})") })
+        }
+        other => Err(other.into()),
+    }
 }
 
 /// Creates the tables, queue and container the app needs. Idempotent.
-pub async fn ensure_storage(a: &Account, tables: &[&str], queues: &[&str], containers: &[&str]) -> Result<(), StoreError> {
+pub async fn ensure_storage(
+    a: &Account,
+    tables: &[&str],
+    queues: &[&str],
+    containers: &[&str],
+) -> Result<(), StoreError> {
     for t in tables {
         table::parse_create_table(send("create table", table::create_table(a, Utc::now(), t)).await?)?;
     }
@@ -72,7 +95,9 @@ pub async fn ensure_storage(a: &Account, tables: &[&str], queues: &[&str], conta
         queue::parse_create_queue(send("create queue", queue::create_queue(a, Utc::now(), q)).await?)?;
     }
     for c in containers {
-        dilux_azure::blob::parse_create_container(send("create container", dilux_azure::blob::create_container(a, Utc::now(), c)).await?)?;
+        dilux_azure::blob::parse_create_container(
+            send("create container", dilux_azure::blob::create_container(a, Utc::now(), c)).await?,
+        )?;
     }
     Ok(())
 }
@@ -80,11 +105,35 @@ pub async fn ensure_storage(a: &Account, tables: &[&str], queues: &[&str], conta
 /// Creates everything the app stores into: its tables, the jobs queue, the backups container.
 pub async fn ensure_app_storage(a: &Account, container: &str) -> Result<(), StoreError> {
     use dilux_domain::tables as t;
-    ensure_storage(a, &[t::ENGINES, t::DATABASES, t::HISTORY, t::SCHEDULE, t::POLICIES, t::AUDIT, t::USERS, t::AUTH_CACHE, t::SETTINGS, t::ACCESS_REQUESTS], &[dilux_domain::JOBS_QUEUE], &[container]).await
+    ensure_storage(
+        a,
+        &[
+            t::ENGINES,
+            t::DATABASES,
+            t::HISTORY,
+            t::SCHEDULE,
+            t::POLICIES,
+            t::AUDIT,
+            t::USERS,
+            t::AUTH_CACHE,
+            t::SETTINGS,
+            t::ACCESS_REQUESTS,
+        ],
+        &[dilux_domain::JOBS_QUEUE],
+        &[container],
+    )
+    .await
 }
 
 /// Inserts, creating the app's storage on first use (a fresh storage account has none).
-pub async fn insert_or_init<T: Serialize>(a: &Account, container: &str, tbl: &str, pk: &str, rk: &str, record: &T) -> Result<(), StoreError> {
+pub async fn insert_or_init<T: Serialize>(
+    a: &Account,
+    container: &str,
+    tbl: &str,
+    pk: &str,
+    rk: &str,
+    record: &T,
+) -> Result<(), StoreError> {
     match insert(a, tbl, pk, rk, record).await {
         Err(e) if e.status() == Some(404) => {
             ensure_app_storage(a, container).await?;
@@ -101,7 +150,12 @@ fn decode<T: DeserializeOwned>(tbl: &str, key: &str, e: table::Entity) -> Result
 /// A record and its ETag.
 pub type Tagged<T> = (T, String);
 
-pub async fn get<T: DeserializeOwned>(a: &Account, tbl: &str, pk: &str, rk: &str) -> Result<Option<Tagged<T>>, StoreError> {
+pub async fn get<T: DeserializeOwned>(
+    a: &Account,
+    tbl: &str,
+    pk: &str,
+    rk: &str,
+) -> Result<Option<Tagged<T>>, StoreError> {
     let r = send("get entity", table::get_entity(a, Utc::now(), tbl, pk, rk)).await?;
     match table::parse_get_entity(r)? {
         None => Ok(None),
@@ -117,14 +171,28 @@ pub async fn insert<T: Serialize>(a: &Account, tbl: &str, pk: &str, rk: &str, re
 }
 
 /// Replaces a record. `etag: Some` fails with 412 if it changed since it was read.
-pub async fn replace<T: Serialize>(a: &Account, tbl: &str, pk: &str, rk: &str, record: &T, etag: Option<&str>) -> Result<Option<String>, StoreError> {
+pub async fn replace<T: Serialize>(
+    a: &Account,
+    tbl: &str,
+    pk: &str,
+    rk: &str,
+    record: &T,
+    etag: Option<&str>,
+) -> Result<Option<String>, StoreError> {
     let req = table::update_entity(a, Utc::now(), tbl, &to_entity(pk, rk, record), etag)?;
     Ok(table::parse_write(send("update entity", req).await?, "update entity")?)
 }
 
 /// Writes a record whether or not it exists (last writer wins): for rows that are only ever replaced
 /// whole, such as settings and tick records.
-pub async fn upsert<T: Serialize>(a: &Account, container: &str, tbl: &str, pk: &str, rk: &str, record: &T) -> Result<(), StoreError> {
+pub async fn upsert<T: Serialize>(
+    a: &Account,
+    container: &str,
+    tbl: &str,
+    pk: &str,
+    rk: &str,
+    record: &T,
+) -> Result<(), StoreError> {
     for _ in 0..3 {
         match replace(a, tbl, pk, rk, record, None).await {
             Err(e) if e.status() == Some(404) => match insert_or_init(a, container, tbl, pk, rk, record).await {
@@ -144,11 +212,16 @@ pub async fn delete(a: &Account, tbl: &str, pk: &str, rk: &str) -> Result<(), St
 }
 
 /// Every record matching `filter`, following continuations.
-pub async fn query_all<T: DeserializeOwned>(a: &Account, tbl: &str, filter: &str) -> Result<Vec<Tagged<T>>, StoreError> {
+pub async fn query_all<T: DeserializeOwned>(
+    a: &Account,
+    tbl: &str,
+    filter: &str,
+) -> Result<Vec<Tagged<T>>, StoreError> {
     let mut out = Vec::new();
     let mut cont = None;
     loop {
-        let r = send("query entities", table::query(a, Utc::now(), tbl, Some(filter), Some(1000), cont.as_ref())).await?;
+        let r =
+            send("query entities", table::query(a, Utc::now(), tbl, Some(filter), Some(1000), cont.as_ref())).await?;
         let page = table::parse_query(r)?;
         for (e, etag) in page.entities {
             let key = e.get("RowKey").and_then(|v| v.as_str()).unwrap_or("").to_string();
@@ -176,7 +249,10 @@ pub async fn all_engines(a: &Account) -> Result<Vec<dilux_domain::Engine>, Store
 }
 
 /// One stored policy (system policies appear here only once edited).
-pub async fn get_policy(a: &Account, id: &str) -> Result<Option<Tagged<dilux_domain::policy::BackupPolicy>>, StoreError> {
+pub async fn get_policy(
+    a: &Account,
+    id: &str,
+) -> Result<Option<Tagged<dilux_domain::policy::BackupPolicy>>, StoreError> {
     let tbl = dilux_domain::tables::POLICIES;
     match get::<dilux_domain::policy::PolicyRow>(a, tbl, "policy", id).await? {
         None => Ok(None),
@@ -187,27 +263,31 @@ pub async fn get_policy(a: &Account, id: &str) -> Result<Option<Tagged<dilux_dom
 }
 
 /// Every policy by id: the system defaults, then stored ones.
-pub async fn policies(a: &Account) -> Result<std::collections::HashMap<String, dilux_domain::policy::BackupPolicy>, StoreError> {
-    let mut out: std::collections::HashMap<_, _> = dilux_domain::policy::default_policies().into_iter().map(|p| (p.id.clone(), p)).collect();
-    let stored = query_all::<dilux_domain::policy::PolicyRow>(a, dilux_domain::tables::POLICIES, "PartitionKey eq 'policy'").await?;
+pub async fn policies(
+    a: &Account,
+) -> Result<std::collections::HashMap<String, dilux_domain::policy::BackupPolicy>, StoreError> {
+    let mut out: std::collections::HashMap<_, _> =
+        dilux_domain::policy::default_policies().into_iter().map(|p| (p.id.clone(), p)).collect();
+    let stored =
+        query_all::<dilux_domain::policy::PolicyRow>(a, dilux_domain::tables::POLICIES, "PartitionKey eq 'policy'")
+            .await?;
     for (row, _) in stored {
         let id = row.id.clone();
-        let p = dilux_domain::policy::BackupPolicy::try_from(row).map_err(|e| StoreError::Corrupt { table: dilux_domain::tables::POLICIES.into(), key: id.clone(), detail: e.to_string() })?;
+        let p = dilux_domain::policy::BackupPolicy::try_from(row).map_err(|e| StoreError::Corrupt {
+            table: dilux_domain::tables::POLICIES.into(),
+            key: id.clone(),
+            detail: e.to_string(),
+        })?;
         out.insert(id, p);
     }
     Ok(out)
 }
 
-/// The policy a database uses: its own, else its server's, else the default.
-pub fn effective_policy_id(db: &dilux_domain::Database, engine: Option<&dilux_domain::Engine>) -> String {
-    db.policy_id
-        .clone()
-        .or_else(|| engine.and_then(|e| e.policy_id.clone()))
-        .unwrap_or_else(|| dilux_domain::policy::DEFAULT_POLICY_ID.into())
-}
-
 /// Retention's view of the history: every row of each database, with its keys.
-pub async fn history_by_database(a: &Account, database_id: Option<&str>) -> Result<std::collections::HashMap<String, Vec<dilux_domain::BackupResult>>, StoreError> {
+pub async fn history_by_database(
+    a: &Account,
+    database_id: Option<&str>,
+) -> Result<std::collections::HashMap<String, Vec<dilux_domain::BackupResult>>, StoreError> {
     let filter = match database_id {
         Some(id) => format!("database_id eq {}", table::literal(id)),
         None => String::new(),
@@ -217,15 +297,6 @@ pub async fn history_by_database(a: &Account, database_id: Option<&str>) -> Resu
         out.entry(r.database_id.clone()).or_default().push(r);
     }
     Ok(out)
-}
-
-/// The retention plan of one database's history under `policy`.
-pub fn retention_plan(policy: &dilux_domain::policy::BackupPolicy, rows: &[dilux_domain::BackupResult]) -> dilux_domain::retention::RetentionPlan {
-    let candidates: Vec<dilux_domain::retention::Candidate> = rows
-        .iter()
-        .map(|r| dilux_domain::retention::Candidate { id: r.id.clone(), created_at: r.created_at, status: r.status, tiers: r.tiers.clone() })
-        .collect();
-    dilux_domain::retention::plan(policy, &candidates)
 }
 
 pub async fn put_message(a: &Account, q: &str, text: &str) -> Result<String, StoreError> {

@@ -24,7 +24,14 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// An action taken by the system itself (scheduler, retention).
-    pub fn system(action: &str, resource_type: &str, resource_id: &str, resource_name: &str, details: serde_json::Value, now: DateTime<Utc>) -> Self {
+    pub fn system(
+        action: &str,
+        resource_type: &str,
+        resource_id: &str,
+        resource_name: &str,
+        details: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Self {
         AuditLog {
             id: uuid::Uuid::new_v4().to_string(),
             action: action.into(),

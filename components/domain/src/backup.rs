@@ -69,7 +69,13 @@ pub struct BackupJob {
 }
 
 impl BackupJob {
-    pub fn new(database_id: &str, engine_type: EngineType, triggered_by: TriggeredBy, tiers: Vec<BackupTier>, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        database_id: &str,
+        engine_type: EngineType,
+        triggered_by: TriggeredBy,
+        tiers: Vec<BackupTier>,
+        now: DateTime<Utc>,
+    ) -> Self {
         let id = uuid::Uuid::new_v4().to_string();
         let (history_pk, history_rk) = history_keys(now, &id);
         BackupJob {
@@ -99,7 +105,13 @@ pub fn history_keys(at: DateTime<Utc>, id: &str) -> (String, String) {
 pub fn blob_name(engine_type: EngineType, database_id: &str, at: DateTime<Utc>, backup_id: &str) -> String {
     // The backup id's first characters keep two backups started in the same second apart.
     let tag: String = backup_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
-    format!("{}/{}/{}_{tag}.{}", engine_type.as_str(), database_id, at.format("%Y%m%d_%H%M%S"), engine_type.dump_format())
+    format!(
+        "{}/{}/{}_{tag}.{}",
+        engine_type.as_str(),
+        database_id,
+        at.format("%Y%m%d_%H%M%S"),
+        engine_type.dump_format()
+    )
 }
 
 /// A history row: one backup attempt and what came of it.
@@ -224,12 +236,21 @@ mod tests {
     #[test]
     fn blob_names_follow_the_layout() {
         let t = Utc.with_ymd_and_hms(2024, 1, 15, 0, 0, 7).unwrap();
-        assert_eq!(blob_name(EngineType::Mysql, "db-1", t, "1a2b3c4d-ffff"), "mysql/db-1/20240115_000007_1a2b3c4d.sql.gz");
+        assert_eq!(
+            blob_name(EngineType::Mysql, "db-1", t, "1a2b3c4d-ffff"),
+            "mysql/db-1/20240115_000007_1a2b3c4d.sql.gz"
+        );
     }
 
     #[test]
     fn results_round_trip_through_table_entities() {
-        let job = BackupJob::new("d1", EngineType::Postgresql, TriggeredBy::Manual, vec![BackupTier::Daily, BackupTier::Weekly], Utc::now());
+        let job = BackupJob::new(
+            "d1",
+            EngineType::Postgresql,
+            TriggeredBy::Manual,
+            vec![BackupTier::Daily, BackupTier::Weekly],
+            Utc::now(),
+        );
         let mut r = BackupResult::pending(&job, "app", "App", "e1");
         assert!(r.start(Utc::now()));
         r.complete(Utc::now(), 5_000_000_000, 9_000_000_000, "ab".into());

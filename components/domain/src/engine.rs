@@ -90,7 +90,11 @@ impl Engine {
 impl Database {
     /// The username and sealed password this database connects with: its server's or its own.
     pub fn sealed_credentials<'a>(&'a self, engine: &'a Engine) -> Option<(&'a str, &'a str)> {
-        let (u, p) = if self.use_engine_credentials { (&engine.username, &engine.password_sealed) } else { (&self.username, &self.password_sealed) };
+        let (u, p) = if self.use_engine_credentials {
+            (&engine.username, &engine.password_sealed)
+        } else {
+            (&self.username, &self.password_sealed)
+        };
         Some((u.as_deref().filter(|u| !u.is_empty())?, p.as_deref()?))
     }
 }
@@ -104,6 +108,8 @@ pub struct EngineView {
     pub host: String,
     pub port: u16,
     pub auth_method: AuthMethod,
+    /// Absent for viewers: they see no part of a credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     pub has_password: bool,
     pub policy_id: Option<String>,
@@ -128,6 +134,17 @@ impl From<&Engine> for EngineView {
             created_at: e.created_at,
             updated_at: e.updated_at,
         }
+    }
+}
+
+impl EngineView {
+    /// What `role` may see of a server: viewers get no login name.
+    pub fn for_role(e: &Engine, role: crate::user::Role) -> Self {
+        let mut v = EngineView::from(e);
+        if !role.sees_credentials() {
+            v.username = None;
+        }
+        v
     }
 }
 
@@ -198,6 +215,8 @@ pub struct DatabaseView {
     pub alias: String,
     pub use_engine_credentials: bool,
     pub auth_method: AuthMethod,
+    /// Absent for viewers: they see no part of a credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     pub has_password: bool,
     pub policy_id: Option<String>,
@@ -219,13 +238,32 @@ impl DatabaseView {
             alias: d.alias.clone(),
             use_engine_credentials: d.use_engine_credentials,
             auth_method: d.auth_method,
-            username: if d.use_engine_credentials { engine.and_then(|e| e.username.clone()) } else { d.username.clone() },
-            has_password: if d.use_engine_credentials { engine.is_some_and(|e| e.password_sealed.is_some()) } else { d.password_sealed.is_some() },
+            username: if d.use_engine_credentials {
+                engine.and_then(|e| e.username.clone())
+            } else {
+                d.username.clone()
+            },
+            has_password: if d.use_engine_credentials {
+                engine.is_some_and(|e| e.password_sealed.is_some())
+            } else {
+                d.password_sealed.is_some()
+            },
             policy_id: d.policy_id.clone(),
             enabled: d.enabled,
             created_at: d.created_at,
             updated_at: d.updated_at,
         }
+    }
+}
+
+impl DatabaseView {
+    /// What `role` may see of a database: viewers get no login name.
+    pub fn for_role(d: &Database, engine: Option<&Engine>, role: crate::user::Role) -> Self {
+        let mut v = DatabaseView::new(d, engine);
+        if !role.sees_credentials() {
+            v.username = None;
+        }
+        v
     }
 }
 
@@ -312,7 +350,12 @@ impl UpdateDatabase {
     }
 
     /// Applies the change; fails if the result would be a database without usable credentials.
-    pub fn apply(&self, d: &mut Database, sealed_password: Option<String>, now: DateTime<Utc>) -> Result<(), FieldError> {
+    pub fn apply(
+        &self,
+        d: &mut Database,
+        sealed_password: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), FieldError> {
         if let Some(n) = &self.name {
             d.name = n.clone();
         }
@@ -376,7 +419,10 @@ pub fn validate_host(v: &str) -> Result<(), FieldError> {
     if v.is_empty() {
         return Err(FieldError::new("host", "must not be empty"));
     }
-    if v.len() > 253 || v.starts_with('-') || !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')) {
+    if v.len() > 253
+        || v.starts_with('-')
+        || !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
+    {
         return Err(FieldError::new("host", "must be a host name or IP address"));
     }
     Ok(())
@@ -419,7 +465,8 @@ mod tests {
         let mut e = engine_input();
         e.password = None;
         assert_eq!(e.validate().unwrap_err().field, "password");
-        let r: Result<CreateEngine, _> = serde_json::from_value(serde_json::json!({"name":"x","engine_type":"postgresql","host":"h","colour":1}));
+        let r: Result<CreateEngine, _> =
+            serde_json::from_value(serde_json::json!({"name":"x","engine_type":"postgresql","host":"h","colour":1}));
         assert!(r.unwrap_err().to_string().contains("colour"));
     }
 
@@ -427,7 +474,10 @@ mod tests {
     fn database_credentials_rules() {
         let ok: CreateDatabase = serde_json::from_value(serde_json::json!({"engine_id":"e","name":"app"})).unwrap();
         assert!(ok.use_engine_credentials && ok.validate().is_ok());
-        let own: CreateDatabase = serde_json::from_value(serde_json::json!({"engine_id":"e","name":"app","use_engine_credentials":false,"username":"u"})).unwrap();
+        let own: CreateDatabase = serde_json::from_value(
+            serde_json::json!({"engine_id":"e","name":"app","use_engine_credentials":false,"username":"u"}),
+        )
+        .unwrap();
         assert_eq!(own.validate().unwrap_err().field, "password");
         let dash: CreateDatabase = serde_json::from_value(serde_json::json!({"engine_id":"e","name":"--all"})).unwrap();
         assert_eq!(dash.validate().unwrap_err().field, "name");
@@ -437,13 +487,27 @@ mod tests {
     fn switching_to_engine_credentials_drops_own_secret() {
         let now = Utc::now();
         let mut d = Database {
-            id: "d".into(), engine_id: "e".into(), engine_type: EngineType::Mysql, name: "n".into(), alias: "a".into(),
-            use_engine_credentials: false, auth_method: AuthMethod::UserPassword, username: Some("u".into()),
-            password_sealed: Some("v1:x".into()), policy_id: None, enabled: true, created_at: now, updated_at: now,
+            id: "d".into(),
+            engine_id: "e".into(),
+            engine_type: EngineType::Mysql,
+            name: "n".into(),
+            alias: "a".into(),
+            use_engine_credentials: false,
+            auth_method: AuthMethod::UserPassword,
+            username: Some("u".into()),
+            password_sealed: Some("v1:x".into()),
+            policy_id: None,
+            enabled: true,
+            created_at: now,
+            updated_at: now,
         };
         UpdateDatabase { use_engine_credentials: Some(true), ..Default::default() }.apply(&mut d, None, now).unwrap();
         assert_eq!((&d.username, &d.password_sealed), (&None, &None));
-        let err = UpdateDatabase { use_engine_credentials: Some(false), ..Default::default() }.apply(&mut d.clone(), None, now);
+        let err = UpdateDatabase { use_engine_credentials: Some(false), ..Default::default() }.apply(
+            &mut d.clone(),
+            None,
+            now,
+        );
         assert_eq!(err.unwrap_err().field, "use_engine_credentials");
     }
 }

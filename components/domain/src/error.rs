@@ -48,13 +48,17 @@ impl ErrorClass {
         match self {
             ErrorClass::AuthFailed => "check the user name and password of the database or its server",
             ErrorClass::NotFound => "check the database name; it may have been dropped or renamed",
-            ErrorClass::PermissionDenied => "grant the backup user read access to every object (and LOCK TABLES / EVENT on MariaDB)",
+            ErrorClass::PermissionDenied => {
+                "grant the backup user read access to every object (and LOCK TABLES / EVENT on MariaDB)"
+            }
             ErrorClass::Unreachable => "check host, port and firewall rules between the dumper and the server",
             ErrorClass::Timeout => "the server did not answer in time; check its load and network path",
             ErrorClass::Tls => "check the server's TLS requirement and certificates",
             ErrorClass::ToolFailed => "read the tool's message; the dump tool failed",
             ErrorClass::StorageFailed => "check the storage account, its network rules and the dumper's identity",
-            ErrorClass::InvalidJob => "the database's configuration changed or was deleted; fix it and run the backup again",
+            ErrorClass::InvalidJob => {
+                "the database's configuration changed or was deleted; fix it and run the backup again"
+            }
         }
     }
 
@@ -62,9 +66,21 @@ impl ErrorClass {
     pub fn from_tool_stderr(stderr: &str) -> ErrorClass {
         let s = stderr.to_ascii_lowercase();
         let has = |needles: &[&str]| needles.iter().any(|n| s.contains(n));
-        if has(&["password authentication failed", "error 1045", "(using password:", "no password supplied", "authentication failed"]) {
+        if has(&[
+            "password authentication failed",
+            "error 1045",
+            "(using password:",
+            "no password supplied",
+            "authentication failed",
+        ]) {
             ErrorClass::AuthFailed
-        } else if has(&["ssl was required", "error 2026", "ssl connection error", "ssl error", "certificate verify failed"]) {
+        } else if has(&[
+            "ssl was required",
+            "error 2026",
+            "ssl connection error",
+            "ssl error",
+            "certificate verify failed",
+        ]) {
             ErrorClass::Tls
         } else if has(&["does not exist", "error 1049", "unknown database"]) {
             ErrorClass::NotFound
@@ -72,7 +88,16 @@ impl ErrorClass {
             ErrorClass::PermissionDenied
         } else if has(&["timeout expired", "timed out", "error 2013", "(110)", "lost connection"]) {
             ErrorClass::Timeout
-        } else if has(&["connection refused", "could not translate host name", "error 2002", "error 2005", "no route to host", "name or service not known", "could not connect", "can't connect"]) {
+        } else if has(&[
+            "connection refused",
+            "could not translate host name",
+            "error 2002",
+            "error 2005",
+            "no route to host",
+            "name or service not known",
+            "could not connect",
+            "can't connect",
+        ]) {
             ErrorClass::Unreachable
         } else {
             ErrorClass::ToolFailed

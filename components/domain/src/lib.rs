@@ -3,9 +3,11 @@
 
 pub mod audit;
 pub mod backup;
+pub mod config;
 pub mod engine;
 pub mod entity;
 pub mod error;
+pub mod log;
 pub mod policy;
 pub mod probe;
 pub mod retention;

@@ -115,8 +115,20 @@ struct Tiers {
 
 impl From<&BackupPolicy> for PolicyRow {
     fn from(p: &BackupPolicy) -> Self {
-        let tiers = Tiers { hourly: p.hourly.clone(), daily: p.daily.clone(), weekly: p.weekly.clone(), monthly: p.monthly.clone(), yearly: p.yearly.clone() };
-        PolicyRow { id: p.id.clone(), name: p.name.clone(), description: p.description.clone(), is_system: p.is_system, tiers: serde_json::to_string(&tiers).expect("tiers serialize") }
+        let tiers = Tiers {
+            hourly: p.hourly.clone(),
+            daily: p.daily.clone(),
+            weekly: p.weekly.clone(),
+            monthly: p.monthly.clone(),
+            yearly: p.yearly.clone(),
+        };
+        PolicyRow {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            description: p.description.clone(),
+            is_system: p.is_system,
+            tiers: serde_json::to_string(&tiers).expect("tiers serialize"),
+        }
     }
 }
 
@@ -125,11 +137,22 @@ impl TryFrom<PolicyRow> for BackupPolicy {
 
     fn try_from(r: PolicyRow) -> Result<Self, Self::Error> {
         let t: Tiers = serde_json::from_str(&r.tiers)?;
-        Ok(BackupPolicy { id: r.id, name: r.name, description: r.description, is_system: r.is_system, hourly: t.hourly, daily: t.daily, weekly: t.weekly, monthly: t.monthly, yearly: t.yearly })
+        Ok(BackupPolicy {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            is_system: r.is_system,
+            hourly: t.hourly,
+            daily: t.daily,
+            weekly: t.weekly,
+            monthly: t.monthly,
+            yearly: t.yearly,
+        })
     }
 }
 
-pub const TIERS: [BackupTier; 5] = [BackupTier::Hourly, BackupTier::Daily, BackupTier::Weekly, BackupTier::Monthly, BackupTier::Yearly];
+pub const TIERS: [BackupTier; 5] =
+    [BackupTier::Hourly, BackupTier::Daily, BackupTier::Weekly, BackupTier::Monthly, BackupTier::Yearly];
 
 /// The policy a database uses when neither it nor its server names one.
 pub const DEFAULT_POLICY_ID: &str = "production-standard";
@@ -143,12 +166,21 @@ fn at(mut t: TierConfig, time: &str) -> TierConfig {
     t
 }
 
+/// The policy a database follows: its own, else its server's, else the default.
+pub fn effective_policy_id(db: &crate::Database, engine: Option<&crate::Engine>) -> String {
+    db.policy_id
+        .clone()
+        .or_else(|| engine.and_then(|e| e.policy_id.clone()))
+        .unwrap_or_else(|| DEFAULT_POLICY_ID.into())
+}
+
 /// The seeded system policies (not deletable).
 pub fn default_policies() -> Vec<BackupPolicy> {
     let hourly = |enabled, keep, every| TierConfig { interval_hours: Some(every), ..tier(enabled, keep) };
     let weekly = |enabled, keep| TierConfig { day_of_week: Some(0), ..at(tier(enabled, keep), "03:00") };
     let monthly = |enabled, keep| TierConfig { day_of_month: Some(1), ..at(tier(enabled, keep), "04:00") };
-    let yearly = |enabled, keep| TierConfig { day_of_month: Some(1), month: Some(1), ..at(tier(enabled, keep), "05:00") };
+    let yearly =
+        |enabled, keep| TierConfig { day_of_month: Some(1), month: Some(1), ..at(tier(enabled, keep), "05:00") };
     vec![
         BackupPolicy {
             id: "production-critical".into(),
@@ -237,7 +269,20 @@ impl BackupPolicy {
             return "off".into();
         }
         const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
-        const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+        const MONTHS: [&str; 12] = [
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ];
         let at = c.time.as_deref().unwrap_or("??:??");
         let when = match t {
             BackupTier::Hourly => match c.interval_hours.unwrap_or(1) {
@@ -245,7 +290,9 @@ impl BackupPolicy {
                 n => format!("every {n} hours"),
             },
             BackupTier::Daily => format!("daily at {at} UTC"),
-            BackupTier::Weekly => format!("weekly on {} at {at} UTC", c.day_of_week.and_then(|d| DAYS.get(d as usize)).unwrap_or(&"?")),
+            BackupTier::Weekly => {
+                format!("weekly on {} at {at} UTC", c.day_of_week.and_then(|d| DAYS.get(d as usize)).unwrap_or(&"?"))
+            }
             BackupTier::Monthly => format!("monthly on day {} at {at} UTC", c.day_of_month.unwrap_or(1)),
             BackupTier::Yearly => format!(
                 "yearly on {} {} at {at} UTC",
@@ -271,7 +318,11 @@ impl BackupPolicy {
                 format!("{}{unit}", self.tier(t).keep_count)
             })
             .collect();
-        if parts.is_empty() { "none".into() } else { parts.join("/") }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join("/")
+        }
     }
 
     /// The cron expression (UTC, 5 fields) of tier `t`, after validating its fields.
@@ -350,7 +401,11 @@ pub const RETRY_AFTER: Duration = Duration::minutes(30);
 /// The tiers due at `now`: active tiers whose latest slot has no successful backup yet, unless one
 /// was attempted for that slot less than [`RETRY_AFTER`] ago. However many slots were missed (downtime),
 /// a tier is due once: the caller queues one backup carrying every due tier.
-pub fn due_tiers(policy: &BackupPolicy, history: &BTreeMap<BackupTier, TierHistory>, now: DateTime<Utc>) -> Vec<BackupTier> {
+pub fn due_tiers(
+    policy: &BackupPolicy,
+    history: &BTreeMap<BackupTier, TierHistory>,
+    now: DateTime<Utc>,
+) -> Vec<BackupTier> {
     policy
         .active_tiers()
         .filter(|t| {
@@ -365,7 +420,12 @@ pub fn due_tiers(policy: &BackupPolicy, history: &BTreeMap<BackupTier, TierHisto
 
 /// When a database's backups are overdue: its newest success (or, never backed up, its creation) is
 /// older than twice its policy's most frequent interval. Answers how long it has been.
-pub fn overdue(policy: &BackupPolicy, last_success: Option<DateTime<Utc>>, created_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<Duration> {
+pub fn overdue(
+    policy: &BackupPolicy,
+    last_success: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
     let every = policy.most_frequent_interval()?;
     let since = now - last_success.unwrap_or(created_at);
     (since > every * 2).then_some(since)
@@ -398,20 +458,26 @@ mod tests {
     fn tiers_in_words() {
         let p = standard();
         let words: Vec<String> = TIERS.iter().map(|t| p.describe(*t)).collect();
-        assert_eq!(words, vec![
-            "every hour, keep 12",
-            "daily at 02:00 UTC, keep 7",
-            "weekly on Sunday at 03:00 UTC, keep 4",
-            "monthly on day 1 at 04:00 UTC, keep 2",
-            "yearly on 1 January at 05:00 UTC, keep 1",
-        ]);
+        assert_eq!(
+            words,
+            vec![
+                "every hour, keep 12",
+                "daily at 02:00 UTC, keep 7",
+                "weekly on Sunday at 03:00 UTC, keep 4",
+                "monthly on day 1 at 04:00 UTC, keep 2",
+                "yearly on 1 January at 05:00 UTC, keep 1",
+            ]
+        );
         assert_eq!(default_policies()[2].describe(BackupTier::Hourly), "off");
     }
 
     #[test]
     fn summaries_and_defaults() {
         let p = default_policies();
-        assert_eq!(p.iter().map(|p| p.summary()).collect::<Vec<_>>(), vec!["24h/14d/8w/12m/3y", "12h/7d/4w/2m/1y", "7d/2w"]);
+        assert_eq!(
+            p.iter().map(|p| p.summary()).collect::<Vec<_>>(),
+            vec!["24h/14d/8w/12m/3y", "12h/7d/4w/2m/1y", "7d/2w"]
+        );
         assert!(p.iter().all(|p| p.validate().is_ok() && p.is_system));
     }
 
@@ -433,8 +499,12 @@ mod tests {
         let now = t(2026, 3, 15, 10, 30);
         let due = due_tiers(&p, &BTreeMap::new(), now);
         assert_eq!(due, TIERS.to_vec());
-        let done: BTreeMap<_, _> = due.iter().map(|t| (*t, TierHistory { last_success: Some(now), last_attempt: Some(now) })).collect();
-        assert!(due_tiers(&p, &done, now + Duration::minutes(1)).is_empty(), "a second tick in the slot queues nothing");
+        let done: BTreeMap<_, _> =
+            due.iter().map(|t| (*t, TierHistory { last_success: Some(now), last_attempt: Some(now) })).collect();
+        assert!(
+            due_tiers(&p, &done, now + Duration::minutes(1)).is_empty(),
+            "a second tick in the slot queues nothing"
+        );
         assert_eq!(due_tiers(&p, &done, t(2026, 3, 15, 11, 0)), vec![BackupTier::Hourly]);
     }
 
@@ -442,16 +512,25 @@ mod tests {
     fn downtime_catches_up_with_one_backup_not_a_storm() {
         let p = standard();
         let last = t(2026, 3, 1, 0, 0);
-        let h: BTreeMap<_, _> = TIERS.iter().map(|t| (*t, TierHistory { last_success: Some(last), last_attempt: Some(last) })).collect();
+        let h: BTreeMap<_, _> =
+            TIERS.iter().map(|t| (*t, TierHistory { last_success: Some(last), last_attempt: Some(last) })).collect();
         let due = due_tiers(&p, &h, t(2026, 3, 20, 9, 15));
-        assert_eq!(due, vec![BackupTier::Hourly, BackupTier::Daily, BackupTier::Weekly, BackupTier::Monthly], "each missed tier once");
+        assert_eq!(
+            due,
+            vec![BackupTier::Hourly, BackupTier::Daily, BackupTier::Weekly, BackupTier::Monthly],
+            "each missed tier once"
+        );
     }
 
     #[test]
     fn failures_are_retried_after_a_pause() {
         let p = standard();
         let now = t(2026, 3, 15, 2, 5);
-        let failed: BTreeMap<_, _> = [(BackupTier::Daily, TierHistory { last_success: Some(t(2026, 3, 14, 2, 0)), last_attempt: Some(t(2026, 3, 15, 2, 1)) })].into();
+        let failed: BTreeMap<_, _> = [(
+            BackupTier::Daily,
+            TierHistory { last_success: Some(t(2026, 3, 14, 2, 0)), last_attempt: Some(t(2026, 3, 15, 2, 1)) },
+        )]
+        .into();
         assert!(!due_tiers(&p, &failed, now).contains(&BackupTier::Daily));
         assert!(due_tiers(&p, &failed, now + RETRY_AFTER).contains(&BackupTier::Daily));
     }
@@ -461,8 +540,15 @@ mod tests {
         let p = standard(); // hourly every hour
         let now = t(2026, 3, 15, 10, 0);
         assert_eq!(overdue(&p, Some(now - Duration::minutes(119)), now - Duration::days(9), now), None);
-        assert_eq!(overdue(&p, Some(now - Duration::minutes(121)), now - Duration::days(9), now), Some(Duration::minutes(121)));
-        assert_eq!(overdue(&p, None, now - Duration::hours(1), now), None, "a new database gets time for its first backup");
+        assert_eq!(
+            overdue(&p, Some(now - Duration::minutes(121)), now - Duration::days(9), now),
+            Some(Duration::minutes(121))
+        );
+        assert_eq!(
+            overdue(&p, None, now - Duration::hours(1), now),
+            None,
+            "a new database gets time for its first backup"
+        );
         let dev = default_policies().remove(2); // daily
         assert!(overdue(&dev, Some(now - Duration::hours(47)), now, now).is_none());
         assert!(overdue(&dev, Some(now - Duration::hours(49)), now, now).is_some());

@@ -91,7 +91,10 @@ mod tests {
         let names: Vec<String> = ["shop", "postgres", "template1", "crm"].map(String::from).to_vec();
         let got = classify(EngineType::Postgresql, &names, &[("crm".into(), "id-1".into())]);
         let view: Vec<(&str, bool, bool)> = got.iter().map(|d| (d.name.as_str(), d.exists, d.system)).collect();
-        assert_eq!(view, vec![("crm", true, false), ("shop", false, false), ("postgres", false, true), ("template1", false, true)]);
+        assert_eq!(
+            view,
+            vec![("crm", true, false), ("shop", false, false), ("postgres", false, true), ("template1", false, true)]
+        );
         assert_eq!(got[0].database_id.as_deref(), Some("id-1"));
     }
 

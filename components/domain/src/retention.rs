@@ -36,6 +36,18 @@ pub struct RetentionPlan {
     pub delete: Vec<Decision>,
 }
 
+impl From<&crate::BackupResult> for Candidate {
+    fn from(r: &crate::BackupResult) -> Self {
+        Candidate { id: r.id.clone(), created_at: r.created_at, status: r.status, tiers: r.tiers.clone() }
+    }
+}
+
+/// The retention plan of one database's history rows under `policy`.
+pub fn plan_history(policy: &BackupPolicy, rows: &[crate::BackupResult]) -> RetentionPlan {
+    let candidates: Vec<Candidate> = rows.iter().map(Candidate::from).collect();
+    plan(policy, &candidates)
+}
+
 pub fn plan(policy: &BackupPolicy, backups: &[Candidate]) -> RetentionPlan {
     let mut completed: Vec<&Candidate> = backups.iter().filter(|b| b.status == BackupStatus::Completed).collect();
     // Newest first; ids break ties so the plan is deterministic.
@@ -57,13 +69,17 @@ pub fn plan(policy: &BackupPolicy, backups: &[Candidate]) -> RetentionPlan {
         if b.tiers.is_empty() {
             why.push("manual backup".into());
         }
-        let inactive: Vec<&str> = b.tiers.iter().filter(|t| !active.contains(t)).map(|t| BackupTier::as_str(*t)).collect();
+        let inactive: Vec<&str> =
+            b.tiers.iter().filter(|t| !active.contains(t)).map(|t| BackupTier::as_str(*t)).collect();
         if !inactive.is_empty() {
             why.push(format!("tier no longer active in the policy: {}", inactive.join(", ")));
         }
         if why.is_empty() {
             let tiers: Vec<&str> = b.tiers.iter().map(|t| BackupTier::as_str(*t)).collect();
-            out.delete.push(Decision { id: b.id.clone(), reason: format!("older than the newest kept of its tiers ({})", tiers.join(", ")) });
+            out.delete.push(Decision {
+                id: b.id.clone(),
+                reason: format!("older than the newest kept of its tiers ({})", tiers.join(", ")),
+            });
         } else {
             out.keep.push(Decision { id: b.id.clone(), reason: why.join("; ") });
         }
@@ -87,7 +103,8 @@ mod tests {
     #[test]
     fn keeps_newest_n_per_tier_and_explains() {
         let p = default_policies().remove(2); // development: 7 dailies, 2 weeklies
-        let mut b: Vec<Candidate> = (0..10).map(|d| cand(d, 24 * d as i64, BackupStatus::Completed, vec![BackupTier::Daily])).collect();
+        let mut b: Vec<Candidate> =
+            (0..10).map(|d| cand(d, 24 * d as i64, BackupStatus::Completed, vec![BackupTier::Daily])).collect();
         b[0].tiers.push(BackupTier::Weekly);
         b[9].tiers.push(BackupTier::Weekly);
         let plan = plan(&p, &b);

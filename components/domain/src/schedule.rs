@@ -117,10 +117,10 @@ impl ScheduleState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use crate::entity::{from_entity, to_entity};
     use crate::policy::{default_policies, due_tiers};
     use crate::{EngineType, TriggeredBy};
+    use proptest::prelude::*;
 
     #[test]
     fn a_finished_job_covers_its_tiers_and_round_trips() {
@@ -145,12 +145,26 @@ mod tests {
     }
 
     fn arb_policy() -> impl Strategy<Value = crate::policy::BackupPolicy> {
-        (proptest::collection::vec((any::<bool>(), 1u32..5), 5), 1u32..13, 0u32..24, 0u32..60, 0u32..7, 1u32..29, 1u32..13).prop_map(
-            |(tiers, every, h, m, dow, dom, month)| {
+        (
+            proptest::collection::vec((any::<bool>(), 1u32..5), 5),
+            1u32..13,
+            0u32..24,
+            0u32..60,
+            0u32..7,
+            1u32..29,
+            1u32..13,
+        )
+            .prop_map(|(tiers, every, h, m, dow, dom, month)| {
                 let mut p = default_policies().remove(1);
                 let time = Some(format!("{h:02}:{m:02}"));
                 for (i, (enabled, keep)) in tiers.into_iter().enumerate() {
-                    let c = match i { 0 => &mut p.hourly, 1 => &mut p.daily, 2 => &mut p.weekly, 3 => &mut p.monthly, _ => &mut p.yearly };
+                    let c = match i {
+                        0 => &mut p.hourly,
+                        1 => &mut p.daily,
+                        2 => &mut p.weekly,
+                        3 => &mut p.monthly,
+                        _ => &mut p.yearly,
+                    };
                     c.enabled = enabled;
                     c.keep_count = keep;
                     if i > 0 {
@@ -163,8 +177,7 @@ mod tests {
                 p.yearly.day_of_month = Some(dom);
                 p.yearly.month = Some(month);
                 p
-            },
-        )
+            })
     }
 
     proptest! {

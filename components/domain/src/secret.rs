@@ -1,9 +1,16 @@
-//! Passwords at rest: sealed with AES-256-GCM under a key the platform provides (a Spin variable, from
-//! Key Vault in production). A sealed value is `v1:` + base64(nonce ‖ ciphertext ‖ tag).
+//! Secrets. Passwords at rest are sealed with AES-256-GCM under a key the platform provides (a Spin
+//! variable, from Key Vault in production); a sealed value is `v1:` + base64(nonce ‖ ciphertext ‖ tag).
+//! Presented tokens are compared with [`constant_time_eq`].
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
+
+/// Compares two secrets (tokens, signatures) in time that depends only on their lengths, so a caller
+/// cannot learn a secret byte by byte from how fast a guess is refused.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
@@ -65,6 +72,15 @@ mod tests {
 
     const K1: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
     const K2: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"tick-token", b"tick-token"));
+        assert!(constant_time_eq(b"", b""));
+        assert!(!constant_time_eq(b"tick-token", b"tick-tokem"));
+        assert!(!constant_time_eq(b"tick-token", b"tick-token-longer"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
 
     #[test]
     fn seals_and_opens_without_leaking() {

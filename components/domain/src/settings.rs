@@ -141,6 +141,13 @@ pub struct RejectAccess {
     pub reason: Option<String>,
 }
 
+/// The identity provider's published signing keys (JWKS), cached per tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SigningKeys {
+    pub jwks: String,
+    pub fetched_at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,7 +165,10 @@ mod tests {
     #[test]
     fn page_size_is_bounded() {
         let mut p = Preferences::default();
-        assert_eq!(UpdatePreferences { page_size: Some(9), dark_mode: Some(true) }.apply(&mut p).unwrap_err().field, "page_size");
+        assert_eq!(
+            UpdatePreferences { page_size: Some(9), dark_mode: Some(true) }.apply(&mut p).unwrap_err().field,
+            "page_size"
+        );
         assert!(!p.dark_mode);
         UpdatePreferences { page_size: Some(100), dark_mode: None }.apply(&mut p).unwrap();
         assert_eq!(p.page_size, 100);

@@ -10,6 +10,13 @@ pub enum Role {
     Viewer,
 }
 
+impl Role {
+    /// Whether this role may see login names of servers and databases (nobody sees passwords).
+    pub fn sees_credentials(self) -> bool {
+        self != Role::Viewer
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
     /// Read dashboards, configuration (never secrets) and history.
@@ -38,9 +45,15 @@ mod tests {
 
     #[test]
     fn the_matrix() {
-        let rows = [(Admin, [true, true, true, true, true]), (Operator, [true, true, true, false, false]), (Viewer, [true, false, false, false, false])];
+        let rows = [
+            (Admin, [true, true, true, true, true]),
+            (Operator, [true, true, true, false, false]),
+            (Viewer, [true, false, false, false, false]),
+        ];
         for (role, allowed) in rows {
-            for (p, want) in [View, ManageDatabases, TriggerBackup, ManageUsers, ManageSettings].into_iter().zip(allowed) {
+            for (p, want) in
+                [View, ManageDatabases, TriggerBackup, ManageUsers, ManageSettings].into_iter().zip(allowed)
+            {
                 assert_eq!(role.can(p), want, "{role:?} {p:?}");
             }
         }
@@ -85,7 +98,9 @@ pub fn pending_user_key(email: &str) -> String {
 impl CreateUser {
     pub fn validate(&self) -> Result<(), crate::FieldError> {
         let e = self.email.trim();
-        let valid = e.len() <= 254 && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !e.contains(char::is_whitespace));
+        let valid = e.len() <= 254
+            && e.split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !e.contains(char::is_whitespace));
         if !valid {
             return Err(crate::FieldError::new("email", "must be an email address"));
         }

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use dilux_azure::Account;
-use dilux_azure_spin as store;
+use dilux_azure_spin::{self as store, log};
 use dilux_domain::{tables, BackupJob, BackupResult, Database, Engine, EngineType, ErrorClass, Sealer};
 
 spin_sdk::wit_bindgen::generate!({
@@ -29,10 +29,8 @@ impl Guest for Runner {
     }
 }
 
-fn log(event: &str, fields: &[(&str, &str)]) {
-    let f: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-    eprintln!("job-runner event={event} {}", f.join(" "));
-}
+/// The component name in log lines.
+const COMPONENT: &str = "job-runner";
 
 struct Ctx {
     account: Account,
@@ -40,12 +38,11 @@ struct Ctx {
     container: String,
 }
 
-fn context() -> Result<Ctx, String> {
-    let var = |n: &str| spin_sdk::variables::get(n).map_err(|e| format!("variable `{n}`: {e}"));
-    let account = Account::from_connection_string(&var("storage_connection_string")?).map_err(|e| e.to_string())?;
-    let sealer = Sealer::from_base64_key(&var("seal_key")?).map_err(|e| e.to_string())?;
-    let container = var("backups_container").unwrap_or_else(|_| dilux_domain::BACKUPS_CONTAINER.into());
-    Ok(Ctx { account, sealer, container })
+fn context() -> Result<Ctx, dilux_domain::config::ConfigError> {
+    let vars = store::config::variables();
+    let storage = store::config::storage(&vars)?;
+    let sealer = dilux_domain::config::sealer(&vars)?;
+    Ok(Ctx { account: storage.account, sealer, container: storage.container })
 }
 
 async fn handle(message: String, dequeue_count: u32) -> JobOutcome {
@@ -57,25 +54,29 @@ async fn handle(message: String, dequeue_count: u32) -> JobOutcome {
         Ok(j) => j,
         Err(e) => {
             // Not ours, or from an incompatible version: retrying cannot help.
-            log("unreadable_job", &[("error", &e.to_string())]);
+            log::event(COMPONENT, "unreadable_job", &[("error", &e)]);
             return JobOutcome::Done;
         }
     };
-    let (mut row, etag) = match store::get::<BackupResult>(&ctx.account, tables::HISTORY, &job.history_pk, &job.history_rk).await {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            log("history_row_missing", &[("job", &job.id)]);
-            return JobOutcome::Done;
-        }
-        Err(e) => return JobOutcome::RetryLater(e.to_string()),
-    };
+    let (mut row, etag) =
+        match store::get::<BackupResult>(&ctx.account, tables::HISTORY, &job.history_pk, &job.history_rk).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                log::event(COMPONENT, "history_row_missing", &[("job", &job.id)]);
+                return JobOutcome::Done;
+            }
+            Err(e) => return JobOutcome::RetryLater(e.to_string()),
+        };
     if row.status.is_final() {
-        log("duplicate_delivery", &[("job", &job.id)]);
+        log::event(COMPONENT, "duplicate_delivery", &[("job", &job.id)]);
         return JobOutcome::Done;
     }
     if dequeue_count > MAX_DELIVERIES {
-        row.fail(Utc::now(), ErrorClass::ToolFailed, &format!(
-            "gave up after {MAX_DELIVERIES} attempts: the worker stopped while running this backup each time; check the dumper-host's memory and logs"));
+        let why = format!(
+            "gave up after {MAX_DELIVERIES} attempts: the worker stopped while running this backup each time; \
+             check the dumper-host's memory and logs"
+        );
+        row.fail(Utc::now(), ErrorClass::ToolFailed, &why);
         return save(&ctx, &job, &row).await;
     }
     row.start(Utc::now());
@@ -85,13 +86,13 @@ async fn handle(message: String, dequeue_count: u32) -> JobOutcome {
         Err(e) if e.status() == Some(412) => return JobOutcome::RetryLater("history row changed concurrently".into()),
         Err(e) => return JobOutcome::RetryLater(e.to_string()),
     }
-    log("started", &[("job", &job.id), ("database", &job.database_id), ("attempt", &row.attempts.to_string())]);
+    log::event(COMPONENT, "started", &[("job", &job.id), ("database", &job.database_id), ("attempt", &row.attempts)]);
     match prepare(&ctx, &job).await {
         Err(Prepare::Retry(e)) => return JobOutcome::RetryLater(e),
         Err(Prepare::Fail(class, msg)) => row.fail(Utc::now(), class, &msg),
         Ok(request) => match dump::run_dump(&request) {
             Ok(o) => row.complete(Utc::now(), o.compressed_bytes, o.uncompressed_bytes, o.sha256),
-            Err(f) => row.fail(Utc::now(), class_of(f.class), &f.message),
+            Err(f) => row.fail(Utc::now(), f.class.into(), &f.message),
         },
     }
     save(&ctx, &job, &row).await
@@ -99,7 +100,8 @@ async fn handle(message: String, dequeue_count: u32) -> JobOutcome {
 
 async fn save(ctx: &Ctx, job: &BackupJob, row: &BackupResult) -> JobOutcome {
     let status = serde_json::to_value(row.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-    log("finished", &[("job", &job.id), ("status", &status), ("error_class", &row.error_class.map(|c| c.to_string()).unwrap_or_default())]);
+    let class = row.error_class.map(|c| c.to_string()).unwrap_or_default();
+    log::event(COMPONENT, "finished", &[("job", &job.id), ("status", &status), ("error_class", &class)]);
     match store::replace(&ctx.account, tables::HISTORY, &job.history_pk, &job.history_rk, row, None).await {
         Ok(_) => JobOutcome::Done,
         Err(e) => JobOutcome::RetryLater(format!("could not record the result: {e}")),
@@ -125,17 +127,13 @@ async fn prepare(ctx: &Ctx, job: &BackupJob) -> Result<dump::DumpRequest, Prepar
         .ok_or_else(|| invalid(format!("server {} of this database no longer exists", db.engine_id)))?;
     let Some((username, sealed)) = db.sealed_credentials(&engine) else {
         let whose = if db.use_engine_credentials { "its server" } else { "the database" };
-        return Err(invalid(format!("no username/password is set on {whose}; add credentials and run the backup again")));
+        return Err(invalid(format!(
+            "no username/password is set on {whose}; add credentials and run the backup again"
+        )));
     };
     let username = username.to_string();
     let password = ctx.sealer.open(sealed).map_err(|e| invalid(e.to_string()))?;
-    let kind = match engine.engine_type {
-        EngineType::Postgresql => dump::EngineKind::Postgresql,
-        EngineType::Mysql => dump::EngineKind::Mysql,
-        EngineType::Sqlserver => {
-            return Err(Prepare::Fail(ErrorClass::ToolFailed, "SQL Server backups are not supported by this dumper yet".into()))
-        }
-    };
+    let kind = dump::EngineKind::try_from(engine.engine_type).map_err(|e| Prepare::Fail(ErrorClass::ToolFailed, e))?;
     Ok(dump::DumpRequest {
         engine: kind,
         host: engine.host.clone(),
@@ -153,16 +151,31 @@ async fn prepare(ctx: &Ctx, job: &BackupJob) -> Result<dump::DumpRequest, Prepar
     })
 }
 
-fn class_of(c: dump::FailureClass) -> ErrorClass {
-    use dump::FailureClass as F;
-    match c {
-        F::AuthFailed => ErrorClass::AuthFailed,
-        F::NotFound => ErrorClass::NotFound,
-        F::PermissionDenied => ErrorClass::PermissionDenied,
-        F::Unreachable => ErrorClass::Unreachable,
-        F::Timeout => ErrorClass::Timeout,
-        F::Tls => ErrorClass::Tls,
-        F::ToolFailed => ErrorClass::ToolFailed,
-        F::StorageFailed => ErrorClass::StorageFailed,
+/// The engines the dump capability knows; the error says why the others cannot be dumped.
+impl TryFrom<EngineType> for dump::EngineKind {
+    type Error = String;
+
+    fn try_from(t: EngineType) -> Result<Self, String> {
+        match t {
+            EngineType::Postgresql => Ok(dump::EngineKind::Postgresql),
+            EngineType::Mysql => Ok(dump::EngineKind::Mysql),
+            EngineType::Sqlserver => Err("SQL Server backups are not supported by this dumper yet".into()),
+        }
+    }
+}
+
+impl From<dump::FailureClass> for ErrorClass {
+    fn from(c: dump::FailureClass) -> Self {
+        use dump::FailureClass as F;
+        match c {
+            F::AuthFailed => ErrorClass::AuthFailed,
+            F::NotFound => ErrorClass::NotFound,
+            F::PermissionDenied => ErrorClass::PermissionDenied,
+            F::Unreachable => ErrorClass::Unreachable,
+            F::Timeout => ErrorClass::Timeout,
+            F::Tls => ErrorClass::Tls,
+            F::ToolFailed => ErrorClass::ToolFailed,
+            F::StorageFailed => ErrorClass::StorageFailed,
+        }
     }
 }

@@ -1,14 +1,19 @@
-//! Timer-fired routes (scheduler, retention), called by a Kubernetes CronJob in production and by the dumper-host locally,
-//! with the shared tick token. Each tick is idempotent: calling it twice, or concurrently, queues
-//! nothing twice.
+//! Timer-fired routes (scheduler, retention), called by a Kubernetes CronJob in production and by the
+//! dumper-host locally, with the shared tick token. Each tick is idempotent: calling it twice, or
+//! concurrently, queues nothing twice.
 
 mod retention;
 mod scheduler;
 
 use chrono::{DateTime, Utc};
 use dilux_azure::Account;
+use dilux_azure_spin::log;
+use dilux_domain::secret::constant_time_eq;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
+
+/// The component name in log lines.
+const COMPONENT: &str = "ticks";
 
 pub struct Ctx {
     pub account: Account,
@@ -26,12 +31,13 @@ fn error(status: u16, msg: &str) -> Response {
 
 #[http_component]
 async fn handle(req: Request) -> Response {
-    let var = |n: &str| spin_sdk::variables::get(n).ok();
-    let (Some(token), Some(conn)) = (var("tick_token"), var("storage_connection_string")) else {
-        return error(500, "tick_token and storage_connection_string must be set");
+    let vars = dilux_azure_spin::config::variables();
+    let token = match vars.required("tick_token", "set the shared secret the timer presents") {
+        Ok(t) => t,
+        Err(e) => return error(500, &e.to_string()),
     };
     let presented = req.header("authorization").and_then(|h| h.as_str()).and_then(|h| h.strip_prefix("Bearer "));
-    if token.is_empty() || !constant_time_eq(presented.unwrap_or("").as_bytes(), token.as_bytes()) {
+    if !constant_time_eq(presented.unwrap_or("").as_bytes(), token.as_bytes()) {
         return error(401, "a valid tick token (Authorization: Bearer …) is required");
     }
     if *req.method() != Method::Post {
@@ -39,7 +45,7 @@ async fn handle(req: Request) -> Response {
     }
     // Tests drive a simulated clock; production never lets a caller choose the time.
     let mut now = Utc::now();
-    if var("allow_clock_override").as_deref() == Some("true") {
+    if vars.flag("allow_clock_override").unwrap_or(false) {
         if let Some(v) = req.query().split('&').find_map(|p| p.strip_prefix("now=")) {
             match DateTime::parse_from_rfc3339(&v.replace("%3A", ":").replace("%2B", "+")) {
                 Ok(t) => now = t.with_timezone(&Utc),
@@ -47,11 +53,11 @@ async fn handle(req: Request) -> Response {
             }
         }
     }
-    let account = match Account::from_connection_string(&conn) {
-        Ok(a) => a,
+    let storage = match dilux_azure_spin::config::storage(&vars) {
+        Ok(s) => s,
         Err(e) => return error(500, &e.to_string()),
     };
-    let ctx = Ctx { account, container: var("backups_container").unwrap_or_else(|| dilux_domain::BACKUPS_CONTAINER.into()), now };
+    let ctx = Ctx { account: storage.account, container: storage.container, now };
     let path = req.path().trim_end_matches('/').to_string();
     let result = match path.as_str() {
         "/internal/ticks/scheduler" => scheduler::tick(&ctx).await,
@@ -64,23 +70,34 @@ async fn handle(req: Request) -> Response {
         name: name.clone(),
         at: Utc::now(),
         ok: result.is_ok(),
-        detail: match &result { Ok(r) => r.to_string(), Err(e) => e.to_string() },
+        detail: match &result {
+            Ok(r) => r.to_string(),
+            Err(e) => e.to_string(),
+        },
     };
-    if let Err(e) = dilux_azure_spin::upsert(&ctx.account, &ctx.container, dilux_domain::tables::SCHEDULE, dilux_domain::schedule::TICK_PK, &name, &record).await {
-        eprintln!("tick route={path} record_failed={e}");
+    if let Err(e) = dilux_azure_spin::upsert(
+        &ctx.account,
+        &ctx.container,
+        dilux_domain::tables::SCHEDULE,
+        dilux_domain::schedule::TICK_PK,
+        &name,
+        &record,
+    )
+    .await
+    {
+        log::event(COMPONENT, "tick_record_failed", &[("route", &path), ("error", &e)]);
     }
     match result {
         Ok(report) => {
-            eprintln!("tick route={path} report={report}");
+            log::event(COMPONENT, "tick_done", &[("route", &path), ("report", &report)]);
             json(200, &report)
         }
         Err(e) => {
-            eprintln!("tick route={path} error={e}");
-            error(503, &format!("the tick could not read or write storage ({e}); it will run again at the next interval"))
+            log::event(COMPONENT, "tick_failed", &[("route", &path), ("error", &e)]);
+            error(
+                503,
+                &format!("the tick could not read or write storage ({e}); it will run again at the next interval"),
+            )
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use dilux_azure::table::{self, literal, BatchOp};
+use dilux_azure_spin::{self as store, log, StoreError};
 use dilux_domain::entity::to_entity;
-use dilux_azure_spin::{self as store, StoreError};
 use dilux_domain::policy::{due_tiers, BackupPolicy};
 use dilux_domain::schedule::ScheduleState;
 use dilux_domain::{tables, BackupJob, BackupResult, BackupStatus, Database, Engine, TriggeredBy};
 use futures::future::join_all;
 
-use crate::Ctx;
+use crate::{Ctx, COMPONENT};
 
 const STATE_PK: &str = "state";
 /// Jobs enqueued concurrently.
@@ -29,14 +29,23 @@ struct Counts {
 }
 
 /// What one database needs this tick, decided without I/O.
+#[allow(clippy::large_enum_variant)] // one at a time, moved straight into a list: boxing buys nothing
 enum Plan {
     InFlight,
     UpToDate,
     NoPolicy,
     /// Only the state changed (a finished job was folded in).
-    Save { state: ScheduleState, etag: Option<String> },
+    Save {
+        state: ScheduleState,
+        etag: Option<String>,
+    },
     /// Queue `job`: write its pending row, take the state lock, then enqueue.
-    Queue { state: ScheduleState, etag: Option<String>, job: BackupJob, row: BackupResult },
+    Queue {
+        state: ScheduleState,
+        etag: Option<String>,
+        job: BackupJob,
+        row: BackupResult,
+    },
 }
 
 pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
@@ -50,7 +59,8 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
     );
     let engines: HashMap<String, Engine> = engines?.into_iter().map(|e| (e.id.clone(), e)).collect();
     let policies = policies?;
-    let mut states: HashMap<String, (ScheduleState, String)> = states?.into_iter().map(|(s, e)| (s.database_id.clone(), (s, e))).collect();
+    let mut states: HashMap<String, (ScheduleState, String)> =
+        states?.into_iter().map(|(s, e)| (s.database_id.clone(), (s, e))).collect();
     let dbs: Vec<Database> = dbs?.into_iter().filter(|d| d.enabled).collect();
     let settled = in_flight_statuses(ctx, states.values().map(|(s, _)| s)).await?;
 
@@ -58,12 +68,12 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
     let mut saves = Vec::new();
     let mut queues = Vec::new();
     for db in &dbs {
-        let policy = policies.get(&store::effective_policy_id(db, engines.get(&db.engine_id)));
+        let policy = policies.get(&dilux_domain::policy::effective_policy_id(db, engines.get(&db.engine_id)));
         match plan(db, policy, states.remove(&db.id), &settled, ctx.now) {
             Plan::InFlight => counts.in_flight += 1,
             Plan::UpToDate => counts.up_to_date += 1,
             Plan::NoPolicy => {
-                eprintln!("scheduler database={} error=\"policy not found: database skipped\"", db.id);
+                log::event(COMPONENT, "policy_not_found", &[("database", &db.id), ("outcome", &"skipped")]);
                 counts.no_policy += 1
             }
             Plan::Save { state, etag } => saves.push((state, etag)),
@@ -74,9 +84,16 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
     // 1. Pending history rows, so any tick that sees a state naming a job also finds its row.
     let rows: Vec<(String, String, table::Entity)> = queues
         .iter()
-        .map(|(_, _, job, row)| (job.history_pk.clone(), job.history_rk.clone(), to_entity(&job.history_pk, &job.history_rk, row)))
+        .map(|(_, _, job, row)| {
+            (job.history_pk.clone(), job.history_rk.clone(), to_entity(&job.history_pk, &job.history_rk, row))
+        })
         .collect();
-    let inserted = write_grouped(ctx, tables::HISTORY, rows.iter().map(|(pk, _, e)| (pk.clone(), BatchOp::Insert(e.clone()))).collect()).await;
+    let inserted = write_grouped(
+        ctx,
+        tables::HISTORY,
+        rows.iter().map(|(pk, _, e)| (pk.clone(), BatchOp::Insert(e.clone()))).collect(),
+    )
+    .await;
     let mut locked = Vec::new();
     let mut state_ops = Vec::new();
     for (i, ok) in inserted.into_iter().enumerate() {
@@ -108,7 +125,11 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
             Ok(()) => to_send.push(job),
             Err(e) => {
                 let _ = store::delete(&ctx.account, tables::HISTORY, &job.history_pk, &job.history_rk).await;
-                if is_race(e) { counts.raced += 1 } else { counts.errors += 1 }
+                if is_race(e) {
+                    counts.raced += 1
+                } else {
+                    counts.errors += 1
+                }
             }
         }
     }
@@ -127,7 +148,7 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
             match r {
                 Ok(_) => counts.queued += 1,
                 Err(e) => {
-                    eprintln!("scheduler enqueue_error={e}");
+                    log::event(COMPONENT, "enqueue_failed", &[("error", &e)]);
                     counts.errors += 1
                 }
             }
@@ -147,15 +168,28 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
 
 /// The status of every in-flight scheduled job, read with one range query over the history
 /// partitions they live in (one GET per database made a 10 000-database tick take a minute).
-async fn in_flight_statuses<'a>(ctx: &Ctx, states: impl Iterator<Item = &'a ScheduleState>) -> Result<HashMap<String, BackupStatus>, StoreError> {
+async fn in_flight_statuses<'a>(
+    ctx: &Ctx,
+    states: impl Iterator<Item = &'a ScheduleState>,
+) -> Result<HashMap<String, BackupStatus>, StoreError> {
     let oldest = states.filter_map(|s| s.active_history_pk.clone()).min();
     let Some(oldest) = oldest else { return Ok(HashMap::new()) };
     let filter = format!("PartitionKey ge {} and triggered_by eq 'scheduler'", literal(&oldest));
-    Ok(store::query_all::<BackupResult>(&ctx.account, tables::HISTORY, &filter).await?.into_iter().map(|(r, _)| (r.id, r.status)).collect())
+    Ok(store::query_all::<BackupResult>(&ctx.account, tables::HISTORY, &filter)
+        .await?
+        .into_iter()
+        .map(|(r, _)| (r.id, r.status))
+        .collect())
 }
 
 /// One database's decision for this tick (pure).
-fn plan(db: &Database, policy: Option<&BackupPolicy>, state: Option<(ScheduleState, String)>, settled: &HashMap<String, BackupStatus>, now: DateTime<Utc>) -> Plan {
+fn plan(
+    db: &Database,
+    policy: Option<&BackupPolicy>,
+    state: Option<(ScheduleState, String)>,
+    settled: &HashMap<String, BackupStatus>,
+    now: DateTime<Utc>,
+) -> Plan {
     let Some(policy) = policy else { return Plan::NoPolicy };
     let (mut state, etag) = match state {
         Some((s, e)) => (s, Some(e)),

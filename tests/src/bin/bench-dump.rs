@@ -14,13 +14,23 @@ use dilux_e2e::{Azurite, Mariadb, Postgres};
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     kb / 1024.0
 }
 
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     kb / 1024.0
 }
 
@@ -31,10 +41,15 @@ async fn main() -> Result<()> {
     let az = Azurite::start()?;
     let pg = Postgres::start("bench-pw")?;
     let maria = Mariadb::start()?;
-    maria.sql("", "CREATE USER 'bench'@'127.0.0.1' IDENTIFIED BY 'bench-pw'; GRANT ALL ON *.* TO 'bench'@'127.0.0.1';")?;
+    maria.sql(
+        "",
+        "CREATE USER 'bench'@'127.0.0.1' IDENTIFIED BY 'bench-pw'; GRANT ALL ON *.* TO 'bench'@'127.0.0.1';",
+    )?;
     let storage = Storage::new(Account::from_connection_string(&az.connection_string)?);
-    blob::parse_create_container(storage.send("c", blob::create_container(&storage.account, chrono::Utc::now(), "bench")).await?)?;
-    let opts = DumpOptions::default();
+    blob::parse_create_container(
+        storage.send("c", blob::create_container(&storage.account, chrono::Utc::now(), "bench")).await?,
+    )?;
+    let opts = DumpOptions::from_env();
     println!("engine      size_mb  raw_mib  stored_mib  seconds  raw_mib_per_s  rss_before_mib  peak_rss_mib");
     for size in sizes {
         // ~200 bytes a row.
@@ -45,18 +60,31 @@ async fn main() -> Result<()> {
         maria.sql("", &format!("CREATE DATABASE {db}"))?;
         maria.sql(&db, &format!("SET SESSION max_recursive_iterations = {}; CREATE TABLE t (id BIGINT PRIMARY KEY, p TEXT); \
             INSERT INTO t WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {rows}) SELECT g, CONCAT(REPEAT(MD5(g), 5), g) FROM s;", rows + 10))?;
-        for (engine, name, port, user) in [(Engine::Postgresql, "postgresql", pg.port, "postgres"), (Engine::Mysql, "mariadb", maria.port, "bench")] {
+        for (engine, name, port, user) in
+            [(Engine::Postgresql, "postgresql", pg.port, "postgres"), (Engine::Mysql, "mariadb", maria.port, "bench")]
+        {
             let spec = DumpSpec {
-                engine, host: "127.0.0.1".into(), port, database: db.clone(), username: user.into(), password: "bench-pw".into(),
-                container: "bench".into(), blob_name: format!("{name}/{db}.sql.gz"), metadata: vec![],
+                engine,
+                host: "127.0.0.1".into(),
+                port,
+                database: db.clone(),
+                username: user.into(),
+                password: "bench-pw".into(),
+                container: "bench".into(),
+                blob_name: format!("{name}/{db}.sql.gz"),
+                metadata: vec![],
             };
             let before = rss_mib();
             let t = Instant::now();
             let out = run_dump(&storage, &spec, &opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             let secs = t.elapsed().as_secs_f64();
             let raw = out.uncompressed_bytes as f64 / (1 << 20) as f64;
-            println!("{name:<10} {size:>8} {raw:>8.0} {:>11.0} {secs:>8.1} {:>14.1} {before:>15.0} {:>13.0}",
-                out.compressed_bytes as f64 / (1 << 20) as f64, raw / secs, peak_rss_mib());
+            println!(
+                "{name:<10} {size:>8} {raw:>8.0} {:>11.0} {secs:>8.1} {:>14.1} {before:>15.0} {:>13.0}",
+                out.compressed_bytes as f64 / (1 << 20) as f64,
+                raw / secs,
+                peak_rss_mib()
+            );
         }
     }
     Ok(())

@@ -35,11 +35,22 @@ async fn main() -> Result<()> {
         let (s, engine_id) = (storage.clone(), engine_id.clone());
         set.spawn(async move {
             let db = Database {
-                id: format!("db-{i:05}"), engine_id, engine_type: EngineType::Postgresql, name: format!("d{i}"), alias: format!("d{i}"),
-                use_engine_credentials: true, auth_method: AuthMethod::UserPassword, username: None, password_sealed: None,
-                policy_id: None, enabled: true, created_at: now, updated_at: now,
+                id: format!("db-{i:05}"),
+                engine_id,
+                engine_type: EngineType::Postgresql,
+                name: format!("d{i}"),
+                alias: format!("d{i}"),
+                use_engine_credentials: true,
+                auth_method: AuthMethod::UserPassword,
+                username: None,
+                password_sealed: None,
+                policy_id: None,
+                enabled: true,
+                created_at: now,
+                updated_at: now,
             };
-            let req = table::insert_entity(&s.account, Utc::now(), tables::DATABASES, &to_entity("database", &db.id, &db));
+            let req =
+                table::insert_entity(&s.account, Utc::now(), tables::DATABASES, &to_entity("database", &db.id, &db));
             table::parse_write(s.send("insert", req).await?, "insert")?;
             anyhow::Ok(())
         });

@@ -9,16 +9,42 @@ use crate::widgets::{current_cursor, fetched, show, Pager};
 #[component]
 pub fn Audit() -> impl IntoView {
     let reload = RwSignal::new(0);
-    let (action, kind, status) = (RwSignal::new(String::new()), RwSignal::new(String::new()), RwSignal::new(String::new()));
+    let (action, kind, status) =
+        (RwSignal::new(String::new()), RwSignal::new(String::new()), RwSignal::new(String::new()));
     let cursors = RwSignal::new(Vec::<String>::new());
-    let logs = fetched::<Value>(move || {
-        let cursor = current_cursor(cursors);
-        api::query("/api/audit?page_size=50", &[("action", action.get()), ("resource_type", kind.get()), ("status", status.get()), ("cursor", cursor)])
-    }, reload);
+    let logs = fetched::<Value>(
+        move || {
+            let cursor = current_cursor(cursors);
+            api::query(
+                "/api/audit?page_size=50",
+                &[
+                    ("action", action.get()),
+                    ("resource_type", kind.get()),
+                    ("status", status.get()),
+                    ("cursor", cursor),
+                ],
+            )
+        },
+        reload,
+    );
     let actions = fetched::<Value>(|| "/api/audit/actions".into(), RwSignal::new(0));
     let kinds = fetched::<Value>(|| "/api/audit/resource-types".into(), RwSignal::new(0));
-    let options = move |l: Loaded, key: &'static str| move || l.with(|v| v.as_ref().and_then(|r| r.as_ref().ok()).map(|v| v[key].as_array().cloned().unwrap_or_default()).unwrap_or_default())
-        .into_iter().map(|a| { let a = a.as_str().unwrap_or_default().to_string(); view! { <option value=a.clone()>{a.replace('_', " ")}</option> } }).collect_view();
+    let options = move |l: Loaded, key: &'static str| {
+        move || {
+            l.with(|v| {
+                v.as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .map(|v| v[key].as_array().cloned().unwrap_or_default())
+                    .unwrap_or_default()
+            })
+            .into_iter()
+            .map(|a| {
+                let a = a.as_str().unwrap_or_default().to_string();
+                view! { <option value=a.clone()>{a.replace('_', " ")}</option> }
+            })
+            .collect_view()
+        }
+    };
     view! {
         <h1>"Audit"</h1>
         <div class="toolbar">

@@ -25,14 +25,22 @@ pub fn Backups() -> impl IntoView {
     // Cursors of the pages before this one, and this page's.
     let cursors = RwSignal::new(Vec::<String>::new());
     let page_size = s.me.with_untracked(|m| m.as_ref().map(|m| m.preferences.page_size).unwrap_or(25));
-    let history = fetched::<History>(move || {
-        let cursor = current_cursor(cursors);
-        api::query(&format!("/api/backups?page_size={page_size}"), &[("database_id", database.get()), ("status", status.get()), ("cursor", cursor)])
-    }, reload);
+    let history = fetched::<History>(
+        move || {
+            let cursor = current_cursor(cursors);
+            api::query(
+                &format!("/api/backups?page_size={page_size}"),
+                &[("database_id", database.get()), ("status", status.get()), ("cursor", cursor)],
+            )
+        },
+        reload,
+    );
     let dbs = fetched::<Value>(|| "/api/databases?page_size=200".into(), RwSignal::new(0));
     // While anything is queued or running, look again every 2 seconds.
     Effect::new(move |_| {
-        let busy = history.with(|h| h.as_ref().and_then(|r| r.as_ref().ok()).is_some_and(|h| h.backups.iter().any(|b| !b.status.is_final())));
+        let busy = history.with(|h| {
+            h.as_ref().and_then(|r| r.as_ref().ok()).is_some_and(|h| h.backups.iter().any(|b| !b.status.is_final()))
+        });
         if busy {
             leptos::task::spawn_local(async move {
                 gloo_timers::future::TimeoutFuture::new(2_000).await;
@@ -49,7 +57,10 @@ pub fn Backups() -> impl IntoView {
             match api::get::<Value>(&format!("/api/backups/download?blob_name={}", api::enc(&blob))).await {
                 Ok(v) => {
                     let url = v["url"].as_str().unwrap_or_default().to_string();
-                    message.set(Some(Ok(format!("Download link ready (valid 15 minutes), SHA-256 {}", v["sha256"].as_str().unwrap_or("?")))));
+                    message.set(Some(Ok(format!(
+                        "Download link ready (valid 15 minutes), SHA-256 {}",
+                        v["sha256"].as_str().unwrap_or("?")
+                    ))));
                     if let Some(w) = web_sys::window() {
                         let _ = w.location().set_href(&url);
                     }
@@ -67,7 +78,17 @@ pub fn Backups() -> impl IntoView {
                     message.set(Some(if failed.is_empty() {
                         Ok(format!("Deleted {} backup(s)", v["deleted"].as_array().map(Vec::len).unwrap_or(0)))
                     } else {
-                        Err(failed.iter().map(|f| format!("{}: {}", f["blob_name"].as_str().unwrap_or(""), f["error"].as_str().unwrap_or(""))).collect::<Vec<_>>().join("; "))
+                        Err(failed
+                            .iter()
+                            .map(|f| {
+                                format!(
+                                    "{}: {}",
+                                    f["blob_name"].as_str().unwrap_or(""),
+                                    f["error"].as_str().unwrap_or("")
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; "))
                     }));
                     selected.set(vec![]);
                 }

@@ -122,10 +122,13 @@ fn charts(rows: &[BackupResult]) -> impl IntoView {
     }
     let most = per_day.values().map(|(c, f, _)| c + f).max().unwrap_or(1).max(1) as f64;
     let mut total = 0i64;
-    let cumulative: Vec<(String, i64)> = per_day.iter().map(|(d, (_, _, b))| {
-        total += b;
-        (d.clone(), total)
-    }).collect();
+    let cumulative: Vec<(String, i64)> = per_day
+        .iter()
+        .map(|(d, (_, _, b))| {
+            total += b;
+            (d.clone(), total)
+        })
+        .collect();
     let biggest = cumulative.last().map(|(_, b)| *b).unwrap_or(1).max(1) as f64;
     view! {
         <div class="chart">

@@ -26,11 +26,27 @@ struct Policies {
 pub fn Databases() -> impl IntoView {
     let s = crate::session();
     let reload = RwSignal::new(0);
-    let (server, kind, policy, search) = (RwSignal::new(String::new()), RwSignal::new(String::new()), RwSignal::new(String::new()), RwSignal::new(String::new()));
+    let (server, kind, policy, search) = (
+        RwSignal::new(String::new()),
+        RwSignal::new(String::new()),
+        RwSignal::new(String::new()),
+        RwSignal::new(String::new()),
+    );
     let page_size = s.me.with_untracked(|m| m.as_ref().map(|m| m.preferences.page_size).unwrap_or(25));
-    let dbs = fetched::<Databases>(move || {
-        api::query(&format!("/api/databases?page_size={page_size}"), &[("engine_id", server.get()), ("engine_type", kind.get()), ("policy_id", policy.get()), ("search", search.get())])
-    }, reload);
+    let dbs = fetched::<Databases>(
+        move || {
+            api::query(
+                &format!("/api/databases?page_size={page_size}"),
+                &[
+                    ("engine_id", server.get()),
+                    ("engine_type", kind.get()),
+                    ("policy_id", policy.get()),
+                    ("search", search.get()),
+                ],
+            )
+        },
+        reload,
+    );
     let engines = fetched::<Engines>(|| "/api/engines".into(), reload);
     let policies = fetched::<Policies>(|| "/api/backup-policies".into(), RwSignal::new(0));
     let adding = RwSignal::new(false);
@@ -38,21 +54,51 @@ pub fn Databases() -> impl IntoView {
     let message = RwSignal::new(None::<Result<String, String>>);
     let can_manage = move || s.can(Permission::ManageDatabases);
     let can_backup = move || s.can(Permission::TriggerBackup);
-    let act = move |label: &'static str, run: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, api::ApiError>>>>| {
-        message.set(Some(Ok(format!("{label}…"))));
-        leptos::task::spawn_local(async move {
-            let out = run.await;
-            message.set(Some(match out {
-                Ok(v) if v.get("success").is_some() => describe_test(&v),
-                Ok(v) if v.get("backup_id").is_some() => Ok("Backup queued: follow it on the Backups page".into()),
-                Ok(_) => Ok(format!("{label}: done")),
-                Err(e) => Err(e.message),
-            }));
-            reload.update(|n| *n += 1);
-        });
+    let act =
+        move |label: &'static str,
+              run: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, api::ApiError>>>>| {
+            message.set(Some(Ok(format!("{label}…"))));
+            leptos::task::spawn_local(async move {
+                let out = run.await;
+                message.set(Some(match out {
+                    Ok(v) if v.get("success").is_some() => describe_test(&v),
+                    Ok(v) if v.get("backup_id").is_some() => Ok("Backup queued: follow it on the Backups page".into()),
+                    Ok(_) => Ok(format!("{label}: done")),
+                    Err(e) => Err(e.message),
+                }));
+                reload.update(|n| *n += 1);
+            });
+        };
+    let engine_options = move || {
+        engines.with(|e| {
+            e.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .map(|l| l.engines.iter().map(|r| (r.engine.id.clone(), r.engine.name.clone())).collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
     };
-    let engine_options = move || engines.with(|e| e.as_ref().and_then(|r| r.as_ref().ok()).map(|l| l.engines.iter().map(|r| (r.engine.id.clone(), r.engine.name.clone())).collect::<Vec<_>>()).unwrap_or_default());
-    let policy_options = move || policies.with(|p| p.as_ref().and_then(|r| r.as_ref().ok()).map(|l| l.policies.iter().map(|p| (p["id"].as_str().unwrap_or_default().to_string(), format!("{} ({})", p["name"].as_str().unwrap_or_default(), p["summary"].as_str().unwrap_or_default()))).collect::<Vec<_>>()).unwrap_or_default());
+    let policy_options = move || {
+        policies.with(|p| {
+            p.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .map(|l| {
+                    l.policies
+                        .iter()
+                        .map(|p| {
+                            (
+                                p["id"].as_str().unwrap_or_default().to_string(),
+                                format!(
+                                    "{} ({})",
+                                    p["name"].as_str().unwrap_or_default(),
+                                    p["summary"].as_str().unwrap_or_default()
+                                ),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+    };
     view! {
         <h1>"Databases"</h1>
         <div class="toolbar">
@@ -115,12 +161,22 @@ pub fn Databases() -> impl IntoView {
 
 /// Adds a database, or edits `existing` (a blank password keeps the stored one).
 #[component]
-fn DatabaseForm(existing: Option<DatabaseView>, engines: Vec<(String, String)>, policies: Vec<(String, String)>, on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoView {
+fn DatabaseForm(
+    existing: Option<DatabaseView>,
+    engines: Vec<(String, String)>,
+    policies: Vec<(String, String)>,
+    on_done: impl Fn() + Clone + Send + Sync + 'static,
+) -> impl IntoView {
     let d = existing.clone();
     let editing = d.as_ref().map(|d| d.id.clone());
     let is_edit = editing.is_some();
     let saver = Saver::new("/api/databases", editing.clone());
-    let engine_id = RwSignal::new(d.as_ref().map(|d| d.engine_id.clone()).or_else(|| engines.first().map(|(id, _)| id.clone())).unwrap_or_default());
+    let engine_id = RwSignal::new(
+        d.as_ref()
+            .map(|d| d.engine_id.clone())
+            .or_else(|| engines.first().map(|(id, _)| id.clone()))
+            .unwrap_or_default(),
+    );
     let name = RwSignal::new(d.as_ref().map(|d| d.name.clone()).unwrap_or_default());
     let alias = RwSignal::new(d.as_ref().map(|d| d.alias.clone()).unwrap_or_default());
     let policy = RwSignal::new(d.as_ref().and_then(|d| d.policy_id.clone()).unwrap_or_default());

@@ -41,12 +41,22 @@ pub fn Policies() -> impl IntoView {
             daily: TierConfig { enabled: true, keep_count: 7, time: Some("02:00".into()), ..Default::default() },
             weekly: TierConfig { time: Some("03:00".into()), day_of_week: Some(0), ..Default::default() },
             monthly: TierConfig { time: Some("04:00".into()), day_of_month: Some(1), ..Default::default() },
-            yearly: TierConfig { time: Some("05:00".into()), day_of_month: Some(1), month: Some(1), ..Default::default() },
+            yearly: TierConfig {
+                time: Some("05:00".into()),
+                day_of_month: Some(1),
+                month: Some(1),
+                ..Default::default()
+            },
         }))
     };
     let remove = move |id: String| {
         leptos::task::spawn_local(async move {
-            message.set(Some(api::delete(&format!("/api/backup-policies/{id}")).await.map(|_| "Policy deleted".to_string()).map_err(|e| e.message)));
+            message.set(Some(
+                api::delete(&format!("/api/backup-policies/{id}"))
+                    .await
+                    .map(|_| "Policy deleted".to_string())
+                    .map_err(|e| e.message),
+            ));
             reload.update(|n| *n += 1);
         });
     };
@@ -95,7 +105,11 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
         let body = json!({ "name": p.name, "description": p.description, "hourly": p.hourly, "daily": p.daily, "weekly": p.weekly, "monthly": p.monthly, "yearly": p.yearly });
         let done = done.clone();
         leptos::task::spawn_local(async move {
-            let r = if is_new { api::post("/api/backup-policies", &body).await } else { api::put(&format!("/api/backup-policies/{}", p.id), &body).await };
+            let r = if is_new {
+                api::post("/api/backup-policies", &body).await
+            } else {
+                api::put(&format!("/api/backup-policies/{}", p.id), &body).await
+            };
             match r {
                 Ok(_) => done(),
                 Err(e) => message.set(Some(Err(e.message))),

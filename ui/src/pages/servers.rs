@@ -28,10 +28,17 @@ pub fn Servers() -> impl IntoView {
     let s = crate::session();
     let reload = RwSignal::new(0);
     let type_filter = RwSignal::new(String::new());
-    let engines = fetched::<Engines>(move || {
-        let t = type_filter.get();
-        if t.is_empty() { "/api/engines".into() } else { format!("/api/engines?engine_type={t}") }
-    }, reload);
+    let engines = fetched::<Engines>(
+        move || {
+            let t = type_filter.get();
+            if t.is_empty() {
+                "/api/engines".into()
+            } else {
+                format!("/api/engines?engine_type={t}")
+            }
+        },
+        reload,
+    );
     let adding = RwSignal::new(false);
     let editing = RwSignal::new(None::<EngineView>);
     let discovering = RwSignal::new(None::<EngineView>);
@@ -93,7 +100,8 @@ pub fn Servers() -> impl IntoView {
 fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + Sync + 'static) -> impl IntoView {
     let e = existing.clone();
     let name = RwSignal::new(e.as_ref().map(|e| e.name.clone()).unwrap_or_default());
-    let kind = RwSignal::new(e.as_ref().map(|e| e.engine_type.as_str().to_string()).unwrap_or_else(|| "postgresql".into()));
+    let kind =
+        RwSignal::new(e.as_ref().map(|e| e.engine_type.as_str().to_string()).unwrap_or_else(|| "postgresql".into()));
     let host = RwSignal::new(e.as_ref().map(|e| e.host.clone()).unwrap_or_default());
     let port = RwSignal::new(e.as_ref().map(|e| e.port.to_string()).unwrap_or_default());
     let username = RwSignal::new(e.as_ref().and_then(|e| e.username.clone()).unwrap_or_default());
@@ -116,7 +124,13 @@ fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + 
     };
     let edit_id = editing.clone();
     // Editing without a new password: test what is stored.
-    let test = move |_| connection_test(message, edit_id.clone().filter(|_| password.get_untracked().is_empty()).map(|id| format!("/api/engines/{id}/test")), body());
+    let test = move |_| {
+        connection_test(
+            message,
+            edit_id.clone().filter(|_| password.get_untracked().is_empty()).map(|id| format!("/api/engines/{id}/test")),
+            body(),
+        )
+    };
     let done = on_done.clone();
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -183,7 +197,10 @@ fn Discover(engine: EngineView, on_done: impl Fn() + Clone + Send + Sync + 'stat
         leptos::task::spawn_local(async move {
             match api::post(&format!("/api/engines/{id}/discover"), &json!({ "add": add })).await {
                 Ok(v) => {
-                    message.set(Some(Ok(format!("Imported {} database(s)", v["added"].as_array().map(Vec::len).unwrap_or(0)))));
+                    message.set(Some(Ok(format!(
+                        "Imported {} database(s)",
+                        v["added"].as_array().map(Vec::len).unwrap_or(0)
+                    ))));
                     done();
                 }
                 Err(e) => message.set(Some(Err(e.message))),

@@ -19,7 +19,12 @@ pub fn SignIn() -> impl IntoView {
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         leptos::task::spawn_local(async move {
-            match api::post("/api/auth/dev-token", &json!({ "email": email.get_untracked(), "role": role.get_untracked() })).await {
+            match api::post(
+                "/api/auth/dev-token",
+                &json!({ "email": email.get_untracked(), "role": role.get_untracked() }),
+            )
+            .await
+            {
                 Ok(v) => {
                     api::set_token(v["token"].as_str());
                     crate::load_me(s).await;

@@ -34,7 +34,10 @@ pub fn Users() -> impl IntoView {
     let message = RwSignal::new(None::<Result<String, String>>);
     let email = RwSignal::new(String::new());
     let role = RwSignal::new("viewer".to_string());
-    let run = move |what: &'static str, fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, api::ApiError>>>>| {
+    let run = move |what: &'static str,
+                    fut: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<serde_json::Value, api::ApiError>>>,
+    >| {
         leptos::task::spawn_local(async move {
             message.set(Some(fut.await.map(|_| what.to_string()).map_err(|e| e.message)));
             reload.update(|n| *n += 1);
@@ -43,7 +46,10 @@ pub fn Users() -> impl IntoView {
     let add = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let body = json!({ "email": email.get_untracked(), "role": role.get_untracked() });
-        run("User added: they get in at their first sign-in", Box::pin(async move { api::post("/api/users", &body).await }));
+        run(
+            "User added: they get in at their first sign-in",
+            Box::pin(async move { api::post("/api/users", &body).await }),
+        );
     };
     view! {
         <h1>"Users"</h1>

@@ -1,0 +1,171 @@
+//! Servers (engines): registered by host, port and type, with optional credentials their databases
+//! can inherit.
+
+use dilux_domain::engine::{CreateEngine, UpdateDatabase, UpdateEngine};
+use dilux_domain::user::Role;
+use dilux_domain::{Database, Engine, EngineType, EngineView};
+use serde::Serialize;
+
+use crate::error::{changed_meanwhile, ApiError, ApiResult, Kind};
+use crate::http::{bool_param, engine_type_param, Cx, Reply};
+use crate::App;
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct EngineSummary {
+    #[serde(flatten)]
+    pub engine: EngineView,
+    pub database_count: usize,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct EngineList {
+    pub engines: Vec<EngineSummary>,
+    pub total: usize,
+}
+
+pub async fn load(app: &App, id: &str) -> ApiResult<(Engine, String)> {
+    app.stores.engines.get(id).await?.ok_or_else(|| ApiError::not_found("engine", id))
+}
+
+/// The databases registered on a server.
+pub async fn databases_of(app: &App, engine_id: &str) -> ApiResult<Vec<Database>> {
+    Ok(app.stores.databases.list().await?.into_iter().map(|(d, _)| d).filter(|d| d.engine_id == engine_id).collect())
+}
+
+fn role(cx: &Cx) -> Role {
+    cx.who.map(|p| p.role).unwrap_or(Role::Viewer)
+}
+
+/// `GET /api/engines[?engine_type=]`: each with how many databases it has.
+pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
+    let only = engine_type_param(cx.query)?;
+    let dbs = cx.app.stores.databases.list().await?;
+    let mut all: Vec<Engine> = cx.app.stores.engines.list().await?.into_iter().map(|(e, _)| e).collect();
+    all.sort_by_key(|e| e.name.to_lowercase());
+    let engines: Vec<EngineSummary> = all
+        .iter()
+        .filter(|e| only.is_none_or(|t| e.engine_type == t))
+        .map(|e| EngineSummary {
+            engine: EngineView::for_role(e, role(cx)),
+            database_count: dbs.iter().filter(|(d, _)| d.engine_id == e.id).count(),
+        })
+        .collect();
+    Ok(Reply::json(&EngineList { total: engines.len(), engines }))
+}
+
+pub async fn create(cx: &Cx<'_>) -> ApiResult<Reply> {
+    let input: CreateEngine = cx.body()?;
+    input.validate()?;
+    crate::policies::check_exists(cx.app, input.policy_id.as_deref()).await?;
+    let port = input.port.unwrap_or(input.engine_type.default_port());
+    let host = input.host.trim().to_ascii_lowercase();
+    refuse_duplicate(cx.app, &host, port, input.engine_type, None).await?;
+    let engine = Engine {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: input.name.trim().to_string(),
+        engine_type: input.engine_type,
+        host,
+        port,
+        auth_method: input.auth_method,
+        username: input.username.clone(),
+        password_sealed: input.password.as_deref().map(|p| cx.app.sealer.seal(p)),
+        policy_id: input.policy_id.clone(),
+        discovery_enabled: input.username.is_some(),
+        created_at: cx.now,
+        updated_at: cx.now,
+    };
+    cx.app.stores.engines.insert(&engine.id, &engine).await?;
+    Ok(Reply::json(&EngineView::for_role(&engine, role(cx))).about(&engine.id, &engine.name))
+}
+
+pub async fn get(cx: &Cx<'_>) -> ApiResult<Reply> {
+    let (e, etag) = load(cx.app, cx.id()).await?;
+    Ok(Reply::json(&EngineView::for_role(&e, role(cx))).etag(Some(etag)))
+}
+
+/// `PUT /api/engines/{id}`. Databases on the server's credentials use the new ones from their next
+/// backup on; with `apply_to_all_databases`, databases with their own are moved onto the server's.
+pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
+    let (app, id) = (cx.app, cx.id());
+    let input: UpdateEngine = cx.body()?;
+    input.validate()?;
+    crate::policies::check_exists(app, input.policy_id.as_deref()).await?;
+    let (mut engine, etag) = load(app, id).await?;
+    cx.check_if_match(&etag, "the server")?;
+    input.apply(&mut engine, input.password.as_deref().map(|p| app.sealer.seal(p)), cx.now);
+    if engine.username.is_some() != engine.password_sealed.is_some() {
+        let field = if engine.username.is_some() { "password" } else { "username" };
+        return Err(ApiError::field(field, "username and password go together"));
+    }
+    let dbs = databases_of(app, id).await?;
+    if input.apply_to_all_databases && !engine.has_credentials() {
+        return Err(ApiError::field("apply_to_all_databases", "the server has no username/password to apply"));
+    }
+    refuse_duplicate(app, &engine.host, engine.port, engine.engine_type, Some(id)).await?;
+    let new_etag =
+        app.stores.engines.replace(id, &engine, Some(&etag)).await.map_err(changed_meanwhile("the server"))?;
+    let mut moved = 0;
+    if input.apply_to_all_databases {
+        let switch = UpdateDatabase { use_engine_credentials: Some(true), ..Default::default() };
+        for mut d in dbs.into_iter().filter(|d| !d.use_engine_credentials) {
+            switch.apply(&mut d, None, cx.now)?;
+            app.stores.databases.replace(&d.id.clone(), &d, None).await?;
+            moved += 1;
+        }
+    }
+    let mut view = serde_json::to_value(EngineView::for_role(&engine, role(cx))).expect("views serialize");
+    view["databases_moved_to_server_credentials"] = moved.into();
+    Ok(Reply::json(&view).etag(new_etag).about(id, &engine.name))
+}
+
+/// (host, port, type) identifies a server: a second engine for it would split its databases.
+async fn refuse_duplicate(app: &App, host: &str, port: u16, t: EngineType, except: Option<&str>) -> ApiResult<()> {
+    let all = app.stores.engines.list().await?;
+    let same = all
+        .iter()
+        .map(|(e, _)| e)
+        .find(|e| e.host == host && e.port == port && e.engine_type == t && Some(e.id.as_str()) != except);
+    match same {
+        Some(d) => Err(ApiError::new(
+            Kind::Duplicate,
+            format!("server {host}:{port} ({}) is already registered as `{}` ({})", t.as_str(), d.name, d.id),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `DELETE /api/engines/{id}[?cascade=true[&delete_backups=true]]`: refuses while databases exist
+/// unless cascading, which deletes the databases' configuration; their backups stay unless asked.
+pub async fn delete(cx: &Cx<'_>) -> ApiResult<Reply> {
+    let (app, id) = (cx.app, cx.id());
+    let (engine, _) = load(app, id).await?;
+    let cascade = bool_param(cx.query, "cascade")?.unwrap_or(false);
+    let with_backups = bool_param(cx.query, "delete_backups")?.unwrap_or(false);
+    if with_backups && !cascade {
+        return Err(ApiError::field("delete_backups", "needs cascade=true: backups go with their databases"));
+    }
+    let dbs = databases_of(app, id).await?;
+    if !dbs.is_empty() && !cascade {
+        return Err(ApiError::new(
+            Kind::HasDatabases,
+            format!("engine `{id}` still has {} database(s); delete them first, or pass cascade=true", dbs.len()),
+        ));
+    }
+    // Every history is read (and any running backup refused) before anything is deleted.
+    let mut histories = Vec::new();
+    if with_backups {
+        for d in &dbs {
+            histories.push(crate::backups::settled_history_of(app, d).await?);
+        }
+    }
+    let mut backups_deleted = 0;
+    for (i, d) in dbs.iter().enumerate() {
+        if let Some(rows) = histories.get(i) {
+            backups_deleted += crate::backups::delete_all_of(app, d, rows).await?;
+        }
+        app.stores.databases.delete(&d.id).await?;
+    }
+    app.stores.engines.delete(id).await?;
+    let body = serde_json::json!({ "deleted": id, "databases_deleted": dbs.len(), "backups_deleted": backups_deleted });
+    Ok(Reply::json(&body).about(id, &engine.name))
+}

@@ -1,0 +1,132 @@
+//! The OpenAPI 3.1 document, generated from the route table: paths, permissions, audit actions, and
+//! request/response schemas from the very types that parse and answer them.
+
+use serde_json::{json, Map, Value};
+
+use crate::routes::ROUTES;
+
+fn error(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+    })
+}
+
+pub fn document() -> Value {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    settings.meta_schema = None;
+    let mut g = settings.into_generator();
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let mut params: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        params.extend(route.query.iter().map(|(name, description)| {
+            json!({
+                "name": name, "in": "query", "required": false, "description": description,
+                "schema": { "type": "string" },
+            })
+        }));
+        let mut responses = Map::new();
+        let mut success = json!({ "description": "success" });
+        if let Some(schema) = route.response {
+            success["content"] = json!({ "application/json": { "schema": schema(&mut g).to_value() } });
+        }
+        responses.insert(route.ok.to_string(), success);
+        if route.body.is_some() || !route.query.is_empty() || route.path.contains('{') {
+            responses.insert("400".into(), error("invalid input; `error.field` names the field"));
+        }
+        if route.if_match {
+            params.push(json!({
+                "name": "If-Match", "in": "header", "required": false,
+                "description": "the ETag the client read; a newer version answers 412",
+                "schema": { "type": "string" },
+            }));
+            responses.insert("412".into(), error("changed by someone else since it was read: reload and try again"));
+        }
+        if route.permission.is_some() {
+            responses.insert("401".into(), error("not signed in, or the token is invalid"));
+            responses.insert("403".into(), error("the caller's role may not do this"));
+        }
+        let mut operation = json!({
+            "operationId": route.id,
+            "summary": route.summary,
+            "parameters": params,
+            "responses": responses,
+        });
+        match route.permission {
+            None => operation["security"] = json!([]),
+            Some(p) => operation["x-dilux-permission"] = format!("{p:?}").into(),
+        }
+        if let Some(a) = route.audit {
+            operation["x-dilux-audit"] = json!({ "action": a.action, "resource_type": a.resource_type });
+        }
+        if let Some(body) = route.body {
+            operation["requestBody"] = json!({
+                "required": body.required,
+                "content": { "application/json": { "schema": (body.schema)(&mut g).to_value() } },
+            });
+        }
+        let verb = route.verb.as_str().to_ascii_lowercase();
+        paths.entry(route.path.to_string()).or_insert_with(|| json!({}))[verb] = operation;
+    }
+    let mut schemas: Map<String, Value> = g.take_definitions(true).into_iter().collect();
+    schemas.insert(
+        "Error".into(),
+        json!({
+            "type": "object",
+            "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
+                "code": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" } } } }
+        }),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Dilux Backup API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": concat!(
+                "Scheduled, verifiable database backups into Azure Blob Storage. Errors are ",
+                "{\"error\": {\"code\", \"message\", \"field\"?}}; 412 means the resource changed meanwhile, ",
+                "413 a body over 64 KiB."
+            ),
+        },
+        "servers": [{ "url": "/" }],
+        "security": [{ "bearer": [] }],
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": {
+                "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "Entra ID access token, or a dev token from POST /api/auth/dev-token",
+            } },
+            "schemas": schemas,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_schemas_come_from_the_parsing_types() {
+        let doc = super::document();
+        let create = &doc["components"]["schemas"]["CreateEngine"];
+        assert_eq!(create["additionalProperties"], false, "{create}");
+        assert!(create["required"].as_array().unwrap().contains(&"engine_type".into()));
+        let put = &doc["paths"]["/api/engines/{id}"]["put"];
+        assert_eq!(
+            put["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/UpdateEngine"
+        );
+        assert!(put["responses"]["412"].is_object());
+        assert!(put["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "If-Match"));
+        // Every $ref resolves.
+        let text = doc.to_string();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = piece.split('"').next().unwrap();
+            assert!(doc["components"]["schemas"][name].is_object(), "dangling $ref {name}");
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Manual backups, the history, files, downloads, deletes, retention preview, audit and status.
+
+use chrono::Duration;
+use dilux_domain::{BackupJob, BackupResult, BackupStatus, EngineType, TriggeredBy};
+use serde_json::json;
+
+use crate::{now, T};
+
+/// A finished backup of `db`, `days_ago` days before now, with its file.
+fn backup(t: &T, db: &str, days_ago: i64, status: BackupStatus) -> BackupResult {
+    let at = now() - Duration::days(days_ago);
+    let job = BackupJob::new(db, EngineType::Postgresql, TriggeredBy::Scheduler, vec![], at);
+    let mut row = BackupResult::pending(&job, "shop", "shop", "e");
+    row.status = status;
+    if status == BackupStatus::Completed {
+        row.file_size_bytes = Some(1000);
+        row.sha256 = Some("ab".repeat(32));
+        t.mem.files.put(&row.blob_name, 1000, row.sha256.as_deref());
+    }
+    t.mem.history.put(row.clone());
+    row
+}
+
+async fn setup() -> (T, String) {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let d = t.database(&e, "shop").await;
+    (t, d)
+}
+
+#[tokio::test]
+async fn back_up_now_writes_a_pending_row_then_queues_the_job() {
+    let (t, d) = setup().await;
+    let a = t.call("operator", "POST", &format!("/api/databases/{d}/backup"), None).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let rows = t.mem.history.all();
+    assert_eq!((rows.len(), rows[0].status), (1, BackupStatus::Pending));
+    let job: serde_json::Value = serde_json::from_str(&t.mem.jobs.messages()[0]).unwrap();
+    assert_eq!(job["id"], a.body["backup_id"]);
+    assert_eq!(a.body["blob_name"].as_str(), Some(rows[0].blob_name.as_str()));
+}
+
+#[tokio::test]
+async fn a_second_backup_while_one_is_queued_is_409() {
+    let (t, d) = setup().await;
+    t.admin("POST", &format!("/api/databases/{d}/backup"), None).await;
+    let a = t.admin("POST", &format!("/api/databases/{d}/backup"), None).await;
+    assert_eq!((a.status, a.code()), (409, Some("backup_in_progress")));
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("queued"));
+    assert_eq!(t.mem.jobs.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn a_queue_outage_leaves_no_pending_row_behind() {
+    let (t, d) = setup().await;
+    *t.mem.jobs.fail.borrow_mut() = true;
+    let a = t.admin("POST", &format!("/api/databases/{d}/backup"), None).await;
+    assert_eq!((a.status, a.code()), (503, Some("storage_unavailable")));
+    assert!(t.mem.history.all().is_empty(), "a pending row without a job would wait forever");
+}
+
+#[tokio::test]
+async fn a_database_whose_server_is_gone_is_409_orphaned() {
+    let (t, d) = setup().await;
+    let e = t.mem.databases.read(&d).unwrap().engine_id;
+    t.mem.engines.remove(&e);
+    let a = t.admin("POST", &format!("/api/databases/{d}/backup"), None).await;
+    assert_eq!((a.status, a.code()), (409, Some("orphaned")));
+}
+
+#[tokio::test]
+async fn the_history_is_newest_first_filtered_and_paged_by_cursor() {
+    let (t, d) = setup().await;
+    for days in 0..5 {
+        backup(&t, &d, days, BackupStatus::Completed);
+    }
+    backup(&t, &d, 1, BackupStatus::Failed);
+    backup(&t, "other", 1, BackupStatus::Completed);
+    let failed = t.admin("GET", &format!("/api/backups?database_id={d}&status=failed"), None).await.body;
+    assert_eq!(failed["count"], 1);
+    let p1 = t.admin("GET", &format!("/api/backups?database_id={d}&page_size=4"), None).await.body;
+    assert_eq!(p1["count"], 4);
+    let times: Vec<&str> =
+        p1["backups"].as_array().unwrap().iter().map(|b| b["created_at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    let cursor = p1["next_cursor"].as_str().unwrap().replace('|', "%7C");
+    let p2 = t.admin("GET", &format!("/api/backups?database_id={d}&page_size=4&cursor={cursor}"), None).await.body;
+    assert_eq!((p2["count"].as_u64(), p2["next_cursor"].is_null()), (Some(2), true));
+    let both = t.admin("GET", &format!("/api/backups?database_id={d},other"), None).await.body;
+    assert_eq!(both["count"], 7);
+}
+
+#[tokio::test]
+async fn history_query_values_are_checked_by_name() {
+    let (t, _) = setup().await;
+    for (q, field) in [
+        ("status=done", "status"),
+        ("triggered_by=cron", "triggered_by"),
+        ("from=2026-12-02&to=2026-12-01", "from"),
+        ("from=yesterday", "from"),
+        ("days=0", "days"),
+        ("cursor=garbage", "cursor"),
+        ("page_size=201", "page_size"),
+    ] {
+        let a = t.admin("GET", &format!("/api/backups?{q}"), None).await;
+        assert_eq!((a.status, a.field()), (400, Some(field)), "{q}: {}", a.body);
+    }
+}
+
+#[tokio::test]
+async fn a_date_range_bounds_the_history() {
+    let (t, d) = setup().await;
+    backup(&t, &d, 0, BackupStatus::Completed);
+    backup(&t, &d, 10, BackupStatus::Completed);
+    let a = t.admin("GET", "/api/backups?from=2026-11-20&to=2026-11-22", None).await.body;
+    assert_eq!(a["count"], 1, "{a}");
+}
+
+#[tokio::test]
+async fn a_download_link_names_the_size_and_checksum_and_is_audited() {
+    let (t, d) = setup().await;
+    let b = backup(&t, &d, 1, BackupStatus::Completed);
+    let a = t.call("viewer", "GET", &format!("/api/backups/download?blob_name={}", b.blob_name), None).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!((a.body["size_bytes"].as_u64(), a.body["sha256"].as_str()), (Some(1000), b.sha256.as_deref()));
+    assert_eq!(a.body["expires_at"], json!(now() + Duration::minutes(15)));
+    let row = t.mem.audit.all().pop().unwrap();
+    assert_eq!((row.action.as_str(), row.resource_id.as_str()), ("backup_downloaded", b.blob_name.as_str()));
+}
+
+#[tokio::test]
+async fn a_download_of_nothing_or_of_a_bad_name_says_so() {
+    let (t, d) = setup().await;
+    let a =
+        t.admin("GET", &format!("/api/backups/download?blob_name=postgresql/{d}/20260101_000000_x.sql.gz"), None).await;
+    assert_eq!(a.status, 404);
+    for name in ["../etc/passwd", "postgresql/../x", "oracle/a/b", ""] {
+        let a = t.admin("GET", &format!("/api/backups/download?blob_name={name}"), None).await;
+        assert_eq!((a.status, a.field()), (400, Some("blob_name")), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn without_an_account_key_a_download_is_501() {
+    let (t, d) = setup().await;
+    let b = backup(&t, &d, 1, BackupStatus::Completed);
+    *t.mem.files.can_sign.borrow_mut() = false;
+    let a = t.admin("GET", &format!("/api/backups/download?blob_name={}", b.blob_name), None).await;
+    assert_eq!((a.status, a.code()), (501, Some("sas_unavailable")));
+}
+
+#[tokio::test]
+async fn deleting_a_backup_removes_its_file_then_its_row_but_never_a_running_one() {
+    let (t, d) = setup().await;
+    let done = backup(&t, &d, 1, BackupStatus::Completed);
+    let running = backup(&t, &d, 0, BackupStatus::InProgress);
+    let a = t.call("viewer", "DELETE", &format!("/api/backups/delete?blob_name={}", done.blob_name), None).await;
+    assert_eq!(a.status, 403);
+    let a = t.admin("DELETE", &format!("/api/backups/delete?blob_name={}", running.blob_name), None).await;
+    assert_eq!((a.status, a.code()), (409, Some("backup_running")));
+    let a = t.admin("DELETE", &format!("/api/backups/delete?blob_name={}", done.blob_name), None).await;
+    assert_eq!(a.status, 200);
+    assert!(t.mem.files.names().is_empty());
+    assert_eq!(t.mem.history.all().len(), 1);
+}
+
+#[tokio::test]
+async fn a_bulk_delete_answers_per_item() {
+    let (t, d) = setup().await;
+    let a = backup(&t, &d, 1, BackupStatus::Completed);
+    let b = backup(&t, &d, 2, BackupStatus::Completed);
+    let names = json!({ "blob_names": [a.blob_name, b.blob_name, "postgresql/x/20260101_000000_y.sql.gz"] });
+    let r = t.admin("POST", "/api/backups/delete-bulk", Some(names)).await.body;
+    assert_eq!((r["deleted"].as_array().unwrap().len(), r["failed"][0]["status"].as_u64()), (2, Some(404)));
+    let empty = t.admin("POST", "/api/backups/delete-bulk", Some(json!({ "blob_names": [] }))).await;
+    assert_eq!(empty.field(), Some("blob_names"));
+}
+
+#[tokio::test]
+async fn deleting_a_database_with_its_backups_refuses_while_one_runs() {
+    let (t, d) = setup().await;
+    backup(&t, &d, 1, BackupStatus::Completed);
+    backup(&t, &d, 0, BackupStatus::Pending);
+    let a = t.admin("DELETE", &format!("/api/databases/{d}?delete_backups=true"), None).await;
+    assert_eq!((a.status, a.code()), (409, Some("backup_running")));
+    assert_eq!(t.mem.history.all().len(), 2, "nothing deleted");
+    assert!(t.mem.databases.read(&d).is_some());
+}
+
+#[tokio::test]
+async fn stats_count_by_status_and_sum_stored_bytes() {
+    let (t, d) = setup().await;
+    backup(&t, &d, 1, BackupStatus::Completed);
+    backup(&t, &d, 2, BackupStatus::Completed);
+    backup(&t, &d, 3, BackupStatus::Failed);
+    let s = t.admin("GET", &format!("/api/backups/stats?database_id={d}"), None).await.body;
+    assert_eq!(
+        (s["completed"].as_u64(), s["failed"].as_u64(), s["total_size_bytes"].as_u64()),
+        (Some(2), Some(1), Some(2000))
+    );
+    assert_eq!(t.admin("GET", "/api/backups/stats", None).await.field(), Some("database_id"));
+}
+
+#[tokio::test]
+async fn the_file_list_pages_by_marker_and_by_database() {
+    let (t, d) = setup().await;
+    for days in 1..=3 {
+        backup(&t, &d, days, BackupStatus::Completed);
+    }
+    t.mem.files.put("mysql/other/20261101_000000_x.sql.gz", 5, None);
+    let p1 = t.admin("GET", &format!("/api/backups/files?database_id={d}&page_size=2"), None).await.body;
+    assert_eq!(p1["count"], 2);
+    let marker = p1["next_marker"].as_str().unwrap().to_string();
+    let p2 = t.admin("GET", &format!("/api/backups/files?database_id={d}&marker={marker}"), None).await.body;
+    assert_eq!(p2["count"], 1);
+    let both = t.admin("GET", &format!("/api/backups/files?prefix=x&database_id={d}"), None).await;
+    assert_eq!(both.field(), Some("prefix"));
+}
+
+#[tokio::test]
+async fn the_retention_preview_explains_what_it_would_delete() {
+    let (t, d) = setup().await;
+    t.admin("PUT", &format!("/api/databases/{d}"), Some(json!({ "policy_id": "development" }))).await;
+    let a = t.admin("GET", &format!("/api/retention/preview?database_id={d}"), None).await.body;
+    assert_eq!(a["databases"][0]["policy_id"], "development", "{a}");
+    assert_eq!(t.admin("GET", "/api/retention/preview?database_id=nope", None).await.status, 404);
+}
+
+#[tokio::test]
+async fn an_audited_call_names_who_from_where_and_what() {
+    let (t, d) = setup().await;
+    t.call("operator", "POST", &format!("/api/databases/{d}/backup"), None).await;
+    let row = t.mem.audit.all().pop().unwrap();
+    assert_eq!((row.action.as_str(), row.resource_type.as_str()), ("backup_triggered", "database"));
+    assert_eq!((row.resource_id.as_str(), row.resource_name.as_str()), (d.as_str(), "shop"));
+    assert_eq!(
+        (row.user_email.as_str(), row.ip_address.as_str(), row.status.as_str()),
+        ("operator@example.com", "10.1.2.3", "success")
+    );
+    let details: serde_json::Value = serde_json::from_str(&row.details).unwrap();
+    assert_eq!(details["status_code"], 202);
+}
+
+#[tokio::test]
+async fn a_refused_call_is_audited_as_failed_with_the_reason() {
+    let (t, d) = setup().await;
+    t.call("viewer", "POST", &format!("/api/databases/{d}/backup"), None).await;
+    let row = t.mem.audit.all().pop().unwrap();
+    assert_eq!((row.status.as_str(), row.resource_id.as_str()), ("failed", d.as_str()));
+    let details: serde_json::Value = serde_json::from_str(&row.details).unwrap();
+    assert_eq!(
+        (details["status_code"].as_u64(), details["error"].as_str()),
+        (Some(403), Some("your role (viewer) may not do this"))
+    );
+}
+
+#[tokio::test]
+async fn the_audit_trail_filters_and_counts() {
+    let (t, _) = setup().await;
+    t.call("viewer", "POST", "/api/engines", Some(json!({}))).await;
+    let failed = t.admin("GET", "/api/audit?status=failed", None).await.body;
+    assert_eq!(failed["count"], 1, "{failed}");
+    let created = t.admin("GET", "/api/audit?action=engine_created&status=success", None).await.body;
+    assert_eq!(created["logs"][0]["details"]["status_code"], 201, "details answered as JSON");
+    let stats = t.admin("GET", "/api/audit/stats", None).await.body;
+    assert_eq!(stats["by_action"]["engine_created"], 2);
+    let actions = t.admin("GET", "/api/audit/actions", None).await.body;
+    assert!(actions["actions"].as_array().unwrap().contains(&json!("backup_deleted_retention")));
+    assert_eq!(t.admin("GET", "/api/audit?status=maybe", None).await.field(), Some("status"));
+}
+
+#[tokio::test]
+async fn the_status_page_reports_the_queue_the_dumper_and_missed_backups() {
+    let (t, d) = setup().await;
+    t.admin("POST", &format!("/api/databases/{d}/backup"), None).await;
+    *t.mem.dumper.down.borrow_mut() = true;
+    let s = t.call("viewer", "GET", "/api/system-status", None).await.body;
+    assert_eq!((s["queue"]["depth"].as_u64(), s["status"].as_str()), (Some(1), Some("degraded")));
+    let kinds: Vec<&str> = s["alerts"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"dumper_unreachable") && kinds.contains(&"scheduler_never_ran"), "{kinds:?}");
+}

@@ -1,0 +1,370 @@
+//! Servers, databases, connection tests, discovery, policies and settings.
+
+use dilux_domain::ErrorClass;
+use serde_json::json;
+
+use crate::T;
+
+fn pg(host: &str) -> serde_json::Value {
+    json!({ "name": "pg", "engine_type": "postgresql", "host": host, "username": "backup", "password": "s3cret-pw" })
+}
+
+#[tokio::test]
+async fn creating_a_server_answers_its_view_without_the_password() {
+    let t = T::new();
+    let a = t.admin("POST", "/api/engines", Some(pg("DB1.internal"))).await;
+    assert_eq!(a.status, 201);
+    assert_eq!((a.body["host"].as_str(), a.body["port"].as_u64()), (Some("db1.internal"), Some(5432)));
+    assert_eq!((a.body["username"].as_str(), a.body["has_password"].as_bool()), (Some("backup"), Some(true)));
+    assert!(!a.body.to_string().contains("s3cret-pw"));
+    let stored = t.mem.engines.all().remove(0);
+    assert_ne!(stored.password_sealed.as_deref(), Some("s3cret-pw"), "sealed at rest");
+}
+
+#[tokio::test]
+async fn server_fields_are_validated_by_name_and_nothing_is_written() {
+    let t = T::new();
+    let cases = [
+        (json!({ "name": "pg", "engine_type": "postgresql", "host": "h", "username": "u" }), "password"),
+        (json!({ "name": "pg", "engine_type": "postgresql", "host": "h", "port": 0 }), "port"),
+        (json!({ "name": "pg", "engine_type": "oracle", "host": "h" }), "engine_type"),
+        (json!({ "name": "pg", "engine_type": "postgresql", "host": "h", "colour": 1 }), "colour"),
+        (json!({ "name": "", "engine_type": "postgresql", "host": "h" }), "name"),
+        (json!({ "name": "pg", "engine_type": "postgresql", "host": "h", "policy_id": "nope" }), "policy_id"),
+    ];
+    for (body, field) in cases {
+        let a = t.admin("POST", "/api/engines", Some(body)).await;
+        assert_eq!((a.status, a.field()), (400, Some(field)), "{}", a.body);
+    }
+    assert!(t.mem.engines.is_empty());
+}
+
+#[tokio::test]
+async fn the_same_server_twice_is_409() {
+    let t = T::new();
+    t.engine("a", "db1").await;
+    let a = t.admin("POST", "/api/engines", Some(pg("DB1"))).await;
+    assert_eq!((a.status, a.code()), (409, Some("duplicate")));
+    let other_port = json!({ "name": "b", "engine_type": "postgresql", "host": "db1", "port": 5433 });
+    assert_eq!(t.admin("POST", "/api/engines", Some(other_port)).await.status, 201);
+}
+
+#[tokio::test]
+async fn a_missing_server_is_404() {
+    let t = T::new();
+    let a = t.admin("GET", "/api/engines/nope", None).await;
+    assert_eq!((a.status, a.code()), (404, Some("not_found")));
+    assert_eq!(a.body["error"]["message"], "engine `nope` does not exist");
+}
+
+#[tokio::test]
+async fn viewers_get_views_without_login_names() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let d = t.database(&e, "shop").await;
+    for path in [
+        "/api/engines".to_string(),
+        format!("/api/engines/{e}"),
+        "/api/databases".into(),
+        format!("/api/databases/{d}"),
+    ] {
+        let viewer = t.call("viewer", "GET", &path, None).await;
+        assert_eq!(viewer.status, 200);
+        assert!(!viewer.body.to_string().contains("username"), "{path}: {}", viewer.body);
+        let operator = t.call("operator", "GET", &path, None).await;
+        assert!(operator.body.to_string().contains("\"username\":\"backup\""), "{path}: {}", operator.body);
+    }
+}
+
+#[tokio::test]
+async fn a_stale_edit_is_412_and_writes_nothing() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let got = t.admin("GET", &format!("/api/engines/{e}"), None).await;
+    let etag = got.header("etag").unwrap().to_string();
+    let first =
+        t.call_with("admin", "PUT", &format!("/api/engines/{e}"), Some(json!({ "name": "main" })), Some(&etag)).await;
+    assert_eq!(first.status, 200);
+    assert_ne!(first.header("etag"), Some(etag.as_str()), "a new version");
+    let stale =
+        t.call_with("admin", "PUT", &format!("/api/engines/{e}"), Some(json!({ "name": "x" })), Some(&etag)).await;
+    assert_eq!((stale.status, stale.code()), (412, Some("changed")));
+    assert!(stale.body["error"]["message"].as_str().unwrap().contains("changed by someone else"));
+    assert_eq!(t.mem.engines.read(&e).unwrap().name, "main");
+}
+
+#[tokio::test]
+async fn rotated_server_credentials_can_move_every_database_onto_them() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let own = json!({ "engine_id": e, "name": "own", "use_engine_credentials": false, "username": "u2",
+        "password": "own-pw" });
+    let d = t.admin("POST", "/api/databases", Some(own)).await.body["id"].as_str().unwrap().to_string();
+    let body = json!({ "username": "rotated", "password": "new-pw", "apply_to_all_databases": true });
+    let a = t.admin("PUT", &format!("/api/engines/{e}"), Some(body)).await;
+    assert_eq!(a.body["databases_moved_to_server_credentials"], 1, "{}", a.body);
+    let db = t.admin("GET", &format!("/api/databases/{d}"), None).await.body;
+    assert_eq!((db["use_engine_credentials"].as_bool(), db["username"].as_str()), (Some(true), Some("rotated")));
+}
+
+#[tokio::test]
+async fn a_server_with_databases_is_deleted_only_with_cascade() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let d = t.database(&e, "shop").await;
+    let a = t.admin("DELETE", &format!("/api/engines/{e}"), None).await;
+    assert_eq!((a.status, a.code()), (409, Some("has_databases")));
+    let a = t.admin("DELETE", &format!("/api/engines/{e}?delete_backups=true"), None).await;
+    assert_eq!(a.field(), Some("delete_backups"));
+    t.mem.files.put(&format!("postgresql/{d}/20261130_010000_abcdefgh.sql.gz"), 10, None);
+    let a = t.admin("DELETE", &format!("/api/engines/{e}?cascade=true&delete_backups=true"), None).await;
+    assert_eq!((a.body["databases_deleted"].as_u64(), a.status), (Some(1), 200), "{}", a.body);
+    assert!(t.mem.databases.is_empty() && t.mem.engines.is_empty());
+    assert!(t.mem.files.names().is_empty(), "files left without a history row go too");
+}
+
+#[tokio::test]
+async fn the_server_list_filters_by_type_and_counts_databases() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    t.database(&e, "a").await;
+    t.database(&e, "b").await;
+    let my = json!({ "name": "my", "engine_type": "mysql", "host": "db2" });
+    t.admin("POST", "/api/engines", Some(my)).await;
+    let all = t.admin("GET", "/api/engines", None).await.body;
+    assert_eq!(all["total"], 2);
+    let pgs = t.admin("GET", "/api/engines?engine_type=postgresql", None).await.body;
+    assert_eq!((pgs["total"].as_u64(), pgs["engines"][0]["database_count"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(t.admin("GET", "/api/engines?engine_type=db2", None).await.field(), Some("engine_type"));
+}
+
+#[tokio::test]
+async fn a_database_needs_an_existing_server_with_credentials_to_inherit() {
+    let t = T::new();
+    let a = t.admin("POST", "/api/databases", Some(json!({ "engine_id": "nope", "name": "x" }))).await;
+    assert_eq!(a.field(), Some("engine_id"));
+    let bare = json!({ "name": "bare", "engine_type": "postgresql", "host": "h" });
+    let e = t.admin("POST", "/api/engines", Some(bare)).await.body["id"].as_str().unwrap().to_string();
+    let a = t.admin("POST", "/api/databases", Some(json!({ "engine_id": e, "name": "x" }))).await;
+    assert_eq!(a.field(), Some("use_engine_credentials"));
+    assert!(t.mem.databases.is_empty());
+}
+
+#[tokio::test]
+async fn the_same_database_twice_on_a_server_is_409() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    t.database(&e, "shop").await;
+    let a = t.admin("POST", "/api/databases", Some(json!({ "engine_id": e, "name": "shop" }))).await;
+    assert_eq!((a.status, a.code()), (409, Some("duplicate")));
+}
+
+#[tokio::test]
+async fn a_new_database_gets_the_settings_default_policy() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let a = t.admin("PUT", "/api/settings", Some(json!({ "default_policy_id": "development" }))).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let d = t.database(&e, "shop").await;
+    assert_eq!(t.mem.databases.read(&d).unwrap().policy_id.as_deref(), Some("development"));
+}
+
+#[tokio::test]
+async fn the_database_list_searches_filters_and_pages() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    for n in ["alpha", "beta", "gamma", "delta"] {
+        t.database(&e, n).await;
+    }
+    let a = t.admin("GET", "/api/databases?page_size=3&page=2", None).await.body;
+    assert_eq!(
+        (a["total"].as_u64(), a["pages"].as_u64(), a["databases"].as_array().unwrap().len()),
+        (Some(4), Some(2), 1)
+    );
+    assert_eq!(a["databases"][0]["alias"], "gamma", "sorted by alias");
+    let s = t.admin("GET", "/api/databases?search=ALP", None).await.body;
+    assert_eq!(s["total"], 1);
+    let s = t.admin("GET", "/api/databases?search=db1", None).await.body;
+    assert_eq!(s["total"], 4, "the server's host matches too");
+    for (q, field) in [("page=0", "page"), ("page_size=500", "page_size"), ("enabled=maybe", "enabled")] {
+        assert_eq!(t.admin("GET", &format!("/api/databases?{q}"), None).await.field(), Some(field), "{q}");
+    }
+}
+
+#[tokio::test]
+async fn a_stale_database_edit_is_412() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let d = t.database(&e, "shop").await;
+    let path = format!("/api/databases/{d}");
+    let etag = t.admin("GET", &path, None).await.header("etag").unwrap().to_string();
+    t.admin("PUT", &path, Some(json!({ "alias": "Shop" }))).await;
+    let a = t.call_with("admin", "PUT", &path, Some(json!({ "enabled": false })), Some(&etag)).await;
+    assert_eq!(a.status, 412);
+    assert!(t.mem.databases.read(&d).unwrap().enabled);
+}
+
+#[tokio::test]
+async fn a_server_test_sends_the_opened_password_to_the_dumper_only() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let a = t.admin("POST", &format!("/api/engines/{e}/test"), None).await;
+    assert_eq!((a.status, a.body["success"].as_bool()), (200, Some(true)), "{}", a.body);
+    let asked = t.mem.dumper.asked();
+    assert_eq!((asked[0].username.as_str(), asked[0].password.as_str()), ("backup", "s3cret-pw"));
+    assert!(!a.body.to_string().contains("s3cret-pw"));
+    assert!(!format!("{:?}", t.mem.audit.all()).contains("s3cret-pw"), "not in the audit trail");
+}
+
+#[tokio::test]
+async fn a_database_test_says_whose_credentials_it_used() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let d = t.database(&e, "shop").await;
+    let a = t.admin("POST", &format!("/api/databases/{d}/test"), None).await;
+    assert_eq!(a.body["credentials"], "server");
+    assert_eq!(t.mem.dumper.asked()[0].database.as_deref(), Some("shop"));
+}
+
+#[tokio::test]
+async fn a_server_without_credentials_cannot_be_tested() {
+    let t = T::new();
+    let bare = json!({ "name": "bare", "engine_type": "postgresql", "host": "h" });
+    let e = t.admin("POST", "/api/engines", Some(bare)).await.body["id"].as_str().unwrap().to_string();
+    let a = t.admin("POST", &format!("/api/engines/{e}/test"), None).await;
+    assert_eq!((a.status, a.code()), (409, Some("no_credentials")));
+    assert!(t.mem.dumper.asked().is_empty());
+}
+
+#[tokio::test]
+async fn a_dumper_that_does_not_answer_is_503_with_what_to_check() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    *t.mem.dumper.down.borrow_mut() = true;
+    let a = t.admin("POST", &format!("/api/engines/{e}/test"), None).await;
+    assert_eq!((a.status, a.code()), (503, Some("dumper_unreachable")));
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("dumper_url/dumper_token"));
+}
+
+#[tokio::test]
+async fn unsaved_settings_are_validated_before_the_dumper_is_asked() {
+    let t = T::new();
+    let cases = [
+        (json!({ "host": "h", "username": "u", "password": "p" }), "engine_type"),
+        (json!({ "engine_type": "postgresql", "host": "h", "username": "u" }), "password"),
+        (json!({ "engine_type": "postgresql", "host": "h", "port": 0, "username": "u", "password": "p" }), "port"),
+        (json!({ "engine_id": "x", "host": "h" }), "engine_id"),
+        (json!({ "engine_type": "postgresql", "host": "h", "username": "-u", "password": "p" }), "username"),
+    ];
+    for (body, field) in cases {
+        let a = t.admin("POST", "/api/databases/test-connection", Some(body)).await;
+        assert_eq!((a.status, a.field()), (400, Some(field)), "{}", a.body);
+    }
+    assert!(t.mem.dumper.asked().is_empty());
+    let ok = json!({ "engine_type": "mysql", "host": "h", "username": "u", "password": "p" });
+    t.admin("POST", "/api/databases/test-connection", Some(ok)).await;
+    assert_eq!(t.mem.dumper.asked()[0].port, 3306, "the engine's default port");
+}
+
+#[tokio::test]
+async fn discovery_flags_system_databases_and_adds_only_valid_names() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    t.mem.dumper.answer.borrow_mut().databases = vec!["postgres".into(), "shop".into(), "crm".into()];
+    let a = t.admin("POST", &format!("/api/engines/{e}/discover"), None).await;
+    let flag = |name: &str| a.body["databases"].as_array().unwrap().iter().find(|d| d["name"] == name).unwrap().clone();
+    assert_eq!((flag("postgres")["system"].as_bool(), flag("shop")["system"].as_bool()), (Some(true), Some(false)));
+    let bad = t.admin("POST", &format!("/api/engines/{e}/discover"), Some(json!({ "add": ["shop", "nope"] }))).await;
+    assert_eq!((bad.status, bad.field()), (400, Some("add")));
+    assert!(t.mem.databases.is_empty(), "nothing half-added");
+    let ok = t.admin("POST", &format!("/api/engines/{e}/discover"), Some(json!({ "add": ["shop"] }))).await;
+    assert_eq!(ok.body["added"].as_array().unwrap().len(), 1);
+    let again = t.admin("POST", &format!("/api/engines/{e}/discover"), None).await;
+    let shop = again.body["databases"].as_array().unwrap().iter().find(|d| d["name"] == "shop").unwrap().clone();
+    assert_eq!(shop["exists"], true);
+}
+
+#[tokio::test]
+async fn a_failed_discovery_says_why_in_the_tests_words() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    {
+        let mut answer = t.mem.dumper.answer.borrow_mut();
+        answer.success = false;
+        answer.error_type = Some(ErrorClass::AuthFailed);
+        answer.message = "password authentication failed for user \"backup\"".into();
+    }
+    let a = t.admin("POST", &format!("/api/engines/{e}/discover"), None).await;
+    assert_eq!((a.status, a.body["success"].as_bool()), (200, Some(false)));
+    assert_eq!(a.body["error_type"], "AuthFailed", "{}", a.body);
+}
+
+#[tokio::test]
+async fn policies_come_with_summary_and_usage() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    t.database(&e, "shop").await;
+    let list = t.admin("GET", "/api/backup-policies", None).await.body;
+    assert_eq!(list["policies"][0]["id"], "production-critical", "system ones first, seeded order");
+    let std = list["policies"].as_array().unwrap().iter().find(|p| p["id"] == "production-standard").unwrap().clone();
+    assert_eq!((std["summary"].as_str(), std["database_count"].as_u64()), (Some("12h/7d/4w/2m/1y"), Some(1)));
+}
+
+fn policy(name: &str) -> serde_json::Value {
+    json!({ "name": name, "daily": { "enabled": true, "keep_count": 5, "time": "02:00" } })
+}
+
+#[tokio::test]
+async fn a_policy_name_is_unique_and_system_policies_are_never_deleted() {
+    let t = T::new();
+    let a = t.admin("POST", "/api/backup-policies", Some(policy("Nightly"))).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(t.admin("POST", "/api/backup-policies", Some(policy("nightly"))).await.status, 409);
+    let a = t.admin("DELETE", "/api/backup-policies/production-standard", None).await;
+    assert_eq!((a.status, a.code()), (409, Some("system_policy")));
+}
+
+#[tokio::test]
+async fn a_policy_in_use_or_the_default_is_not_deleted() {
+    let t = T::new();
+    let id =
+        t.admin("POST", "/api/backup-policies", Some(policy("Nightly"))).await.body["id"].as_str().unwrap().to_string();
+    let e = t.engine("pg", "db1").await;
+    let d = t.admin("POST", "/api/databases", Some(json!({ "engine_id": e, "name": "x", "policy_id": id }))).await;
+    assert_eq!(d.status, 201);
+    let a = t.admin("DELETE", &format!("/api/backup-policies/{id}"), None).await;
+    assert_eq!(a.code(), Some("policy_in_use"));
+    t.admin("DELETE", &format!("/api/databases/{}", d.body["id"].as_str().unwrap()), None).await;
+    t.admin("PUT", "/api/settings", Some(json!({ "default_policy_id": id }))).await;
+    let a = t.admin("DELETE", &format!("/api/backup-policies/{id}"), None).await;
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("default for new databases"), "{}", a.body);
+}
+
+#[tokio::test]
+async fn editing_a_system_policy_stores_it_and_a_stale_edit_is_412() {
+    let t = T::new();
+    let a = t.admin("PUT", "/api/backup-policies/development", Some(policy("Development"))).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(t.mem.policies.read("development").unwrap().is_system);
+    let etag = t.admin("GET", "/api/backup-policies/development", None).await.header("etag").unwrap().to_string();
+    t.admin("PUT", "/api/backup-policies/development", Some(policy("Dev 2"))).await;
+    let stale =
+        t.call_with("admin", "PUT", "/api/backup-policies/development", Some(policy("Dev 3")), Some(&etag)).await;
+    assert_eq!(stale.status, 412);
+}
+
+#[tokio::test]
+async fn settings_default_until_saved_then_tagged() {
+    let t = T::new();
+    let a = t.call("viewer", "GET", "/api/settings", None).await;
+    assert_eq!((a.status, a.header("etag")), (200, None));
+    assert_eq!(a.body["default_policy_id"], "production-standard");
+    let a = t.admin("PUT", "/api/settings", Some(json!({ "default_policy_id": "nope" }))).await;
+    assert_eq!(a.field(), Some("default_policy_id"));
+    let saved = t.admin("PUT", "/api/settings", Some(json!({ "dark_mode": true }))).await;
+    assert_eq!(saved.body["updated_by"], "admin@example.com");
+    let etag = t.admin("GET", "/api/settings", None).await.header("etag").unwrap().to_string();
+    t.admin("PUT", "/api/settings", Some(json!({ "dark_mode": false }))).await;
+    let stale = t.call_with("admin", "PUT", "/api/settings", Some(json!({ "dark_mode": true })), Some(&etag)).await;
+    assert_eq!(stale.status, 412);
+}

@@ -1,0 +1,150 @@
+//! Dispatch from the route table: 404, 405 with `Allow`, precedence, sign-in, roles, the document.
+
+use dilux_api::error::{ApiError, Kind};
+use dilux_api::Request;
+use serde_json::json;
+
+use crate::T;
+
+#[tokio::test]
+async fn an_unknown_path_is_404_no_route() {
+    let t = T::new();
+    let a = t.admin("GET", "/api/nothing-here", None).await;
+    assert_eq!((a.status, a.code()), (404, Some("no_route")));
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("/api/openapi.json"));
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_405_with_the_allowed_ones() {
+    let t = T::new();
+    let a = t.admin("PATCH", "/api/engines/x", None).await;
+    assert_eq!((a.status, a.code()), (405, Some("method_not_allowed")));
+    assert_eq!(a.header("allow"), Some("GET, PUT, DELETE"));
+}
+
+#[tokio::test]
+async fn put_on_users_me_is_405_not_an_update_of_user_me() {
+    let t = T::new();
+    let a = t.admin("PUT", "/api/users/me", Some(json!({ "role": "viewer" }))).await;
+    assert_eq!(a.status, 405);
+    assert_eq!(a.header("allow"), Some("GET"));
+    assert!(t.audit().is_empty(), "nothing was dispatched, so nothing is audited");
+}
+
+#[tokio::test]
+async fn test_connection_is_never_database_test_connection() {
+    let t = T::new();
+    let a = t.admin("GET", "/api/databases/test-connection", None).await;
+    assert_eq!(a.status, 405, "a literal segment beats `{{id}}` whatever the method");
+}
+
+#[tokio::test]
+async fn health_and_the_document_are_public() {
+    let t = T::new();
+    assert_eq!(t.call("", "GET", "/api/health", None).await.body["status"], "healthy");
+    let doc = t.call("", "GET", "/api/openapi.json", None).await;
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.body["openapi"], "3.1.0");
+}
+
+#[tokio::test]
+async fn a_misconfigured_app_still_answers_health_and_names_the_variable_elsewhere() {
+    let e = ApiError::config("variable `seal_key` is not set");
+    let req = |path: &str| Request { method: "GET".into(), path: path.into(), ..Default::default() };
+    let health = dilux_api::handle(Err(&e), &req("/api/health")).await;
+    assert_eq!(health.status, 200);
+    let engines = dilux_api::handle(Err(&e), &req("/api/engines")).await;
+    assert_eq!(engines.status, 500);
+    let body = engines.json_body();
+    assert_eq!(body["error"]["code"], "misconfigured");
+    assert!(body["error"]["message"].as_str().unwrap().contains("seal_key"), "{body}");
+}
+
+#[tokio::test]
+async fn no_token_is_401_and_is_audited_as_anonymous() {
+    let t = T::new();
+    let a = t.call("", "POST", "/api/engines", Some(json!({}))).await;
+    assert_eq!((a.status, a.code()), (401, Some("unauthenticated")));
+    let row = &t.mem.audit.all()[0];
+    assert_eq!(
+        (row.action.as_str(), row.user_id.as_str(), row.status.as_str()),
+        ("engine_created", "anonymous", "failed")
+    );
+}
+
+#[tokio::test]
+async fn a_forged_token_is_401_invalid_token() {
+    let t = T::new();
+    let token = t.token("admin").await;
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let req = Request {
+        method: "GET".into(),
+        path: "/api/engines".into(),
+        headers: vec![("authorization".into(), format!("Bearer {forged}"))],
+        ..Default::default()
+    };
+    let a = t.raw(req).await;
+    assert_eq!((a.status, a.code()), (401, Some("invalid_token")));
+}
+
+#[tokio::test]
+async fn roles_are_checked_from_the_row() {
+    let t = T::new();
+    let body = json!({ "name": "pg", "engine_type": "postgresql", "host": "h" });
+    assert_eq!(t.call("viewer", "POST", "/api/engines", Some(body.clone())).await.status, 403);
+    assert_eq!(t.call("operator", "POST", "/api/engines", Some(body)).await.status, 201);
+    assert_eq!(t.call("operator", "GET", "/api/users", None).await.status, 403);
+    assert_eq!(t.call("operator", "GET", "/api/audit", None).await.status, 403);
+    assert_eq!(t.call("viewer", "GET", "/api/engines", None).await.status, 200);
+    let refused = t.call("viewer", "PUT", "/api/settings", Some(json!({}))).await;
+    assert_eq!(refused.body["error"]["message"], "your role (viewer) may not do this");
+}
+
+#[tokio::test]
+async fn dev_tokens_refuse_unknown_roles_and_bad_emails_by_field() {
+    let t = T::new();
+    let ask = |body: serde_json::Value| Request {
+        method: "POST".into(),
+        path: "/api/auth/dev-token".into(),
+        body: serde_json::to_vec(&body).unwrap(),
+        ..Default::default()
+    };
+    assert_eq!(t.raw(ask(json!({ "email": "a@b.c", "role": "root" }))).await.field(), Some("role"));
+    assert_eq!(t.raw(ask(json!({ "email": "nobody", "role": "admin" }))).await.field(), Some("email"));
+    assert_eq!(t.raw(ask(json!({ "role": "admin" }))).await.field(), Some("email"));
+}
+
+#[tokio::test]
+async fn auth_config_says_dev_mode() {
+    let t = T::new();
+    assert_eq!(t.call("", "GET", "/api/auth/config", None).await.body, json!({ "mode": "dev" }));
+}
+
+#[tokio::test]
+async fn the_document_lists_every_route_with_its_permission_and_audit_action() {
+    let t = T::new();
+    let doc = t.call("", "GET", "/api/openapi.json", None).await.body;
+    let mut count = 0;
+    for route in dilux_api::routes::ROUTES {
+        let op = &doc["paths"][route.path][route.verb.as_str().to_ascii_lowercase()];
+        assert_eq!(op["operationId"], route.id);
+        assert_eq!(op["x-dilux-audit"]["action"].as_str(), route.audit.map(|a| a.action), "{}", route.id);
+        assert_eq!(op["x-dilux-permission"].is_string(), route.permission.is_some(), "{}", route.id);
+        count += 1;
+    }
+    let documented: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, count);
+    let list = &doc["paths"]["/api/engines"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    assert_eq!(list["$ref"], "#/components/schemas/EngineList", "the response schema is the handler's type");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let t = T::new();
+    let big = json!({ "name": "x".repeat(70 * 1024), "engine_type": "postgresql", "host": "h" });
+    let a = t.admin("POST", "/api/engines", Some(big)).await;
+    assert_eq!((a.status, a.code()), (413, Some("body_too_large")));
+    assert_eq!(Kind::BodyTooLarge.status(), 413);
+}

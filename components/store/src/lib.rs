@@ -1,0 +1,149 @@
+//! What handlers need from the outside world, as narrow traits: keyed records (servers, databases,
+//! policies, users, settings…), the backup history, the audit trail, the jobs queue, the backup files,
+//! and the two services the API asks (the dumper-host's probe, the identity provider's signing keys).
+//!
+//! `dilux-azure-spin` implements them over Azure Table/Queue/Blob; `dilux-test-support` in memory, so
+//! handlers are tested natively in seconds. Queries are typed (no OData strings here): each carries a
+//! `matches` rule that the in-memory store applies and the Azure store turns into a filter.
+
+mod error;
+mod query;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dilux_domain::audit::AuditLog;
+use dilux_domain::policy::PolicyRow;
+use dilux_domain::probe::{ProbeRequest, ProbeResult};
+use dilux_domain::schedule::{ScheduleState, TickRecord};
+use dilux_domain::settings::{AccessRequest, AppSettings, Preferences, SigningKeys};
+use dilux_domain::user::User;
+use dilux_domain::{BackupResult, Database, Engine};
+
+pub use error::{ServiceError, StoreError};
+pub use query::{AuditQuery, HistoryQuery};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A record and its ETag (the version a later conditional write names).
+pub type Tagged<T> = (T, String);
+
+/// Records of one kind, each under a key (one Table partition).
+#[async_trait(?Send)]
+pub trait Records<T> {
+    async fn get(&self, key: &str) -> StoreResult<Option<Tagged<T>>>;
+    async fn list(&self) -> StoreResult<Vec<Tagged<T>>>;
+    /// [`StoreError::Conflict`] when the key exists.
+    async fn insert(&self, key: &str, record: &T) -> StoreResult<()>;
+    /// `etag: Some`: [`StoreError::Changed`] if it changed since it was read. Answers the new ETag.
+    async fn replace(&self, key: &str, record: &T, etag: Option<&str>) -> StoreResult<Option<String>>;
+    /// Last writer wins: for records only ever replaced whole (preferences, caches).
+    async fn upsert(&self, key: &str, record: &T) -> StoreResult<()>;
+    /// Deleting a missing record is not an error.
+    async fn delete(&self, key: &str) -> StoreResult<()>;
+}
+
+/// The backup history (one row per backup, partitioned by day).
+#[async_trait(?Send)]
+pub trait History {
+    async fn query(&self, q: &HistoryQuery) -> StoreResult<Vec<BackupResult>>;
+    async fn insert(&self, row: &BackupResult) -> StoreResult<()>;
+    async fn delete(&self, row: &BackupResult) -> StoreResult<()>;
+}
+
+/// The audit trail (partitioned by month).
+#[async_trait(?Send)]
+pub trait Audit {
+    async fn insert(&self, row: &AuditLog) -> StoreResult<()>;
+    async fn query(&self, q: &AuditQuery) -> StoreResult<Vec<AuditLog>>;
+}
+
+/// The backup jobs queue.
+#[async_trait(?Send)]
+pub trait Jobs {
+    async fn put(&self, message: &str) -> StoreResult<()>;
+    /// Approximate number of waiting messages.
+    async fn depth(&self) -> StoreResult<u64>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileItem {
+    pub name: String,
+    pub size: u64,
+    pub last_modified: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FilePage {
+    pub items: Vec<FileItem>,
+    pub next_marker: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileProperties {
+    pub size: u64,
+    pub sha256: Option<String>,
+}
+
+/// A short-lived read-only URL of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadLink {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The backup files (one Blob container).
+#[async_trait(?Send)]
+pub trait Files {
+    /// One page of names under `prefix`; a missing container is an empty page.
+    async fn list(&self, prefix: &str, marker: Option<&str>, max: Option<u32>) -> StoreResult<FilePage>;
+    async fn properties(&self, name: &str) -> StoreResult<Option<FileProperties>>;
+    /// Answers whether the file existed.
+    async fn delete(&self, name: &str) -> StoreResult<bool>;
+    /// [`StoreError::Unsupported`] when the credentials cannot sign links (no account key).
+    fn read_link(&self, name: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> StoreResult<ReadLink>;
+}
+
+/// The dumper-host's probe: connection tests and discovery with the real clients.
+#[async_trait(?Send)]
+pub trait Dumper {
+    /// A connection failure is a result (`success: false`), not an error; an error means the
+    /// dumper-host itself could not be asked.
+    async fn probe(&self, request: &ProbeRequest) -> Result<ProbeResult, ServiceError>;
+    /// Its own report (installed tools).
+    async fn health(&self) -> Result<serde_json::Value, ServiceError>;
+}
+
+/// Where the identity provider publishes its signing keys.
+#[async_trait(?Send)]
+pub trait KeySource {
+    /// The JWKS document of `tenant` at `authority`.
+    async fn fetch(&self, authority: &str, tenant: &str) -> Result<String, ServiceError>;
+}
+
+/// Everything the API reads and writes.
+pub struct Stores {
+    pub engines: Box<dyn Records<Engine>>,
+    pub databases: Box<dyn Records<Database>>,
+    pub policies: Box<dyn Records<PolicyRow>>,
+    pub users: Box<dyn Records<User>>,
+    pub access_requests: Box<dyn Records<AccessRequest>>,
+    /// One record, [`SETTINGS_KEY`].
+    pub settings: Box<dyn Records<AppSettings>>,
+    /// By user id.
+    pub preferences: Box<dyn Records<Preferences>>,
+    /// By tenant.
+    pub signing_keys: Box<dyn Records<SigningKeys>>,
+    /// By database id.
+    pub schedule: Box<dyn Records<ScheduleState>>,
+    /// By tick name.
+    pub ticks: Box<dyn Records<TickRecord>>,
+    pub history: Box<dyn History>,
+    pub audit: Box<dyn Audit>,
+    pub jobs: Box<dyn Jobs>,
+    pub files: Box<dyn Files>,
+    pub dumper: Box<dyn Dumper>,
+    pub keys: Box<dyn KeySource>,
+}
+
+/// The key of the single settings record.
+pub const SETTINGS_KEY: &str = "app";

@@ -1,0 +1,403 @@
+//! In-memory implementations of `dilux-store`'s traits, and fake services (the dumper-host's probe,
+//! the identity provider's keys), so handlers are tested natively in seconds. Every store is a cheap
+//! handle on shared state: a test keeps a [`Memory`] to arrange data and to look at what a handler
+//! wrote, and gives the handler [`Memory::stores`].
+//!
+//! Conditional writes behave as Azure Table's do: each write gets a new ETag, a stale one is
+//! [`StoreError::Changed`], an insert of an existing key [`StoreError::Conflict`].
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dilux_domain::audit::AuditLog;
+use dilux_domain::probe::{ProbeRequest, ProbeResult};
+use dilux_domain::BackupResult;
+use dilux_store::{
+    Audit, AuditQuery, Dumper, FileItem, FilePage, FileProperties, Files, History, HistoryQuery, Jobs, KeySource,
+    ReadLink, Records, ServiceError, StoreError, StoreResult, Stores, Tagged,
+};
+
+type Shared<T> = Rc<RefCell<T>>;
+
+/// Records of one kind, by key, each with a version.
+pub struct MemRecords<T> {
+    rows: Shared<BTreeMap<String, (T, u64)>>,
+    version: Shared<u64>,
+    what: &'static str,
+}
+
+impl<T> Clone for MemRecords<T> {
+    fn clone(&self) -> Self {
+        MemRecords { rows: self.rows.clone(), version: self.version.clone(), what: self.what }
+    }
+}
+
+fn etag(v: u64) -> String {
+    format!("W/\"{v}\"")
+}
+
+impl<T: Clone> MemRecords<T> {
+    fn new(what: &'static str, version: &Shared<u64>) -> Self {
+        MemRecords { rows: Rc::default(), version: version.clone(), what }
+    }
+
+    fn next(&self) -> u64 {
+        let mut v = self.version.borrow_mut();
+        *v += 1;
+        *v
+    }
+
+    /// Puts a record in place (arranging a test), whatever was there.
+    pub fn put(&self, key: &str, record: T) {
+        let v = self.next();
+        self.rows.borrow_mut().insert(key.to_string(), (record, v));
+    }
+
+    /// The record under `key`, if any.
+    pub fn read(&self, key: &str) -> Option<T> {
+        self.rows.borrow().get(key).map(|(r, _)| r.clone())
+    }
+
+    /// Removes a record behind the handlers' back (something deleted meanwhile).
+    pub fn remove(&self, key: &str) {
+        self.rows.borrow_mut().remove(key);
+    }
+
+    pub fn all(&self) -> Vec<T> {
+        self.rows.borrow().values().map(|(r, _)| r.clone()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait(?Send)]
+impl<T: Clone> Records<T> for MemRecords<T> {
+    async fn get(&self, key: &str) -> StoreResult<Option<Tagged<T>>> {
+        Ok(self.rows.borrow().get(key).map(|(r, v)| (r.clone(), etag(*v))))
+    }
+
+    async fn list(&self) -> StoreResult<Vec<Tagged<T>>> {
+        Ok(self.rows.borrow().values().map(|(r, v)| (r.clone(), etag(*v))).collect())
+    }
+
+    async fn insert(&self, key: &str, record: &T) -> StoreResult<()> {
+        if self.rows.borrow().contains_key(key) {
+            return Err(StoreError::Conflict { what: format!("{} `{key}`", self.what) });
+        }
+        self.put(key, record.clone());
+        Ok(())
+    }
+
+    async fn replace(&self, key: &str, record: &T, tag: Option<&str>) -> StoreResult<Option<String>> {
+        let current = self.rows.borrow().get(key).map(|(_, v)| *v);
+        match (current, tag) {
+            (None, _) => Err(StoreError::NotFound { what: format!("{} `{key}`", self.what) }),
+            (Some(v), Some(t)) if t != "*" && etag(v) != t => {
+                Err(StoreError::Changed { what: format!("{} `{key}`", self.what) })
+            }
+            _ => {
+                let v = self.next();
+                self.rows.borrow_mut().insert(key.to_string(), (record.clone(), v));
+                Ok(Some(etag(v)))
+            }
+        }
+    }
+
+    async fn upsert(&self, key: &str, record: &T) -> StoreResult<()> {
+        self.put(key, record.clone());
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.rows.borrow_mut().remove(key);
+        Ok(())
+    }
+}
+
+/// The history, by backup id.
+#[derive(Clone, Default)]
+pub struct MemHistory(pub Shared<BTreeMap<String, BackupResult>>);
+
+impl MemHistory {
+    pub fn all(&self) -> Vec<BackupResult> {
+        self.0.borrow().values().cloned().collect()
+    }
+
+    pub fn put(&self, row: BackupResult) {
+        self.0.borrow_mut().insert(row.id.clone(), row);
+    }
+}
+
+#[async_trait(?Send)]
+impl History for MemHistory {
+    async fn query(&self, q: &HistoryQuery) -> StoreResult<Vec<BackupResult>> {
+        Ok(self.0.borrow().values().filter(|r| q.matches(r)).cloned().collect())
+    }
+
+    async fn insert(&self, row: &BackupResult) -> StoreResult<()> {
+        if self.0.borrow().contains_key(&row.id) {
+            return Err(StoreError::Conflict { what: format!("backup `{}`", row.id) });
+        }
+        self.put(row.clone());
+        Ok(())
+    }
+
+    async fn delete(&self, row: &BackupResult) -> StoreResult<()> {
+        self.0.borrow_mut().remove(&row.id);
+        Ok(())
+    }
+}
+
+/// The audit trail, in insertion order.
+#[derive(Clone, Default)]
+pub struct MemAudit(pub Shared<Vec<AuditLog>>);
+
+impl MemAudit {
+    pub fn all(&self) -> Vec<AuditLog> {
+        self.0.borrow().clone()
+    }
+}
+
+#[async_trait(?Send)]
+impl Audit for MemAudit {
+    async fn insert(&self, row: &AuditLog) -> StoreResult<()> {
+        self.0.borrow_mut().push(row.clone());
+        Ok(())
+    }
+
+    async fn query(&self, q: &AuditQuery) -> StoreResult<Vec<AuditLog>> {
+        Ok(self.0.borrow().iter().filter(|a| q.matches(a)).cloned().collect())
+    }
+}
+
+/// The jobs queue; `fail` makes every put fail (a queue outage).
+#[derive(Clone, Default)]
+pub struct MemJobs {
+    pub messages: Shared<Vec<String>>,
+    pub fail: Shared<bool>,
+}
+
+impl MemJobs {
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.borrow().clone()
+    }
+}
+
+#[async_trait(?Send)]
+impl Jobs for MemJobs {
+    async fn put(&self, message: &str) -> StoreResult<()> {
+        if *self.fail.borrow() {
+            return Err(StoreError::Unavailable { operation: "put message".into(), detail: "queue is down".into() });
+        }
+        self.messages.borrow_mut().push(message.to_string());
+        Ok(())
+    }
+
+    async fn depth(&self) -> StoreResult<u64> {
+        Ok(self.messages.borrow().len() as u64)
+    }
+}
+
+/// One stored file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemFile {
+    pub size: u64,
+    pub sha256: Option<String>,
+}
+
+/// The backup files; `can_sign: false` is storage reached without an account key.
+#[derive(Clone)]
+pub struct MemFiles {
+    pub files: Shared<BTreeMap<String, MemFile>>,
+    pub can_sign: Shared<bool>,
+}
+
+impl Default for MemFiles {
+    fn default() -> Self {
+        MemFiles { files: Rc::default(), can_sign: Rc::new(RefCell::new(true)) }
+    }
+}
+
+impl MemFiles {
+    pub fn put(&self, name: &str, size: u64, sha256: Option<&str>) {
+        self.files.borrow_mut().insert(name.to_string(), MemFile { size, sha256: sha256.map(str::to_string) });
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.files.borrow().keys().cloned().collect()
+    }
+}
+
+#[async_trait(?Send)]
+impl Files for MemFiles {
+    async fn list(&self, prefix: &str, marker: Option<&str>, max: Option<u32>) -> StoreResult<FilePage> {
+        let files = self.files.borrow();
+        let mut names = files.iter().filter(|(n, _)| n.starts_with(prefix) && marker.is_none_or(|m| n.as_str() >= m));
+        let max = max.unwrap_or(5000) as usize;
+        let items: Vec<FileItem> = names
+            .by_ref()
+            .take(max)
+            .map(|(n, f)| FileItem {
+                name: n.clone(),
+                size: f.size,
+                last_modified: "Mon, 30 Nov 2026 00:00:00 GMT".into(),
+            })
+            .collect();
+        let next_marker = names.next().map(|(n, _)| n.clone());
+        Ok(FilePage { items, next_marker })
+    }
+
+    async fn properties(&self, name: &str) -> StoreResult<Option<FileProperties>> {
+        Ok(self.files.borrow().get(name).map(|f| FileProperties { size: f.size, sha256: f.sha256.clone() }))
+    }
+
+    async fn delete(&self, name: &str) -> StoreResult<bool> {
+        Ok(self.files.borrow_mut().remove(name).is_some())
+    }
+
+    fn read_link(&self, name: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> StoreResult<ReadLink> {
+        if !*self.can_sign.borrow() {
+            return Err(StoreError::Unsupported("download links need an account key".into()));
+        }
+        Ok(ReadLink { url: format!("https://memory.invalid/backups/{name}?sig=test"), expires_at: now + ttl })
+    }
+}
+
+/// The dumper-host's probe: answers `answer` (or `down`), and remembers what it was asked.
+#[derive(Clone)]
+pub struct FakeDumper {
+    pub answer: Shared<ProbeResult>,
+    pub down: Shared<bool>,
+    pub asked: Shared<Vec<ProbeRequest>>,
+}
+
+impl Default for FakeDumper {
+    fn default() -> Self {
+        let answer = ProbeResult {
+            success: true,
+            message: "connected".into(),
+            server_version: Some("15.8".into()),
+            error_type: None,
+            duration_ms: 3,
+            databases: vec![],
+        };
+        FakeDumper { answer: Rc::new(RefCell::new(answer)), down: Rc::default(), asked: Rc::default() }
+    }
+}
+
+impl FakeDumper {
+    pub fn asked(&self) -> Vec<ProbeRequest> {
+        self.asked.borrow().clone()
+    }
+}
+
+#[async_trait(?Send)]
+impl Dumper for FakeDumper {
+    async fn probe(&self, request: &ProbeRequest) -> Result<ProbeResult, ServiceError> {
+        self.asked.borrow_mut().push(request.clone());
+        if *self.down.borrow() {
+            return Err(ServiceError::Unreachable("the dumper-host at memory:// does not answer".into()));
+        }
+        Ok(self.answer.borrow().clone())
+    }
+
+    async fn health(&self) -> Result<serde_json::Value, ServiceError> {
+        if *self.down.borrow() {
+            return Err(ServiceError::Unreachable("the dumper-host does not answer; backups cannot run".into()));
+        }
+        Ok(serde_json::json!({ "tools": { "pg_dump": ["15"], "mariadb-dump": true } }))
+    }
+}
+
+/// An identity provider publishing `jwks` (none: unreachable).
+#[derive(Clone, Default)]
+pub struct FakeKeys {
+    pub jwks: Shared<Option<String>>,
+    pub fetches: Shared<usize>,
+}
+
+#[async_trait(?Send)]
+impl KeySource for FakeKeys {
+    async fn fetch(&self, _authority: &str, _tenant: &str) -> Result<String, ServiceError> {
+        *self.fetches.borrow_mut() += 1;
+        self.jwks.borrow().clone().ok_or_else(|| ServiceError::Unreachable("the identity provider is down".into()))
+    }
+}
+
+/// One app's worth of in-memory state.
+#[derive(Clone)]
+pub struct Memory {
+    pub engines: MemRecords<dilux_domain::Engine>,
+    pub databases: MemRecords<dilux_domain::Database>,
+    pub policies: MemRecords<dilux_domain::policy::PolicyRow>,
+    pub users: MemRecords<dilux_domain::user::User>,
+    pub access_requests: MemRecords<dilux_domain::settings::AccessRequest>,
+    pub settings: MemRecords<dilux_domain::settings::AppSettings>,
+    pub preferences: MemRecords<dilux_domain::settings::Preferences>,
+    pub signing_keys: MemRecords<dilux_domain::settings::SigningKeys>,
+    pub schedule: MemRecords<dilux_domain::schedule::ScheduleState>,
+    pub ticks: MemRecords<dilux_domain::schedule::TickRecord>,
+    pub history: MemHistory,
+    pub audit: MemAudit,
+    pub jobs: MemJobs,
+    pub files: MemFiles,
+    pub dumper: FakeDumper,
+    pub keys: FakeKeys,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        let v: Shared<u64> = Rc::default();
+        Memory {
+            engines: MemRecords::new("engine", &v),
+            databases: MemRecords::new("database", &v),
+            policies: MemRecords::new("policy", &v),
+            users: MemRecords::new("user", &v),
+            access_requests: MemRecords::new("access request", &v),
+            settings: MemRecords::new("settings", &v),
+            preferences: MemRecords::new("preferences", &v),
+            signing_keys: MemRecords::new("signing keys", &v),
+            schedule: MemRecords::new("schedule state", &v),
+            ticks: MemRecords::new("tick", &v),
+            history: MemHistory::default(),
+            audit: MemAudit::default(),
+            jobs: MemJobs::default(),
+            files: MemFiles::default(),
+            dumper: FakeDumper::default(),
+            keys: FakeKeys::default(),
+        }
+    }
+}
+
+impl Memory {
+    /// Stores over this state, for a handler.
+    pub fn stores(&self) -> Stores {
+        Stores {
+            engines: Box::new(self.engines.clone()),
+            databases: Box::new(self.databases.clone()),
+            policies: Box::new(self.policies.clone()),
+            users: Box::new(self.users.clone()),
+            access_requests: Box::new(self.access_requests.clone()),
+            settings: Box::new(self.settings.clone()),
+            preferences: Box::new(self.preferences.clone()),
+            signing_keys: Box::new(self.signing_keys.clone()),
+            schedule: Box::new(self.schedule.clone()),
+            ticks: Box::new(self.ticks.clone()),
+            history: Box::new(self.history.clone()),
+            audit: Box::new(self.audit.clone()),
+            jobs: Box::new(self.jobs.clone()),
+            files: Box::new(self.files.clone()),
+            dumper: Box::new(self.dumper.clone()),
+            keys: Box::new(self.keys.clone()),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The wasmtime side: one engine and linker for every guest, and the per-instance state. Each host
+//! interface a guest imports has its own file: [`variables`] (`fermyon:spin/variables`) and [`dump`]
+//! (`dilux:dumper/dump`).
+
+pub mod dump;
+pub mod variables;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::manifest::FileMount;
+use crate::outbound::OutboundPolicy;
+
+pub use dump::Dumper;
+
+/// The job-runner world: the dump capability it imports, the job handler it exports.
+pub mod job_runner {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "dilux:dumper/job-runner",
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
+/// What a guest instance may use: its variables, its outbound hosts, its files, and (job runners
+/// only) the dump capability.
+#[derive(Clone)]
+pub struct GuestConfig {
+    pub name: String,
+    pub variables: Arc<HashMap<String, String>>,
+    pub outbound: OutboundPolicy,
+    pub files: Vec<FileMount>,
+    pub dumper: Option<Arc<Dumper>>,
+}
+
+pub struct HostState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    guest: GuestConfig,
+}
+
+impl HostState {
+    pub fn new(guest: &GuestConfig) -> anyhow::Result<Self> {
+        let mut b = WasiCtx::builder();
+        // Guests log to stderr; they never see the host's environment.
+        b.inherit_stderr().inherit_stdout();
+        for f in &guest.files {
+            b.preopened_dir(&f.source, &f.destination, FsPerms::ReadOnly)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("component `{}`: cannot mount {}", guest.name, f.source.display()))?;
+        }
+        Ok(HostState { wasi: b.build(), http: WasiHttpCtx::new(), table: ResourceTable::new(), guest: guest.clone() })
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.guest.outbound }
+    }
+}
+
+/// The engine (with the on-disk compilation cache) and a linker offering everything our guests import.
+pub fn engine_and_linker() -> anyhow::Result<(Engine, Linker<HostState>)> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    match wasmtime::Cache::from_file(None) {
+        Ok(cache) => {
+            config.cache(Some(cache));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "wasmtime compilation cache unavailable; components compile on every start")
+        }
+    }
+    let engine = Engine::new(&config)?;
+    let mut linker = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    variables::add_to_linker(&mut linker)?;
+    job_runner::dilux::dumper::dump::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    Ok((engine, linker))
+}
+
+pub fn load_component(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
+    Component::from_file(engine, path)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot load component {}: build it first (scripts/build.sh)", path.display()))
+}
