@@ -142,8 +142,7 @@ async fn main() -> anyhow::Result<()> {
         allowed: [&a.table_endpoint, &a.blob_endpoint, &a.queue_endpoint]
             .iter()
             .map(|e| dilux_dumper_host::outbound::AllowedHost::origin_of(e))
-            .collect::<Result<_, _>>()
-            .map_err(anyhow::Error::msg)?,
+            .collect::<Result<_, _>>()?,
         component: "job-runner".into(),
     };
     let guest = host::GuestConfig {

@@ -141,7 +141,7 @@ impl Manifest {
         for (name, template) in &c.variables {
             out.insert(
                 name.clone(),
-                expand(template, app).map_err(|reference| ManifestError::UnknownReference {
+                expand(template, app).map_err(|UnknownVariable(reference)| ManifestError::UnknownReference {
                     component: component.into(),
                     variable: name.clone(),
                     reference,
@@ -152,8 +152,13 @@ impl Manifest {
     }
 }
 
-/// Expands `{{ name }}` occurrences; `Err(name)` for an unknown one.
-pub fn expand(template: &str, vars: &HashMap<String, String>) -> Result<String, String> {
+/// A `{{ name }}` that names no variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown variable `{0}`")]
+pub struct UnknownVariable(pub String);
+
+/// Expands `{{ name }}` occurrences.
+pub fn expand(template: &str, vars: &HashMap<String, String>) -> Result<String, UnknownVariable> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -164,7 +169,7 @@ pub fn expand(template: &str, vars: &HashMap<String, String>) -> Result<String, 
             return Ok(out);
         };
         let name = after[..end].trim();
-        out.push_str(vars.get(name).ok_or_else(|| name.to_string())?);
+        out.push_str(vars.get(name).ok_or_else(|| UnknownVariable(name.to_string()))?);
         rest = &after[end + 2..];
     }
     out.push_str(rest);
@@ -221,6 +226,6 @@ every_seconds = 60
         assert!(!route_matches("/api/...", "/apix"));
         assert!(route_matches("/...", "/index.html"));
         assert!(route_matches("/internal/tick", "/internal/tick"));
-        assert_eq!(expand("{{ nope }}", &HashMap::new()), Err("nope".into()));
+        assert_eq!(expand("{{ nope }}", &HashMap::new()), Err(UnknownVariable("nope".into())));
     }
 }

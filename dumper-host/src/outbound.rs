@@ -5,6 +5,11 @@ use std::future::Future;
 
 use wasmtime_wasi_http::{RequestOptions, WasiHttpHooks};
 
+/// An `allowed_outbound_hosts` entry (or endpoint URL) that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidHost(pub String);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedHost {
     scheme: String,
@@ -13,9 +18,10 @@ pub struct AllowedHost {
 }
 
 impl AllowedHost {
-    pub fn parse(entry: &str) -> Result<Self, String> {
-        let (scheme, rest) =
-            entry.split_once("://").ok_or_else(|| format!("`{entry}` needs a scheme, like https://{entry}"))?;
+    pub fn parse(entry: &str) -> Result<Self, InvalidHost> {
+        let (scheme, rest) = entry
+            .split_once("://")
+            .ok_or_else(|| InvalidHost(format!("`{entry}` needs a scheme, like https://{entry}")))?;
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (h.to_string(), Some(p.to_string())),
@@ -89,10 +95,10 @@ impl WasiHttpHooks for OutboundPolicy {
 
 impl AllowedHost {
     /// The allow-list entry for an endpoint URL's origin (scheme, host, port; path ignored).
-    pub fn origin_of(url: &str) -> Result<Self, String> {
-        let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-        let scheme = uri.scheme_str().ok_or_else(|| format!("`{url}` needs a scheme"))?;
-        let host = uri.host().ok_or_else(|| format!("`{url}` needs a host"))?;
+    pub fn origin_of(url: &str) -> Result<Self, InvalidHost> {
+        let uri: http::Uri = url.parse().map_err(|e| InvalidHost(format!("`{url}` is not a URL: {e}")))?;
+        let scheme = uri.scheme_str().ok_or_else(|| InvalidHost(format!("`{url}` needs a scheme")))?;
+        let host = uri.host().ok_or_else(|| InvalidHost(format!("`{url}` needs a host")))?;
         let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
         Ok(AllowedHost { scheme: scheme.into(), host: host.to_ascii_lowercase(), port: Some(port.to_string()) })
     }
@@ -112,7 +118,7 @@ mod tests {
         assert!(w.allows("https", "acct.blob.core.windows.net", 443));
         assert!(!w.allows("https", "blob.core.windows.net", 443), "*.x does not match x");
         assert!(!w.allows("https", "acct.blob.core.windows.net", 8443));
-        assert!(AllowedHost::parse("example.com").unwrap_err().contains("needs a scheme"));
+        assert!(AllowedHost::parse("example.com").unwrap_err().0.contains("needs a scheme"));
         let p = OutboundPolicy { allowed: vec![a], component: "api".into() };
         assert!(p.allows_uri(&"http://127.0.0.1:1/x".parse().unwrap()));
         assert!(!p.allows_uri(&"http://10.0.0.1:1/x".parse().unwrap()));

@@ -52,9 +52,8 @@ impl App {
                     .allowed_outbound_hosts
                     .iter()
                     .map(|h| {
-                        crate::manifest::expand(h, &app_vars)
-                            .map_err(|v| format!("unknown variable `{v}`"))
-                            .and_then(|h| AllowedHost::parse(&h))
+                        let h = crate::manifest::expand(h, &app_vars).map_err(anyhow::Error::from)?;
+                        AllowedHost::parse(&h).map_err(anyhow::Error::from)
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| anyhow::anyhow!("component `{}`: allowed_outbound_hosts: {e}", trigger.component))?;

@@ -30,7 +30,10 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
 
     // Nothing listens on this port: backups of its databases fail fast as Unreachable.
     let closed_port = dilux_e2e::free_port();
-    let engine = json!({"name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": closed_port, "username": "u", "password": "p"});
+    let engine = json!({
+        "name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": closed_port,
+        "username": "u", "password": "p",
+    });
     let cases = [
         (json!({"name": "pg", "engine_type": "oracle", "host": "h"}), "engine_type"),
         (json!({"name": "pg", "engine_type": "postgresql", "host": "h", "port": 70000}), "port"),
@@ -81,7 +84,10 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("port")));
     let (s, v) = call(&c, M::PUT, u(&format!("/api/engines/{id}")), Some(json!({"colour": "red"}))).await?;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("colour")));
-    let (s, own) = call(&c, M::POST, u("/api/databases"), Some(json!({"engine_id": id, "name": "own", "use_engine_credentials": false, "username": "u2", "password": "own-secret"}))).await?;
+    let own_credentials = json!({
+        "engine_id": id, "name": "own", "use_engine_credentials": false, "username": "u2", "password": "own-secret",
+    });
+    let (s, own) = call(&c, M::POST, u("/api/databases"), Some(own_credentials)).await?;
     assert_eq!(s, 201, "{own}");
     let (s, v) = call(
         &c,

@@ -38,22 +38,36 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
         pg.sql("postgres", &format!("CREATE DATABASE {db}"))?;
     }
     pg.sql("shop", "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)")?;
-    maria.sql("", &format!(
-        "CREATE DATABASE inventory; CREATE DATABASE billing; CREATE USER 'probe'@'127.0.0.1' IDENTIFIED BY '{MARIA_PASSWORD}'; \
-         GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT ON *.* TO 'probe'@'127.0.0.1';"))?;
+    maria.sql(
+        "",
+        &format!(
+            "CREATE DATABASE inventory; CREATE DATABASE billing; \
+             CREATE USER 'probe'@'127.0.0.1' IDENTIFIED BY '{MARIA_PASSWORD}'; \
+             GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT ON *.* TO 'probe'@'127.0.0.1';"
+        ),
+    )?;
 
     // ---- Connection tests, before and after saving.
-    let (s, t) = api.call(M::POST, "/api/databases/test-connection", Some(json!({
-        "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port, "username": "postgres", "password": PG_PASSWORD, "database": "shop"}))).await?;
+    let shop_connection = json!({
+        "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port,
+        "username": "postgres", "password": PG_PASSWORD, "database": "shop",
+    });
+    let (s, t) = api.call(M::POST, "/api/databases/test-connection", Some(shop_connection)).await?;
     assert_eq!(s, 200, "{t}");
     assert_eq!(t["success"], true, "{t}");
     assert!(t["server_version"].as_str().unwrap().starts_with("PostgreSQL"), "{t}");
-    let (_, t) = api.call(M::POST, "/api/databases/test-connection", Some(json!({
-        "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port, "username": "postgres", "password": "wrong-password-123"}))).await?;
+    let wrong_password = json!({
+        "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port,
+        "username": "postgres", "password": "wrong-password-123",
+    });
+    let (_, t) = api.call(M::POST, "/api/databases/test-connection", Some(wrong_password)).await?;
     assert_eq!((t["success"].as_bool(), t["error_type"].as_str()), (Some(false), Some("AuthFailed")), "{t}");
     assert!(!t.to_string().contains("wrong-password-123"), "the password never comes back: {t}");
-    let (_, t) = api.call(M::POST, "/api/databases/test-connection", Some(json!({
-        "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port, "username": "postgres", "password": PG_PASSWORD, "database": "nope"}))).await?;
+    let missing_database = json!({
+        "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port,
+        "username": "postgres", "password": PG_PASSWORD, "database": "nope",
+    });
+    let (_, t) = api.call(M::POST, "/api/databases/test-connection", Some(missing_database)).await?;
     assert_eq!(t["error_type"], "NotFound", "{t}");
     let (s, t) = api
         .call(
@@ -68,9 +82,17 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
         .await?;
     assert_eq!((s, t["error"]["field"].as_str()), (400, Some("engine_type")), "{t}");
 
-    let pge = api.post("/api/engines", json!({"name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port, "username": "postgres", "password": PG_PASSWORD})).await?;
+    let pg_engine = json!({
+        "name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port,
+        "username": "postgres", "password": PG_PASSWORD,
+    });
+    let pge = api.post("/api/engines", pg_engine).await?;
     let pgid = pge["id"].as_str().unwrap().to_string();
-    let me = api.post("/api/engines", json!({"name": "maria", "engine_type": "mysql", "host": "127.0.0.1", "port": maria.port, "username": "probe", "password": MARIA_PASSWORD})).await?;
+    let maria_engine = json!({
+        "name": "maria", "engine_type": "mysql", "host": "127.0.0.1", "port": maria.port,
+        "username": "probe", "password": MARIA_PASSWORD,
+    });
+    let me = api.post("/api/engines", maria_engine).await?;
     let mid = me["id"].as_str().unwrap().to_string();
     let t = api.post(&format!("/api/engines/{pgid}/test"), json!(null)).await?;
     assert_eq!(t["success"], true, "{t}");
@@ -150,7 +172,11 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     assert_eq!(dbs["databases"][0]["policy_id"], "development");
     let t = api.post(&format!("/api/databases/{shop}/test"), json!(null)).await?;
     assert_eq!((t["success"].as_bool(), t["credentials"].as_str()), (Some(true), Some("server")), "{t}");
-    let own = api.post("/api/databases", json!({"engine_id": pgid, "name": "ledger", "use_engine_credentials": false, "username": "postgres", "password": "not-the-password"})).await?;
+    let ledger = json!({
+        "engine_id": pgid, "name": "ledger", "use_engine_credentials": false,
+        "username": "postgres", "password": "not-the-password",
+    });
+    let own = api.post("/api/databases", ledger).await?;
     let t = api.post(&format!("/api/databases/{}/test", own["id"].as_str().unwrap()), json!(null)).await?;
     assert_eq!(
         (t["success"].as_bool(), t["error_type"].as_str(), t["credentials"].as_str()),
@@ -222,8 +248,12 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("daily.colour")), "{v}");
     let (s, v) = api.call(M::POST, "/api/backup-policies", Some(json!({"name": "nothing"}))).await?;
     assert_eq!(s, 400, "a policy that keeps nothing is refused: {v}");
-    let custom = api.post("/api/backup-policies", json!({"name": "Nightly", "description": "nightly for a month",
-        "daily": {"enabled": true, "keep_count": 30, "time": "23:30"}, "monthly": {"enabled": true, "keep_count": 6, "time": "04:00", "day_of_month": 1}})).await?;
+    let nightly = json!({
+        "name": "Nightly", "description": "nightly for a month",
+        "daily": {"enabled": true, "keep_count": 30, "time": "23:30"},
+        "monthly": {"enabled": true, "keep_count": 6, "time": "04:00", "day_of_month": 1},
+    });
+    let custom = api.post("/api/backup-policies", nightly).await?;
     assert_eq!((custom["summary"].as_str(), custom["is_system"].as_bool()), (Some("30d/6m"), Some(false)));
     let cid = custom["id"].as_str().unwrap().to_string();
     assert_eq!(

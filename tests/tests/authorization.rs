@@ -23,7 +23,10 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
     }
     let admin = &apis[0];
     let closed = dilux_e2e::free_port();
-    let engine = admin.post("/api/engines", json!({"name": "e", "engine_type": "postgresql", "host": "127.0.0.1", "port": closed, "username": "u", "password": "p"})).await?;
+    let closed_engine = json!({
+        "name": "e", "engine_type": "postgresql", "host": "127.0.0.1", "port": closed, "username": "u", "password": "p",
+    });
+    let engine = admin.post("/api/engines", closed_engine).await?;
     let eid = engine["id"].as_str().unwrap().to_string();
     let db = admin.post("/api/databases", json!({"engine_id": eid, "name": "shared"})).await?;
     let dbid = db["id"].as_str().unwrap().to_string();
@@ -149,18 +152,20 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
                 M::POST,
                 "/api/backup-policies",
                 "/api/backup-policies".into(),
-                Some(
-                    json!({"name": format!("p-{role}"), "weekly": {"enabled": true, "keep_count": 2, "time": "03:00", "day_of_week": 6}}),
-                ),
+                Some(json!({
+                    "name": format!("p-{role}"),
+                    "weekly": {"enabled": true, "keep_count": 2, "time": "03:00", "day_of_week": 6},
+                })),
                 [201, 403, 403, 401],
             ),
             (
                 M::PUT,
                 "/api/backup-policies/{id}",
                 format!("/api/backup-policies/{sp}"),
-                Some(
-                    json!({"name": format!("spare-{role}"), "daily": {"enabled": true, "keep_count": 5, "time": "01:00"}}),
-                ),
+                Some(json!({
+                    "name": format!("spare-{role}"),
+                    "daily": {"enabled": true, "keep_count": 5, "time": "01:00"},
+                })),
                 admin_only,
             ),
             (M::DELETE, "/api/backup-policies/{id}", format!("/api/backup-policies/{sp}"), None, admin_only),
@@ -261,7 +266,10 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
     let mut forged = Api::signed_in(&app, "admin").await?;
     let t = forged.token.take().unwrap();
     let (head, sig) = t.rsplit_once('.').unwrap();
-    let flipped = if sig.starts_with('A') { format!("B{}", &sig[1..]) } else { format!("A{}", &sig[1..]) };
+    let flipped = match sig.strip_prefix('A') {
+        Some(rest) => format!("B{rest}"),
+        None => format!("A{}", &sig[1..]),
+    };
     forged.token = Some(format!("{head}.{flipped}"));
     assert_eq!(forged.call(M::GET, "/api/engines", None).await?.0, 401);
     let (s, v) = Api::anonymous(&app)

@@ -19,8 +19,11 @@ const PG_SCHEMA: &str = r#"
 CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, data bytea, price numeric(12,2), note text);
 INSERT INTO items SELECT g, 'item ' || g || ' 🦀🎉 ñandú', decode(lpad(to_hex(g % 256), 2, '0') || '00ff7f80', 'hex'),
   g * 1.25, CASE WHEN g % 7 = 0 THEN NULL ELSE 'emoji 😀 row ' || g END FROM generate_series(1, 5000) g;
-INSERT INTO items VALUES (0, 'all bytes', (SELECT string_agg(lpad(to_hex(b), 2, '0'), '') FROM generate_series(0,255) b)::text::bytea, 0, E'tab\tquote''s "dq" \\ backslash');
-UPDATE items SET data = decode((SELECT string_agg(lpad(to_hex(b), 2, '0'), '') FROM generate_series(0,255) b), 'hex') WHERE id = 0;
+INSERT INTO items VALUES (0, 'all bytes',
+  (SELECT string_agg(lpad(to_hex(b), 2, '0'), '') FROM generate_series(0,255) b)::text::bytea, 0,
+  E'tab\tquote''s "dq" \\ backslash');
+UPDATE items SET data = decode((SELECT string_agg(lpad(to_hex(b), 2, '0'), '') FROM generate_series(0,255) b), 'hex')
+  WHERE id = 0;
 CREATE TABLE big (id bigint PRIMARY KEY, payload text);
 INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) FROM generate_series(1, 600000) g;
 CREATE VIEW expensive AS SELECT * FROM items WHERE price > 100;
@@ -28,12 +31,14 @@ CREATE VIEW expensive AS SELECT * FROM items WHERE price > 100;
 
 const MARIA_SCHEMA: &str = r#"
 SET SESSION max_recursive_iterations = 1000000;
-CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(200) CHARACTER SET utf8mb4 NOT NULL, data BLOB, price DECIMAL(12,2), note TEXT CHARACTER SET utf8mb4) ENGINE=InnoDB;
+CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(200) CHARACTER SET utf8mb4 NOT NULL, data BLOB,
+  price DECIMAL(12,2), note TEXT CHARACTER SET utf8mb4) ENGINE=InnoDB;
 INSERT INTO items WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 5000)
   SELECT g, CONCAT('item ', g, ' 🦀🎉 ñandú'), UNHEX(CONCAT(LPAD(HEX(g % 256), 2, '0'), '00ff7f80')), g * 1.25,
   IF(g % 7 = 0, NULL, CONCAT('emoji 😀 row ', g)) FROM s;
 INSERT INTO items WITH RECURSIVE b(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM b WHERE x < 255)
-  SELECT 0, 'all bytes', (SELECT GROUP_CONCAT(CHAR(x) ORDER BY x SEPARATOR '') FROM b), 0, 'tab\tquote''s "dq" \\ backslash';
+  SELECT 0, 'all bytes', (SELECT GROUP_CONCAT(CHAR(x) ORDER BY x SEPARATOR '') FROM b), 0,
+  'tab\tquote''s "dq" \\ backslash';
 CREATE TABLE big (id BIGINT PRIMARY KEY, payload TEXT) ENGINE=InnoDB;
 INSERT INTO big WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 300000)
   SELECT g, CONCAT(MD5(g), MD5(g * 7), MD5(g * 13)) FROM s;
@@ -71,12 +76,35 @@ fn maria_fingerprint(m: &Mariadb, db: &str) -> Result<Vec<String>> {
         m.sql(db, "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1")?;
     let mut out = vec![format!("tables: {}", tables.trim().replace('\n', ","))];
     for t in tables.lines() {
-        let cols = m.sql(db, &format!(
-            "SELECT GROUP_CONCAT(CONCAT('IFNULL(HEX(`', column_name, '`), ''NULL'')') ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = '{t}'"))?;
-        out.push(m.sql(db, &format!(
-            "SET SESSION group_concat_max_len = 1073741824; SELECT '{t}', COUNT(*), MD5(IFNULL(GROUP_CONCAT(CONCAT_WS(',', {}) ORDER BY id SEPARATOR '|'), '')) FROM `{t}`", cols.trim()))?.trim().to_string());
+        let cols = m.sql(
+            db,
+            &format!(
+                "SELECT GROUP_CONCAT(CONCAT('IFNULL(HEX(`', column_name, '`), ''NULL'')') ORDER BY ordinal_position) \
+                 FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = '{t}'"
+            ),
+        )?;
+        out.push(
+            m.sql(
+                db,
+                &format!(
+                    "SET SESSION group_concat_max_len = 1073741824; SELECT '{t}', COUNT(*), \
+                     MD5(IFNULL(GROUP_CONCAT(CONCAT_WS(',', {}) ORDER BY id SEPARATOR '|'), '')) FROM `{t}`",
+                    cols.trim()
+                ),
+            )?
+            .trim()
+            .to_string(),
+        );
     }
-    out.push(m.sql(db, "SELECT 'triggers', GROUP_CONCAT(trigger_name) FROM information_schema.triggers WHERE trigger_schema = DATABASE()")?.trim().to_string());
+    out.push(
+        m.sql(
+            db,
+            "SELECT 'triggers', GROUP_CONCAT(trigger_name) FROM information_schema.triggers \
+             WHERE trigger_schema = DATABASE()",
+        )?
+        .trim()
+        .to_string(),
+    );
     Ok(out)
 }
 

@@ -32,7 +32,9 @@ fn jwks(keys: &[&RS256KeyPair]) -> String {
         .iter()
         .map(|k| {
             let c = k.public_key().to_components();
-            serde_json::json!({ "kty": "RSA", "use": "sig", "kid": k.key_id().clone().unwrap(), "n": b64(&c.n), "e": b64(&c.e) })
+            serde_json::json!({
+                "kty": "RSA", "use": "sig", "kid": k.key_id().clone().unwrap(), "n": b64(&c.n), "e": b64(&c.e)
+            })
         })
         .collect();
     serde_json::json!({ "keys": ks }).to_string()
@@ -56,7 +58,12 @@ impl MockEntra {
                 } else {
                     ("404 Not Found", "{}".to_string())
                 };
-                let _ = write!(conn, "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
             }
         });
         MockEntra { url, jwks, hits }

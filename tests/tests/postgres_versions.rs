@@ -16,8 +16,12 @@ async fn postgres_17_is_dumped_with_pg_dump_17_and_restores() -> Result<()> {
     assert_eq!(pg.sql("postgres", "SHOW server_version_num")?.trim().parse::<u32>()? / 10_000, 17);
     pg.sql("postgres", "CREATE DATABASE app")?;
     // transaction_timeout exists from 17 on; an identity column and a JSON value for good measure.
-    pg.sql("app", "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, doc jsonb, note text);
-                   INSERT INTO t (doc, note) SELECT jsonb_build_object('n', g, 'emoji', '🐘'), 'row ' || g FROM generate_series(1, 1000) g;")?;
+    pg.sql(
+        "app",
+        "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, doc jsonb, note text);
+                   INSERT INTO t (doc, note) SELECT jsonb_build_object('n', g, 'emoji', '🐘'), \
+                   'row ' || g FROM generate_series(1, 1000) g;",
+    )?;
 
     let api = Api::signed_in(&app, "admin").await?;
     let engine = api

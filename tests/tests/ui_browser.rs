@@ -16,7 +16,11 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
     let pg = Postgres::start(PG_PASSWORD)?;
     let az = az.join().unwrap()?;
     pg.sql("postgres", "CREATE DATABASE shop")?;
-    pg.sql("shop", "CREATE TABLE orders (id int PRIMARY KEY, note text); INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(1, 1000) g;")?;
+    pg.sql(
+        "shop",
+        "CREATE TABLE orders (id int PRIMARY KEY, note text); \
+         INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(1, 1000) g;",
+    )?;
     let app = App::start(&az.connection_string)?;
     let shots = root().join("target/ui-screenshots");
     let out = Command::new("node")

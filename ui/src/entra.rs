@@ -50,7 +50,8 @@ pub fn start(config: &Value) {
     let challenge = b64url(&sha2::Sha256::digest(pending.verifier.as_bytes()));
     let enc = |s: &str| crate::api::enc(s);
     let url = format!(
-        "{}?client_id={}&response_type=code&response_mode=query&redirect_uri={}&scope={}&code_challenge={challenge}&code_challenge_method=S256&state={}",
+        "{}?client_id={}&response_type=code&response_mode=query&redirect_uri={}&scope={}\
+         &code_challenge={challenge}&code_challenge_method=S256&state={}",
         endpoint(config, "authorize"),
         enc(config["client_id"].as_str().unwrap_or_default()),
         enc(&format!("{}{CALLBACK_PATH}", origin())),

@@ -88,6 +88,8 @@ fn Nav() -> impl IntoView {
             let _ = api::put("/api/users/me/preferences", &serde_json::json!({ "dark_mode": dark })).await;
         });
     };
+    let email = move || s.me.with(|m| m.as_ref().map(|m| m.email.clone()).unwrap_or_default());
+    let role = move || s.me.with(|m| m.as_ref().map(|m| format!("{:?}", m.role).to_lowercase()).unwrap_or_default());
     view! {
         <nav class="sidebar">
             <div class="brand">"Dilux Backup"</div>
@@ -104,8 +106,8 @@ fn Nav() -> impl IntoView {
             <A href="/settings">"Settings"</A>
             <A href="/status">"Status"</A>
             <div class="who">
-                <span class="email">{move || s.me.with(|m| m.as_ref().map(|m| m.email.clone()).unwrap_or_default())}</span>
-                <span class="role">{move || s.me.with(|m| m.as_ref().map(|m| format!("{:?}", m.role).to_lowercase()).unwrap_or_default())}</span>
+                <span class="email">{email}</span>
+                <span class="role">{role}</span>
                 <button class="link" on:click=toggle_dark>"Dark mode"</button>
                 <button class="link" id="sign-out" on:click=sign_out>"Sign out"</button>
             </div>

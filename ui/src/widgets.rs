@@ -85,8 +85,18 @@ pub fn connection_test(
 pub fn Pager(cursors: RwSignal<Vec<String>>, next: Option<String>) -> impl IntoView {
     view! {
         <div class="pager">
-            <button disabled=move || cursors.with(Vec::is_empty) on:click=move |_| cursors.update(|c| { c.pop(); })>"Newer"</button>
-            <button disabled=next.is_none() on:click=move |_| if let Some(n) = next.clone() { cursors.update(|c| c.push(n)) }>"Older"</button>
+            <button
+                disabled=move || cursors.with(Vec::is_empty)
+                on:click=move |_| cursors.update(|c| { c.pop(); })
+            >
+                "Newer"
+            </button>
+            <button
+                disabled=next.is_none()
+                on:click=move |_| if let Some(n) = next.clone() { cursors.update(|c| c.push(n)) }
+            >
+                "Older"
+            </button>
         </div>
     }
 }

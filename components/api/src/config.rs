@@ -16,16 +16,8 @@ pub struct ApiConfig {
 
 impl ApiConfig {
     pub fn load(vars: &Variables) -> Result<Self, ConfigError> {
-        let conn = vars.required("storage_connection_string", "set the Azure Storage connection string")?;
-        let account = Account::from_connection_string(&conn)
-            .map_err(|e| ConfigError::new("storage_connection_string", format!("is not usable: {e}")))?;
-        let key = vars.required("seal_key", "set 32 random bytes, base64 (passwords are sealed with it)")?;
-        let sealer =
-            Sealer::from_base64_key(&key).map_err(|e| ConfigError::new("seal_key", format!("is wrong: {e}")))?;
         Ok(ApiConfig {
-            account,
-            container: vars.optional("backups_container").unwrap_or_else(|| dilux_domain::BACKUPS_CONTAINER.into()),
-            sealer,
+            sealer: dilux_domain::config::sealer(vars)?,
             auth: AuthMode::load(vars)?,
             dumper_url: vars.optional("dumper_url"),
             dumper_token: vars.optional("dumper_token"),

@@ -105,8 +105,8 @@ pub async fn create(cx: &Cx<'_>) -> ApiResult<Reply> {
         return Err(ApiError::field(
             "use_engine_credentials",
             format!(
-                "server `{}` has no username/password; give this database its own credentials or add them to the server",
-                engine.name
+                "server `{}` has no username/password; {}",
+                engine.name, "give this database its own credentials or add them to the server"
             ),
         ));
     }

@@ -30,15 +30,13 @@ fn view(p: &BackupPolicy, used: &HashMap<String, usize>) -> PolicyView {
     PolicyView { policy: p.clone(), summary: p.summary(), database_count: used.get(&p.id).copied().unwrap_or(0) }
 }
 
-/// Every policy by id: the system defaults, then stored ones (an edited system policy replaces its
-/// default).
+/// Every policy by id: the system defaults, then stored ones.
 pub async fn all(app: &App) -> ApiResult<HashMap<String, BackupPolicy>> {
-    let mut out: HashMap<_, _> = default_policies().into_iter().map(|p| (p.id.clone(), p)).collect();
-    for (row, _) in app.stores.policies.list().await? {
-        let p = decode(row)?;
-        out.insert(p.id.clone(), p);
-    }
-    Ok(out)
+    let rows = app.stores.policies.list().await?.into_iter().map(|(row, _)| row);
+    dilux_domain::policy::all_policies(rows).map_err(|e| {
+        let (table, key, detail) = (dilux_domain::tables::POLICIES.into(), e.id.clone(), e.source.to_string());
+        StoreError::Corrupt { table, key, detail }.into()
+    })
 }
 
 fn decode(row: PolicyRow) -> ApiResult<BackupPolicy> {

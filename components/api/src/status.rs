@@ -44,7 +44,8 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
                 "hours_since": hours,
                 "consecutive_failures": failures,
                 "message": format!(
-                    "{} has had no successful backup for {hours:.1} hours (policy {} expects one every {every} hours){failed}",
+                    "{} has had no successful backup for {hours:.1} hours (policy {} expects one every {every} \
+                     hours){failed}",
                     db.alias, policy.id
                 ),
             }));
@@ -55,7 +56,8 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
         .filter(|s| s.consecutive_failures > 0)
         .filter_map(|s| {
             dbs.iter().map(|(d, _)| d).find(|d| d.id == s.database_id).map(|d| {
-                json!({ "database_id": d.id, "database_alias": d.alias, "consecutive_failures": s.consecutive_failures })
+                let failures = s.consecutive_failures;
+                json!({ "database_id": d.id, "database_alias": d.alias, "consecutive_failures": failures })
             })
         })
         .collect();

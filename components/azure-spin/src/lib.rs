@@ -248,39 +248,17 @@ pub async fn all_engines(a: &Account) -> Result<Vec<dilux_domain::Engine>, Store
     Ok(query_all(a, t::ENGINES, &filter).await?.into_iter().map(|(e, _)| e).collect())
 }
 
-/// One stored policy (system policies appear here only once edited).
-pub async fn get_policy(
-    a: &Account,
-    id: &str,
-) -> Result<Option<Tagged<dilux_domain::policy::BackupPolicy>>, StoreError> {
-    let tbl = dilux_domain::tables::POLICIES;
-    match get::<dilux_domain::policy::PolicyRow>(a, tbl, "policy", id).await? {
-        None => Ok(None),
-        Some((row, etag)) => dilux_domain::policy::BackupPolicy::try_from(row)
-            .map(|p| Some((p, etag)))
-            .map_err(|e| StoreError::Corrupt { table: tbl.into(), key: id.into(), detail: e.to_string() }),
-    }
-}
-
 /// Every policy by id: the system defaults, then stored ones.
 pub async fn policies(
     a: &Account,
 ) -> Result<std::collections::HashMap<String, dilux_domain::policy::BackupPolicy>, StoreError> {
-    let mut out: std::collections::HashMap<_, _> =
-        dilux_domain::policy::default_policies().into_iter().map(|p| (p.id.clone(), p)).collect();
-    let stored =
-        query_all::<dilux_domain::policy::PolicyRow>(a, dilux_domain::tables::POLICIES, "PartitionKey eq 'policy'")
-            .await?;
-    for (row, _) in stored {
-        let id = row.id.clone();
-        let p = dilux_domain::policy::BackupPolicy::try_from(row).map_err(|e| StoreError::Corrupt {
-            table: dilux_domain::tables::POLICIES.into(),
-            key: id.clone(),
-            detail: e.to_string(),
-        })?;
-        out.insert(id, p);
-    }
-    Ok(out)
+    let tbl = dilux_domain::tables::POLICIES;
+    let stored = query_all::<dilux_domain::policy::PolicyRow>(a, tbl, "PartitionKey eq 'policy'").await?;
+    dilux_domain::policy::all_policies(stored.into_iter().map(|(row, _)| row)).map_err(|e| StoreError::Corrupt {
+        table: tbl.into(),
+        key: e.id.clone(),
+        detail: e.source.to_string(),
+    })
 }
 
 /// Retention's view of the history: every row of each database, with its keys.

@@ -305,7 +305,10 @@ impl CreateDatabase {
             if self.username.is_some() || self.password.is_some() {
                 return Err(FieldError::new(
                     "use_engine_credentials",
-                    "is true, so username and password come from the server; set it to false to give this database its own",
+                    concat!(
+                        "is true, so username and password come from the server; ",
+                        "set it to false to give this database its own"
+                    ),
                 ));
             }
             Ok(())
@@ -450,7 +453,11 @@ mod tests {
     use super::*;
 
     fn engine_input() -> CreateEngine {
-        serde_json::from_value(serde_json::json!({"name":"pg","engine_type":"postgresql","host":"127.0.0.1","port":5432,"username":"u","password":"p"})).unwrap()
+        serde_json::from_value(serde_json::json!({
+            "name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": 5432,
+            "username": "u", "password": "p",
+        }))
+        .unwrap()
     }
 
     #[test]

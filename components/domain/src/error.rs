@@ -120,9 +120,27 @@ mod tests {
     #[test]
     fn classifies_real_tool_messages() {
         let cases = [
-            ("pg_dump: error: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  password authentication failed for user \"u\"", AuthFailed),
-            ("mariadb-dump: Got error: 1045: \"Access denied for user 'u'@'localhost' (using password: YES)\" when trying to connect", AuthFailed),
-            ("pg_dump: error: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  database \"nope\" does not exist", NotFound),
+            (
+                concat!(
+                    "pg_dump: error: connection to server at \"127.0.0.1\", port 5432 ",
+                    "failed: FATAL:  password authentication failed for user \"u\""
+                ),
+                AuthFailed,
+            ),
+            (
+                concat!(
+                    "mariadb-dump: Got error: 1045: \"Access denied for user 'u'@'localhost' ",
+                    "(using password: YES)\" when trying to connect"
+                ),
+                AuthFailed,
+            ),
+            (
+                concat!(
+                    "pg_dump: error: connection to server at \"127.0.0.1\", port ",
+                    "5432 failed: FATAL:  database \"nope\" does not exist"
+                ),
+                NotFound,
+            ),
             ("mariadb-dump: Got error: 1049: \"Unknown database 'nope'\" when selecting the database", NotFound),
             ("pg_dump: error: query failed: ERROR:  permission denied for table secrets", PermissionDenied),
             ("mariadb-dump: Got error: 1044: \"Access denied for user 'u'@'%' to database 'd'\"", PermissionDenied),
@@ -130,7 +148,13 @@ mod tests {
             ("mariadb-dump: Got error: 2002: \"Can't connect to server on '127.0.0.1' (115)\"", Unreachable),
             ("pg_dump: error: connection to server at \"10.0.0.1\", port 5432 failed: timeout expired", Timeout),
             ("mariadb-dump: Got error: 2013: \"Lost connection to server at 'handshake'\"", Timeout),
-            ("pg_dump: error: server version: 18.0; pg_dump version: 15.4 aborting because of server version mismatch", ToolFailed),
+            (
+                concat!(
+                    "pg_dump: error: server version: 18.0; pg_dump version: ",
+                    "15.4 aborting because of server version mismatch"
+                ),
+                ToolFailed,
+            ),
         ];
         for (msg, want) in cases {
             assert_eq!(ErrorClass::from_tool_stderr(msg), want, "{msg}");

@@ -1,4 +1,5 @@
-//! The components' one log style (Spin components and guests alike): a `component event=name key=value …` line on stderr, which Spin
+//! The components' one log style (Spin components and guests alike): a `component event=name key=value …`
+//! line on stderr, which Spin
 //! and the dumper-host collect. Values holding spaces, quotes, `=` or control characters are quoted
 //! (`key="a b"`), so every line splits back into its fields.
 

@@ -166,6 +166,28 @@ fn at(mut t: TierConfig, time: &str) -> TierConfig {
     t
 }
 
+/// A stored policy row that does not read as a policy.
+#[derive(Debug, thiserror::Error)]
+#[error("policy `{id}` is unreadable: {source}")]
+pub struct UnreadablePolicy {
+    pub id: String,
+    pub source: serde_json::Error,
+}
+
+/// Every policy by id: the system defaults, each replaced by its stored row once edited, plus the
+/// custom ones.
+pub fn all_policies(
+    stored: impl IntoIterator<Item = PolicyRow>,
+) -> Result<std::collections::HashMap<String, BackupPolicy>, UnreadablePolicy> {
+    let mut out: std::collections::HashMap<_, _> = default_policies().into_iter().map(|p| (p.id.clone(), p)).collect();
+    for row in stored {
+        let id = row.id.clone();
+        let p = BackupPolicy::try_from(row).map_err(|source| UnreadablePolicy { id: id.clone(), source })?;
+        out.insert(id, p);
+    }
+    Ok(out)
+}
+
 /// The policy a database follows: its own, else its server's, else the default.
 pub fn effective_policy_id(db: &crate::Database, engine: Option<&crate::Engine>) -> String {
     db.policy_id
@@ -185,7 +207,11 @@ pub fn default_policies() -> Vec<BackupPolicy> {
         BackupPolicy {
             id: "production-critical".into(),
             name: "Production Critical".into(),
-            description: "Hourly backups for a day, dailies for two weeks, weeklies for two months, monthlies for a year, three yearlies".into(),
+            description: concat!(
+                "Hourly backups for a day, dailies for two weeks, weeklies for two months, ",
+                "monthlies for a year, three yearlies"
+            )
+            .into(),
             is_system: true,
             hourly: hourly(true, 24, 1),
             daily: at(tier(true, 14), "02:00"),

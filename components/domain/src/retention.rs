@@ -172,11 +172,13 @@ mod tests {
                 if deleted.contains(b.id.as_str()) {
                     prop_assert_eq!(b.status, BackupStatus::Completed, "only completed backups are deleted");
                     prop_assert!(!b.tiers.is_empty(), "manual backups are never deleted");
-                    prop_assert!(b.tiers.iter().all(|t| policy.active_tiers().any(|a| a == *t)), "inactive tiers protect");
+                    let all_active = b.tiers.iter().all(|t| policy.active_tiers().any(|a| a == *t));
+                    prop_assert!(all_active, "inactive tiers protect");
                 }
             }
             // The newest completed backup survives.
-            if let Some(newest) = completed.iter().max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id))) {
+            let newest = completed.iter().max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+            if let Some(newest) = newest {
                 prop_assert!(!deleted.contains(newest.id.as_str()));
             }
             // The newest keep_count of every active tier survive.
@@ -188,7 +190,8 @@ mod tests {
                 }
             }
             // Applying the plan and planning again deletes nothing more: retention is idempotent.
-            let survivors: Vec<Candidate> = history.iter().filter(|b| !deleted.contains(b.id.as_str())).cloned().collect();
+            let survivors: Vec<Candidate> =
+                history.iter().filter(|b| !deleted.contains(b.id.as_str())).cloned().collect();
             prop_assert!(super::plan(&policy, &survivors).delete.is_empty());
         }
     }

@@ -185,13 +185,19 @@ mod tests {
         /// are queued another tick at that moment queues nothing; after the job, success or failure,
         /// a tier is due again only for a new slot, except that a failed one is retried after RETRY_AFTER.
         #[test]
-        fn ticks_are_idempotent(policy in arb_policy(), past_mins in proptest::option::of(0i64..600_000), at_mins in 0i64..1_000_000, later_mins in 0i64..29) {
+        fn ticks_are_idempotent(
+            policy in arb_policy(),
+            past_mins in proptest::option::of(0i64..600_000),
+            at_mins in 0i64..1_000_000,
+            later_mins in 0i64..29,
+        ) {
             let base = chrono::TimeZone::with_ymd_and_hms(&Utc, 2024, 1, 1, 0, 0, 0).unwrap();
             let now = base + chrono::Duration::minutes(at_mins);
             let mut s = ScheduleState::new("d");
             if let Some(p) = past_mins {
                 let t = now - chrono::Duration::minutes(p);
-                let job = BackupJob::new("d", EngineType::Mysql, TriggeredBy::Scheduler, policy.active_tiers().collect(), t);
+                let tiers = policy.active_tiers().collect();
+                let job = BackupJob::new("d", EngineType::Mysql, TriggeredBy::Scheduler, tiers, t);
                 s.start(&job);
                 s.finish(true);
             }
@@ -208,7 +214,9 @@ mod tests {
             failed.finish(false);
             let soon = now + chrono::Duration::minutes(later_mins);
             // Within RETRY_AFTER, success or failure, a tier is only due again for a new slot.
-            for t in due_tiers(&policy, &ok.history(), soon).into_iter().chain(due_tiers(&policy, &failed.history(), soon)) {
+            let after_ok = due_tiers(&policy, &ok.history(), soon);
+            let after_failed = due_tiers(&policy, &failed.history(), soon);
+            for t in after_ok.into_iter().chain(after_failed) {
                 let slot = policy.previous_slot(t, soon).unwrap();
                 prop_assert!(slot > now, "{:?} due again at {} without a new slot", t, soon);
             }

@@ -133,7 +133,8 @@ async fn prepare(ctx: &Ctx, job: &BackupJob) -> Result<dump::DumpRequest, Prepar
     };
     let username = username.to_string();
     let password = ctx.sealer.open(sealed).map_err(|e| invalid(e.to_string()))?;
-    let kind = dump::EngineKind::try_from(engine.engine_type).map_err(|e| Prepare::Fail(ErrorClass::ToolFailed, e))?;
+    let kind = dump::EngineKind::try_from(engine.engine_type)
+        .map_err(|e| Prepare::Fail(ErrorClass::ToolFailed, e.to_string()))?;
     Ok(dump::DumpRequest {
         engine: kind,
         host: engine.host.clone(),
@@ -151,15 +152,28 @@ async fn prepare(ctx: &Ctx, job: &BackupJob) -> Result<dump::DumpRequest, Prepar
     })
 }
 
+/// An engine the dump capability does not know.
+#[derive(Debug)]
+pub struct Unsupported(EngineType);
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            EngineType::Sqlserver => write!(f, "SQL Server backups are not supported by this dumper yet"),
+            other => write!(f, "{} backups are not supported by this dumper", other.as_str()),
+        }
+    }
+}
+
 /// The engines the dump capability knows; the error says why the others cannot be dumped.
 impl TryFrom<EngineType> for dump::EngineKind {
-    type Error = String;
+    type Error = Unsupported;
 
-    fn try_from(t: EngineType) -> Result<Self, String> {
+    fn try_from(t: EngineType) -> Result<Self, Unsupported> {
         match t {
             EngineType::Postgresql => Ok(dump::EngineKind::Postgresql),
             EngineType::Mysql => Ok(dump::EngineKind::Mysql),
-            EngineType::Sqlserver => Err("SQL Server backups are not supported by this dumper yet".into()),
+            other => Err(Unsupported(other)),
         }
     }
 }

@@ -56,10 +56,23 @@ async fn main() -> Result<()> {
         let rows = size * 1024 * 1024 / 200;
         let db = format!("bench{size}");
         pg.sql("postgres", &format!("CREATE DATABASE {db}"))?;
-        pg.sql(&db, &format!("CREATE TABLE t (id bigint PRIMARY KEY, p text); INSERT INTO t SELECT g, repeat(md5(g::text), 5) || g FROM generate_series(1, {rows}) g;"))?;
+        pg.sql(
+            &db,
+            &format!(
+                "CREATE TABLE t (id bigint PRIMARY KEY, p text); \
+                 INSERT INTO t SELECT g, repeat(md5(g::text), 5) || g FROM generate_series(1, {rows}) g;"
+            ),
+        )?;
         maria.sql("", &format!("CREATE DATABASE {db}"))?;
-        maria.sql(&db, &format!("SET SESSION max_recursive_iterations = {}; CREATE TABLE t (id BIGINT PRIMARY KEY, p TEXT); \
-            INSERT INTO t WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {rows}) SELECT g, CONCAT(REPEAT(MD5(g), 5), g) FROM s;", rows + 10))?;
+        maria.sql(
+            &db,
+            &format!(
+                "SET SESSION max_recursive_iterations = {}; CREATE TABLE t (id BIGINT PRIMARY KEY, p TEXT); \
+                 INSERT INTO t WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {rows}) \
+                 SELECT g, CONCAT(REPEAT(MD5(g), 5), g) FROM s;",
+                rows + 10
+            ),
+        )?;
         for (engine, name, port, user) in
             [(Engine::Postgresql, "postgresql", pg.port, "postgres"), (Engine::Mysql, "mariadb", maria.port, "bench")]
         {

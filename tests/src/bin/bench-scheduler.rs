@@ -21,9 +21,17 @@ async fn main() -> Result<()> {
     let app = App::start_without_worker(&az.connection_string, &[("DILUX_TICKS", "off")])?;
     let storage = Storage::new(Account::from_connection_string(&az.connection_string)?);
     let c = reqwest::Client::new();
-    let engine: serde_json::Value = c.post(format!("{}/api/engines", app.url)).bearer_auth(app.token("admin").await?)
-        .json(&serde_json::json!({"name": "bench", "engine_type": "postgresql", "host": "127.0.0.1", "port": 1, "username": "u", "password": "p"}))
-        .send().await?.json().await?;
+    let body = serde_json::json!({
+        "name": "bench", "engine_type": "postgresql", "host": "127.0.0.1", "port": 1, "username": "u", "password": "p",
+    });
+    let engine: serde_json::Value = c
+        .post(format!("{}/api/engines", app.url))
+        .bearer_auth(app.token("admin").await?)
+        .json(&body)
+        .send()
+        .await?
+        .json()
+        .await?;
     let engine_id = engine["id"].as_str().unwrap().to_string();
     let t = Instant::now();
     let now = Utc::now();

@@ -48,26 +48,50 @@ pub fn Audit() -> impl IntoView {
     view! {
         <h1>"Audit"</h1>
         <div class="toolbar">
-            <select id="audit-action" on:change=move |ev| { cursors.set(vec![]); action.set(event_target_value(&ev)) }><option value="">"Any action"</option>{options(actions, "actions")}</select>
-            <select on:change=move |ev| { cursors.set(vec![]); kind.set(event_target_value(&ev)) }><option value="">"Any resource"</option>{options(kinds, "resource_types")}</select>
+            <select id="audit-action" on:change=move |ev| { cursors.set(vec![]); action.set(event_target_value(&ev)) }>
+                <option value="">"Any action"</option>
+                {options(actions, "actions")}
+            </select>
+            <select on:change=move |ev| { cursors.set(vec![]); kind.set(event_target_value(&ev)) }>
+                <option value="">"Any resource"</option>
+                {options(kinds, "resource_types")}
+            </select>
             <select on:change=move |ev| { cursors.set(vec![]); status.set(event_target_value(&ev)) }>
-                <option value="">"Any outcome"</option><option value="success">"success"</option><option value="failed">"failed"</option>
+                <option value="">"Any outcome"</option>
+                <option value="success">"success"</option>
+                <option value="failed">"failed"</option>
             </select>
         </div>
         {show(logs, move |v: &Value| {
             let next = v["next_cursor"].as_str().map(str::to_string);
             view! {
                 <table id="audit">
-                    <thead><tr><th>"When"</th><th>"Who"</th><th>"Action"</th><th>"Resource"</th><th>"Outcome"</th><th>"Details"</th></tr></thead>
-                    <tbody>{v["logs"].as_array().cloned().unwrap_or_default().into_iter().map(|l| view! {
-                        <tr>
-                            <td>{l["timestamp"].as_str().unwrap_or_default().replace('T', " ").chars().take(19).collect::<String>()}</td>
-                            <td>{format!("{} {}", l["user_email"].as_str().filter(|e| !e.is_empty()).unwrap_or(l["user_id"].as_str().unwrap_or_default()), l["ip_address"].as_str().unwrap_or_default())}</td>
-                            <td>{l["action"].as_str().unwrap_or_default().replace('_', " ")}</td>
-                            <td>{format!("{} {}", l["resource_type"].as_str().unwrap_or_default(), l["resource_name"].as_str().filter(|n| !n.is_empty()).unwrap_or(l["resource_id"].as_str().unwrap_or_default()))}</td>
-                            <td><span class=if l["status"] == "success" { "badge completed" } else { "badge failed" }>{l["status"].as_str().unwrap_or_default().to_string()}</span></td>
-                            <td class="details"><details><summary>"details"</summary><pre>{serde_json::to_string_pretty(&l["details"]).unwrap_or_default()}</pre></details></td>
-                        </tr>
+                    <thead><tr>
+                        <th>"When"</th><th>"Who"</th><th>"Action"</th>
+                        <th>"Resource"</th><th>"Outcome"</th><th>"Details"</th>
+                    </tr></thead>
+                    <tbody>{v["logs"].as_array().cloned().unwrap_or_default().into_iter().map(|l| {
+                        let at = l["timestamp"].as_str().unwrap_or_default().replace('T', " ");
+                        let email = l["user_email"].as_str().filter(|e| !e.is_empty());
+                        let who = email.unwrap_or(l["user_id"].as_str().unwrap_or_default());
+                        let name = l["resource_name"].as_str().filter(|n| !n.is_empty());
+                        let resource = name.unwrap_or(l["resource_id"].as_str().unwrap_or_default());
+                        let outcome = if l["status"] == "success" { "badge completed" } else { "badge failed" };
+                        let details = serde_json::to_string_pretty(&l["details"]).unwrap_or_default();
+                        view! {
+                            <tr>
+                                <td>{at.chars().take(19).collect::<String>()}</td>
+                                <td>{format!("{} {}", who, l["ip_address"].as_str().unwrap_or_default())}</td>
+                                <td>{l["action"].as_str().unwrap_or_default().replace('_', " ")}</td>
+                                <td>{format!("{} {}", l["resource_type"].as_str().unwrap_or_default(), resource)}</td>
+                                <td>
+                                    <span class=outcome>{l["status"].as_str().unwrap_or_default().to_string()}</span>
+                                </td>
+                                <td class="details">
+                                    <details><summary>"details"</summary><pre>{details}</pre></details>
+                                </td>
+                            </tr>
+                        }
                     }).collect_view()}</tbody>
                 </table>
                 <Pager cursors=cursors next=next/>

@@ -98,25 +98,54 @@ pub fn Backups() -> impl IntoView {
             reload.update(|n| *n += 1);
         });
     };
+    let db_options = move || {
+        dbs.with(|d| {
+            d.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .map(|v| v["databases"].as_array().cloned().unwrap_or_default())
+                .unwrap_or_default()
+        })
+        .into_iter()
+        .map(|d| {
+            let id = d["id"].as_str().unwrap_or_default().to_string();
+            view! { <option value=id>{d["alias"].as_str().unwrap_or_default().to_string()}</option> }
+        })
+        .collect_view()
+    };
     view! {
         <h1>"Backups"</h1>
         <div class="toolbar">
-            <select id="backup-db-filter" on:change=move |ev| { cursors.set(vec![]); database.set(event_target_value(&ev)) }>
+            <select
+                id="backup-db-filter"
+                on:change=move |ev| { cursors.set(vec![]); database.set(event_target_value(&ev)) }
+            >
                 <option value="">"All databases"</option>
-                {move || dbs.with(|d| d.as_ref().and_then(|r| r.as_ref().ok()).map(|v| v["databases"].as_array().cloned().unwrap_or_default()).unwrap_or_default())
-                    .into_iter().map(|d| view! { <option value=d["id"].as_str().unwrap_or_default().to_string()>{d["alias"].as_str().unwrap_or_default().to_string()}</option> }).collect_view()}
+                {db_options}
             </select>
-            <select id="backup-status-filter" on:change=move |ev| { cursors.set(vec![]); status.set(event_target_value(&ev)) }>
+            <select
+                id="backup-status-filter"
+                on:change=move |ev| { cursors.set(vec![]); status.set(event_target_value(&ev)) }
+            >
                 <option value="">"Any status"</option>
-                {["pending", "in_progress", "completed", "failed"].map(|s| view! { <option value=s>{s.replace('_', " ")}</option> })}
+                {["pending", "in_progress", "completed", "failed"].map(|s| view! {
+                    <option value=s>{s.replace('_', " ")}</option>
+                })}
             </select>
             <Show when=move || can_delete() && selected.with(|s| !s.is_empty())>
-                <button class="danger" id="delete-selected" on:click=move |_| confirming.set(true)>{move || format!("Delete {} selected", selected.with(Vec::len))}</button>
+                <button class="danger" id="delete-selected" on:click=move |_| confirming.set(true)>
+                    {move || format!("Delete {} selected", selected.with(Vec::len))}
+                </button>
             </Show>
         </div>
         <Show when=move || confirming.get()>
             <div class="dialog" id="confirm-delete-backups">
-                <p class="warning">{move || selected.with(|s| format!("Delete {} backup file(s) and their history? This cannot be undone. ({})", s.len(), s.join(", ")))}</p>
+                <p class="warning">
+                    {move || selected.with(|s| format!(
+                        "Delete {} backup file(s) and their history? This cannot be undone. ({})",
+                        s.len(),
+                        s.join(", ")
+                    ))}
+                </p>
                 <button class="danger" id="confirm-delete" on:click=delete_selected>"Delete"</button>
                 <button class="link" on:click=move |_| confirming.set(false)>"Cancel"</button>
             </div>
@@ -126,12 +155,22 @@ pub fn Backups() -> impl IntoView {
             let next = h.next_cursor.clone();
             view! {
                 <table id="backups">
-                    <thead><tr><th></th><th>"When"</th><th>"Database"</th><th>"Status"</th><th>"Tiers / trigger"</th><th>"Size"</th><th>"Took"</th><th>"Details"</th><th></th></tr></thead>
+                    <thead><tr>
+                        <th></th><th>"When"</th><th>"Database"</th><th>"Status"</th><th>"Tiers / trigger"</th>
+                        <th>"Size"</th><th>"Took"</th><th>"Details"</th><th></th>
+                    </tr></thead>
                     <tbody>{h.backups.iter().map(|b| {
                         let blob = b.blob_name.clone();
                         let (b1, b2, b3) = (blob.clone(), blob.clone(), blob.clone());
                         let done = b.status == dilux_domain::BackupStatus::Completed;
                         let is_final = b.status.is_final();
+                        let tiers = if b.tiers.is_empty() {
+                            format!("{:?}", b.triggered_by).to_lowercase()
+                        } else {
+                            b.tiers.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+                        };
+                        let kind = b.error_class.unwrap_or(dilux_domain::ErrorClass::ToolFailed);
+                        let details = b.error_message.clone().map(|m| format!("{kind:?}: {m}")).unwrap_or_default();
                         view! {
                             <tr data-status=status_name(b.status)>
                                 <td><Show when=move || can_delete() && is_final>
@@ -143,14 +182,29 @@ pub fn Backups() -> impl IntoView {
                                 <td>{when(&b.created_at)}</td>
                                 <td>{b.database_alias.clone()}</td>
                                 <td>{badge(status_name(b.status))}</td>
-                                <td>{if b.tiers.is_empty() { format!("{:?}", b.triggered_by).to_lowercase() } else { b.tiers.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ") }}</td>
+                                <td>{tiers}</td>
                                 <td>{b.file_size_bytes.map(api::bytes).unwrap_or_default()}</td>
                                 <td>{b.duration_seconds.map(|d| format!("{d:.1} s")).unwrap_or_default()}</td>
-                                <td class="details">{b.error_message.clone().map(|m| format!("{:?}: {m}", b.error_class.unwrap_or(dilux_domain::ErrorClass::ToolFailed))).unwrap_or_default()}</td>
+                                <td class="details">{details}</td>
                                 <td class="actions">
-                                    {done.then(|| view! { <button class="download" on:click={let n = b2.clone(); move |_| download(n.clone())}>"Download"</button> })}
+                                    {done.then(|| view! {
+                                        <button
+                                            class="download"
+                                            on:click={let n = b2.clone(); move |_| download(n.clone())}
+                                        >
+                                            "Download"
+                                        </button>
+                                    })}
                                     <Show when=move || can_delete() && is_final>
-                                        <button class="danger delete-one" on:click={let n = b3.clone(); move |_| { selected.set(vec![n.clone()]); confirming.set(true) }}>"Delete"</button>
+                                        <button
+                                            class="danger delete-one"
+                                            on:click={
+                                                let n = b3.clone();
+                                                move |_| { selected.set(vec![n.clone()]); confirming.set(true) }
+                                            }
+                                        >
+                                            "Delete"
+                                        </button>
                                     </Show>
                                 </td>
                             </tr>

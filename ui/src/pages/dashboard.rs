@@ -34,24 +34,43 @@ pub fn Dashboard() -> impl IntoView {
     leptos::task::spawn_local(async move {
         stored.set(Some(super::storage::usage().await.map(|u| u.values().map(|(_, b)| b).sum())));
     });
+    let db_count = move || {
+        dbs.with(|d| d.as_ref().and_then(|r| r.as_ref().ok()).map(|v| v["total"].to_string()).unwrap_or_default())
+    };
     view! {
         <h1>"Dashboard"</h1>
         <div class="cards">
-            <div class="card"><div class="label">"Storage used"</div><div class="value" id="stat-storage">{move || match stored.get() {
-                None => "…".to_string(),
-                Some(Ok(b)) => api::bytes(b as i64),
-                Some(Err(_)) => "?".to_string(),
-            }}</div></div>
-            <div class="card"><div class="label">"Databases"</div><div class="value" id="stat-databases">{move || dbs.with(|d| d.as_ref().and_then(|r| r.as_ref().ok()).map(|v| v["total"].to_string()).unwrap_or_default())}</div></div>
+            <div class="card">
+                <div class="label">"Storage used"</div>
+                <div class="value" id="stat-storage">{move || match stored.get() {
+                    None => "…".to_string(),
+                    Some(Ok(b)) => api::bytes(b as i64),
+                    Some(Err(_)) => "?".to_string(),
+                }}</div>
+            </div>
+            <div class="card">
+                <div class="label">"Databases"</div>
+                <div class="value" id="stat-databases">{db_count}</div>
+            </div>
             {show(history, |h: &History| {
                 let today = today();
                 let todays = h.backups.iter().filter(|b| b.created_at.format("%Y-%m-%d").to_string() == today).count();
                 let done = h.backups.iter().filter(|b| b.status == BackupStatus::Completed).count();
                 let failed = h.backups.iter().filter(|b| b.status == BackupStatus::Failed).count();
-                let rate = if done + failed == 0 { "—".to_string() } else { format!("{:.0} %", 100.0 * done as f64 / (done + failed) as f64) };
+                let rate = if done + failed == 0 {
+                    "—".to_string()
+                } else {
+                    format!("{:.0} %", 100.0 * done as f64 / (done + failed) as f64)
+                };
                 view! {
-                    <div class="card"><div class="label">"Backups today"</div><div class="value" id="stat-today">{todays}</div></div>
-                    <div class="card"><div class="label">{format!("Success rate ({DAYS} days)")}</div><div class="value">{rate}</div></div>
+                    <div class="card">
+                        <div class="label">"Backups today"</div>
+                        <div class="value" id="stat-today">{todays}</div>
+                    </div>
+                    <div class="card">
+                        <div class="label">{format!("Success rate ({DAYS} days)")}</div>
+                        <div class="value">{rate}</div>
+                    </div>
                 }
             })}
         </div>
@@ -63,7 +82,9 @@ pub fn Dashboard() -> impl IntoView {
                     view! { <p class="ok">"No alerts: every database is on schedule."</p> }.into_any()
                 } else {
                     view! { <ul class="alerts">{alerts.into_iter().map(|a| view! {
-                        <li class=format!("alert {}", a["severity"].as_str().unwrap_or("warning"))>{a["message"].as_str().unwrap_or_default().to_string()}</li>
+                        <li class=format!("alert {}", a["severity"].as_str().unwrap_or("warning"))>
+                            {a["message"].as_str().unwrap_or_default().to_string()}
+                        </li>
                     }).collect_view()}</ul> }.into_any()
                 }
             })}
@@ -133,21 +154,27 @@ fn charts(rows: &[BackupResult]) -> impl IntoView {
     view! {
         <div class="chart">
             <h3>"Backups per day"</h3>
-            <div class="bars">{per_day.iter().map(|(day, (ok, failed, _))| (format!("{day}: {ok} completed, {failed} failed"), day, ok, failed)).map(|(title, day, ok, failed)| view! {
-                <div class="bar" title=title>
-                    <div class="seg failed" style=format!("height:{}%", 100.0 * *failed as f64 / most)></div>
-                    <div class="seg completed" style=format!("height:{}%", 100.0 * *ok as f64 / most)></div>
-                    <span>{day[5..].to_string()}</span>
-                </div>
+            <div class="bars">{per_day.iter().map(|(day, (ok, failed, _))| {
+                let title = format!("{day}: {ok} completed, {failed} failed");
+                view! {
+                    <div class="bar" title=title>
+                        <div class="seg failed" style=format!("height:{}%", 100.0 * *failed as f64 / most)></div>
+                        <div class="seg completed" style=format!("height:{}%", 100.0 * *ok as f64 / most)></div>
+                        <span>{day[5..].to_string()}</span>
+                    </div>
+                }
             }).collect_view()}</div>
         </div>
         <div class="chart">
             <h3>"Backed up over time (cumulative)"</h3>
-            <div class="bars">{cumulative.into_iter().map(|(day, b)| (format!("{day}: {}", api::bytes(b)), day, b)).map(|(title, day, b)| view! {
-                <div class="bar" title=title>
-                    <div class="seg stored" style=format!("height:{}%", 100.0 * b as f64 / biggest)></div>
-                    <span>{day[5..].to_string()}</span>
-                </div>
+            <div class="bars">{cumulative.into_iter().map(|(day, b)| {
+                let title = format!("{day}: {}", api::bytes(b));
+                view! {
+                    <div class="bar" title=title>
+                        <div class="seg stored" style=format!("height:{}%", 100.0 * b as f64 / biggest)></div>
+                        <span>{day[5..].to_string()}</span>
+                    </div>
+                }
             }).collect_view()}</div>
         </div>
     }

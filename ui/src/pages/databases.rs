@@ -99,13 +99,30 @@ pub fn Databases() -> impl IntoView {
                 .unwrap_or_default()
         })
     };
+    let backup_now = move |id: String| {
+        act(
+            "Queueing backup",
+            Box::pin(async move { api::post(&format!("/api/databases/{id}/backup"), &Value::Null).await }),
+        )
+    };
+    let test = move |id: String| {
+        act("Testing", Box::pin(async move { api::post(&format!("/api/databases/{id}/test"), &Value::Null).await }))
+    };
+    let toggle = move |id: String, enabled: bool| {
+        act(
+            if enabled { "Disabling" } else { "Enabling" },
+            Box::pin(async move { api::put(&format!("/api/databases/{id}"), &json!({ "enabled": !enabled })).await }),
+        )
+    };
     view! {
         <h1>"Databases"</h1>
         <div class="toolbar">
             <input id="db-search" placeholder="Search" on:input=move |ev| search.set(event_target_value(&ev))/>
             <select id="db-server-filter" on:change=move |ev| server.set(event_target_value(&ev))>
                 <option value="">"All servers"</option>
-                {move || engine_options().into_iter().map(|(id, name)| view! { <option value=id>{name}</option> }).collect_view()}
+                {move || engine_options().into_iter().map(|(id, name)| view! {
+                    <option value=id>{name}</option>
+                }).collect_view()}
             </select>
             <select on:change=move |ev| kind.set(event_target_value(&ev))>
                 <option value="">"All types"</option>
@@ -114,7 +131,9 @@ pub fn Databases() -> impl IntoView {
             </select>
             <select on:change=move |ev| policy.set(event_target_value(&ev))>
                 <option value="">"All policies"</option>
-                {move || policy_options().into_iter().map(|(id, name)| view! { <option value=id>{name}</option> }).collect_view()}
+                {move || policy_options().into_iter().map(|(id, name)| view! {
+                    <option value=id>{name}</option>
+                }).collect_view()}
             </select>
             <Show when=can_manage>
                 <button id="add-database" on:click=move |_| adding.set(true)>"Add database"</button>
@@ -122,13 +141,28 @@ pub fn Databases() -> impl IntoView {
         </div>
         <Notice message=message/>
         <Show when=move || adding.get()>
-            <DatabaseForm existing=None engines=engine_options() policies=policy_options() on_done=move || { adding.set(false); reload.update(|n| *n += 1); }/>
+            <DatabaseForm
+                existing=None
+                engines=engine_options()
+                policies=policy_options()
+                on_done=move || { adding.set(false); reload.update(|n| *n += 1); }
+            />
         </Show>
-        {move || editing.get().map(|d| view! { <DatabaseForm existing=Some(d) engines=engine_options() policies=policy_options() on_done=move || { editing.set(None); reload.update(|n| *n += 1); }/> })}
+        {move || editing.get().map(|d| view! {
+            <DatabaseForm
+                existing=Some(d)
+                engines=engine_options()
+                policies=policy_options()
+                on_done=move || { editing.set(None); reload.update(|n| *n += 1); }
+            />
+        })}
         {show(dbs, move |list: &Databases| view! {
             <p class="count">{format!("{} database(s)", list.total)}</p>
             <table id="databases">
-                <thead><tr><th>"Alias"</th><th>"Database"</th><th>"Server"</th><th>"Policy"</th><th>"Credentials"</th><th>"Enabled"</th><th></th></tr></thead>
+                <thead><tr>
+                    <th>"Alias"</th><th>"Database"</th><th>"Server"</th><th>"Policy"</th><th>"Credentials"</th>
+                    <th>"Enabled"</th><th></th>
+                </tr></thead>
                 <tbody>{list.databases.iter().map(|d| {
                     let (id, enabled) = (d.id.clone(), d.enabled);
                     let (i1, i2, i3) = (id.clone(), id.clone(), id.clone());
@@ -143,12 +177,24 @@ pub fn Databases() -> impl IntoView {
                             <td>{if enabled { "yes" } else { "no" }}</td>
                             <td class="actions">
                                 <Show when=can_backup>
-                                    <button class="backup-now" on:click={let i = i1.clone(); move |_| act("Queueing backup", Box::pin({ let i = i.clone(); async move { api::post(&format!("/api/databases/{i}/backup"), &Value::Null).await } }))}>"Backup now"</button>
+                                    <button
+                                        class="backup-now"
+                                        on:click={let i = i1.clone(); move |_| backup_now(i.clone())}
+                                    >
+                                        "Backup now"
+                                    </button>
                                 </Show>
                                 <Show when=can_manage>
-                                    <button class="edit" on:click={let d = for_edit.clone(); move |_| editing.set(Some(d.clone()))}>"Edit"</button>
-                                    <button on:click={let i = i2.clone(); move |_| act("Testing", Box::pin({ let i = i.clone(); async move { api::post(&format!("/api/databases/{i}/test"), &Value::Null).await } }))}>"Test"</button>
-                                    <button on:click={let i = i3.clone(); move |_| act(if enabled { "Disabling" } else { "Enabling" }, Box::pin({ let i = i.clone(); async move { api::put(&format!("/api/databases/{i}"), &json!({ "enabled": !enabled })).await } }))}>{if enabled { "Disable" } else { "Enable" }}</button>
+                                    <button
+                                        class="edit"
+                                        on:click={let d = for_edit.clone(); move |_| editing.set(Some(d.clone()))}
+                                    >
+                                        "Edit"
+                                    </button>
+                                    <button on:click={let i = i2.clone(); move |_| test(i.clone())}>"Test"</button>
+                                    <button on:click={let i = i3.clone(); move |_| toggle(i.clone(), enabled)}>
+                                        {if enabled { "Disable" } else { "Enable" }}
+                                    </button>
                                 </Show>
                             </td>
                         </tr>
@@ -204,7 +250,11 @@ fn DatabaseForm(
     let done = on_done.clone();
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let mut b = json!({ "engine_id": engine_id.get_untracked(), "name": name.get_untracked(), "use_engine_credentials": inherit.get_untracked() });
+        let mut b = json!({
+            "engine_id": engine_id.get_untracked(),
+            "name": name.get_untracked(),
+            "use_engine_credentials": inherit.get_untracked()
+        });
         if !alias.get_untracked().is_empty() {
             b["alias"] = alias.get_untracked().into();
         }
@@ -224,21 +274,59 @@ fn DatabaseForm(
             <h2>{if is_edit { "Edit database" } else { "Add database" }}</h2>
             <label>"Server"
                 <select name="engine_id" disabled=is_edit on:change=move |ev| engine_id.set(event_target_value(&ev))>
-                    {engines.into_iter().map(|(id, n)| { let sel = id == engine_id.get_untracked(); view! { <option value=id selected=sel>{n}</option> } }).collect_view()}
+                    {engines.into_iter().map(|(id, n)| {
+                        let sel = id == engine_id.get_untracked();
+                        view! { <option value=id selected=sel>{n}</option> }
+                    }).collect_view()}
                 </select>
             </label>
-            <label>"Database name" <input name="name" required prop:value=name on:input=move |ev| name.set(event_target_value(&ev))/></label>
-            <label>"Alias" <input name="alias" placeholder="same as the name" prop:value=alias on:input=move |ev| alias.set(event_target_value(&ev))/></label>
+            <label>"Database name"
+                <input name="name" required prop:value=name on:input=move |ev| name.set(event_target_value(&ev))/>
+            </label>
+            <label>"Alias"
+                <input
+                    name="alias"
+                    placeholder="same as the name"
+                    prop:value=alias
+                    on:input=move |ev| alias.set(event_target_value(&ev))
+                />
+            </label>
             <label>"Policy"
                 <select name="policy_id" on:change=move |ev| policy.set(event_target_value(&ev))>
                     <option value="">"The server's, else the default"</option>
-                    {policies.into_iter().map(|(id, n)| { let sel = id == policy.get_untracked(); view! { <option value=id selected=sel>{n}</option> } }).collect_view()}
+                    {policies.into_iter().map(|(id, n)| {
+                        let sel = id == policy.get_untracked();
+                        view! { <option value=id selected=sel>{n}</option> }
+                    }).collect_view()}
                 </select>
             </label>
-            <label class="toggle"><input type="checkbox" name="use_engine_credentials" prop:checked=inherit on:change=move |ev| inherit.set(event_target_checked(&ev))/>" Use server credentials"</label>
+            <label class="toggle">
+                <input
+                    type="checkbox"
+                    name="use_engine_credentials"
+                    prop:checked=inherit
+                    on:change=move |ev| inherit.set(event_target_checked(&ev))
+                />
+                " Use server credentials"
+            </label>
             <Show when=move || !inherit.get()>
-                <label>"Username" <input name="username" autocomplete="off" prop:value=username on:input=move |ev| username.set(event_target_value(&ev))/></label>
-                <label>{if is_edit { "New password (blank keeps the current one)" } else { "Password" }} <input name="password" type="password" autocomplete="new-password" on:input=move |ev| password.set(event_target_value(&ev))/></label>
+                <label>"Username"
+                    <input
+                        name="username"
+                        autocomplete="off"
+                        prop:value=username
+                        on:input=move |ev| username.set(event_target_value(&ev))
+                    />
+                </label>
+                <label>
+                    {if is_edit { "New password (blank keeps the current one)" } else { "Password" }}
+                    <input
+                        name="password"
+                        type="password"
+                        autocomplete="new-password"
+                        on:input=move |ev| password.set(event_target_value(&ev))
+                    />
+                </label>
             </Show>
             <div class="buttons">
                 <button type="button" id="test-database" on:click=test>"Test connection"</button>

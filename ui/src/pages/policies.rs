@@ -66,7 +66,9 @@ pub fn Policies() -> impl IntoView {
             <div class="toolbar"><button id="add-policy" on:click=new_policy>"New policy"</button></div>
         </Show>
         <Notice message=message/>
-        {move || editing.get().map(|p| view! { <PolicyEditor policy=p on_done=move || { editing.set(None); reload.update(|n| *n += 1); }/> })}
+        {move || editing.get().map(|p| view! {
+            <PolicyEditor policy=p on_done=move || { editing.set(None); reload.update(|n| *n += 1); }/>
+        })}
         {show(policies, move |list: &Policies| view! {
             <table id="policies">
                 <thead><tr><th>"Policy"</th><th>"Summary"</th><th>"Tiers"</th><th>"Databases"</th><th></th></tr></thead>
@@ -76,13 +78,26 @@ pub fn Policies() -> impl IntoView {
                     let system = p.is_system;
                     view! {
                         <tr>
-                            <td><strong>{p.name.clone()}</strong>{system.then(|| view! { <span class="badge">"system"</span> })}<div class="hint">{p.description.clone()}</div></td>
+                            <td>
+                                <strong>{p.name.clone()}</strong>
+                                {system.then(|| view! { <span class="badge">"system"</span> })}
+                                <div class="hint">{p.description.clone()}</div>
+                            </td>
                             <td class="summary">{p.summary()}</td>
-                            <td><ul class="tiers">{TIERS.iter().map(|t| view! { <li>{format!("{}: {}", t.as_str(), p.describe(*t))}</li> }).collect_view()}</ul></td>
+                            <td><ul class="tiers">{TIERS.iter().map(|t| view! {
+                                <li>{format!("{}: {}", t.as_str(), p.describe(*t))}</li>
+                            }).collect_view()}</ul></td>
                             <td>{row.database_count}</td>
                             <td class="actions"><Show when=is_admin>
-                                <button on:click={let e = edit.clone(); move |_| editing.set(Some(e.clone()))}>"Edit"</button>
-                                {(!system).then(|| { let id = id.clone(); view! { <button class="danger" on:click=move |_| remove(id.clone())>"Delete"</button> } })}
+                                <button on:click={let e = edit.clone(); move |_| editing.set(Some(e.clone()))}>
+                                    "Edit"
+                                </button>
+                                {(!system).then(|| {
+                                    let id = id.clone();
+                                    view! {
+                                        <button class="danger" on:click=move |_| remove(id.clone())>"Delete"</button>
+                                    }
+                                })}
                             </Show></td>
                         </tr>
                     }
@@ -102,7 +117,15 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let p = draft.get_untracked();
-        let body = json!({ "name": p.name, "description": p.description, "hourly": p.hourly, "daily": p.daily, "weekly": p.weekly, "monthly": p.monthly, "yearly": p.yearly });
+        let body = json!({
+            "name": p.name,
+            "description": p.description,
+            "hourly": p.hourly,
+            "daily": p.daily,
+            "weekly": p.weekly,
+            "monthly": p.monthly,
+            "yearly": p.yearly
+        });
         let done = done.clone();
         leptos::task::spawn_local(async move {
             let r = if is_new {
@@ -141,19 +164,68 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
                         }/>
                     {format!(" {}", t.as_str())}</label>
                 </legend>
-                <label>"Keep" <input type="number" min="0" prop:value=get(|c| c.keep_count.to_string()) on:input=set(|c, v| c.keep_count = v.parse().unwrap_or(0))/></label>
+                <label>"Keep"
+                    <input
+                        type="number"
+                        min="0"
+                        prop:value=get(|c| c.keep_count.to_string())
+                        on:input=set(|c, v| c.keep_count = v.parse().unwrap_or(0))
+                    />
+                </label>
                 {match t {
-                    BackupTier::Hourly => view! { <label>"Every N hours (1–12)" <input type="number" min="1" max="12" prop:value=get(|c| c.interval_hours.unwrap_or(1).to_string()) on:input=set(|c, v| c.interval_hours = v.parse().ok())/></label> }.into_any(),
-                    _ => view! { <label>"At (UTC)" <input type="time" prop:value=get(|c| c.time.clone().unwrap_or_default()) on:input=set(|c, v| c.time = Some(v))/></label> }.into_any(),
+                    BackupTier::Hourly => view! {
+                        <label>"Every N hours (1–12)"
+                            <input
+                                type="number"
+                                min="1"
+                                max="12"
+                                prop:value=get(|c| c.interval_hours.unwrap_or(1).to_string())
+                                on:input=set(|c, v| c.interval_hours = v.parse().ok())
+                            />
+                        </label>
+                    }.into_any(),
+                    _ => view! {
+                        <label>"At (UTC)"
+                            <input
+                                type="time"
+                                prop:value=get(|c| c.time.clone().unwrap_or_default())
+                                on:input=set(|c, v| c.time = Some(v))
+                            />
+                        </label>
+                    }.into_any(),
                 }}
                 {(t == BackupTier::Weekly).then(|| view! {
-                    <label>"Day of week (0 = Sunday)" <input type="number" min="0" max="6" prop:value=get(|c| c.day_of_week.unwrap_or(0).to_string()) on:input=set(|c, v| c.day_of_week = v.parse().ok())/></label>
+                    <label>"Day of week (0 = Sunday)"
+                        <input
+                            type="number"
+                            min="0"
+                            max="6"
+                            prop:value=get(|c| c.day_of_week.unwrap_or(0).to_string())
+                            on:input=set(|c, v| c.day_of_week = v.parse().ok())
+                        />
+                    </label>
                 })}
                 {matches!(t, BackupTier::Monthly | BackupTier::Yearly).then(|| view! {
-                    <label>"Day of month (1–28)" <input type="number" min="1" max="28" prop:value=get(|c| c.day_of_month.unwrap_or(1).to_string()) on:input=set(|c, v| c.day_of_month = v.parse().ok())/></label>
+                    <label>"Day of month (1–28)"
+                        <input
+                            type="number"
+                            min="1"
+                            max="28"
+                            prop:value=get(|c| c.day_of_month.unwrap_or(1).to_string())
+                            on:input=set(|c, v| c.day_of_month = v.parse().ok())
+                        />
+                    </label>
                 })}
                 {(t == BackupTier::Yearly).then(|| view! {
-                    <label>"Month (1–12)" <input type="number" min="1" max="12" prop:value=get(|c| c.month.unwrap_or(1).to_string()) on:input=set(|c, v| c.month = v.parse().ok())/></label>
+                    <label>"Month (1–12)"
+                        <input
+                            type="number"
+                            min="1"
+                            max="12"
+                            prop:value=get(|c| c.month.unwrap_or(1).to_string())
+                            on:input=set(|c, v| c.month = v.parse().ok())
+                        />
+                    </label>
                 })}
                 <p class="hint words">{move || draft.with(|p| p.describe(t))}</p>
             </fieldset>
@@ -162,8 +234,21 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
     view! {
         <form class="dialog wide" id="policy-editor" on:submit=save>
             <h2>{if is_new { "New policy".to_string() } else { format!("Edit {}", policy.name) }}</h2>
-            <label>"Name" <input name="name" required prop:value=move || draft.with(|p| p.name.clone()) on:input=move |ev| { let v = event_target_value(&ev); draft.update(|p| p.name = v) }/></label>
-            <label>"Description" <input name="description" prop:value=move || draft.with(|p| p.description.clone()) on:input=move |ev| { let v = event_target_value(&ev); draft.update(|p| p.description = v) }/></label>
+            <label>"Name"
+                <input
+                    name="name"
+                    required
+                    prop:value=move || draft.with(|p| p.name.clone())
+                    on:input=move |ev| { let v = event_target_value(&ev); draft.update(|p| p.name = v) }
+                />
+            </label>
+            <label>"Description"
+                <input
+                    name="description"
+                    prop:value=move || draft.with(|p| p.description.clone())
+                    on:input=move |ev| { let v = event_target_value(&ev); draft.update(|p| p.description = v) }
+                />
+            </label>
             <div class="tiers-grid">{TIERS.iter().map(|t| tier(*t)).collect_view()}</div>
             <p>"Summary: " <strong id="policy-summary">{move || draft.with(|p| p.summary())}</strong></p>
             <div class="buttons">

@@ -63,12 +63,20 @@ pub fn Servers() -> impl IntoView {
         <Show when=move || adding.get()>
             <ServerForm existing=None on_done=move || { adding.set(false); reload.update(|n| *n += 1); }/>
         </Show>
-        {move || editing.get().map(|e| view! { <ServerForm existing=Some(e) on_done=move || { editing.set(None); reload.update(|n| *n += 1); }/> })}
-        {move || discovering.get().map(|e| view! { <Discover engine=e on_done=move || { discovering.set(None); reload.update(|n| *n += 1); }/> })}
-        {move || deleting.get().map(|e| view! { <DeleteServer row=e on_done=move || { deleting.set(None); reload.update(|n| *n += 1); }/> })}
+        {move || editing.get().map(|e| view! {
+            <ServerForm existing=Some(e) on_done=move || { editing.set(None); reload.update(|n| *n += 1); }/>
+        })}
+        {move || discovering.get().map(|e| view! {
+            <Discover engine=e on_done=move || { discovering.set(None); reload.update(|n| *n += 1); }/>
+        })}
+        {move || deleting.get().map(|e| view! {
+            <DeleteServer row=e on_done=move || { deleting.set(None); reload.update(|n| *n += 1); }/>
+        })}
         {show(engines, move |list: &Engines| view! {
             <table id="servers">
-                <thead><tr><th>"Name"</th><th>"Type"</th><th>"Host"</th><th>"Databases"</th><th>"Credentials"</th><th></th></tr></thead>
+                <thead><tr>
+                    <th>"Name"</th><th>"Type"</th><th>"Host"</th><th>"Databases"</th><th>"Credentials"</th><th></th>
+                </tr></thead>
                 <tbody>{list.engines.iter().map(|row| {
                     let e = row.engine.clone();
                     let (id1, e2, row2) = (e.id.clone(), e.clone(), row.clone());
@@ -82,9 +90,24 @@ pub fn Servers() -> impl IntoView {
                             <td class="actions">
                                 <Show when=can_manage>
                                     <button on:click={let id = id1.clone(); move |_| test(id.clone())}>"Test"</button>
-                                    <button class="edit" on:click={let e = e2.clone(); move |_| editing.set(Some(e.clone()))}>"Edit"</button>
-                                    <button class="discover" on:click={let e = e2.clone(); move |_| discovering.set(Some(e.clone()))}>"Discover"</button>
-                                    <button class="danger" on:click={let r = row2.clone(); move |_| deleting.set(Some(r.clone()))}>"Delete"</button>
+                                    <button
+                                        class="edit"
+                                        on:click={let e = e2.clone(); move |_| editing.set(Some(e.clone()))}
+                                    >
+                                        "Edit"
+                                    </button>
+                                    <button
+                                        class="discover"
+                                        on:click={let e = e2.clone(); move |_| discovering.set(Some(e.clone()))}
+                                    >
+                                        "Discover"
+                                    </button>
+                                    <button
+                                        class="danger"
+                                        on:click={let r = row2.clone(); move |_| deleting.set(Some(r.clone()))}
+                                    >
+                                        "Delete"
+                                    </button>
                                 </Show>
                             </td>
                         </tr>
@@ -151,19 +174,52 @@ fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + 
     view! {
         <form class="dialog" id=if is_edit { "edit-server-form" } else { "add-server-form" } on:submit=save>
             <h2>{if is_edit { "Edit server" } else { "Add server" }}</h2>
-            <label>"Name" <input name="name" required prop:value=name on:input=move |ev| name.set(event_target_value(&ev))/></label>
+            <label>"Name"
+                <input name="name" required prop:value=name on:input=move |ev| name.set(event_target_value(&ev))/>
+            </label>
             <label>"Type"
                 <select name="engine_type" disabled=is_edit on:change=move |ev| kind.set(event_target_value(&ev))>
                     <option value="postgresql" selected=move || kind.get() == "postgresql">"PostgreSQL"</option>
                     <option value="mysql" selected=move || kind.get() == "mysql">"MySQL / MariaDB"</option>
                 </select>
             </label>
-            <label>"Host" <input name="host" required prop:value=host on:input=move |ev| host.set(event_target_value(&ev))/></label>
-            <label>"Port" <input name="port" placeholder="default" prop:value=port on:input=move |ev| port.set(event_target_value(&ev))/></label>
-            <label>"Username (for discovery and databases using server credentials)" <input name="username" autocomplete="off" prop:value=username on:input=move |ev| username.set(event_target_value(&ev))/></label>
-            <label>{if is_edit { "New password (blank keeps the current one)" } else { "Password" }} <input name="password" type="password" autocomplete="new-password" on:input=move |ev| password.set(event_target_value(&ev))/></label>
+            <label>"Host"
+                <input name="host" required prop:value=host on:input=move |ev| host.set(event_target_value(&ev))/>
+            </label>
+            <label>"Port"
+                <input
+                    name="port"
+                    placeholder="default"
+                    prop:value=port
+                    on:input=move |ev| port.set(event_target_value(&ev))
+                />
+            </label>
+            <label>"Username (for discovery and databases using server credentials)"
+                <input
+                    name="username"
+                    autocomplete="off"
+                    prop:value=username
+                    on:input=move |ev| username.set(event_target_value(&ev))
+                />
+            </label>
+            <label>
+                {if is_edit { "New password (blank keeps the current one)" } else { "Password" }}
+                <input
+                    name="password"
+                    type="password"
+                    autocomplete="new-password"
+                    on:input=move |ev| password.set(event_target_value(&ev))
+                />
+            </label>
             {is_edit.then(|| view! {
-                <label class="toggle"><input type="checkbox" name="apply_to_all_databases" on:change=move |ev| apply_all.set(event_target_checked(&ev))/>" Also move databases with their own credentials onto these"</label>
+                <label class="toggle">
+                    <input
+                        type="checkbox"
+                        name="apply_to_all_databases"
+                        on:change=move |ev| apply_all.set(event_target_checked(&ev))
+                    />
+                    " Also move databases with their own credentials onto these"
+                </label>
             })}
             <div class="buttons">
                 <button type="button" id="test-server" on:click=test>"Test connection"</button>
@@ -215,7 +271,13 @@ fn Discover(engine: EngineView, on_done: impl Fn() + Clone + Send + Sync + 'stat
                 Some(Err(e)) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
                 Some(Ok(v)) => {
                     // System databases are not offered; registered ones are shown greyed.
-                    let rows: Vec<Value> = v["databases"].as_array().cloned().unwrap_or_default().into_iter().filter(|d| d["system"] != true).collect();
+                    let rows: Vec<Value> = v["databases"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|d| d["system"] != true)
+                        .collect();
                     view! { <ul class="discovered">{rows.into_iter().map(|d| {
                         let name = d["name"].as_str().unwrap_or_default().to_string();
                         let exists = d["exists"] == true;
@@ -235,7 +297,9 @@ fn Discover(engine: EngineView, on_done: impl Fn() + Clone + Send + Sync + 'stat
                 }
             }}
             <div class="buttons">
-                <button id="import-databases" disabled=move || chosen.with(Vec::is_empty) on:click=import>"Import selected"</button>
+                <button id="import-databases" disabled=move || chosen.with(Vec::is_empty) on:click=import>
+                    "Import selected"
+                </button>
                 <button class="link" on:click={let d = on_done.clone(); move |_| d()}>"Close"</button>
             </div>
             <Notice message=message/>
@@ -266,12 +330,16 @@ fn DeleteServer(row: EngineRow, on_done: impl Fn() + Clone + Send + Sync + 'stat
             }
         });
     };
+    let warning = format!("Its {count} database(s) will be deleted too. Their backups stay unless you tick the box.");
     view! {
         <div class="dialog" id="delete-server-dialog">
             <h2>{format!("Delete server {}?", row.engine.name)}</h2>
             {(count > 0).then(|| view! {
-                <p class="warning">{format!("Its {count} database(s) will be deleted too. Their backups stay unless you tick the box.")}</p>
-                <label><input type="checkbox" on:change=move |ev| with_backups.set(event_target_checked(&ev))/>" Also delete their backups (cannot be undone)"</label>
+                <p class="warning">{warning}</p>
+                <label>
+                    <input type="checkbox" on:change=move |ev| with_backups.set(event_target_checked(&ev))/>
+                    " Also delete their backups (cannot be undone)"
+                </label>
             })}
             <div class="buttons">
                 <button class="danger" id="confirm-delete-server" on:click=confirm>"Delete"</button>

@@ -24,6 +24,8 @@ pub fn Settings() -> impl IntoView {
             reload.update(|n| *n += 1);
         });
     };
+    let save_prefs = move |body: Value| save("/api/users/me/preferences", body, "Preferences saved");
+    let save_app = move |body: Value| save("/api/settings", body, "Settings saved");
     let prefs = move || s.me.with(|m| m.as_ref().map(|m| m.preferences.clone()).unwrap_or_default());
     view! {
         <h1>"Settings"</h1>
@@ -31,28 +33,64 @@ pub fn Settings() -> impl IntoView {
         <section class="dialog">
             <h2>"My preferences"</h2>
             <label class="toggle"><input type="checkbox" id="pref-dark" prop:checked=move || prefs().dark_mode
-                on:change=move |ev| save("/api/users/me/preferences", json!({ "dark_mode": event_target_checked(&ev) }), "Preferences saved")/>" Dark mode"</label>
+                on:change=move |ev| save_prefs(json!({ "dark_mode": event_target_checked(&ev) }))/>" Dark mode"</label>
             <label>"Rows per page"
-                <select id="pref-page-size" on:change=move |ev| save("/api/users/me/preferences", json!({ "page_size": event_target_value(&ev).parse::<u32>().unwrap_or(25) }), "Preferences saved")>
-                    {[10u32, 25, 50, 100].map(|n| view! { <option value=n.to_string() selected=move || prefs().page_size == n>{n}</option> })}
+                <select
+                    id="pref-page-size"
+                    on:change=move |ev| {
+                        save_prefs(json!({ "page_size": event_target_value(&ev).parse::<u32>().unwrap_or(25) }))
+                    }
+                >
+                    {[10u32, 25, 50, 100].map(|n| view! {
+                        <option value=n.to_string() selected=move || prefs().page_size == n>{n}</option>
+                    })}
                 </select>
             </label>
         </section>
         {show(settings, move |a: &AppSettings| {
             let a = a.clone();
-            let policy_options = policies.with_untracked(|p| p.as_ref().and_then(|r| r.as_ref().ok()).map(|v| v["policies"].as_array().cloned().unwrap_or_default()).unwrap_or_default());
+            let policy_options = policies.with_untracked(|p| {
+                p.as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .map(|v| v["policies"].as_array().cloned().unwrap_or_default())
+                    .unwrap_or_default()
+            });
             view! {
                 <section class="dialog">
                     <h2>"Application"</h2>
                     <fieldset disabled=move || !is_admin()>
-                        <label class="toggle"><input type="checkbox" prop:checked=a.dark_mode on:change=move |ev| save("/api/settings", json!({ "dark_mode": event_target_checked(&ev) }), "Settings saved")/>" Dark mode by default"</label>
-                        <label class="toggle"><input type="checkbox" id="access-requests" prop:checked=a.access_requests_enabled on:change=move |ev| save("/api/settings", json!({ "access_requests_enabled": event_target_checked(&ev) }), "Settings saved")/>" People without access may request it"</label>
+                        <label class="toggle">
+                            <input
+                                type="checkbox"
+                                prop:checked=a.dark_mode
+                                on:change=move |ev| save_app(json!({ "dark_mode": event_target_checked(&ev) }))
+                            />
+                            " Dark mode by default"
+                        </label>
+                        <label class="toggle">
+                            <input
+                                type="checkbox"
+                                id="access-requests"
+                                prop:checked=a.access_requests_enabled
+                                on:change=move |ev| {
+                                    save_app(json!({ "access_requests_enabled": event_target_checked(&ev) }))
+                                }
+                            />
+                            " People without access may request it"
+                        </label>
                         <label>"Default policy for new databases"
-                            <select on:change=move |ev| save("/api/settings", json!({ "default_policy_id": event_target_value(&ev) }), "Settings saved")>
+                            <select
+                                on:change=move |ev| save_app(json!({ "default_policy_id": event_target_value(&ev) }))
+                            >
                                 {policy_options.into_iter().map(|p| {
                                     let id = p["id"].as_str().unwrap_or_default().to_string();
                                     let selected = id == a.default_policy_id;
-                                    view! { <option value=id.clone() selected=selected>{format!("{} ({})", p["name"].as_str().unwrap_or_default(), p["summary"].as_str().unwrap_or_default())}</option> }
+                                    let label = format!(
+                                        "{} ({})",
+                                        p["name"].as_str().unwrap_or_default(),
+                                        p["summary"].as_str().unwrap_or_default()
+                                    );
+                                    view! { <option value=id.clone() selected=selected>{label}</option> }
                                 }).collect_view()}
                             </select>
                         </label>

@@ -42,7 +42,15 @@ pub fn SignIn() -> impl IntoView {
                 Some(c) if c["mode"] == "dev" => view! {
                     <form on:submit=submit>
                         <p class="hint">"Local sign-in (dev mode): choose who you are and your role."</p>
-                        <label>"Email" <input id="signin-email" type="email" required prop:value=email on:input=move |ev| email.set(event_target_value(&ev))/></label>
+                        <label>"Email"
+                            <input
+                                id="signin-email"
+                                type="email"
+                                required
+                                prop:value=email
+                                on:input=move |ev| email.set(event_target_value(&ev))
+                            />
+                        </label>
                         <label>"Role"
                             <select id="signin-role" on:change=move |ev| role.set(event_target_value(&ev))>
                                 <option value="admin" selected=true>"admin"</option>
@@ -56,7 +64,9 @@ pub fn SignIn() -> impl IntoView {
                 }.into_any(),
                 Some(c) => view! {
                     <p class="hint">"Sign in with your organization's Microsoft account."</p>
-                    <button id="signin-entra" on:click=move |_| crate::entra::start(&c)>"Sign in with Microsoft"</button>
+                    <button id="signin-entra" on:click=move |_| crate::entra::start(&c)>
+                        "Sign in with Microsoft"
+                    </button>
                 }.into_any(),
             }}
         </div>

@@ -48,8 +48,17 @@ pub fn Storage() -> impl IntoView {
             Some(Err(e)) => view! { <p class="error" role="alert">{e.clone()}</p> }.into_any(),
             Some(Ok((usage, dbs))) => {
                 let dbs = dbs["databases"].as_array().cloned().unwrap_or_default();
-                let name_of = |id: &str| dbs.iter().find(|d| d["id"] == id).map(|d| (d["alias"].as_str().unwrap_or_default().to_string(), d["engine_name"].as_str().unwrap_or_default().to_string()))
-                    .unwrap_or_else(|| (format!("{id} (deleted)"), "—".into()));
+                let name_of = |id: &str| {
+                    dbs.iter()
+                        .find(|d| d["id"] == id)
+                        .map(|d| {
+                            (
+                                d["alias"].as_str().unwrap_or_default().to_string(),
+                                d["engine_name"].as_str().unwrap_or_default().to_string(),
+                            )
+                        })
+                        .unwrap_or_else(|| (format!("{id} (deleted)"), "—".into()))
+                };
                 let mut by_server: BTreeMap<String, u64> = BTreeMap::new();
                 let rows: Vec<(String, String, u64, u64)> = usage.iter().map(|(id, (n, b))| {
                     let (alias, server) = name_of(id);
@@ -57,14 +66,23 @@ pub fn Storage() -> impl IntoView {
                     (alias, server, *n, *b)
                 }).collect();
                 let total: u64 = rows.iter().map(|r| r.3).sum();
+                let files: u64 = rows.iter().map(|r| r.2).sum();
                 view! {
-                    <p class="count">{format!("{} in {} file(s)", api::bytes(total as i64), rows.iter().map(|r| r.2).sum::<u64>())}</p>
+                    <p class="count">{format!("{} in {} file(s)", api::bytes(total as i64), files)}</p>
                     <h2>"By server"</h2>
-                    <table id="storage-servers"><thead><tr><th>"Server"</th><th>"Stored"</th></tr></thead>
-                        <tbody>{by_server.into_iter().map(|(s, b)| view! { <tr><td>{s}</td><td>{api::bytes(b as i64)}</td></tr> }).collect_view()}</tbody></table>
+                    <table id="storage-servers">
+                        <thead><tr><th>"Server"</th><th>"Stored"</th></tr></thead>
+                        <tbody>{by_server.into_iter().map(|(s, b)| view! {
+                            <tr><td>{s}</td><td>{api::bytes(b as i64)}</td></tr>
+                        }).collect_view()}</tbody>
+                    </table>
                     <h2>"By database"</h2>
-                    <table id="storage-databases"><thead><tr><th>"Database"</th><th>"Server"</th><th>"Files"</th><th>"Stored"</th></tr></thead>
-                        <tbody>{rows.into_iter().map(|(a, s, n, b)| view! { <tr><td>{a}</td><td>{s}</td><td>{n}</td><td>{api::bytes(b as i64)}</td></tr> }).collect_view()}</tbody></table>
+                    <table id="storage-databases">
+                        <thead><tr><th>"Database"</th><th>"Server"</th><th>"Files"</th><th>"Stored"</th></tr></thead>
+                        <tbody>{rows.into_iter().map(|(a, s, n, b)| view! {
+                            <tr><td>{a}</td><td>{s}</td><td>{n}</td><td>{api::bytes(b as i64)}</td></tr>
+                        }).collect_view()}</tbody>
+                    </table>
                 }.into_any()
             }
         })}

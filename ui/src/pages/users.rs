@@ -51,11 +51,49 @@ pub fn Users() -> impl IntoView {
             Box::pin(async move { api::post("/api/users", &body).await }),
         );
     };
+    let set_role = move |id: String, r: String| {
+        run(
+            "Role changed",
+            Box::pin(async move { api::put(&format!("/api/users/{}", api::enc(&id)), &json!({ "role": r })).await }),
+        )
+    };
+    let toggle = move |id: String, enabled: bool| {
+        run(
+            if enabled { "User disabled" } else { "User enabled" },
+            Box::pin(async move {
+                api::put(&format!("/api/users/{}", api::enc(&id)), &json!({ "enabled": !enabled })).await
+            }),
+        )
+    };
+    let remove = move |id: String| {
+        run("User deleted", Box::pin(async move { api::delete(&format!("/api/users/{}", api::enc(&id))).await }))
+    };
+    let approve = move |id: String, role: String| {
+        run(
+            "Approved",
+            Box::pin(async move {
+                api::post(&format!("/api/access-requests/{}/approve", api::enc(&id)), &json!({ "role": role })).await
+            }),
+        )
+    };
+    let reject = move |id: String| {
+        run(
+            "Rejected",
+            Box::pin(
+                async move { api::post(&format!("/api/access-requests/{}/reject", api::enc(&id)), &json!({})).await },
+            ),
+        )
+    };
     view! {
         <h1>"Users"</h1>
         <Notice message=message/>
         <form class="toolbar" id="add-user" on:submit=add>
-            <input type="email" required placeholder="email@company.com" on:input=move |ev| email.set(event_target_value(&ev))/>
+            <input
+                type="email"
+                required
+                placeholder="email@company.com"
+                on:input=move |ev| email.set(event_target_value(&ev))
+            />
             <select on:change=move |ev| role.set(event_target_value(&ev))>
                 {ROLES.map(|r| view! { <option value=r selected=r == "viewer">{r}</option> })}
             </select>
@@ -63,7 +101,9 @@ pub fn Users() -> impl IntoView {
         </form>
         {show(users, move |list: &Users| view! {
             <table id="users">
-                <thead><tr><th>"Email"</th><th>"Name"</th><th>"Role"</th><th>"Enabled"</th><th>"Since"</th><th></th></tr></thead>
+                <thead><tr>
+                    <th>"Email"</th><th>"Name"</th><th>"Role"</th><th>"Enabled"</th><th>"Since"</th><th></th>
+                </tr></thead>
                 <tbody>{list.users.iter().map(|u| {
                     let (id1, id2, id3) = (u.id.clone(), u.id.clone(), u.id.clone());
                     let current = role_name(u);
@@ -72,15 +112,18 @@ pub fn Users() -> impl IntoView {
                         <tr>
                             <td>{u.email.clone()}</td>
                             <td>{u.name.clone()}</td>
-                            <td><select on:change=move |ev| {
-                                let (id, r) = (id1.clone(), event_target_value(&ev));
-                                run("Role changed", Box::pin(async move { api::put(&format!("/api/users/{}", api::enc(&id)), &json!({ "role": r })).await }))
-                            }>{ROLES.map(|r| view! { <option value=r selected=r == current>{r}</option> })}</select></td>
+                            <td>
+                                <select on:change=move |ev| set_role(id1.clone(), event_target_value(&ev))>
+                                    {ROLES.map(|r| view! { <option value=r selected=r == current>{r}</option> })}
+                                </select>
+                            </td>
                             <td>{if enabled { "yes" } else { "no" }}</td>
                             <td>{when(&u.created_at)}</td>
                             <td class="actions">
-                                <button on:click=move |_| { let id = id2.clone(); run(if enabled { "User disabled" } else { "User enabled" }, Box::pin(async move { api::put(&format!("/api/users/{}", api::enc(&id)), &json!({ "enabled": !enabled })).await })) }>{if enabled { "Disable" } else { "Enable" }}</button>
-                                <button class="danger" on:click=move |_| { let id = id3.clone(); run("User deleted", Box::pin(async move { api::delete(&format!("/api/users/{}", api::enc(&id))).await })) }>"Delete"</button>
+                                <button on:click=move |_| toggle(id2.clone(), enabled)>
+                                    {if enabled { "Disable" } else { "Enable" }}
+                                </button>
+                                <button class="danger" on:click=move |_| remove(id3.clone())>"Delete"</button>
                             </td>
                         </tr>
                     }
@@ -102,10 +145,16 @@ pub fn Users() -> impl IntoView {
                             <tr>
                                 <td>{format!("{} <{}>", r.name, r.email)}</td>
                                 <td>{when(&r.requested_at)}</td>
-                                <td><select on:change=move |ev| chosen.set(event_target_value(&ev))>{ROLES.map(|x| view! { <option value=x selected=x == "viewer">{x}</option> })}</select></td>
+                                <td>
+                                    <select on:change=move |ev| chosen.set(event_target_value(&ev))>
+                                        {ROLES.map(|x| view! { <option value=x selected=x == "viewer">{x}</option> })}
+                                    </select>
+                                </td>
                                 <td class="actions">
-                                    <button on:click=move |_| { let id = id1.clone(); let role = chosen.get_untracked(); run("Approved", Box::pin(async move { api::post(&format!("/api/access-requests/{}/approve", api::enc(&id)), &json!({ "role": role })).await })) }>"Approve"</button>
-                                    <button class="danger" on:click=move |_| { let id = id2.clone(); run("Rejected", Box::pin(async move { api::post(&format!("/api/access-requests/{}/reject", api::enc(&id)), &json!({})).await })) }>"Reject"</button>
+                                    <button on:click=move |_| approve(id1.clone(), chosen.get_untracked())>
+                                        "Approve"
+                                    </button>
+                                    <button class="danger" on:click=move |_| reject(id2.clone())>"Reject"</button>
                                 </td>
                             </tr>
                         }

@@ -47,6 +47,12 @@ impl Answer {
     }
 }
 
+impl Default for T {
+    fn default() -> Self {
+        T::new()
+    }
+}
+
 impl T {
     pub fn new() -> Self {
         let mem = Memory::default();
