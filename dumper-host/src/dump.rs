@@ -219,14 +219,20 @@ pub(crate) async fn run_client(
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The pg_dump for this server: the fixed one if configured, else the one of the server's major
-/// version (asked with the newest psql, which also fails fast on bad credentials), else PATH's.
-async fn pg_dump_for(spec: &DumpSpec, opts: &DumpOptions) -> Result<String, DumpFailure> {
+/// The PostgreSQL client `tool` (pg_dump, psql) for this server: next to the fixed pg_dump if one is
+/// configured, else the one of the server's major version (asked with the newest psql, which also
+/// fails fast on bad credentials), else PATH's. A newer tool writes SQL an older server rejects.
+pub(crate) async fn pg_tool_for(spec: &DumpSpec, opts: &DumpOptions, tool: &str) -> Result<String, DumpFailure> {
     if let Some(fixed) = &opts.pg_dump {
-        return Ok(fixed.clone());
+        let sibling = std::path::Path::new(fixed).with_file_name(tool);
+        return Ok(match tool {
+            "pg_dump" => fixed.clone(),
+            _ if sibling.exists() => sibling.to_string_lossy().into_owned(),
+            _ => tool.into(),
+        });
     }
     let Some(sets) = opts.pg_tools_dir.as_deref().map(pg_toolsets).filter(|s| !s.is_empty()) else {
-        return Ok("pg_dump".into());
+        return Ok(tool.into());
     };
     let (newest_major, newest_bin) = sets.last().cloned().expect("not empty");
     let mut c = Command::new(newest_bin.join("psql"));
@@ -244,7 +250,7 @@ async fn pg_dump_for(spec: &DumpSpec, opts: &DumpOptions) -> Result<String, Dump
     }
     // The same major if installed; an older server gets the oldest installed (pg_dump reads back to 9.2).
     let bin = sets.iter().find(|(m, _)| *m >= major).map(|(_, b)| b.clone()).unwrap_or(newest_bin);
-    Ok(bin.join("pg_dump").to_string_lossy().into_owned())
+    Ok(bin.join(tool).to_string_lossy().into_owned())
 }
 
 fn build_command(spec: &DumpSpec, opts: &DumpOptions, pg_dump: &str) -> std::io::Result<(Command, Option<OwnedFd>)> {
@@ -309,7 +315,7 @@ pub(crate) fn mysql_command(
 pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> Result<DumpOutcome, DumpFailure> {
     let started = Instant::now();
     let pg_dump = match spec.engine {
-        Engine::Postgresql => pg_dump_for(spec, opts).await?,
+        Engine::Postgresql => pg_tool_for(spec, opts, "pg_dump").await?,
         Engine::Mysql => String::new(),
     };
     let (mut cmd, keep_fd) = build_command(spec, opts, &pg_dump)

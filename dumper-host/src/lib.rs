@@ -7,6 +7,7 @@ pub mod outbound;
 pub mod probe;
 pub mod probe_service;
 mod reply;
+pub mod restore;
 pub mod server;
 pub mod storage;
 pub mod worker;

@@ -15,7 +15,7 @@ use crate::dump::{fail, mysql_command, pg_env, pg_toolsets, run_client, DumpFail
 const FS: char = '\u{1f}';
 
 /// The MariaDB/MySQL command-line client next to the configured dump tool.
-fn mysql_client(opts: &DumpOptions) -> String {
+pub(crate) fn mysql_client(opts: &DumpOptions) -> String {
     match opts.mysqldump.rsplit_once("-dump") {
         Some((base, "")) => base.to_string(),
         _ => opts.mysqldump.replace("mysqldump", "mysql"),

@@ -97,6 +97,12 @@ pub fn get_blob(a: &Account, now: DateTime<Utc>, container: &str, blob: &str) ->
     build(a, now, "GET", blob_url(a, container, blob), vec![], vec![])
 }
 
+/// `len` bytes of a blob from `start` (`x-ms-range`): downloads in bounded pieces.
+pub fn get_blob_range(a: &Account, now: DateTime<Utc>, container: &str, blob: &str, start: u64, len: u64) -> Request {
+    let range = format!("bytes={start}-{}", start + len.max(1) - 1);
+    build(a, now, "GET", blob_url(a, container, blob), vec![("x-ms-range".into(), range)], vec![])
+}
+
 pub fn get_properties(a: &Account, now: DateTime<Utc>, container: &str, blob: &str) -> Request {
     build(a, now, "HEAD", blob_url(a, container, blob), vec![], vec![])
 }

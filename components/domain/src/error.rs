@@ -40,6 +40,8 @@ pub enum ErrorClass {
     StorageFailed,
     /// The job could not be run as queued (missing database, bad configuration).
     InvalidJob,
+    /// A backup's bytes are not the ones stored (checksum mismatch, truncated or damaged stream).
+    Corrupt,
 }
 
 impl ErrorClass {
@@ -56,6 +58,7 @@ impl ErrorClass {
             ErrorClass::Tls => "check the server's TLS requirement and certificates",
             ErrorClass::ToolFailed => "read the tool's message; the dump tool failed",
             ErrorClass::StorageFailed => "check the storage account, its network rules and the dumper's identity",
+            ErrorClass::Corrupt => "the backup file was altered or damaged; restore another backup",
             ErrorClass::InvalidJob => {
                 "the database's configuration changed or was deleted; fix it and run the backup again"
             }

@@ -33,7 +33,7 @@ impl From<ErrorClass> for wit::FailureClass {
             ErrorClass::Unreachable => F::Unreachable,
             ErrorClass::Timeout => F::Timeout,
             ErrorClass::Tls => F::Tls,
-            ErrorClass::StorageFailed => F::StorageFailed,
+            ErrorClass::StorageFailed | ErrorClass::Corrupt => F::StorageFailed,
             // The guest validates jobs itself; from the host, a bad job is the tool's failure.
             ErrorClass::ToolFailed | ErrorClass::InvalidJob => F::ToolFailed,
         }

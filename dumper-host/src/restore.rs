@@ -1,0 +1,408 @@
+//! The restore pipeline: a backup (blob, read in ranges, or a downloaded file) → SHA-256 → gunzip →
+//! the target's own client (`psql --single-transaction`, `mariadb`), into a database created for it.
+//!
+//! Nothing half-done is kept: the target is always a fresh database, and it is dropped again when
+//! anything fails — the tool stops on an error, the stream is truncated, or the bytes do not hash to
+//! the SHA-256 recorded at backup time (checked before the client is told the input ended, so a
+//! mismatch never commits). Memory is bounded by two download ranges plus one decompressed slice.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use flate2::write::GzDecoder;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+use dilux_azure::blob;
+use dilux_domain::ErrorClass;
+
+use crate::dump::{fail, mysql_command, pg_env, pg_tool_for, redact, DumpFailure, DumpOptions, DumpSpec, Engine};
+use crate::storage::Storage;
+
+/// Where the backup comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Blob {
+        container: String,
+        name: String,
+    },
+    /// A downloaded `.sql.gz`.
+    File(PathBuf),
+}
+
+/// What to restore, and into which new database. `Debug` is hand-written so the password never prints.
+#[derive(Clone)]
+pub struct RestoreSpec {
+    pub engine: Engine,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: String,
+    /// Created by the restore; it must not exist yet.
+    pub database: String,
+    pub source: Source,
+    /// The SHA-256 the stored bytes must have; for a blob, its metadata's when not given.
+    pub expected_sha256: Option<String>,
+}
+
+impl std::fmt::Debug for RestoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreSpec")
+            .field("engine", &self.engine)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("database", &self.database)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreOutcome {
+    pub compressed_bytes: u64,
+    pub uncompressed_bytes: u64,
+    /// The SHA-256 of the stored bytes, as verified.
+    pub sha256: String,
+    /// Whether it was compared with a recorded one (a file restored without `--sha256` is only checked
+    /// by gzip's own CRC).
+    pub verified: bool,
+    pub duration: Duration,
+}
+
+/// Bytes of the source downloaded per request, and how many requests run ahead of the client.
+const RANGE: u64 = 4 << 20;
+const AHEAD: usize = 2;
+/// Decompressed output is handed to the client after each slice this size of compressed input.
+const SLICE: usize = 64 << 10;
+
+/// PostgreSQL's database to connect to while creating or dropping the target.
+const PG_MAINTENANCE_DB: &str = "postgres";
+
+impl RestoreSpec {
+    /// The connection as the dump helpers take it, to `database`.
+    fn conn(&self, database: &str) -> DumpSpec {
+        DumpSpec {
+            engine: self.engine,
+            host: self.host.clone(),
+            port: self.port,
+            database: database.to_string(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            container: String::new(),
+            blob_name: String::new(),
+            metadata: vec![],
+        }
+    }
+}
+
+fn pg_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn mysql_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// Runs one statement as the restoring user (on PostgreSQL against the maintenance database).
+async fn admin_sql(spec: &RestoreSpec, opts: &DumpOptions, sql: &str) -> Result<(), DumpFailure> {
+    match spec.engine {
+        Engine::Postgresql => {
+            let conn = spec.conn(PG_MAINTENANCE_DB);
+            let mut c = Command::new(pg_tool_for(&conn, opts, "psql").await?);
+            c.args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+            pg_env(&mut c, &conn, opts);
+            crate::dump::run_client(c, "psql", &spec.password, opts).await.map(|_| ())
+        }
+        Engine::Mysql => {
+            let (mut c, fd) =
+                mysql_command(&crate::probe::mysql_client(opts), &spec.host, spec.port, &spec.username, &spec.password)
+                    .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare mariadb: {e}")))?;
+            c.args(["--protocol=TCP", "-e", sql]);
+            let r = crate::dump::run_client(c, "mariadb", &spec.password, opts).await;
+            drop(fd);
+            r.map(|_| ())
+        }
+    }
+}
+
+async fn create_database(spec: &RestoreSpec, opts: &DumpOptions) -> Result<(), DumpFailure> {
+    let sql = match spec.engine {
+        Engine::Postgresql => format!("CREATE DATABASE {}", pg_ident(&spec.database)),
+        Engine::Mysql => format!("CREATE DATABASE {} CHARACTER SET utf8mb4", mysql_ident(&spec.database)),
+    };
+    admin_sql(spec, opts, &sql).await.map_err(|e| {
+        if e.message.contains("already exists") || e.message.contains("1007") {
+            let why =
+                format!("database `{}` already exists on the target server; restore into a new name", spec.database);
+            fail(ErrorClass::ToolFailed, why)
+        } else {
+            e
+        }
+    })
+}
+
+/// Drops the database this restore created (after a failure: nothing half-restored stays).
+async fn drop_database(spec: &RestoreSpec, opts: &DumpOptions) {
+    let sql = match spec.engine {
+        // FORCE ends sessions the killed client may have left behind.
+        Engine::Postgresql => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg_ident(&spec.database)),
+        Engine::Mysql => format!("DROP DATABASE IF EXISTS {}", mysql_ident(&spec.database)),
+    };
+    if let Err(e) = admin_sql(spec, opts, &sql).await {
+        let db = &spec.database;
+        tracing::error!(database = %db, error = %e, "could not drop the half-restored database; drop it by hand");
+    }
+}
+
+/// The restoring client, reading the dump on stdin.
+async fn client(
+    spec: &RestoreSpec,
+    opts: &DumpOptions,
+) -> Result<(Command, Option<std::os::fd::OwnedFd>), DumpFailure> {
+    match spec.engine {
+        Engine::Postgresql => {
+            let conn = spec.conn(&spec.database);
+            let mut c = Command::new(pg_tool_for(&conn, opts, "psql").await?);
+            // One transaction: an error anywhere rolls everything back.
+            c.args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"]);
+            pg_env(&mut c, &conn, opts);
+            Ok((c, None))
+        }
+        Engine::Mysql => {
+            let (mut c, fd) =
+                mysql_command(&crate::probe::mysql_client(opts), &spec.host, spec.port, &spec.username, &spec.password)
+                    .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare mariadb: {e}")))?;
+            c.args(["--protocol=TCP", "--default-character-set=utf8mb4", "--batch"]).arg(&spec.database);
+            Ok((c, Some(fd)))
+        }
+    }
+}
+
+/// The source's size and recorded SHA-256, if it has one.
+async fn describe(storage: Option<&Storage>, source: &Source) -> Result<(u64, Option<String>), DumpFailure> {
+    match source {
+        Source::File(path) => {
+            let meta = tokio::fs::metadata(path)
+                .await
+                .map_err(|e| fail(ErrorClass::NotFound, format!("cannot read {}: {e}", path.display())))?;
+            Ok((meta.len(), None))
+        }
+        Source::Blob { container, name } => {
+            let storage = storage.ok_or_else(|| fail(ErrorClass::StorageFailed, "no storage account is configured"))?;
+            let r = storage
+                .send("get blob properties", blob::get_properties(&storage.account, Utc::now(), container, name))
+                .await
+                .map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
+            if r.status == 404 {
+                return Err(fail(ErrorClass::NotFound, format!("backup file {container}/{name} does not exist")));
+            }
+            let props = blob::parse_properties(r).map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
+            let sha = props.metadata.iter().find(|(k, _)| k == "sha256").map(|(_, v)| v.clone());
+            Ok((props.content_length, sha))
+        }
+    }
+}
+
+/// Reads the source in order into `tx`, `RANGE` bytes at a time.
+async fn read_source(storage: Option<Storage>, source: Source, size: u64, tx: mpsc::Sender<Result<Vec<u8>, String>>) {
+    match source {
+        Source::File(path) => {
+            let mut f = match tokio::fs::File::open(&path).await {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("cannot open {}: {e}", path.display()))).await;
+                    return;
+                }
+            };
+            loop {
+                let mut buf = vec![0u8; RANGE as usize];
+                match f.read(&mut buf).await {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Ok(buf)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("reading {} failed: {e}", path.display()))).await;
+                        return;
+                    }
+                }
+            }
+        }
+        Source::Blob { container, name } => {
+            let storage = storage.expect("described first");
+            let mut start = 0;
+            while start < size {
+                let len = RANGE.min(size - start);
+                let req = blob::get_blob_range(&storage.account, Utc::now(), &container, &name, start, len);
+                let piece = match storage.send("get blob", req).await {
+                    Ok(r) if r.is_success() && r.body.len() as u64 == len => Ok(r.body),
+                    Ok(r) if r.is_success() => {
+                        Err(format!("get blob: {} bytes at {start}, expected {len}", r.body.len()))
+                    }
+                    Ok(r) => Err(r.check("get blob").err().map(|e| e.to_string()).unwrap_or_default()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let failed = piece.is_err();
+                if tx.send(piece).await.is_err() || failed {
+                    return;
+                }
+                start += len;
+            }
+        }
+    }
+}
+
+/// Restores the backup of `spec.source` into the new database `spec.database`. `progress` hears bytes
+/// of the source done out of its size.
+pub async fn run_restore(
+    storage: Option<&Storage>,
+    spec: &RestoreSpec,
+    opts: &DumpOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<RestoreOutcome, DumpFailure> {
+    let started = Instant::now();
+    let (size, recorded) = describe(storage, &spec.source).await?;
+    let expected = spec.expected_sha256.clone().or(recorded).map(|s| s.to_ascii_lowercase());
+    create_database(spec, opts).await?;
+    match feed(storage, spec, opts, size, expected.as_deref(), progress).await {
+        Ok((compressed, uncompressed, sha256)) => Ok(RestoreOutcome {
+            compressed_bytes: compressed,
+            uncompressed_bytes: uncompressed,
+            sha256,
+            verified: expected.is_some(),
+            duration: started.elapsed(),
+        }),
+        Err(e) => {
+            drop_database(spec, opts).await;
+            Err(DumpFailure { message: format!("{}; nothing was kept", e.message), ..e })
+        }
+    }
+}
+
+/// Streams the source through hash and gunzip into the client; answers (stored, restored, sha256).
+async fn feed(
+    storage: Option<&Storage>,
+    spec: &RestoreSpec,
+    opts: &DumpOptions,
+    size: u64,
+    expected: Option<&str>,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<(u64, u64, String), DumpFailure> {
+    let (mut cmd, keep_fd) = client(spec, opts).await?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true).env("LC_ALL", "C");
+    let mut child =
+        cmd.spawn().map_err(|e| fail(ErrorClass::ToolFailed, format!("could not start the restore client: {e}")))?;
+    drop(keep_fd);
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let stderr_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut buf).await;
+        // Drain the rest so the client never blocks on a full pipe.
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let (tx, mut rx) = mpsc::channel(AHEAD);
+    tokio::spawn(read_source(storage.cloned(), spec.source.clone(), size, tx));
+
+    let mut hasher = Sha256::new();
+    let mut gz = GzDecoder::new(Vec::with_capacity(1 << 20));
+    let (mut stored, mut restored) = (0u64, 0u64);
+    let mut client_ok = true;
+    // A damaged stream is read to its end anyway: the hash then names the cause (an altered blob).
+    let mut damaged: Option<String> = None;
+    'read: while let Some(piece) = rx.recv().await {
+        let piece = match piece {
+            Ok(p) => p,
+            Err(m) => return abort(child, stderr_task, spec, Some(fail(ErrorClass::StorageFailed, m))).await,
+        };
+        hasher.update(&piece);
+        stored += piece.len() as u64;
+        if damaged.is_some() {
+            continue;
+        }
+        for slice in piece.chunks(SLICE) {
+            if let Err(e) = gz.write_all(slice) {
+                damaged = Some(format!("the backup is not a valid gzip stream ({e})"));
+                continue 'read;
+            }
+            let out = std::mem::take(gz.get_mut());
+            restored += out.len() as u64;
+            match tokio::time::timeout(opts.stall_timeout, stdin.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                // The client stopped reading: it failed, and its own words say why.
+                Ok(Err(_)) => {
+                    client_ok = false;
+                    break 'read;
+                }
+                Err(_) => {
+                    let why = format!("the server accepted nothing for {}s", opts.stall_timeout.as_secs());
+                    return abort(child, stderr_task, spec, Some(fail(ErrorClass::Timeout, why))).await;
+                }
+            }
+        }
+        progress(stored, size);
+    }
+    if !client_ok {
+        return abort(child, stderr_task, spec, None).await;
+    }
+    if stored != size {
+        let short = fail(ErrorClass::Corrupt, format!("the backup ended after {stored} of {size} bytes"));
+        return abort(child, stderr_task, spec, Some(short)).await;
+    }
+    let sha: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(want) = expected.filter(|want| *want != sha) {
+        let why =
+            format!("SHA-256 mismatch: the stored backup hashes to {sha}, but {want} was recorded at backup time");
+        return abort(child, stderr_task, spec, Some(fail(ErrorClass::Corrupt, why))).await;
+    }
+    // gzip's trailer (CRC-32 and length) catches a truncated or damaged stream even without a hash.
+    let tail = match damaged.map_or_else(|| gz.try_finish().map_err(|e| e.to_string()), Err) {
+        Ok(()) => std::mem::take(gz.get_mut()),
+        Err(e) => {
+            let bad = fail(ErrorClass::Corrupt, format!("the backup stream is incomplete or damaged: {e}"));
+            return abort(child, stderr_task, spec, Some(bad)).await;
+        }
+    };
+    restored += tail.len() as u64;
+    if stdin.write_all(&tail).await.is_err() {
+        return abort(child, stderr_task, spec, None).await;
+    }
+    // Only now does the client see the end of its input, and commit.
+    drop(stdin);
+    let status = child.wait().await.map_err(|e| fail(ErrorClass::ToolFailed, e.to_string()))?;
+    let words = redact(stderr_task.await.unwrap_or_default().trim(), &spec.password);
+    if !status.success() {
+        return Err(client_failed(&words));
+    }
+    Ok((stored, restored, sha))
+}
+
+fn client_failed(words: &str) -> DumpFailure {
+    let tail: Vec<&str> = words.lines().rev().take(5).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    fail(ErrorClass::from_tool_stderr(words), format!("the restore client failed: {}", tail.join("\n")))
+}
+
+/// Stops the client before it sees the end of its input (PostgreSQL then rolls back); `why: None`
+/// means the client failed by itself and its own words say why.
+async fn abort(
+    mut child: tokio::process::Child,
+    stderr: tokio::task::JoinHandle<String>,
+    spec: &RestoreSpec,
+    why: Option<DumpFailure>,
+) -> Result<(u64, u64, String), DumpFailure> {
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let words = redact(stderr.await.unwrap_or_default().trim(), &spec.password);
+    Err(why.unwrap_or_else(|| client_failed(&words)))
+}

@@ -1,0 +1,251 @@
+//! Disaster recovery with the app gone: `dilux-restore` puts a backup the app made back into a new
+//! database — from the storage account or a downloaded file — and keeps nothing when the backup is
+//! not the one recorded, the target already exists, or the server rejects it half-way.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::Utc;
+use dilux_dumper_host::storage::Storage;
+use dilux_e2e::{Api, App, Azurite, Mariadb, Postgres};
+use serde_json::json;
+
+const PG_PASSWORD: &str = "pg-Rest0re-s3cret!";
+const MARIA_PASSWORD: &str = "maria-Rest0re-s3cret\"'";
+
+/// Emoji, every byte value, NULLs, quotes and backslashes, a view, a trigger and a function.
+const PG_SCHEMA: &str = r#"
+CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, data bytea, note text);
+INSERT INTO items SELECT g, 'item ' || g || ' 🦀🎉 ñandú', decode(lpad(to_hex(g % 256), 2, '0') || '00ff', 'hex'),
+  CASE WHEN g % 7 = 0 THEN NULL ELSE E'line\nbreak \\ back ''q'' "dq" ' || g END FROM generate_series(1, 3000) g;
+CREATE TABLE audit (id serial PRIMARY KEY, item integer, at_name text);
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO audit (item, at_name) VALUES (NEW.id, NEW.name); RETURN NEW; END $$;
+CREATE TRIGGER items_touch AFTER UPDATE ON items FOR EACH ROW EXECUTE FUNCTION touch();
+UPDATE items SET name = name || '!' WHERE id <= 10;
+CREATE VIEW named AS SELECT id, name FROM items WHERE note IS NOT NULL;
+"#;
+
+const MARIA_SCHEMA: &str = r#"
+SET SESSION max_recursive_iterations = 100000;
+CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(200) CHARACTER SET utf8mb4 NOT NULL, data BLOB,
+  note TEXT CHARACTER SET utf8mb4) ENGINE=InnoDB;
+INSERT INTO items WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 3000)
+  SELECT g, CONCAT('item ', g, ' 🦀🎉 ñandú'), UNHEX(CONCAT(LPAD(HEX(g % 256), 2, '0'), '00ff')),
+  IF(g % 7 = 0, NULL, CONCAT('line\nbreak \\ back ''q'' "dq" ', g)) FROM s;
+CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, item INT) ENGINE=InnoDB;
+CREATE TRIGGER items_touch AFTER UPDATE ON items FOR EACH ROW INSERT INTO audit (item) VALUES (NEW.id);
+UPDATE items SET name = CONCAT(name, '!') WHERE id <= 10;
+CREATE VIEW named AS SELECT id, name FROM items WHERE note IS NOT NULL;
+CREATE PROCEDURE item_count(OUT n INT) SELECT COUNT(*) INTO n FROM items;
+CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM audit WHERE id < 0;
+"#;
+
+/// Each table's row count and content digest, and the names of views, triggers and routines.
+fn pg_fingerprint(pg: &Postgres, db: &str) -> Result<String> {
+    let mut out = String::new();
+    for t in ["items", "audit"] {
+        let sql =
+            format!("SELECT '{t}', count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x.id), '')) FROM {t} x");
+        out += &pg.sql(db, &sql)?;
+    }
+    let objects = "SELECT string_agg(n, ',' ORDER BY n) FROM (SELECT viewname AS n FROM pg_views WHERE schemaname = \
+        'public' UNION SELECT tgname FROM pg_trigger WHERE NOT tgisinternal UNION SELECT proname FROM pg_proc \
+        WHERE pronamespace = 'public'::regnamespace) o";
+    out += &pg.sql(db, objects)?;
+    Ok(out)
+}
+
+fn maria_fingerprint(m: &Mariadb, db: &str) -> Result<String> {
+    let mut out = String::new();
+    for t in ["items", "audit"] {
+        let sql = format!(
+            "SELECT '{t}', COUNT(*), MD5(GROUP_CONCAT(CONCAT_WS('#', id, {cols}) ORDER BY id SEPARATOR '|')) FROM {t}",
+            cols = if t == "items" { "name, HEX(data), IFNULL(note, 'NULL')" } else { "item" }
+        );
+        out += &m.sql(db, &format!("SET SESSION group_concat_max_len = 1 << 30; {sql}"))?;
+    }
+    let objects = format!(
+        "SELECT GROUP_CONCAT(n ORDER BY n) FROM (SELECT table_name AS n FROM information_schema.views WHERE \
+         table_schema = '{db}' UNION SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = \
+         '{db}' UNION SELECT routine_name FROM information_schema.routines WHERE routine_schema = '{db}' UNION \
+         SELECT event_name FROM information_schema.events WHERE event_schema = '{db}') o"
+    );
+    out += &m.sql(db, &objects)?;
+    Ok(out)
+}
+
+fn restore_bin() -> PathBuf {
+    std::env::var("DILUX_HOST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| dilux_e2e::target_dir().join("release/dilux-dumper-host"))
+        .with_file_name("dilux-restore")
+}
+
+/// The flags naming a target server, user and new database.
+fn target(engine: &str, port: u16, user: &str, db: &str) -> Vec<String> {
+    let port = port.to_string();
+    ["--engine", engine, "--host", "127.0.0.1", "--port", &port, "--user", user, "--database", db]
+        .map(str::to_string)
+        .to_vec()
+}
+
+/// Runs `dilux-restore` with the storage account and password in its environment only.
+fn restore(conn: &str, password: &str, target: &[String], source: &[&str]) -> Output {
+    Command::new(restore_bin())
+        .args(target)
+        .args(source)
+        .env("DILUX_STORAGE_CONNECTION_STRING", conn)
+        .env("DILUX_RESTORE_PASSWORD", password)
+        .output()
+        .expect("dilux-restore runs")
+}
+
+fn said(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Replaces a blob's content with `content`, keeping its metadata (so its recorded SHA-256 stays).
+async fn overwrite(storage: &Storage, name: &str, content: Vec<u8>) -> Result<()> {
+    use dilux_azure::blob;
+    let a = &storage.account;
+    let props =
+        blob::parse_properties(storage.send("props", blob::get_properties(a, Utc::now(), "backups", name)).await?)?;
+    let id = blob::block_id(0);
+    storage.send("block", blob::put_block(a, Utc::now(), "backups", name, &id, content)).await?.check("put block")?;
+    let commit = blob::put_block_list(a, Utc::now(), "backups", name, &[id], "application/gzip", &props.metadata, true);
+    storage.send("commit", commit).await?.check("put block list")?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<()> {
+    let az = std::thread::spawn(Azurite::start);
+    let pg = std::thread::spawn(|| Postgres::start(PG_PASSWORD));
+    let maria = std::thread::spawn(Mariadb::start);
+    let (az, pg, maria) = (az.join().unwrap()?, pg.join().unwrap()?, maria.join().unwrap()?);
+    pg.sql("postgres", "CREATE DATABASE shop")?;
+    pg.sql("shop", PG_SCHEMA)?;
+    let q = MARIA_PASSWORD.replace('\'', "''");
+    maria.sql(
+        "",
+        &format!(
+            "CREATE DATABASE shop CHARACTER SET utf8mb4; CREATE USER 'dilux'@'127.0.0.1' IDENTIFIED BY '{q}'; \
+             GRANT ALL PRIVILEGES ON *.* TO 'dilux'@'127.0.0.1';"
+        ),
+    )?;
+    maria.sql("shop", MARIA_SCHEMA)?;
+
+    // Back both up through the app, then take the app away.
+    let (pg_blob, pg_sha, maria_blob, maria_sha) = {
+        let app = App::start(&az.connection_string)?;
+        let api = Api::signed_in(&app, "admin").await?;
+        let mut out = vec![];
+        for (engine, port, user, password) in
+            [("postgresql", pg.port, "postgres", PG_PASSWORD), ("mysql", maria.port, "dilux", MARIA_PASSWORD)]
+        {
+            let e = api
+                .post(
+                    "/api/engines",
+                    json!({ "name": engine, "engine_type": engine, "host": "127.0.0.1", "port": port,
+                        "username": user, "password": password }),
+                )
+                .await?;
+            let d = api.post("/api/databases", json!({ "engine_id": e["id"], "name": "shop" })).await?;
+            let id = d["id"].as_str().unwrap().to_string();
+            let b = api.post(&format!("/api/databases/{id}/backup"), json!(null)).await?;
+            let done = api.wait_final(&id, b["backup_id"].as_str().unwrap(), Duration::from_secs(120)).await?;
+            assert_eq!(done["status"], "completed", "{done}");
+            out.push((done["blob_name"].as_str().unwrap().to_string(), done["sha256"].as_str().unwrap().to_string()));
+        }
+        (out[0].0.clone(), out[0].1.clone(), out[1].0.clone(), out[1].1.clone())
+    };
+    let conn = az.connection_string.as_str();
+    let pg_target = |user: &str, db: &str| target("postgresql", pg.port, user, db);
+    let maria_target = |db: &str| target("mysql", maria.port, "dilux", db);
+
+    // PostgreSQL, from the storage account: every table, view, trigger and function comes back.
+    let o = restore(conn, PG_PASSWORD, &pg_target("postgres", "shop_restored"), &["--blob", &pg_blob]);
+    assert!(o.status.success(), "{}", said(&o));
+    assert!(said(&o).contains("SHA-256 verified"), "{}", said(&o));
+    assert!(!said(&o).contains(PG_PASSWORD));
+    assert_eq!(pg_fingerprint(&pg, "shop_restored")?, pg_fingerprint(&pg, "shop")?);
+
+    // MariaDB, from a downloaded file checked against the recorded SHA-256: events and routines too.
+    let file = dilux_e2e::tempdir("restore-file").join("shop.sql.gz");
+    let storage = Storage::new(dilux_azure::Account::from_connection_string(conn)?);
+    let get = dilux_azure::blob::get_blob(&storage.account, Utc::now(), "backups", &maria_blob);
+    std::fs::write(&file, storage.send("get", get).await?.check("get blob")?.body)?;
+    let file = file.to_str().unwrap();
+    let o = restore(conn, MARIA_PASSWORD, &maria_target("shop_restored"), &["--file", file, "--sha256", &maria_sha]);
+    assert!(o.status.success(), "{}", said(&o));
+    assert_eq!(maria_fingerprint(&maria, "shop_restored")?, maria_fingerprint(&maria, "shop")?);
+    // And from the storage account.
+    let o = restore(conn, MARIA_PASSWORD, &maria_target("shop_again"), &["--blob", &maria_blob]);
+    assert!(o.status.success(), "{}", said(&o));
+    assert_eq!(maria_fingerprint(&maria, "shop_again")?, maria_fingerprint(&maria, "shop")?);
+
+    // An existing database is never a target: refused, and left exactly as it was.
+    let before = pg_fingerprint(&pg, "shop")?;
+    let o = restore(conn, PG_PASSWORD, &pg_target("postgres", "shop"), &["--blob", &pg_blob]);
+    assert!(!o.status.success());
+    assert!(said(&o).contains("already exists"), "{}", said(&o));
+    assert_eq!(pg_fingerprint(&pg, "shop")?, before);
+
+    // A wrong file hash is named, and nothing is kept.
+    let zeros = "0".repeat(64);
+    let o = restore(conn, MARIA_PASSWORD, &maria_target("shop_wrong_hash"), &["--file", file, "--sha256", &zeros]);
+    assert!(!o.status.success());
+    assert!(said(&o).contains("SHA-256 mismatch"), "{}", said(&o));
+    let left = maria.sql("", "SHOW DATABASES LIKE 'shop_wrong_hash'")?;
+    assert!(left.trim().is_empty(), "the half-restored database is dropped: {left}");
+
+    // A blob altered after the backup — still valid gzip, one row changed — restores nothing.
+    let get = dilux_azure::blob::get_blob(&storage.account, Utc::now(), "backups", &pg_blob);
+    let original = storage.send("get", get).await?.check("get blob")?.body;
+    let sql = String::from_utf8(dilux_e2e::gunzip(&original)?)?;
+    assert!(sql.contains("ñandú!"), "the dump holds the rows");
+    let altered = sql.replacen("ñandú!", "ñandú?", 1);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, altered.as_bytes())?;
+    overwrite(&storage, &pg_blob, gz.finish()?).await?;
+    let o = restore(conn, PG_PASSWORD, &pg_target("postgres", "shop_altered"), &["--blob", &pg_blob]);
+    assert!(!o.status.success());
+    assert!(said(&o).contains("SHA-256 mismatch") && said(&o).contains(&pg_sha), "{}", said(&o));
+    assert!(said(&o).contains("nothing was kept"), "{}", said(&o));
+    assert_eq!(pg.sql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'shop_altered'")?.trim(), "0");
+
+    // A damaged blob (bytes flipped mid-stream) is named as altered too.
+    let mut damaged = original.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0xff;
+    damaged[mid + 1] ^= 0x55;
+    overwrite(&storage, &pg_blob, damaged).await?;
+    let o = restore(conn, PG_PASSWORD, &pg_target("postgres", "shop_damaged"), &["--blob", &pg_blob]);
+    assert!(!o.status.success());
+    assert!(said(&o).contains("SHA-256 mismatch"), "{}", said(&o));
+    assert_eq!(pg.sql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'shop_damaged'")?.trim(), "0");
+
+    // A server that rejects the backup half-way (the objects' owner cannot be assumed by this user):
+    // the tool's own words, and no half-restored database.
+    overwrite(&storage, &pg_blob, original).await?;
+    pg.sql("postgres", "CREATE ROLE limited LOGIN CREATEDB PASSWORD 'limited-pw-123'")?;
+    let o = restore(conn, "limited-pw-123", &pg_target("limited", "shop_limited"), &["--blob", &pg_blob]);
+    assert!(!o.status.success());
+    assert!(said(&o).contains("the restore client failed") && said(&o).contains("ERROR"), "{}", said(&o));
+    assert_eq!(pg.sql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'shop_limited'")?.trim(), "0");
+
+    // Without a password in the environment and no terminal, it says how to give one.
+    let o = Command::new("setsid")
+        .arg(restore_bin())
+        .args(maria_target("x"))
+        .args(["--file", file])
+        .env_remove("DILUX_RESTORE_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    assert!(!o.status.success());
+    assert!(said(&o).contains("DILUX_RESTORE_PASSWORD"), "{}", said(&o));
+    Ok(())
+}
