@@ -2,6 +2,7 @@
 # Benchmarks, printing figures (not pass/fail):
 #   scripts/bench.sh dump [SIZE_MB ...]    dump pipeline throughput and peak memory (default 128 512)
 #   scripts/bench.sh scheduler [N]         one scheduler tick over N databases in Azurite (default 10000)
+#   scripts/bench.sh restore [SIZE_MB ...] restore pipeline vs `psql -f` of the same dump (default 1024)
 source "$(dirname "$0")/lib.sh"
 install_all
 build_components
@@ -11,5 +12,6 @@ what="${1:-dump}"; shift || true
 case "$what" in
   dump) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-dump" "$@" ;;
   scheduler) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-scheduler" "$@" ;;
-  *) echo "usage: scripts/bench.sh dump|scheduler [args]" >&2; exit 2 ;;
+  restore) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-restore" "$@" ;;
+  *) echo "usage: scripts/bench.sh dump|scheduler|restore [args]" >&2; exit 2 ;;
 esac

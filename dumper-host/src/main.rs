@@ -152,8 +152,16 @@ async fn main() -> anyhow::Result<()> {
         files: vec![],
         dumper: Some(Arc::new(host::Dumper { storage: storage.clone(), options: dump_options })),
     };
-    let w = Arc::new(worker::Worker::new(storage, &linker, &component, guest, worker::WorkerOptions::from_env(&env))?);
-    tracing::info!("worker started");
-    w.run().await;
+    // Backups and restores each have their queue, leased under the same rules by the same guest.
+    let backups = worker::WorkerOptions::from_env(&env);
+    let restores = worker::WorkerOptions { queue: dilux_domain::restore::RESTORE_JOBS_QUEUE.into(), ..backups.clone() };
+    let mut running = tokio::task::JoinSet::new();
+    for options in [backups, restores] {
+        let queue = options.queue.clone();
+        let w = Arc::new(worker::Worker::new(storage.clone(), &linker, &component, guest.clone(), options)?);
+        tracing::info!(queue = %queue, "worker started");
+        running.spawn(w.run());
+    }
+    running.join_next().await;
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! Disaster recovery with the app gone: `dilux-restore` puts a backup the app made back into a new
-//! database — from the storage account or a downloaded file — and keeps nothing when the backup is
-//! not the one recorded, the target already exists, or the server rejects it half-way.
+//! Restores, through the app (a job its worker runs) and with the app gone (`dilux-restore`, from the
+//! storage account or a downloaded file): a backup comes back into a new database identical to the
+//! original, and nothing is kept when the backup is not the one recorded, the target already exists,
+//! or the server rejects it half-way.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -10,6 +11,7 @@ use anyhow::Result;
 use chrono::Utc;
 use dilux_dumper_host::storage::Storage;
 use dilux_e2e::{Api, App, Azurite, Mariadb, Postgres};
+use reqwest::Method as M;
 use serde_json::json;
 
 const PG_PASSWORD: &str = "pg-Rest0re-s3cret!";
@@ -75,6 +77,20 @@ fn maria_fingerprint(m: &Mariadb, db: &str) -> Result<String> {
     );
     out += &m.sql(db, &objects)?;
     Ok(out)
+}
+
+/// Polls a restore until it is final.
+async fn wait_restore(api: &Api, requested: &serde_json::Value) -> Result<serde_json::Value> {
+    let id = requested["restore_id"].as_str().unwrap_or_else(|| panic!("no restore id: {requested}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, r) = api.call(M::GET, &format!("/api/restores/{id}"), None).await?;
+        if r["status"] == "completed" || r["status"] == "failed" {
+            return Ok(r);
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "restore {id} did not finish: {r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn restore_bin() -> PathBuf {
@@ -160,6 +176,34 @@ async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<(
             assert_eq!(done["status"], "completed", "{done}");
             out.push((done["blob_name"].as_str().unwrap().to_string(), done["sha256"].as_str().unwrap().to_string()));
         }
+
+        // Restores through the app: queued, run by its worker, followed in the restore history.
+        let viewer = Api::signed_in(&app, "viewer").await?;
+        let (s, _) = viewer.call(M::POST, "/api/backups/restore", Some(json!({ "blob_name": out[0].0 }))).await?;
+        assert_eq!(s, 403, "viewers cannot restore");
+        let pg_api = api.post("/api/backups/restore", json!({ "blob_name": out[0].0, "target_database": "shop_api" }));
+        let pg_api = pg_api.await?;
+        let maria_api = api.post("/api/backups/restore", json!({ "blob_name": out[1].0 })).await?;
+        let done = wait_restore(&viewer, &pg_api).await?;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert!(done["bytes_restored"].as_i64().unwrap() > done["bytes_total"].as_i64().unwrap(), "{done}");
+        assert_eq!(pg_fingerprint(&pg, "shop_api")?, pg_fingerprint(&pg, "shop")?);
+        let done = wait_restore(&viewer, &maria_api).await?;
+        assert_eq!(done["status"], "completed", "{done}");
+        let name = maria_api["target_database"].as_str().unwrap();
+        assert!(name.starts_with("shop_restored_"), "{name}");
+        assert_eq!(maria_fingerprint(&maria, name)?, maria_fingerprint(&maria, "shop")?);
+        // Into a database that exists (not registered in the app): the job fails in the server's words,
+        // and that database is left as it was.
+        let before = pg_fingerprint(&pg, "shop_api")?;
+        let again = api.post("/api/backups/restore", json!({ "blob_name": out[0].0, "target_database": "shop_api" }));
+        let done = wait_restore(&viewer, &again.await?).await?;
+        assert_eq!(done["status"], "failed", "{done}");
+        assert!(done["error_message"].as_str().unwrap().contains("already exists"), "{done}");
+        assert_eq!(pg_fingerprint(&pg, "shop_api")?, before);
+        let list = viewer.call(M::GET, "/api/restores", None).await?.1;
+        assert_eq!(list["count"], 3, "{list}");
+
         (out[0].0.clone(), out[0].1.clone(), out[1].0.clone(), out[1].1.clone())
     };
     let conn = az.connection_string.as_str();

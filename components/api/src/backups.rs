@@ -266,14 +266,14 @@ pub async fn retention_preview(cx: &Cx<'_>) -> ApiResult<Reply> {
 }
 
 /// The history row of a blob: its date partition is in the name (`…/YYYYMMDD_HHMMSS_….ext`).
-async fn row_of_blob(app: &App, name: &str) -> ApiResult<Option<BackupResult>> {
+pub(crate) async fn row_of_blob(app: &App, name: &str) -> ApiResult<Option<BackupResult>> {
     let stamp = name.rsplit('/').next().and_then(|f| f.get(..8)).unwrap_or("");
     let Ok(day) = NaiveDate::parse_from_str(stamp, "%Y%m%d") else { return Ok(None) };
     let q = HistoryQuery { from: Some(day), to: Some(day), blob_name: Some(name.to_string()), ..Default::default() };
     Ok(app.stores.history.query(&q).await?.into_iter().next())
 }
 
-fn check_blob_name(name: &str) -> ApiResult<()> {
+pub(crate) fn check_blob_name(name: &str) -> ApiResult<()> {
     let parts: Vec<&str> = name.split('/').collect();
     let valid = parts.len() == 3
         && ["mysql", "postgresql", "sqlserver"].contains(&parts[0])

@@ -35,6 +35,7 @@ pub enum Kind {
     AlreadyResolved,
     BackupInProgress,
     BackupRunning,
+    RestoreInProgress,
     HasDatabases,
     LastAdmin,
     NoCredentials,
@@ -66,8 +67,8 @@ impl Kind {
             Forbidden | AccountDisabled | AccessRequested | NoAccess => 403,
             NotFound | NoRoute => 404,
             MethodNotAllowed => 405,
-            Duplicate | AlreadyResolved | BackupInProgress | BackupRunning | HasDatabases | LastAdmin
-            | NoCredentials | Orphaned | PolicyInUse | SystemPolicy | UnreadableSecret => 409,
+            Duplicate | AlreadyResolved | BackupInProgress | BackupRunning | RestoreInProgress | HasDatabases
+            | LastAdmin | NoCredentials | Orphaned | PolicyInUse | SystemPolicy | UnreadableSecret => 409,
             Changed => 412,
             BodyTooLarge => 413,
             Misconfigured | TokenError => 500,
@@ -94,6 +95,7 @@ impl Kind {
             AlreadyResolved => "already_resolved",
             BackupInProgress => "backup_in_progress",
             BackupRunning => "backup_running",
+            RestoreInProgress => "restore_in_progress",
             HasDatabases => "has_databases",
             LastAdmin => "last_admin",
             NoCredentials => "no_credentials",

@@ -23,6 +23,7 @@ pub mod me;
 pub mod openapi;
 pub mod policies;
 pub mod probe;
+pub mod restores;
 pub mod routes;
 pub mod settings;
 pub mod status;

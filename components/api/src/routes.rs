@@ -12,7 +12,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use crate::error::ApiResult;
 use crate::http::{Cx, Reply, Verb};
 use crate::{access_requests, audit_log, auth, backups, engines, me, policies, probe, settings, status, users};
-use crate::{databases, openapi};
+use crate::{databases, openapi, restores};
 
 pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// A handler: what it is given, what it answers.
@@ -294,6 +294,25 @@ pub static ROUTES: &[Route] = &[
     r(Get, "/api/retention/preview", "RetentionPreview", h!(backups::retention_preview), "What retention would delete")
         .needs(View)
         .query(&[("database_id", "one database")]),
+    // Restores.
+    r(Post, "/api/backups/restore", "RestoreBackup", h!(restores::request), "Restore a backup into a new database")
+        .needs(ManageDatabases)
+        .audited("restore_requested", "backup")
+        .body(schema::<dilux_domain::restore::RestoreRequest>)
+        .returns(schema::<restores::Requested>)
+        .ok(202),
+    r(Get, "/api/restores", "ListRestores", h!(restores::list), "Restores, newest first")
+        .needs(View)
+        .query(&[
+            ("database_id", "restores of one database's backups"),
+            ("status", "pending, in_progress, completed or failed"),
+            ("days", "how many days back (default 90)"),
+            PAGE,
+        ])
+        .returns(schema::<restores::RestoreList>),
+    r(Get, "/api/restores/{id}", "GetRestore", h!(restores::get), "One restore: status, bytes, duration, error")
+        .needs(View)
+        .returns(schema::<dilux_domain::restore::RestoreResult>),
     // Policies.
     r(Get, "/api/backup-policies", "ListPolicies", h!(policies::list), "Policies with summary and usage")
         .needs(View)

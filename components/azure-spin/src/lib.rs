@@ -118,8 +118,9 @@ pub async fn ensure_app_storage(a: &Account, container: &str) -> Result<(), Stor
             t::AUTH_CACHE,
             t::SETTINGS,
             t::ACCESS_REQUESTS,
+            t::RESTORES,
         ],
-        &[dilux_domain::JOBS_QUEUE],
+        &[dilux_domain::JOBS_QUEUE, dilux_domain::restore::RESTORE_JOBS_QUEUE],
         &[container],
     )
     .await

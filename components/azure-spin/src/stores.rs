@@ -336,8 +336,13 @@ impl AzureStorage {
             schedule: Box::new(TableRecords::new(self, tables::SCHEDULE, "state")),
             ticks: Box::new(TableRecords::new(self, tables::SCHEDULE, TICK_PK)),
             history: Box::new(AzureHistory(self.clone())),
+            restores: Box::new(TableRecords::new(self, tables::RESTORES, dilux_domain::restore::RESTORE_PK)),
             audit: Box::new(AzureAudit(self.clone())),
             jobs: Box::new(AzureJobs { storage: self.clone(), queue: dilux_domain::JOBS_QUEUE }),
+            restore_jobs: Box::new(AzureJobs {
+                storage: self.clone(),
+                queue: dilux_domain::restore::RESTORE_JOBS_QUEUE,
+            }),
             files: Box::new(AzureFiles(self.clone())),
             dumper: Box::new(dumper),
             keys: Box::new(HttpKeySource),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod log;
 pub mod policy;
 pub mod probe;
+pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod secret;
@@ -35,6 +36,8 @@ pub mod tables {
     /// App settings (one row) and per-user preferences.
     pub const SETTINGS: &str = "appsettings";
     pub const ACCESS_REQUESTS: &str = "accessrequests";
+    /// One row per restore.
+    pub const RESTORES: &str = "restorehistory";
     /// The single partition of the engines table.
     pub const ENGINE_PK: &str = "engine";
     /// The single partition of the databases table.

@@ -13,6 +13,8 @@ spin_sdk::wit_bindgen::generate!({
     runtime_path: "::spin_sdk::wit_bindgen::rt",
 });
 
+mod restore;
+
 use dilux::dumper::dump;
 use exports::dilux::dumper::job_handler::{Guest, JobOutcome};
 
@@ -50,6 +52,9 @@ async fn handle(message: String, dequeue_count: u32) -> JobOutcome {
         Ok(c) => c,
         Err(e) => return JobOutcome::RetryLater(format!("job-runner is misconfigured: {e}")),
     };
+    if let Some(job) = dilux_domain::restore::RestoreJob::parse(&message) {
+        return restore::handle(&ctx, job, dequeue_count).await;
+    }
     let job: BackupJob = match serde_json::from_str(&message) {
         Ok(j) => j,
         Err(e) => {
@@ -190,6 +195,7 @@ impl From<dump::FailureClass> for ErrorClass {
             F::Tls => ErrorClass::Tls,
             F::ToolFailed => ErrorClass::ToolFailed,
             F::StorageFailed => ErrorClass::StorageFailed,
+            F::Corrupt => ErrorClass::Corrupt,
         }
     }
 }

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use dilux_domain::audit::AuditLog;
 use dilux_domain::policy::PolicyRow;
 use dilux_domain::probe::{ProbeRequest, ProbeResult};
+use dilux_domain::restore::RestoreResult;
 use dilux_domain::schedule::{ScheduleState, TickRecord};
 use dilux_domain::settings::{AccessRequest, AppSettings, Preferences, SigningKeys};
 use dilux_domain::user::User;
@@ -138,8 +139,13 @@ pub struct Stores {
     /// By tick name.
     pub ticks: Box<dyn Records<TickRecord>>,
     pub history: Box<dyn History>,
+    /// By restore id.
+    pub restores: Box<dyn Records<RestoreResult>>,
     pub audit: Box<dyn Audit>,
+    /// The backup jobs queue.
     pub jobs: Box<dyn Jobs>,
+    /// The restore jobs queue.
+    pub restore_jobs: Box<dyn Jobs>,
     pub files: Box<dyn Files>,
     pub dumper: Box<dyn Dumper>,
     pub keys: Box<dyn KeySource>,

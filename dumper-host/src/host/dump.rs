@@ -33,7 +33,8 @@ impl From<ErrorClass> for wit::FailureClass {
             ErrorClass::Unreachable => F::Unreachable,
             ErrorClass::Timeout => F::Timeout,
             ErrorClass::Tls => F::Tls,
-            ErrorClass::StorageFailed | ErrorClass::Corrupt => F::StorageFailed,
+            ErrorClass::StorageFailed => F::StorageFailed,
+            ErrorClass::Corrupt => F::Corrupt,
             // The guest validates jobs itself; from the host, a bad job is the tool's failure.
             ErrorClass::ToolFailed | ErrorClass::InvalidJob => F::ToolFailed,
         }
@@ -115,6 +116,7 @@ mod tests {
             (ErrorClass::StorageFailed, F::StorageFailed),
             (ErrorClass::ToolFailed, F::ToolFailed),
             (ErrorClass::InvalidJob, F::ToolFailed),
+            (ErrorClass::Corrupt, F::Corrupt),
         ];
         for (class, expected) in pairs {
             assert_eq!(wit::FailureClass::from(class), expected, "{class:?}");

@@ -3,6 +3,7 @@
 //! (`dilux:dumper/dump`).
 
 pub mod dump;
+pub mod restore;
 pub mod variables;
 
 use std::collections::HashMap;
@@ -92,6 +93,7 @@ pub fn engine_and_linker() -> anyhow::Result<(Engine, Linker<HostState>)> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     variables::add_to_linker(&mut linker)?;
     job_runner::dilux::dumper::dump::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    job_runner::dilux::dumper::restore::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
     Ok((engine, linker))
 }
 

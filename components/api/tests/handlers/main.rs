@@ -4,6 +4,7 @@
 mod backups;
 mod catalog;
 mod people;
+mod restores;
 mod routing;
 
 use chrono::{DateTime, TimeZone, Utc};

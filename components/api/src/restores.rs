@@ -1,0 +1,152 @@
+//! Restores: a completed backup into a new database on a server of the same engine, run as a job by
+//! the dumper-host workers (`restore-jobs`), with a history a user can follow.
+
+use dilux_domain::restore::{restored_name, RestoreJob, RestoreRequest, RestoreResult};
+use dilux_domain::{BackupStatus, Database};
+use serde::Serialize;
+
+use crate::error::{ApiError, ApiResult, Kind};
+use crate::http::{enum_param, number_param, Cx, Reply};
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Requested {
+    pub restore_id: String,
+    pub status: BackupStatus,
+    pub target_engine_id: String,
+    pub target_database: String,
+    pub message: String,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct RestoreList {
+    pub restores: Vec<RestoreResult>,
+    pub count: usize,
+}
+
+/// `POST /api/backups/restore`: checks everything that can be checked before anything is written,
+/// records a pending restore, then queues its job.
+pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
+    let (app, who) = (cx.app, cx.who()?);
+    let input: RestoreRequest = cx.body()?;
+    input.validate()?;
+    crate::backups::check_blob_name(&input.blob_name)?;
+    let backup = crate::backups::row_of_blob(app, &input.blob_name)
+        .await?
+        .ok_or_else(|| ApiError::field("blob_name", format!("no backup `{}` is in the history", input.blob_name)))?;
+    if backup.status != BackupStatus::Completed {
+        return Err(ApiError::field("blob_name", "only a completed backup can be restored"));
+    }
+    let engine_id = input.target_engine_id.clone().unwrap_or_else(|| backup.engine_id.clone());
+    let (engine, _) = app
+        .stores
+        .engines
+        .get(&engine_id)
+        .await?
+        .ok_or_else(|| ApiError::field("target_engine_id", format!("no server `{engine_id}` exists")))?;
+    if engine.engine_type != backup.database_type {
+        return Err(ApiError::field(
+            "target_engine_id",
+            format!(
+                "server `{}` runs {}, but the backup is of {}",
+                engine.name,
+                engine.engine_type.as_str(),
+                backup.database_type.as_str()
+            ),
+        ));
+    }
+    if !engine.has_credentials() {
+        return Err(ApiError::new(
+            Kind::NoCredentials,
+            format!("server `{}` has no username/password to restore with; add them first", engine.name),
+        ));
+    }
+    let target = input.target_database.clone().unwrap_or_else(|| restored_name(&backup.database_name, cx.now));
+    let registered: Vec<Database> = crate::engines::databases_of(app, &engine.id).await?;
+    if registered.iter().any(|d| d.name == target) {
+        return Err(ApiError::new(
+            Kind::Duplicate,
+            format!("`{target}` is a registered database on `{}`; a restore never overwrites one", engine.name),
+        ));
+    }
+    let all = app.stores.restores.list().await?;
+    if let Some((r, _)) =
+        all.iter().find(|(r, _)| !r.status.is_final() && r.target_engine_id == engine.id && r.target_database == target)
+    {
+        return Err(ApiError::new(
+            Kind::RestoreInProgress,
+            format!("a restore into `{target}` is already {} (id {}); wait for it", status_word(r.status), r.id),
+        ));
+    }
+    let row = RestoreResult {
+        id: uuid::Uuid::new_v4().to_string(),
+        backup_id: backup.id.clone(),
+        blob_name: backup.blob_name.clone(),
+        sha256: backup.sha256.clone(),
+        source_database_id: backup.database_id.clone(),
+        source_database_alias: backup.database_alias.clone(),
+        engine_type: backup.database_type,
+        target_engine_id: engine.id.clone(),
+        target_engine_name: engine.name.clone(),
+        target_database: target.clone(),
+        mode: input.mode,
+        status: BackupStatus::Pending,
+        requested_by: who.email.clone(),
+        created_at: cx.now,
+        started_at: None,
+        completed_at: None,
+        duration_seconds: None,
+        bytes_total: backup.file_size_bytes,
+        bytes_restored: None,
+        error_class: None,
+        error_message: None,
+        attempts: 0,
+    };
+    app.stores.restores.insert(&row.id, &row).await?;
+    let message = serde_json::to_string(&RestoreJob::new(&row.id)).expect("jobs serialize");
+    if let Err(e) = app.stores.restore_jobs.put(&message).await {
+        // Nothing half-written: a pending restore without a job would wait forever.
+        let _ = app.stores.restores.delete(&row.id).await;
+        return Err(e.into());
+    }
+    let answer = Requested {
+        restore_id: row.id.clone(),
+        status: BackupStatus::Pending,
+        target_engine_id: engine.id.clone(),
+        target_database: target.clone(),
+        message: format!("restore queued into `{target}` on `{}`", engine.name),
+    };
+    Ok(Reply::json(&answer).about(&backup.id, &backup.blob_name))
+}
+
+fn status_word(s: BackupStatus) -> String {
+    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// `GET /api/restores[?database_id=&status=]`: newest first.
+pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
+    let status: Option<BackupStatus> = enum_param(cx.query, "status", "pending, in_progress, completed, failed")?;
+    let limit = crate::backups::page_size(cx.query)?;
+    let days = number_param(cx.query, "days", 1..=3660, 90)?;
+    let since = cx.now - chrono::Duration::days(days);
+    let source = cx.param("database_id");
+    let mut rows: Vec<RestoreResult> = cx
+        .app
+        .stores
+        .restores
+        .list()
+        .await?
+        .into_iter()
+        .map(|(r, _)| r)
+        .filter(|r| r.created_at >= since)
+        .filter(|r| status.is_none_or(|s| r.status == s))
+        .filter(|r| source.is_none_or(|d| r.source_database_id == d))
+        .collect();
+    rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    rows.truncate(limit);
+    Ok(Reply::json(&RestoreList { count: rows.len(), restores: rows }))
+}
+
+pub async fn get(cx: &Cx<'_>) -> ApiResult<Reply> {
+    let (r, _) = cx.app.stores.restores.get(cx.id()).await?.ok_or_else(|| ApiError::not_found("restore", cx.id()))?;
+    Ok(Reply::json(&r))
+}

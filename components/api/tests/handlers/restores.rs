@@ -1,0 +1,123 @@
+//! Restore requests: what is checked before anything is written, the job and row they leave, and the
+//! history a user follows.
+
+use chrono::Duration;
+use dilux_domain::restore::RestoreJob;
+use dilux_domain::{BackupJob, BackupResult, BackupStatus, EngineType, TriggeredBy};
+use serde_json::json;
+
+use crate::{now, T};
+
+/// A completed backup of database `db` (named `shop`) on server `engine`.
+fn completed(t: &T, db: &str, engine: &str, status: BackupStatus) -> BackupResult {
+    let job = BackupJob::new(db, EngineType::Postgresql, TriggeredBy::Manual, vec![], now() - Duration::hours(1));
+    let mut row = BackupResult::pending(&job, "shop", "Shop", engine);
+    row.status = status;
+    row.sha256 = Some("ab".repeat(32));
+    row.file_size_bytes = Some(1234);
+    t.mem.history.put(row.clone());
+    row
+}
+
+async fn setup() -> (T, String, BackupResult) {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let d = t.database(&e, "shop").await;
+    let b = completed(&t, &d, &e, BackupStatus::Completed);
+    (t, e, b)
+}
+
+#[tokio::test]
+async fn a_restore_request_leaves_a_pending_row_and_a_job() {
+    let (t, e, b) = setup().await;
+    let a = t.call("operator", "POST", "/api/backups/restore", Some(json!({ "blob_name": b.blob_name }))).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!(a.body["target_database"], "shop_restored_20261201_120000", "the default name");
+    let row = t.mem.restores.all().remove(0);
+    assert_eq!(
+        (row.status, row.target_engine_id.as_str(), row.backup_id.as_str()),
+        (BackupStatus::Pending, e.as_str(), b.id.as_str())
+    );
+    assert_eq!((row.sha256, row.requested_by.as_str()), (b.sha256.clone(), "operator@example.com"));
+    let job = RestoreJob::parse(&t.mem.restore_jobs.messages()[0]).unwrap();
+    assert_eq!(job.id, row.id);
+    assert!(t.mem.jobs.messages().is_empty(), "backup jobs are another queue");
+    let audit = t.mem.audit.all().pop().unwrap();
+    assert_eq!((audit.action.as_str(), audit.resource_id.as_str()), ("restore_requested", b.id.as_str()));
+}
+
+#[tokio::test]
+async fn only_a_completed_backup_onto_a_server_of_its_engine_is_restored() {
+    let (t, _, b) = setup().await;
+    let failed = completed(&t, "other", "e", BackupStatus::Failed);
+    let my = t
+        .admin(
+            "POST",
+            "/api/engines",
+            Some(json!({ "name": "my", "engine_type": "mysql", "host": "m",
+        "username": "u", "password": "pw-1234" })),
+        )
+        .await;
+    let cases = [
+        (json!({ "blob_name": failed.blob_name }), "blob_name"),
+        (json!({ "blob_name": "postgresql/x/20260101_000000_y.sql.gz" }), "blob_name"),
+        (json!({ "blob_name": "../../etc" }), "blob_name"),
+        (json!({ "blob_name": b.blob_name, "target_engine_id": my.body["id"] }), "target_engine_id"),
+        (json!({ "blob_name": b.blob_name, "target_engine_id": "nope" }), "target_engine_id"),
+        (json!({ "blob_name": b.blob_name, "target_database": "-x" }), "target_database"),
+        (json!({ "blob_name": b.blob_name, "mode": "replace", "confirm": "shop" }), "mode"),
+        (json!({ "blob_name": b.blob_name, "mode": "merge" }), "mode"),
+    ];
+    for (body, field) in cases {
+        let a = t.admin("POST", "/api/backups/restore", Some(body.clone())).await;
+        assert_eq!((a.status, a.field()), (400, Some(field)), "{body}: {}", a.body);
+    }
+    assert!(t.mem.restores.is_empty() && t.mem.restore_jobs.messages().is_empty(), "nothing written");
+}
+
+#[tokio::test]
+async fn a_registered_database_is_never_a_restore_target() {
+    let (t, _, b) = setup().await;
+    let a = t
+        .admin("POST", "/api/backups/restore", Some(json!({ "blob_name": b.blob_name, "target_database": "shop" })))
+        .await;
+    assert_eq!((a.status, a.code()), (409, Some("duplicate")));
+}
+
+#[tokio::test]
+async fn one_restore_into_a_target_at_a_time() {
+    let (t, _, b) = setup().await;
+    let body = json!({ "blob_name": b.blob_name, "target_database": "shop_copy" });
+    assert_eq!(t.admin("POST", "/api/backups/restore", Some(body.clone())).await.status, 202);
+    let a = t.admin("POST", "/api/backups/restore", Some(body)).await;
+    assert_eq!((a.status, a.code()), (409, Some("restore_in_progress")));
+    let other = json!({ "blob_name": b.blob_name, "target_database": "shop_copy2" });
+    assert_eq!(t.admin("POST", "/api/backups/restore", Some(other)).await.status, 202, "another target is fine");
+}
+
+#[tokio::test]
+async fn viewers_follow_restores_but_cannot_start_one() {
+    let (t, _, b) = setup().await;
+    let a = t.call("viewer", "POST", "/api/backups/restore", Some(json!({ "blob_name": b.blob_name }))).await;
+    assert_eq!(a.status, 403);
+    let id = t.admin("POST", "/api/backups/restore", Some(json!({ "blob_name": b.blob_name }))).await.body
+        ["restore_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let list = t.call("viewer", "GET", &format!("/api/restores?database_id={}", b.database_id), None).await;
+    assert_eq!((list.status, list.body["count"].as_u64()), (200, Some(1)));
+    let one = t.call("viewer", "GET", &format!("/api/restores/{id}"), None).await;
+    assert_eq!((one.body["status"].as_str(), one.body["bytes_total"].as_u64()), (Some("pending"), Some(1234)));
+    assert_eq!(t.call("viewer", "GET", "/api/restores/nope", None).await.status, 404);
+    assert_eq!(t.call("viewer", "GET", "/api/restores?status=done", None).await.field(), Some("status"));
+}
+
+#[tokio::test]
+async fn a_queue_outage_leaves_no_pending_restore() {
+    let (t, _, b) = setup().await;
+    *t.mem.restore_jobs.fail.borrow_mut() = true;
+    let a = t.admin("POST", "/api/backups/restore", Some(json!({ "blob_name": b.blob_name }))).await;
+    assert_eq!(a.status, 503);
+    assert!(t.mem.restores.is_empty());
+}

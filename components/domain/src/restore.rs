@@ -1,0 +1,185 @@
+//! Restores: the request a user makes (a completed backup into a new database on a server of the
+//! same engine), the job on the `restore-jobs` queue, and the restore history row with its life
+//! cycle pending → in_progress → completed | failed.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{BackupStatus, EngineType, ErrorClass, FieldError};
+
+/// The queue restore jobs wait on (the same workers lease it, under the same rules as backups).
+pub const RESTORE_JOBS_QUEUE: &str = "restore-jobs";
+/// The partition of the restore history table.
+pub const RESTORE_PK: &str = "restore";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreMode {
+    /// Into a new database; nothing existing is touched.
+    #[default]
+    New,
+    /// Over the original (restore beside it, then swap): not available yet.
+    Replace,
+}
+
+/// `POST /api/backups/restore`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// The backup file (as listed by `GET /api/backups`).
+    pub blob_name: String,
+    /// The server to restore onto, of the backup's engine type; the backup's own server by default.
+    pub target_engine_id: Option<String>,
+    /// The new database's name; `<name>_restored_<YYYYMMDD_HHMMSS>` by default.
+    pub target_database: Option<String>,
+    #[serde(default)]
+    pub mode: RestoreMode,
+    /// With `replace`: must equal the target database's name.
+    pub confirm: Option<String>,
+}
+
+impl RestoreRequest {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if let Some(name) = &self.target_database {
+            crate::engine::validate_db_name(name).map_err(|e| FieldError::new("target_database", e.message))?;
+        }
+        if self.mode == RestoreMode::Replace {
+            return Err(FieldError::new(
+                "mode",
+                "replace is not available yet: restore as a new database (mode new), check it, then swap names",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The default name of a restored database, within PostgreSQL's 63 bytes (it would cut it silently).
+pub fn restored_name(original: &str, at: DateTime<Utc>) -> String {
+    let suffix = format!("_restored_{}", at.format("%Y%m%d_%H%M%S"));
+    let mut keep = 63 - suffix.len();
+    while !original.is_char_boundary(keep.min(original.len())) {
+        keep -= 1;
+    }
+    format!("{}{suffix}", &original[..keep.min(original.len())])
+}
+
+/// The message on the `restore-jobs` queue. Carries no secret: the worker resolves credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreJob {
+    /// Tells a restore message from a backup one.
+    pub kind: String,
+    pub id: String,
+}
+
+impl RestoreJob {
+    pub const KIND: &'static str = "restore";
+
+    pub fn new(id: &str) -> Self {
+        RestoreJob { kind: Self::KIND.into(), id: id.into() }
+    }
+
+    /// A restore job, if `message` is one.
+    pub fn parse(message: &str) -> Option<Self> {
+        serde_json::from_str::<RestoreJob>(message).ok().filter(|j| j.kind == Self::KIND)
+    }
+}
+
+/// A restore as the history shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RestoreResult {
+    pub id: String,
+    pub backup_id: String,
+    pub blob_name: String,
+    /// The SHA-256 recorded at backup time, checked while the restore streams.
+    pub sha256: Option<String>,
+    pub source_database_id: String,
+    pub source_database_alias: String,
+    pub engine_type: EngineType,
+    pub target_engine_id: String,
+    pub target_engine_name: String,
+    pub target_database: String,
+    pub mode: RestoreMode,
+    pub status: BackupStatus,
+    pub requested_by: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub completed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub duration_seconds: Option<f64>,
+    /// Bytes of the stored backup (compressed).
+    #[serde(default)]
+    pub bytes_total: Option<i64>,
+    #[serde(default)]
+    pub bytes_restored: Option<i64>,
+    #[serde(default)]
+    pub error_class: Option<ErrorClass>,
+    /// The tool's or service's own words, without secrets.
+    #[serde(default)]
+    pub error_message: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+}
+
+impl RestoreResult {
+    /// Marks an attempt as started; `false` when the row is already final (a redelivered message
+    /// for a finished restore must not run again).
+    pub fn start(&mut self, now: DateTime<Utc>) -> bool {
+        if self.status.is_final() {
+            return false;
+        }
+        self.status = BackupStatus::InProgress;
+        self.started_at = Some(now);
+        self.attempts += 1;
+        true
+    }
+
+    pub fn complete(&mut self, now: DateTime<Utc>, stored: u64, restored: u64) {
+        self.status = BackupStatus::Completed;
+        self.finish(now);
+        self.bytes_total = Some(stored as i64);
+        self.bytes_restored = Some(restored as i64);
+        self.error_class = None;
+        self.error_message = None;
+    }
+
+    pub fn fail(&mut self, now: DateTime<Utc>, class: ErrorClass, message: &str) {
+        self.status = BackupStatus::Failed;
+        self.finish(now);
+        self.error_class = Some(class);
+        self.error_message = Some(message.to_string());
+    }
+
+    fn finish(&mut self, now: DateTime<Utc>) {
+        self.completed_at = Some(now);
+        self.duration_seconds = self.started_at.map(|s| (now - s).num_milliseconds() as f64 / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_messages_are_told_from_backup_ones() {
+        let m = serde_json::to_string(&RestoreJob::new("r1")).unwrap();
+        assert_eq!(RestoreJob::parse(&m).unwrap().id, "r1");
+        assert!(RestoreJob::parse(r#"{"id":"b1","database_id":"d"}"#).is_none());
+    }
+
+    #[test]
+    fn names_and_modes_are_checked() {
+        let at = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 1, 2, 3, 4).unwrap();
+        assert_eq!(restored_name("shop", at), "shop_restored_20261201_020304");
+        assert_eq!(restored_name(&"é".repeat(40), at).len(), 63, "cut on a character boundary");
+        let r: RestoreRequest = serde_json::from_value(serde_json::json!({
+            "blob_name": "b", "target_database": "-bad", "mode": "new"
+        }))
+        .unwrap();
+        assert_eq!(r.validate().unwrap_err().field, "target_database");
+        let r: RestoreRequest =
+            serde_json::from_value(serde_json::json!({ "blob_name": "b", "mode": "replace" })).unwrap();
+        assert_eq!(r.validate().unwrap_err().field, "mode");
+    }
+}

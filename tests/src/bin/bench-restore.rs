@@ -1,0 +1,141 @@
+//! `bench-restore`: the restore pipeline (Block Blob ranges → SHA-256 → gunzip → psql) against the
+//! baseline it must stay close to, `psql -X -v ON_ERROR_STOP=1 -f` of the same plain dump from a local
+//! file, both into fresh databases of the same server, in one run. Prints times, the ratio, throughput
+//! and the pipeline's peak memory, which must not grow with the database.
+//!
+//! usage: bench-restore [SIZE_MB ...]   (default: 1024)
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{ensure, Context as _, Result};
+use dilux_azure::{blob, Account};
+use dilux_dumper_host::dump::{run_dump, DumpOptions, DumpSpec, Engine};
+use dilux_dumper_host::restore::{run_restore, RestoreSpec, Source};
+use dilux_dumper_host::storage::Storage;
+use dilux_e2e::{Azurite, Postgres};
+
+fn status_mib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+/// Starts a new peak-RSS measurement (Linux: writing 5 to clear_refs resets VmHWM).
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let sizes: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let sizes = if sizes.is_empty() { vec![1024] } else { sizes };
+    let az = Azurite::start()?;
+    let pg = Postgres::start("bench-pw")?;
+    let storage = Storage::new(Account::from_connection_string(&az.connection_string)?);
+    blob::parse_create_container(
+        storage.send("c", blob::create_container(&storage.account, chrono::Utc::now(), "bench")).await?,
+    )?;
+    let opts = DumpOptions::from_env();
+    let psql = std::path::PathBuf::from(std::env::var("DILUX_PG_BINDIR").context("set DILUX_PG_BINDIR")?).join("psql");
+    let work = dilux_e2e::tempdir("bench-restore");
+    println!(
+        "size_mb  sql_mib  stored_mib  psql_file_s  dilux_s  ratio  dilux_sql_mib_per_s  rss_before_mib  peak_rss_mib"
+    );
+    for size in sizes {
+        // ~200 bytes a row, as bench-dump.
+        let rows = size * 1024 * 1024 / 200;
+        let db = format!("bench{size}");
+        pg.sql("postgres", &format!("CREATE DATABASE {db}"))?;
+        pg.sql(
+            &db,
+            &format!(
+                "CREATE TABLE t (id bigint PRIMARY KEY, p text); \
+                 INSERT INTO t SELECT g, repeat(md5(g::text), 5) || g FROM generate_series(1, {rows}) g;"
+            ),
+        )?;
+        let blob_name = format!("postgresql/{db}.sql.gz");
+        let spec = DumpSpec {
+            engine: Engine::Postgresql,
+            host: "127.0.0.1".into(),
+            port: pg.port,
+            database: db.clone(),
+            username: "postgres".into(),
+            password: "bench-pw".into(),
+            container: "bench".into(),
+            blob_name: blob_name.clone(),
+            metadata: vec![],
+        };
+        let dumped = run_dump(&storage, &spec, &opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+
+        // The baseline's input: the very same plain dump, as a local file (not timed).
+        let file = work.join(format!("{db}.sql"));
+        let gz = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exec gzip -dc > \"$OUT\"")
+            .env("OUT", &file)
+            .stdin(Stdio::piped())
+            .spawn()?;
+        {
+            let mut stdin = gz.stdin.as_ref().context("gzip stdin")?;
+            let mut start = 0;
+            while start < dumped.compressed_bytes {
+                let len = (8u64 << 20).min(dumped.compressed_bytes - start);
+                let req = blob::get_blob_range(&storage.account, chrono::Utc::now(), "bench", &blob_name, start, len);
+                let body = storage.send("get", req).await?.check("get blob")?.body;
+                std::io::Write::write_all(&mut stdin, &body)?;
+                start += len;
+            }
+        }
+        ensure!(gz.wait_with_output()?.status.success(), "gunzip of the dump failed");
+
+        pg.sql("postgres", &format!("CREATE DATABASE {db}_psql"))?;
+        let t = Instant::now();
+        let out = Command::new(&psql)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-f"])
+            .arg(&file)
+            .args(["-p", &pg.port.to_string(), "-d", &format!("{db}_psql")])
+            .env("PGPASSWORD", "bench-pw")
+            .stdout(Stdio::null())
+            .output()?;
+        let baseline = t.elapsed().as_secs_f64();
+        ensure!(out.status.success(), "psql -f failed: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::remove_file(&file)?;
+
+        let restore = RestoreSpec {
+            engine: Engine::Postgresql,
+            host: "127.0.0.1".into(),
+            port: pg.port,
+            username: "postgres".into(),
+            password: "bench-pw".into(),
+            database: format!("{db}_dilux"),
+            source: Source::Blob { container: "bench".into(), name: blob_name },
+            expected_sha256: None,
+        };
+        let before = status_mib("VmRSS:");
+        reset_peak();
+        let t = Instant::now();
+        let o = run_restore(Some(&storage), &restore, &opts, &|_, _| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ours = t.elapsed().as_secs_f64();
+        ensure!(o.verified, "the restore checked the recorded SHA-256");
+        let count = |d: &str| pg.sql(d, "SELECT count(*) FROM t").map(|s| s.trim().to_string());
+        ensure!(count(&format!("{db}_dilux"))? == count(&db)?, "the restore holds every row");
+        let sql_mib = o.uncompressed_bytes as f64 / (1 << 20) as f64;
+        println!(
+            "{size:>7} {sql_mib:>8.0} {:>11.0} {baseline:>12.1} {ours:>8.1} {:>6.2} {:>20.1} {before:>15.0} {:>13.0}",
+            o.compressed_bytes as f64 / (1 << 20) as f64,
+            ours / baseline,
+            sql_mib / ours,
+            status_mib("VmHWM:")
+        );
+        for d in [format!("{db}_psql"), format!("{db}_dilux"), db] {
+            pg.sql("postgres", &format!("DROP DATABASE {d}"))?;
+        }
+    }
+    Ok(())
+}
