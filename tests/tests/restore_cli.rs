@@ -141,7 +141,9 @@ async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<(
     let az = std::thread::spawn(Azurite::start);
     let pg = std::thread::spawn(|| Postgres::start(PG_PASSWORD));
     let maria = std::thread::spawn(Mariadb::start);
+    let pg17 = std::thread::spawn(|| Postgres::start_version(PG_PASSWORD, 17));
     let (az, pg, maria) = (az.join().unwrap()?, pg.join().unwrap()?, maria.join().unwrap()?);
+    let pg17 = pg17.join().unwrap()?;
     pg.sql("postgres", "CREATE DATABASE shop")?;
     pg.sql("shop", PG_SCHEMA)?;
     let q = MARIA_PASSWORD.replace('\'', "''");
@@ -216,6 +218,13 @@ async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<(
     assert!(said(&o).contains("SHA-256 verified"), "{}", said(&o));
     assert!(!said(&o).contains(PG_PASSWORD));
     assert_eq!(pg_fingerprint(&pg, "shop_restored")?, pg_fingerprint(&pg, "shop")?);
+
+    // The PostgreSQL 15 backup onto a PostgreSQL 17 server (an upgrade path): psql 17 restores it.
+    let o =
+        restore(conn, PG_PASSWORD, &target("postgresql", pg17.port, "postgres", "shop_on_17"), &["--blob", &pg_blob]);
+    assert!(o.status.success(), "{}", said(&o));
+    assert_eq!(pg17.sql("postgres", "SHOW server_version_num")?.trim().parse::<u32>()? / 10_000, 17);
+    assert_eq!(pg_fingerprint(&pg17, "shop_on_17")?, pg_fingerprint(&pg, "shop")?);
 
     // MariaDB, from a downloaded file checked against the recorded SHA-256: events and routines too.
     let file = dilux_e2e::tempdir("restore-file").join("shop.sql.gz");

@@ -1,6 +1,7 @@
 //! The web UI in a real browser (Debian's headless Chromium, driven by playwright-core) against the
 //! running app, Azurite and a real PostgreSQL: sign in, add a server and a database, back it up, watch
-//! it complete, download it; a viewer finds no controls that change anything. Screenshots of every
+//! it complete, download it, restore it into a new database; a viewer finds no controls that change
+//! anything. Screenshots of every
 //! page land in target/ui-screenshots.
 
 use std::process::Command;
@@ -59,11 +60,17 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
         "viewer-databases",
         "viewer-backups",
         "viewer-policies",
+        "restore-dialog",
+        "restore-done",
+        "restores",
     ] {
         let png =
             std::fs::read(shots.join(format!("{page}.png"))).with_context(|| format!("no screenshot of {page}"))?;
         ensure!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{page}.png is not a real screenshot");
     }
+    // What the browser restored is really there, row for row.
+    let count = |db: &str| pg.sql(db, "SELECT count(*), sum(length(note)) FROM orders");
+    ensure!(count("shop_from_ui")? == count("shop")?, "the restore from the browser holds every row");
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 // Drives the web UI in Debian's headless Chromium (playwright-core): sign in, add a server and a
-// database, back it up, watch it complete on the Backups page, download it; then sign in as a viewer
+// database, back it up, watch it complete on the Backups page, download it, restore it into a new
+// database; then sign in as a viewer
 // and find no controls that change anything. Saves a screenshot of every page it visits.
 // Called by tests/tests/ui_browser.rs with DILUX_URL, PG_PORT, PG_PASSWORD, SHOTS, DILUX_ROOT.
 import { createRequire } from 'node:module';
@@ -145,6 +146,22 @@ try {
   await page.waitForFunction(() => document.querySelectorAll('#backups tr[data-status=completed]').length === 1);
   step('backup-deleted');
 
+  // Restore the remaining backup into a new database: the dialog, then the result in words, then the
+  // Restores page.
+  await page.click('#backups tr[data-status=completed] button.restore');
+  await page.waitForSelector('#restore-dialog #restore-server option', { state: 'attached' });
+  await page.fill('#restore-name', 'shop_from_ui');
+  await page.screenshot({ path: `${shots}/restore-dialog.png`, fullPage: true });
+  await page.click('#restore-start');
+  await page.waitForSelector('#restore-dialog .ok:has-text("Restored into `shop_from_ui`")', { timeout: 120000 });
+  await page.screenshot({ path: `${shots}/restore-done.png`, fullPage: true });
+  await page.click('#restore-start');
+  await page.waitForSelector('#restore-dialog .error:has-text("already exists")', { timeout: 120000 });
+  step('restored');
+  await visit(page, 'Restores', 'Restores', 'restores');
+  await page.waitForSelector('#restores tr[data-status=completed] td:has-text("shop_from_ui")');
+  await page.waitForSelector('#restores tr[data-status=failed] .details:has-text("already exists")');
+
   await page.goto(url + '/');
   await page.waitForSelector('h1:has-text("Dashboard")');
   await page.waitForFunction(() => document.querySelector('#stat-databases')?.textContent === '1');
@@ -198,6 +215,7 @@ try {
   await visit(viewer, 'Backups', 'Backups', 'viewer-backups');
   await viewer.waitForSelector('#backups tr[data-status=completed]');
   if (await viewer.$('#backups input.select, #backups button.delete-one')) fail('viewer can delete backups');
+  if (await viewer.$('#backups button.restore')) fail('viewer can restore backups');
   for (const link of ['Users', 'Audit']) if (await viewer.$(`nav.sidebar >> text=${link}`)) fail(`viewer sees ${link}`);
   await visit(viewer, 'Policies', 'Policies', 'viewer-policies');
   if (await viewer.$('#add-policy, #policies button')) fail('viewer can edit policies');

@@ -97,6 +97,7 @@ fn Nav() -> impl IntoView {
             <A href="/servers">"Servers"</A>
             <A href="/databases">"Databases"</A>
             <A href="/backups">"Backups"</A>
+            <A href="/restores">"Restores"</A>
             <A href="/policies">"Policies"</A>
             <A href="/storage">"Storage"</A>
             <Show when=move || s.can(Permission::ManageUsers)>
@@ -151,6 +152,7 @@ fn App() -> impl IntoView {
                                 <Route path=path!("/servers") view=pages::servers::Servers/>
                                 <Route path=path!("/databases") view=pages::databases::Databases/>
                                 <Route path=path!("/backups") view=pages::backups::Backups/>
+                                <Route path=path!("/restores") view=pages::restores::Restores/>
                                 <Route path=path!("/policies") view=pages::policies::Policies/>
                                 <Route path=path!("/storage") view=pages::storage::Storage/>
                                 <Route path=path!("/users") view=pages::users::Users/>

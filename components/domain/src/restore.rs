@@ -148,7 +148,8 @@ impl RestoreResult {
         self.status = BackupStatus::Failed;
         self.finish(now);
         self.error_class = Some(class);
-        self.error_message = Some(message.to_string());
+        // Table properties are bounded; the tool's first words say what went wrong.
+        self.error_message = Some(message.chars().take(2000).collect());
     }
 
     fn finish(&mut self, now: DateTime<Utc>) {

@@ -49,6 +49,7 @@ pub fn Backups() -> impl IntoView {
         }
     });
     let selected = RwSignal::new(Vec::<String>::new());
+    let restoring = RwSignal::new(None::<BackupResult>);
     let confirming = RwSignal::new(false);
     let message = RwSignal::new(None::<Result<String, String>>);
     let can_delete = move || s.can(Permission::ManageDatabases);
@@ -150,6 +151,9 @@ pub fn Backups() -> impl IntoView {
                 <button class="link" on:click=move |_| confirming.set(false)>"Cancel"</button>
             </div>
         </Show>
+        {move || restoring.get().map(|b| view! {
+            <super::restores::RestoreDialog backup=b on_close=Callback::new(move |()| restoring.set(None))/>
+        })}
         <Notice message=message/>
         {show(history, move |h: &History| {
             let next = h.next_cursor.clone();
@@ -163,6 +167,7 @@ pub fn Backups() -> impl IntoView {
                         let blob = b.blob_name.clone();
                         let (b1, b2, b3) = (blob.clone(), blob.clone(), blob.clone());
                         let done = b.status == dilux_domain::BackupStatus::Completed;
+                        let this = b.clone();
                         let is_final = b.status.is_final();
                         let tiers = if b.tiers.is_empty() {
                             format!("{:?}", b.triggered_by).to_lowercase()
@@ -193,6 +198,14 @@ pub fn Backups() -> impl IntoView {
                                             on:click={let n = b2.clone(); move |_| download(n.clone())}
                                         >
                                             "Download"
+                                        </button>
+                                    })}
+                                    {(done && can_delete()).then(|| view! {
+                                        <button
+                                            class="restore"
+                                            on:click={let b = this.clone(); move |_| restoring.set(Some(b.clone()))}
+                                        >
+                                            "Restore"
                                         </button>
                                     })}
                                     <Show when=move || can_delete() && is_final>

@@ -3,6 +3,7 @@ pub mod backups;
 pub mod dashboard;
 pub mod databases;
 pub mod policies;
+pub mod restores;
 pub mod servers;
 pub mod settings;
 pub mod signin;
