@@ -48,6 +48,9 @@ pub struct RestoreSpec {
     pub source: Source,
     /// The SHA-256 the stored bytes must have; for a blob, its metadata's when not given.
     pub expected_sha256: Option<String>,
+    /// Names this restore in the mark it leaves on its database until it finished (a job's restore id:
+    /// a retried job then recognises what its dead attempt left).
+    pub restore_id: String,
 }
 
 impl std::fmt::Debug for RestoreSpec {
@@ -109,26 +112,72 @@ fn mysql_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-/// Runs one statement as the restoring user (on PostgreSQL against the maintenance database).
-async fn admin_sql(spec: &RestoreSpec, opts: &DumpOptions, sql: &str) -> Result<(), DumpFailure> {
+/// A string literal: PostgreSQL keeps backslashes as they are, MariaDB escapes with them.
+fn sql_literal(engine: Engine, v: &str) -> String {
+    let v = match engine {
+        Engine::Postgresql => v.to_string(),
+        Engine::Mysql => v.replace('\\', "\\\\"),
+    };
+    format!("'{}'", v.replace('\'', "''"))
+}
+
+/// Runs one statement as the restoring user (on PostgreSQL against the maintenance database) and
+/// answers its unaligned output.
+async fn admin_sql(spec: &RestoreSpec, opts: &DumpOptions, sql: &str) -> Result<String, DumpFailure> {
     match spec.engine {
         Engine::Postgresql => {
             let conn = spec.conn(PG_MAINTENANCE_DB);
             let mut c = Command::new(pg_tool_for(&conn, opts, "psql").await?);
-            c.args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+            c.args(["-X", "-q", "-A", "-t", "--no-password", "-v", "ON_ERROR_STOP=1", "-c", sql]);
             pg_env(&mut c, &conn, opts);
-            crate::dump::run_client(c, "psql", &spec.password, opts).await.map(|_| ())
+            crate::dump::run_client(c, "psql", &spec.password, opts).await
         }
         Engine::Mysql => {
             let (mut c, fd) =
                 mysql_command(&crate::probe::mysql_client(opts), &spec.host, spec.port, &spec.username, &spec.password)
                     .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare mariadb: {e}")))?;
-            c.args(["--protocol=TCP", "-e", sql]);
+            c.args(["--protocol=TCP", "--batch", "--skip-column-names", "-e", sql]);
             let r = crate::dump::run_client(c, "mariadb", &spec.password, opts).await;
             drop(fd);
-            r.map(|_| ())
+            r
         }
     }
+}
+
+/// The mark a restore leaves on the database it creates until it has finished: a restore that died
+/// half-way (its worker killed) is recognised by the next attempt as its own leftover, dropped and
+/// started over — and a database someone else made is never taken for one.
+fn marker(spec: &RestoreSpec) -> String {
+    format!("dilux-restore in progress: {}", spec.restore_id)
+}
+
+/// The mark the database carries, if any.
+async fn read_marker(spec: &RestoreSpec, opts: &DumpOptions) -> Option<String> {
+    let sql = match spec.engine {
+        Engine::Postgresql => format!(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = {}",
+            sql_literal(spec.engine, &spec.database)
+        ),
+        Engine::Mysql => format!("SELECT id FROM {}.{MARIA_MARKER}", mysql_ident(&spec.database)),
+    };
+    admin_sql(spec, opts, &sql).await.ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// MariaDB has no database comments: the mark is a table, removed once the restore succeeded.
+const MARIA_MARKER: &str = "`_dilux_restore_in_progress`";
+
+async fn set_marker(spec: &RestoreSpec, opts: &DumpOptions, on: bool) -> Result<(), DumpFailure> {
+    let (db, mark) = (&spec.database, sql_literal(spec.engine, &marker(spec)));
+    let sql = match (spec.engine, on) {
+        (Engine::Postgresql, true) => format!("COMMENT ON DATABASE {} IS {mark}", pg_ident(db)),
+        (Engine::Postgresql, false) => format!("COMMENT ON DATABASE {} IS NULL", pg_ident(db)),
+        (Engine::Mysql, true) => {
+            let t = format!("{}.{MARIA_MARKER}", mysql_ident(db));
+            format!("CREATE TABLE {t} (id VARCHAR(200)); INSERT INTO {t} VALUES ({mark})")
+        }
+        (Engine::Mysql, false) => format!("DROP TABLE {}.{MARIA_MARKER}", mysql_ident(db)),
+    };
+    admin_sql(spec, opts, &sql).await.map(|_| ())
 }
 
 async fn create_database(spec: &RestoreSpec, opts: &DumpOptions) -> Result<(), DumpFailure> {
@@ -136,15 +185,28 @@ async fn create_database(spec: &RestoreSpec, opts: &DumpOptions) -> Result<(), D
         Engine::Postgresql => format!("CREATE DATABASE {}", pg_ident(&spec.database)),
         Engine::Mysql => format!("CREATE DATABASE {} CHARACTER SET utf8mb4", mysql_ident(&spec.database)),
     };
-    admin_sql(spec, opts, &sql).await.map_err(|e| {
-        if e.message.contains("already exists") || e.message.contains("1007") {
-            let why =
-                format!("database `{}` already exists on the target server; restore into a new name", spec.database);
-            fail(ErrorClass::ToolFailed, why)
-        } else {
-            e
+    match admin_sql(spec, opts, &sql).await {
+        Ok(_) => {}
+        Err(e) if e.message.contains("already exists") || e.message.contains("1007") => {
+            if read_marker(spec, opts).await.as_deref() != Some(marker(spec).as_str()) {
+                let why = format!(
+                    "database `{}` already exists on the target server; restore into a new name",
+                    spec.database
+                );
+                return Err(fail(ErrorClass::ToolFailed, why));
+            }
+            let db = &spec.database;
+            tracing::warn!(database = %db, "an earlier attempt of this restore died half-way; starting over");
+            drop_database(spec, opts).await;
+            admin_sql(spec, opts, &sql).await?;
         }
-    })
+        Err(e) => return Err(e),
+    }
+    if let Err(e) = set_marker(spec, opts, true).await {
+        drop_database(spec, opts).await;
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Drops the database this restore created (after a failure: nothing half-restored stays).
@@ -273,7 +335,11 @@ pub async fn run_restore(
     let (size, recorded) = describe(storage, &spec.source).await?;
     let expected = spec.expected_sha256.clone().or(recorded).map(|s| s.to_ascii_lowercase());
     create_database(spec, opts).await?;
-    match feed(storage, spec, opts, size, expected.as_deref(), progress).await {
+    let fed = match feed(storage, spec, opts, size, expected.as_deref(), progress).await {
+        Ok(done) => set_marker(spec, opts, false).await.map(|()| done),
+        Err(e) => Err(e),
+    };
+    match fed {
         Ok((compressed, uncompressed, sha256)) => Ok(RestoreOutcome {
             compressed_bytes: compressed,
             uncompressed_bytes: uncompressed,
@@ -298,6 +364,17 @@ async fn feed(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(u64, u64, String), DumpFailure> {
     let (mut cmd, keep_fd) = client(spec, opts).await?;
+    // If this process dies, the client dies with it instead of reading EOF on stdin — which psql
+    // would take as the end of the dump, and commit. (The mark on the database covers the rest.)
+    // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true).env("LC_ALL", "C");
     let mut child =
         cmd.spawn().map_err(|e| fail(ErrorClass::ToolFailed, format!("could not start the restore client: {e}")))?;
@@ -405,4 +482,38 @@ async fn abort(
     let _ = child.wait().await;
     let words = redact(stderr.await.unwrap_or_default().trim(), &spec.password);
     Err(why.unwrap_or_else(|| client_failed(&words)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(engine: Engine) -> RestoreSpec {
+        RestoreSpec {
+            engine,
+            host: "h".into(),
+            port: 1,
+            username: "u".into(),
+            password: "pw-never-shown".into(),
+            database: "a\"b`c".into(),
+            source: Source::File("x.sql.gz".into()),
+            expected_sha256: None,
+            restore_id: "r-1".into(),
+        }
+    }
+
+    #[test]
+    fn names_and_values_are_quoted_for_each_engine() {
+        assert_eq!(pg_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(mysql_ident("a`b"), "`a``b`");
+        assert_eq!(sql_literal(Engine::Postgresql, "it's \\ ok"), "'it''s \\ ok'");
+        assert_eq!(sql_literal(Engine::Mysql, "it's \\ ok"), "'it''s \\\\ ok'");
+    }
+
+    #[test]
+    fn the_mark_names_the_restore_and_debug_hides_the_password() {
+        let s = spec(Engine::Mysql);
+        assert_eq!(marker(&s), "dilux-restore in progress: r-1");
+        assert!(!format!("{s:?}").contains("pw-never-shown"));
+    }
 }

@@ -396,6 +396,12 @@ impl App {
         Self::spawn(connection_string, manifest, env, true)
     }
 
+    /// Kills the app as a crash would (SIGKILL: no cleanup of any kind).
+    pub fn crash(mut self) {
+        let _ = self._proc.child.kill();
+        let _ = self._proc.child.wait();
+    }
+
     /// The app without the backup worker (jobs stay queued): for measuring the components alone.
     pub fn start_without_worker(connection_string: &str, env: &[(&str, &str)]) -> Result<Self> {
         Self::spawn(connection_string, &root().join("spin.toml"), env, false)

@@ -84,6 +84,7 @@ async fn request(ctx: &Ctx, row: &RestoreResult) -> Result<restore::RestoreReque
         container: ctx.container.clone(),
         blob_name: row.blob_name.clone(),
         sha256: row.sha256.clone(),
+        restore_id: row.id.clone(),
     })
 }
 

@@ -146,6 +146,7 @@ async fn run() -> anyhow::Result<()> {
         database: args.database,
         source: args.source,
         expected_sha256: args.sha256,
+        restore_id: uuid::Uuid::new_v4().to_string(),
     };
     let started = Instant::now();
     let last = std::sync::Mutex::new(Instant::now());

@@ -17,6 +17,7 @@ impl From<wit::RestoreRequest> for RestoreSpec {
             database: r.database,
             source: Source::Blob { container: r.container, name: r.blob_name },
             expected_sha256: r.sha256,
+            restore_id: r.restore_id,
         }
     }
 }

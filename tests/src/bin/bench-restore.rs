@@ -116,6 +116,7 @@ async fn main() -> Result<()> {
             database: format!("{db}_dilux"),
             source: Source::Blob { container: "bench".into(), name: blob_name },
             expected_sha256: None,
+            restore_id: "bench".into(),
         };
         let before = status_mib("VmRSS:");
         reset_peak();
