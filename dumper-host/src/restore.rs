@@ -354,6 +354,53 @@ pub async fn run_restore(
     }
 }
 
+/// Swaps the restored database `spec.database` in for `original` (PostgreSQL): ends the original's
+/// sessions, renames it to `previous`, renames the restored one to `original`. On failure the original
+/// keeps its name and the restored database is dropped.
+pub async fn swap_in(
+    spec: &RestoreSpec,
+    opts: &DumpOptions,
+    original: &str,
+    previous: &str,
+) -> Result<(), DumpFailure> {
+    if spec.engine != Engine::Postgresql {
+        drop_database(spec, opts).await;
+        return Err(fail(ErrorClass::ToolFailed, "replacing a database is available for PostgreSQL only"));
+    }
+    let terminate = format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",
+        sql_literal(spec.engine, original)
+    );
+    let mut last = None;
+    // Clients may reconnect between the two statements: a few tries before giving up.
+    for _ in 0..5 {
+        admin_sql(spec, opts, &terminate).await?;
+        let rename = format!("ALTER DATABASE {} RENAME TO {}", pg_ident(original), pg_ident(previous));
+        match admin_sql(spec, opts, &rename).await {
+            Ok(_) => {
+                last = None;
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let Some(e) = last {
+        drop_database(spec, opts).await;
+        let why =
+            format!("the restore succeeded, but `{original}` could not be renamed ({}); it is unchanged", e.message);
+        return Err(fail(e.class, why));
+    }
+    let swap = format!("ALTER DATABASE {} RENAME TO {}", pg_ident(&spec.database), pg_ident(original));
+    if let Err(e) = admin_sql(spec, opts, &swap).await {
+        let back = format!("ALTER DATABASE {} RENAME TO {}", pg_ident(previous), pg_ident(original));
+        let _ = admin_sql(spec, opts, &back).await;
+        drop_database(spec, opts).await;
+        return Err(fail(e.class, format!("the swap failed ({}); `{original}` is unchanged", e.message)));
+    }
+    Ok(())
+}
+
 /// Streams the source through hash and gunzip into the client; answers (stored, restored, sha256).
 async fn feed(
     storage: Option<&Storage>,

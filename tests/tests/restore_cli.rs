@@ -206,6 +206,26 @@ async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<(
         let list = viewer.call(M::GET, "/api/restores", None).await?.1;
         assert_eq!(list["count"], 3, "{list}");
 
+        // Replace the original (PostgreSQL): admins only, with its name typed; the original is kept aside
+        // under the reported name, and the database now holds the backup's content again.
+        let at_backup = pg_fingerprint(&pg, "shop")?;
+        pg.sql("shop", "DELETE FROM items WHERE id > 2990; INSERT INTO audit (item, at_name) VALUES (-1, 'late');")?;
+        let changed = pg_fingerprint(&pg, "shop")?;
+        assert_ne!(changed, at_backup);
+        let replace = json!({ "blob_name": out[0].0, "mode": "replace", "confirm": "shop" });
+        let operator = Api::signed_in(&app, "operator").await?;
+        assert_eq!(operator.call(M::POST, "/api/backups/restore", Some(replace.clone())).await?.0, 403);
+        let wrong = json!({ "blob_name": out[0].0, "mode": "replace", "confirm": "shop2" });
+        assert_eq!(api.call(M::POST, "/api/backups/restore", Some(wrong)).await?.0, 400);
+        let (s, requested) = api.call(M::POST, "/api/backups/restore", Some(replace)).await?;
+        assert_eq!(s, 202, "{requested}");
+        let done = wait_restore(&viewer, &requested).await?;
+        assert_eq!(done["status"], "completed", "{done}");
+        let previous = done["previous_copy"].as_str().unwrap().to_string();
+        assert!(previous.starts_with("shop_before_restore_"), "{done}");
+        assert_eq!(pg_fingerprint(&pg, "shop")?, at_backup, "the original holds the backup's content");
+        assert_eq!(pg_fingerprint(&pg, &previous)?, changed, "the previous copy is kept as it was");
+
         (out[0].0.clone(), out[0].1.clone(), out[1].0.clone(), out[1].1.clone())
     };
     let conn = az.connection_string.as_str();

@@ -63,6 +63,7 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
         "restore-dialog",
         "restore-done",
         "restores",
+        "restore-replace",
     ] {
         let png =
             std::fs::read(shots.join(format!("{page}.png"))).with_context(|| format!("no screenshot of {page}"))?;
@@ -71,6 +72,8 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
     // What the browser restored is really there, row for row.
     let count = |db: &str| pg.sql(db, "SELECT count(*), sum(length(note)) FROM orders");
     ensure!(count("shop_from_ui")? == count("shop")?, "the restore from the browser holds every row");
+    let kept = pg.sql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'shop_before_restore_%'")?;
+    ensure!(kept.trim() == "1", "the replaced original is kept aside: {kept}");
     Ok(())
 }
 

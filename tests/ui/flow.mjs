@@ -162,6 +162,17 @@ try {
   await page.waitForSelector('#restores tr[data-status=completed] td:has-text("shop_from_ui")');
   await page.waitForSelector('#restores tr[data-status=failed] .details:has-text("already exists")');
 
+  // Replace the original (admins, PostgreSQL): the warning, the typed name, the previous copy named.
+  await visit(page, 'Backups', 'Backups', 'backups-before-replace');
+  await page.click('#backups tr[data-status=completed] button.restore');
+  await page.check('#restore-replace');
+  await page.waitForSelector('#restore-replace-warning');
+  await page.fill('#restore-confirm', 'shop');
+  await page.screenshot({ path: `${shots}/restore-replace.png`, fullPage: true });
+  await page.click('#restore-start');
+  await page.waitForSelector('#restore-dialog .ok:has-text("the previous copy is `shop_before_restore_")', { timeout: 120000 });
+  step('replaced');
+
   await page.goto(url + '/');
   await page.waitForSelector('h1:has-text("Dashboard")');
   await page.waitForFunction(() => document.querySelector('#stat-databases')?.textContent === '1');

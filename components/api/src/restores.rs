@@ -1,8 +1,9 @@
 //! Restores: a completed backup into a new database on a server of the same engine, run as a job by
 //! the dumper-host workers (`restore-jobs`), with a history a user can follow.
 
-use dilux_domain::restore::{restored_name, RestoreJob, RestoreRequest, RestoreResult};
-use dilux_domain::{BackupStatus, Database};
+use dilux_domain::restore::{restored_name, RestoreJob, RestoreMode, RestoreRequest, RestoreResult};
+use dilux_domain::user::Role;
+use dilux_domain::{BackupStatus, Database, EngineType};
 use serde::Serialize;
 
 use crate::error::{ApiError, ApiResult, Kind};
@@ -60,9 +61,30 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
             format!("server `{}` has no username/password to restore with; add them first", engine.name),
         ));
     }
-    let target = input.target_database.clone().unwrap_or_else(|| restored_name(&backup.database_name, cx.now));
+    let replace = input.mode == RestoreMode::Replace;
+    if replace {
+        if who.role != Role::Admin {
+            return Err(ApiError::new(Kind::Forbidden, "replacing a database needs an admin; restore into a new one"));
+        }
+        if engine.engine_type != EngineType::Postgresql {
+            return Err(ApiError::field(
+                "mode",
+                "replace is available for PostgreSQL only so far; restore as a new database (mode new)",
+            ));
+        }
+    }
+    let target = input.target_database.clone().unwrap_or_else(|| {
+        if replace {
+            backup.database_name.clone()
+        } else {
+            restored_name(&backup.database_name, cx.now)
+        }
+    });
+    if replace && input.confirm.as_deref() != Some(target.as_str()) {
+        return Err(ApiError::field("confirm", format!("must be `{target}`, the database this restore overwrites")));
+    }
     let registered: Vec<Database> = crate::engines::databases_of(app, &engine.id).await?;
-    if registered.iter().any(|d| d.name == target) {
+    if !replace && registered.iter().any(|d| d.name == target) {
         return Err(ApiError::new(
             Kind::Duplicate,
             format!("`{target}` is a registered database on `{}`; a restore never overwrites one", engine.name),
@@ -100,6 +122,7 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
         error_class: None,
         error_message: None,
         attempts: 0,
+        previous_copy: None,
     };
     app.stores.restores.insert(&row.id, &row).await?;
     let message = serde_json::to_string(&RestoreJob::new(&row.id)).expect("jobs serialize");
@@ -113,7 +136,11 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
         status: BackupStatus::Pending,
         target_engine_id: engine.id.clone(),
         target_database: target.clone(),
-        message: format!("restore queued into `{target}` on `{}`", engine.name),
+        message: if replace {
+            format!("restore queued to replace `{target}` on `{}` (the original is kept, renamed)", engine.name)
+        } else {
+            format!("restore queued into `{target}` on `{}`", engine.name)
+        },
     };
     Ok(Reply::json(&answer).about(&backup.id, &backup.blob_name))
 }

@@ -18,7 +18,8 @@ pub enum RestoreMode {
     /// Into a new database; nothing existing is touched.
     #[default]
     New,
-    /// Over the original (restore beside it, then swap): not available yet.
+    /// Over the original, PostgreSQL only: restore beside it, then swap names; the original stays as
+    /// `<name>_before_restore_<timestamp>` until someone drops it.
     Replace,
 }
 
@@ -43,24 +44,32 @@ impl RestoreRequest {
         if let Some(name) = &self.target_database {
             crate::engine::validate_db_name(name).map_err(|e| FieldError::new("target_database", e.message))?;
         }
-        if self.mode == RestoreMode::Replace {
-            return Err(FieldError::new(
-                "mode",
-                "replace is not available yet: restore as a new database (mode new), check it, then swap names",
-            ));
-        }
         Ok(())
     }
 }
 
-/// The default name of a restored database, within PostgreSQL's 63 bytes (it would cut it silently).
-pub fn restored_name(original: &str, at: DateTime<Utc>) -> String {
-    let suffix = format!("_restored_{}", at.format("%Y%m%d_%H%M%S"));
-    let mut keep = 63 - suffix.len();
-    while !original.is_char_boundary(keep.min(original.len())) {
+/// `original` + `suffix` within PostgreSQL's 63 bytes (it would cut a longer name silently).
+fn suffixed(original: &str, suffix: &str) -> String {
+    let mut keep = (63 - suffix.len()).min(original.len());
+    while !original.is_char_boundary(keep) {
         keep -= 1;
     }
-    format!("{}{suffix}", &original[..keep.min(original.len())])
+    format!("{}{suffix}", &original[..keep])
+}
+
+/// The default name of a restored database.
+pub fn restored_name(original: &str, at: DateTime<Utc>) -> String {
+    suffixed(original, &format!("_restored_{}", at.format("%Y%m%d_%H%M%S")))
+}
+
+/// Where a replacing restore writes before the swap.
+pub fn staging_name(original: &str, restore_id: &str) -> String {
+    suffixed(original, &format!("_restoring_{}", restore_id.get(..8).unwrap_or(restore_id)))
+}
+
+/// What the original is renamed to when a restore replaces it.
+pub fn previous_name(original: &str, at: DateTime<Utc>) -> String {
+    suffixed(original, &format!("_before_restore_{}", at.format("%Y%m%d_%H%M%S")))
 }
 
 /// The message on the `restore-jobs` queue. Carries no secret: the worker resolves credentials.
@@ -120,6 +129,9 @@ pub struct RestoreResult {
     pub error_message: Option<String>,
     #[serde(default)]
     pub attempts: u32,
+    /// After a replace: the name the original now has (kept until someone drops it).
+    #[serde(default)]
+    pub previous_copy: Option<String>,
 }
 
 impl RestoreResult {
@@ -179,8 +191,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(r.validate().unwrap_err().field, "target_database");
-        let r: RestoreRequest =
-            serde_json::from_value(serde_json::json!({ "blob_name": "b", "mode": "replace" })).unwrap();
-        assert_eq!(r.validate().unwrap_err().field, "mode");
+        assert_eq!(staging_name("shop", "0123456789"), "shop_restoring_01234567");
+        assert_eq!(previous_name("shop", at), "shop_before_restore_20261201_020304");
     }
 }

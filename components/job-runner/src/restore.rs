@@ -5,7 +5,7 @@
 
 use chrono::Utc;
 use dilux_azure_spin::{self as store, log};
-use dilux_domain::restore::{RestoreJob, RestoreResult, RESTORE_PK};
+use dilux_domain::restore::{previous_name, staging_name, RestoreJob, RestoreMode, RestoreResult, RESTORE_PK};
 use dilux_domain::{tables, Engine, ErrorClass};
 
 use crate::dilux::dumper::{dump, restore};
@@ -46,7 +46,10 @@ pub async fn handle(ctx: &Ctx, job: RestoreJob, dequeue_count: u32) -> JobOutcom
         // The row already says why it could not run.
         Err(None) => return JobOutcome::Done,
         Ok(r) => match restore::run_restore(&r) {
-            Ok(o) => row.complete(Utc::now(), o.compressed_bytes, o.uncompressed_bytes),
+            Ok(o) => {
+                row.complete(Utc::now(), o.compressed_bytes, o.uncompressed_bytes);
+                row.previous_copy = o.previous_copy;
+            }
             Err(f) => row.fail(Utc::now(), f.class.into(), &f.message),
         },
     }
@@ -74,13 +77,24 @@ async fn request(ctx: &Ctx, row: &RestoreResult) -> Result<restore::RestoreReque
         Ok(k) => k,
         Err(e) => return Err(fail_row(ctx, row, &e.to_string()).await),
     };
+    // A replace restores beside the original first, then swaps names.
+    let (database, replace, previous_name) = match row.mode {
+        RestoreMode::New => (row.target_database.clone(), None, None),
+        RestoreMode::Replace => (
+            staging_name(&row.target_database, &row.id),
+            Some(row.target_database.clone()),
+            Some(previous_name(&row.target_database, Utc::now())),
+        ),
+    };
     Ok(restore::RestoreRequest {
         engine: kind,
         host: engine.host.clone(),
         port: engine.port,
         username,
         password,
-        database: row.target_database.clone(),
+        database,
+        replace,
+        previous_name,
         container: ctx.container.clone(),
         blob_name: row.blob_name.clone(),
         sha256: row.sha256.clone(),

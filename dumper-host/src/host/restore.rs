@@ -29,6 +29,7 @@ impl From<restore::RestoreOutcome> for wit::RestoreOutcome {
             uncompressed_bytes: o.uncompressed_bytes,
             sha256: o.sha256,
             duration_ms: o.duration.as_millis() as u64,
+            previous_copy: None,
         }
     }
 }
@@ -41,14 +42,26 @@ impl wit::Host for HostState {
                 message: "this component is not allowed to run restores".into(),
             });
         };
+        let swap = r.replace.clone().zip(r.previous_name.clone());
         let spec = RestoreSpec::from(r);
         tracing::info!(source = ?spec.source, host = %spec.host, port = spec.port, database = %spec.database,
             "restore started");
-        match restore::run_restore(Some(&dumper.storage), &spec, &dumper.options, &|_, _| {}).await {
+        let restored = restore::run_restore(Some(&dumper.storage), &spec, &dumper.options, &|_, _| {}).await;
+        let swapped = match (restored, &swap) {
+            (Ok(o), Some((original, previous))) => {
+                restore::swap_in(&spec, &dumper.options, original, previous).await.map(|()| {
+                    let mut o = wit::RestoreOutcome::from(o);
+                    o.previous_copy = Some(previous.clone());
+                    o
+                })
+            }
+            (other, _) => other.map(wit::RestoreOutcome::from),
+        };
+        match swapped {
             Ok(o) => {
                 tracing::info!(database = %spec.database, bytes = o.compressed_bytes, raw_bytes = o.uncompressed_bytes,
-                    seconds = o.duration.as_secs_f64(), "restore completed");
-                Ok(o.into())
+                    ms = o.duration_ms, previous = ?o.previous_copy, "restore completed");
+                Ok(o)
             }
             Err(f) => {
                 tracing::warn!(database = %spec.database, class = %f.class, error = %f.message, "restore failed");

@@ -18,9 +18,10 @@ struct RestoreList {
 
 /// A finished restore in one sentence.
 fn outcome(r: &RestoreResult) -> Result<String, String> {
+    let kept = r.previous_copy.as_ref().map(|p| format!("; the previous copy is `{p}`")).unwrap_or_default();
     match r.status {
         BackupStatus::Completed => Ok(format!(
-            "Restored into `{}` on {} in {:.1} s: {} stored, {} of SQL, checksum verified",
+            "Restored into `{}` on {} in {:.1} s: {} stored, {} of SQL, checksum verified{kept}",
             r.target_database,
             r.target_engine_name,
             r.duration_seconds.unwrap_or(0.0),
@@ -48,6 +49,13 @@ pub fn RestoreDialog(backup: BackupResult, on_close: Callback<()>) -> impl IntoV
     );
     let target_engine = RwSignal::new(backup.engine_id.clone());
     let target_name = RwSignal::new(String::new());
+    let s = crate::session();
+    // Replacing the original: PostgreSQL, admins only, with its name typed.
+    let can_replace = backup.database_type == dilux_domain::EngineType::Postgresql
+        && s.me.with_untracked(|m| m.as_ref().is_some_and(|m| m.role == dilux_domain::user::Role::Admin));
+    let replace = RwSignal::new(false);
+    let confirm = RwSignal::new(String::new());
+    let original = backup.database_name.clone();
     let message = RwSignal::new(None::<Result<String, String>>);
     let running = RwSignal::new(None::<String>);
     let blob = backup.blob_name.clone();
@@ -74,7 +82,10 @@ pub fn RestoreDialog(backup: BackupResult, on_close: Callback<()>) -> impl IntoV
     let start = move |_| {
         let mut body = json!({ "blob_name": blob.clone(), "target_engine_id": target_engine.get_untracked() });
         let name = target_name.get_untracked();
-        if !name.trim().is_empty() {
+        if replace.get_untracked() {
+            body["mode"] = "replace".into();
+            body["confirm"] = confirm.get_untracked().into();
+        } else if !name.trim().is_empty() {
             body["target_database"] = name.trim().into();
         }
         message.set(None);
@@ -109,23 +120,52 @@ pub fn RestoreDialog(backup: BackupResult, on_close: Callback<()>) -> impl IntoV
     view! {
         <div class="dialog" id="restore-dialog">
             <h2>{format!("Restore {} of {}", when(&backup.created_at), backup.database_alias)}</h2>
-            <p>
-                "Into a new database; nothing existing is touched. The backup's SHA-256 is checked while it \
-                 streams, and nothing is kept unless all of it restored."
-            </p>
+            <Show when=move || !replace.get()>
+                <p>
+                    "Into a new database; nothing existing is touched. The backup's SHA-256 is checked while it \
+                     streams, and nothing is kept unless all of it restored."
+                </p>
+            </Show>
             <label>"Server"
                 <select id="restore-server" on:change=move |ev| target_engine.set(event_target_value(&ev))>
                     {engine_options}
                 </select>
             </label>
-            <label>"New database name"
+            <Show when=move || !replace.get()>
+                <label>"New database name"
+                    <input
+                        id="restore-name"
+                        placeholder=default_name.clone()
+                        prop:value=target_name
+                        on:input=move |ev| target_name.set(event_target_value(&ev))
+                    />
+                </label>
+            </Show>
+            {can_replace.then(|| view! {
+                <label class="toggle">
+                    <input
+                        type="checkbox"
+                        id="restore-replace"
+                        on:change=move |ev| replace.set(event_target_checked(&ev))
+                    />
+                    " Replace the original database"
+                </label>
+            })}
+            <Show when=move || replace.get()>
+                <p class="warning" id="restore-replace-warning">
+                    {format!(
+                        "`{original}` will be replaced by this backup. Its sessions are ended; the current \
+                         database is kept, renamed `{original}_before_restore_<date>`, until you drop it. \
+                         Type `{original}` to confirm."
+                    )}
+                </p>
                 <input
-                    id="restore-name"
-                    placeholder=default_name
-                    prop:value=target_name
-                    on:input=move |ev| target_name.set(event_target_value(&ev))
+                    id="restore-confirm"
+                    placeholder="database name"
+                    prop:value=confirm
+                    on:input=move |ev| confirm.set(event_target_value(&ev))
                 />
-            </label>
+            </Show>
             <div class="buttons">
                 <button id="restore-start" disabled=move || running.with(Option::is_some) on:click=start>
                     "Restore"

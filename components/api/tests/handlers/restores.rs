@@ -65,7 +65,8 @@ async fn only_a_completed_backup_onto_a_server_of_its_engine_is_restored() {
         (json!({ "blob_name": b.blob_name, "target_engine_id": my.body["id"] }), "target_engine_id"),
         (json!({ "blob_name": b.blob_name, "target_engine_id": "nope" }), "target_engine_id"),
         (json!({ "blob_name": b.blob_name, "target_database": "-x" }), "target_database"),
-        (json!({ "blob_name": b.blob_name, "mode": "replace", "confirm": "shop" }), "mode"),
+        (json!({ "blob_name": b.blob_name, "mode": "replace", "confirm": "shopp" }), "confirm"),
+        (json!({ "blob_name": b.blob_name, "mode": "replace" }), "confirm"),
         (json!({ "blob_name": b.blob_name, "mode": "merge" }), "mode"),
     ];
     for (body, field) in cases {
@@ -120,4 +121,16 @@ async fn a_queue_outage_leaves_no_pending_restore() {
     let a = t.admin("POST", "/api/backups/restore", Some(json!({ "blob_name": b.blob_name }))).await;
     assert_eq!(a.status, 503);
     assert!(t.mem.restores.is_empty());
+}
+
+#[tokio::test]
+async fn replacing_needs_an_admin_and_the_typed_name() {
+    let (t, _, b) = setup().await;
+    let body = json!({ "blob_name": b.blob_name, "mode": "replace", "confirm": "shop" });
+    let a = t.call("operator", "POST", "/api/backups/restore", Some(body.clone())).await;
+    assert_eq!((a.status, a.code()), (403, Some("forbidden")));
+    let a = t.admin("POST", "/api/backups/restore", Some(body)).await;
+    assert_eq!((a.status, a.body["target_database"].as_str()), (202, Some("shop")), "{}", a.body);
+    let row = t.mem.restores.all().remove(0);
+    assert_eq!((row.mode, row.target_database.as_str()), (dilux_domain::restore::RestoreMode::Replace, "shop"));
 }
