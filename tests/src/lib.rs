@@ -557,3 +557,36 @@ pub fn gunzip(b: &[u8]) -> Result<Vec<u8>> {
     flate2::read::MultiGzDecoder::new(b).read_to_end(&mut out).context("the backup is not valid gzip")?;
     Ok(out)
 }
+
+// ---------------------------------------------------------------- Benchmarks
+
+/// A field of this process's `/proc/self/status` in MiB (`VmRSS:` now, `VmHWM:` at the peak).
+pub fn memory_mib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+/// Rows of ~200 bytes for a benchmark table of `size_mb`.
+pub fn bench_rows(size_mb: u64) -> u64 {
+    size_mb * 1024 * 1024 / 200
+}
+
+/// A PostgreSQL database `db` of about `size_mb` (one table `t` of `bench_rows` rows).
+pub fn pg_bench_database(pg: &Postgres, db: &str, size_mb: u64) -> Result<()> {
+    let rows = bench_rows(size_mb);
+    pg.sql("postgres", &format!("CREATE DATABASE {db}"))?;
+    pg.sql(
+        db,
+        &format!(
+            "CREATE TABLE t (id bigint PRIMARY KEY, p text); \
+             INSERT INTO t SELECT g, repeat(md5(g::text), 5) || g FROM generate_series(1, {rows}) g;"
+        ),
+    )?;
+    Ok(())
+}

@@ -285,16 +285,12 @@ pub(crate) fn check_blob_name(name: &str) -> ApiResult<()> {
     }
 }
 
-fn status_word(s: BackupStatus) -> String {
-    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
-
 /// Deletes one backup: its file, then its history row. Queued or running backups are refused.
 async fn delete_one(app: &App, name: &str) -> ApiResult<()> {
     check_blob_name(name)?;
     let row = row_of_blob(app, name).await?;
     if let Some(r) = row.as_ref().filter(|r| !r.status.is_final()) {
-        let msg = format!("{name} is still {}; wait for it to finish", status_word(r.status));
+        let msg = format!("{name} is still {}; wait for it to finish", r.status.as_str());
         return Err(ApiError::new(Kind::BackupRunning, msg));
     }
     let blob_existed = app.stores.files.delete(name).await?;

@@ -2,7 +2,6 @@
 
 use dilux_domain::engine::{CreateDatabase, UpdateDatabase};
 use dilux_domain::policy::effective_policy_id;
-use dilux_domain::user::Role;
 use dilux_domain::{Database, DatabaseView, Engine};
 use serde::Serialize;
 
@@ -33,10 +32,6 @@ pub async fn with_engine(app: &App, id: &str) -> ApiResult<(Database, Engine)> {
         )
     })?;
     Ok((d, e))
-}
-
-fn role(cx: &Cx) -> Role {
-    cx.who.map(|p| p.role).unwrap_or(Role::Viewer)
 }
 
 /// The policy a new database gets: the one asked for, else its server's, else the settings' default.
@@ -74,7 +69,7 @@ pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
         .filter(|d| engine_id.is_none_or(|id| d.engine_id == id))
         .filter(|d| enabled.is_none_or(|e| d.enabled == e))
         .filter(|d| policy_id.is_none_or(|p| effective_policy_id(d, engine_of(d)) == p))
-        .map(|d| DatabaseView::for_role(d, engine_of(d), role(cx)))
+        .map(|d| DatabaseView::for_role(d, engine_of(d), cx.role()))
         .filter(|v| {
             search.as_ref().is_none_or(|s| {
                 [Some(&v.alias), Some(&v.name), v.engine_name.as_ref(), v.host.as_ref()]
@@ -133,13 +128,13 @@ pub async fn create(cx: &Cx<'_>) -> ApiResult<Reply> {
         updated_at: cx.now,
     };
     app.stores.databases.insert(&db.id, &db).await?;
-    Ok(Reply::json(&DatabaseView::for_role(&db, Some(&engine), role(cx))).about(&db.id, &db.alias))
+    Ok(Reply::json(&DatabaseView::for_role(&db, Some(&engine), cx.role())).about(&db.id, &db.alias))
 }
 
 pub async fn get(cx: &Cx<'_>) -> ApiResult<Reply> {
     let (d, etag) = load(cx.app, cx.id()).await?;
     let engine = cx.app.stores.engines.get(&d.engine_id).await?.map(|(e, _)| e);
-    Ok(Reply::json(&DatabaseView::for_role(&d, engine.as_ref(), role(cx))).etag(Some(etag)))
+    Ok(Reply::json(&DatabaseView::for_role(&d, engine.as_ref(), cx.role())).etag(Some(etag)))
 }
 
 pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
@@ -157,7 +152,7 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
     }
     let new_etag =
         app.stores.databases.replace(id, &d, Some(&etag)).await.map_err(changed_meanwhile("the database"))?;
-    Ok(Reply::json(&DatabaseView::for_role(&d, engine.as_ref(), role(cx))).etag(new_etag).about(id, &d.alias))
+    Ok(Reply::json(&DatabaseView::for_role(&d, engine.as_ref(), cx.role())).etag(new_etag).about(id, &d.alias))
 }
 
 /// `DELETE /api/databases/{id}[?delete_backups=true]`: its backups stay unless asked for.

@@ -2,7 +2,6 @@
 //! can inherit.
 
 use dilux_domain::engine::{CreateEngine, UpdateDatabase, UpdateEngine};
-use dilux_domain::user::Role;
 use dilux_domain::{Database, Engine, EngineType, EngineView};
 use serde::Serialize;
 
@@ -32,10 +31,6 @@ pub async fn databases_of(app: &App, engine_id: &str) -> ApiResult<Vec<Database>
     Ok(app.stores.databases.list().await?.into_iter().map(|(d, _)| d).filter(|d| d.engine_id == engine_id).collect())
 }
 
-fn role(cx: &Cx) -> Role {
-    cx.who.map(|p| p.role).unwrap_or(Role::Viewer)
-}
-
 /// `GET /api/engines[?engine_type=]`: each with how many databases it has.
 pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
     let only = engine_type_param(cx.query)?;
@@ -46,7 +41,7 @@ pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
         .iter()
         .filter(|e| only.is_none_or(|t| e.engine_type == t))
         .map(|e| EngineSummary {
-            engine: EngineView::for_role(e, role(cx)),
+            engine: EngineView::for_role(e, cx.role()),
             database_count: dbs.iter().filter(|(d, _)| d.engine_id == e.id).count(),
         })
         .collect();
@@ -75,12 +70,12 @@ pub async fn create(cx: &Cx<'_>) -> ApiResult<Reply> {
         updated_at: cx.now,
     };
     cx.app.stores.engines.insert(&engine.id, &engine).await?;
-    Ok(Reply::json(&EngineView::for_role(&engine, role(cx))).about(&engine.id, &engine.name))
+    Ok(Reply::json(&EngineView::for_role(&engine, cx.role())).about(&engine.id, &engine.name))
 }
 
 pub async fn get(cx: &Cx<'_>) -> ApiResult<Reply> {
     let (e, etag) = load(cx.app, cx.id()).await?;
-    Ok(Reply::json(&EngineView::for_role(&e, role(cx))).etag(Some(etag)))
+    Ok(Reply::json(&EngineView::for_role(&e, cx.role())).etag(Some(etag)))
 }
 
 /// `PUT /api/engines/{id}`. Databases on the server's credentials use the new ones from their next
@@ -113,7 +108,7 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
             moved += 1;
         }
     }
-    let mut view = serde_json::to_value(EngineView::for_role(&engine, role(cx))).expect("views serialize");
+    let mut view = serde_json::to_value(EngineView::for_role(&engine, cx.role())).expect("views serialize");
     view["databases_moved_to_server_credentials"] = moved.into();
     Ok(Reply::json(&view).etag(new_etag).about(id, &engine.name))
 }

@@ -145,6 +145,11 @@ impl Cx<'_> {
         self.params.first().copied().unwrap_or_default()
     }
 
+    /// The caller's role; public routes see the least (a viewer's).
+    pub fn role(&self) -> dilux_domain::user::Role {
+        self.who.map(|p| p.role).unwrap_or(dilux_domain::user::Role::Viewer)
+    }
+
     pub fn who(&self) -> ApiResult<&Principal> {
         self.who.ok_or_else(|| ApiError::new(Kind::Unauthenticated, "sign in first"))
     }

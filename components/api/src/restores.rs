@@ -96,7 +96,7 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
     {
         return Err(ApiError::new(
             Kind::RestoreInProgress,
-            format!("a restore into `{target}` is already {} (id {}); wait for it", status_word(r.status), r.id),
+            format!("a restore into `{target}` is already {} (id {}); wait for it", r.status.as_str(), r.id),
         ));
     }
     let row = RestoreResult {
@@ -143,10 +143,6 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
         },
     };
     Ok(Reply::json(&answer).about(&backup.id, &backup.blob_name))
-}
-
-fn status_word(s: BackupStatus) -> String {
-    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 /// `GET /api/restores[?database_id=&status=]`: newest first.

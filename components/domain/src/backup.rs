@@ -17,6 +17,17 @@ pub enum BackupStatus {
 }
 
 impl BackupStatus {
+    /// The name as stored and shown: `pending`, `in_progress`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupStatus::Pending => "pending",
+            BackupStatus::InProgress => "in_progress",
+            BackupStatus::Completed => "completed",
+            BackupStatus::Failed => "failed",
+            BackupStatus::Cancelled => "cancelled",
+        }
+    }
+
     pub fn is_final(self) -> bool {
         matches!(self, BackupStatus::Completed | BackupStatus::Failed | BackupStatus::Cancelled)
     }

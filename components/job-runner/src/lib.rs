@@ -104,7 +104,7 @@ async fn handle(message: String, dequeue_count: u32) -> JobOutcome {
 }
 
 async fn save(ctx: &Ctx, job: &BackupJob, row: &BackupResult) -> JobOutcome {
-    let status = serde_json::to_value(row.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let status = row.status.as_str();
     let class = row.error_class.map(|c| c.to_string()).unwrap_or_default();
     log::event(COMPONENT, "finished", &[("job", &job.id), ("status", &status), ("error_class", &class)]);
     match store::replace(&ctx.account, tables::HISTORY, &job.history_pk, &job.history_rk, row, None).await {

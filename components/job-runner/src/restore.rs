@@ -113,7 +113,7 @@ async fn fail_row(ctx: &Ctx, row: &RestoreResult, why: &str) -> Option<String> {
 }
 
 async fn save(ctx: &Ctx, row: &RestoreResult) -> JobOutcome {
-    let status = serde_json::to_value(row.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let status = row.status.as_str();
     let class = row.error_class.map(|c| c.to_string()).unwrap_or_default();
     log::event(COMPONENT, "restore_finished", &[("restore", &row.id), ("status", &status), ("error_class", &class)]);
     match store::replace(&ctx.account, tables::RESTORES, RESTORE_PK, &row.id, row, None).await {

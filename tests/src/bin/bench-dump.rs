@@ -10,29 +10,7 @@ use anyhow::Result;
 use dilux_azure::{blob, Account};
 use dilux_dumper_host::dump::{run_dump, DumpOptions, DumpSpec, Engine};
 use dilux_dumper_host::storage::Storage;
-use dilux_e2e::{Azurite, Mariadb, Postgres};
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
+use dilux_e2e::{memory_mib, Azurite, Mariadb, Postgres};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -52,17 +30,9 @@ async fn main() -> Result<()> {
     let opts = DumpOptions::from_env();
     println!("engine      size_mb  raw_mib  stored_mib  seconds  raw_mib_per_s  rss_before_mib  peak_rss_mib");
     for size in sizes {
-        // ~200 bytes a row.
-        let rows = size * 1024 * 1024 / 200;
+        let rows = dilux_e2e::bench_rows(size);
         let db = format!("bench{size}");
-        pg.sql("postgres", &format!("CREATE DATABASE {db}"))?;
-        pg.sql(
-            &db,
-            &format!(
-                "CREATE TABLE t (id bigint PRIMARY KEY, p text); \
-                 INSERT INTO t SELECT g, repeat(md5(g::text), 5) || g FROM generate_series(1, {rows}) g;"
-            ),
-        )?;
+        dilux_e2e::pg_bench_database(&pg, &db, size)?;
         maria.sql("", &format!("CREATE DATABASE {db}"))?;
         maria.sql(
             &db,
@@ -87,7 +57,7 @@ async fn main() -> Result<()> {
                 blob_name: format!("{name}/{db}.sql.gz"),
                 metadata: vec![],
             };
-            let before = rss_mib();
+            let before = memory_mib("VmRSS:");
             let t = Instant::now();
             let out = run_dump(&storage, &spec, &opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             let secs = t.elapsed().as_secs_f64();
@@ -96,7 +66,7 @@ async fn main() -> Result<()> {
                 "{name:<10} {size:>8} {raw:>8.0} {:>11.0} {secs:>8.1} {:>14.1} {before:>15.0} {:>13.0}",
                 out.compressed_bytes as f64 / (1 << 20) as f64,
                 raw / secs,
-                peak_rss_mib()
+                memory_mib("VmHWM:")
             );
         }
     }

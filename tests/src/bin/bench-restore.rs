@@ -13,18 +13,7 @@ use dilux_azure::{blob, Account};
 use dilux_dumper_host::dump::{run_dump, DumpOptions, DumpSpec, Engine};
 use dilux_dumper_host::restore::{run_restore, RestoreSpec, Source};
 use dilux_dumper_host::storage::Storage;
-use dilux_e2e::{Azurite, Postgres};
-
-fn status_mib(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
+use dilux_e2e::{memory_mib, Azurite, Postgres};
 
 /// Starts a new peak-RSS measurement (Linux: writing 5 to clear_refs resets VmHWM).
 fn reset_peak() {
@@ -48,17 +37,8 @@ async fn main() -> Result<()> {
         "size_mb  sql_mib  stored_mib  psql_file_s  dilux_s  ratio  dilux_sql_mib_per_s  rss_before_mib  peak_rss_mib"
     );
     for size in sizes {
-        // ~200 bytes a row, as bench-dump.
-        let rows = size * 1024 * 1024 / 200;
         let db = format!("bench{size}");
-        pg.sql("postgres", &format!("CREATE DATABASE {db}"))?;
-        pg.sql(
-            &db,
-            &format!(
-                "CREATE TABLE t (id bigint PRIMARY KEY, p text); \
-                 INSERT INTO t SELECT g, repeat(md5(g::text), 5) || g FROM generate_series(1, {rows}) g;"
-            ),
-        )?;
+        dilux_e2e::pg_bench_database(&pg, &db, size)?;
         let blob_name = format!("postgresql/{db}.sql.gz");
         let spec = DumpSpec {
             engine: Engine::Postgresql,
@@ -118,7 +98,7 @@ async fn main() -> Result<()> {
             expected_sha256: None,
             restore_id: "bench".into(),
         };
-        let before = status_mib("VmRSS:");
+        let before = memory_mib("VmRSS:");
         reset_peak();
         let t = Instant::now();
         let o = run_restore(Some(&storage), &restore, &opts, &|_, _| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -132,7 +112,7 @@ async fn main() -> Result<()> {
             o.compressed_bytes as f64 / (1 << 20) as f64,
             ours / baseline,
             sql_mib / ours,
-            status_mib("VmHWM:")
+            memory_mib("VmHWM:")
         );
         for d in [format!("{db}_psql"), format!("{db}_dilux"), db] {
             pg.sql("postgres", &format!("DROP DATABASE {d}"))?;

@@ -112,13 +112,7 @@ pub fn Dashboard() -> impl IntoView {
 }
 
 pub fn status_name(s: BackupStatus) -> &'static str {
-    match s {
-        BackupStatus::Pending => "pending",
-        BackupStatus::InProgress => "in_progress",
-        BackupStatus::Completed => "completed",
-        BackupStatus::Failed => "failed",
-        BackupStatus::Cancelled => "cancelled",
-    }
+    s.as_str()
 }
 
 /// Bars per day: completed and failed backups, and the bytes stored by that day's backups.
