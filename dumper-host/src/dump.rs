@@ -15,7 +15,8 @@ use tokio::process::Command;
 use tokio::task::JoinSet;
 
 use dilux_azure::blob;
-use dilux_domain::ErrorClass;
+use dilux_domain::manifest::{manifest_blob, Manifest, Tally};
+use dilux_domain::{EngineType, ErrorClass};
 
 use crate::storage::Storage;
 
@@ -23,6 +24,15 @@ use crate::storage::Storage;
 pub enum Engine {
     Postgresql,
     Mysql,
+}
+
+impl From<Engine> for EngineType {
+    fn from(e: Engine) -> Self {
+        match e {
+            Engine::Postgresql => EngineType::Postgresql,
+            Engine::Mysql => EngineType::Mysql,
+        }
+    }
 }
 
 /// What to dump and where to put it. `Debug` is hand-written so the password never prints.
@@ -58,6 +68,8 @@ pub struct DumpOutcome {
     pub uncompressed_bytes: u64,
     pub sha256: String,
     pub duration: Duration,
+    /// Rows and digest per table, tallied from the stream; kept beside the backup.
+    pub manifest: Manifest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -311,9 +323,14 @@ pub(crate) fn mysql_command(
     Ok((c, read_end))
 }
 
-/// Runs the dump described by `spec` into a new block blob.
-pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> Result<DumpOutcome, DumpFailure> {
-    let started = Instant::now();
+/// The dump tool, started, with its stdout to read and the tail of its stderr being kept.
+struct RunningTool {
+    child: tokio::process::Child,
+    stdout: tokio::process::ChildStdout,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+async fn start_tool(spec: &DumpSpec, opts: &DumpOptions) -> Result<RunningTool, DumpFailure> {
     let pg_dump = match spec.engine {
         Engine::Postgresql => pg_tool_for(spec, opts, "pg_dump").await?,
         Engine::Mysql => String::new(),
@@ -333,10 +350,10 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
         fail(ErrorClass::ToolFailed, why)
     })?;
     drop(keep_fd); // the child has its own copy now
-    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     // Keep the tail of stderr (bounded) for classification.
-    let stderr_task = tokio::spawn(async move {
+    let stderr = tokio::spawn(async move {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         while let Ok(n) = stderr.read(&mut chunk).await {
@@ -350,32 +367,64 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
         }
         String::from_utf8_lossy(&buf).into_owned()
     });
+    Ok(RunningTool { child, stdout, stderr })
+}
 
-    let pumped = pump(storage, spec, opts, &mut stdout).await;
-    let stall = matches!(pumped, Err(PumpError::Stalled));
-    if pumped.is_err() {
-        let _ = child.start_kill();
-    }
-    let status = child.wait().await.map_err(|e| fail(ErrorClass::ToolFailed, e.to_string()))?;
-    let stderr_text = redact(stderr_task.await.unwrap_or_default().trim(), &spec.password);
-
-    let (ids, uncompressed, compressed, sha) = match pumped {
-        Ok(p) => p,
-        Err(PumpError::Stalled) => {
-            return Err(fail(
-                ErrorClass::Timeout,
-                format!("the dump tool produced no output for {}s and was stopped", opts.stall_timeout.as_secs()),
-            ))
+impl RunningTool {
+    /// Waits for the tool (killed first when reading failed) and turns a bad exit into its own words.
+    async fn finish(mut self, read_failed: bool, password: &str) -> Result<(), DumpFailure> {
+        if read_failed {
+            let _ = self.child.start_kill();
         }
-        Err(PumpError::Storage(m)) => return Err(fail(ErrorClass::StorageFailed, m)),
-        Err(PumpError::Read(m)) => return Err(fail(ErrorClass::ToolFailed, m)),
-    };
-    if !status.success() || stall {
+        let status = self.child.wait().await.map_err(|e| fail(ErrorClass::ToolFailed, e.to_string()))?;
+        let stderr_text = redact(self.stderr.await.unwrap_or_default().trim(), password);
+        if status.success() || read_failed {
+            return Ok(());
+        }
         let class = ErrorClass::from_tool_stderr(&stderr_text);
         let tail: String =
             stderr_text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-        return Err(fail(class, format!("dump tool exited with {status}: {tail}")));
+        Err(fail(class, format!("dump tool exited with {status}: {tail}")))
     }
+}
+
+fn stalled(opts: &DumpOptions) -> DumpFailure {
+    let secs = opts.stall_timeout.as_secs();
+    fail(ErrorClass::Timeout, format!("the dump tool produced no output for {secs}s and was stopped"))
+}
+
+/// Runs the dump described by `spec` into a new block blob, its manifest into a sidecar blob.
+pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> Result<DumpOutcome, DumpFailure> {
+    let started = Instant::now();
+    let mut tool = start_tool(spec, opts).await?;
+    let mut tally = Tally::new(spec.engine.into());
+    let pumped = pump(storage, spec, opts, &mut tool.stdout, &mut tally).await;
+    tool.finish(pumped.is_err(), &spec.password).await?;
+    let (ids, uncompressed, compressed, sha) = match pumped {
+        Ok(p) => p,
+        Err(PumpError::Stalled) => return Err(stalled(opts)),
+        Err(PumpError::Storage(m)) => return Err(fail(ErrorClass::StorageFailed, m)),
+        Err(PumpError::Read(m)) => return Err(fail(ErrorClass::ToolFailed, m)),
+    };
+    let manifest = tally.finish();
+    // The manifest first: a committed backup always has one (a failed commit leaves a stray sidecar,
+    // which the next attempt overwrites).
+    let body = serde_json::to_vec(&manifest).expect("manifests serialize");
+    let req = blob::put_blob(
+        &storage.account,
+        Utc::now(),
+        &spec.container,
+        &manifest_blob(&spec.blob_name),
+        "application/json",
+        &[],
+        body,
+    );
+    storage
+        .send("put manifest", req)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.check("put manifest").map(|_| ()).map_err(|e| e.to_string()))
+        .map_err(|m| fail(ErrorClass::StorageFailed, m))?;
 
     let mut metadata = spec.metadata.clone();
     metadata.push(("sha256".into(), sha.clone()));
@@ -401,7 +450,28 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
         uncompressed_bytes: uncompressed,
         sha256: sha,
         duration: started.elapsed(),
+        manifest,
     })
+}
+
+/// Dumps `spec.database` with the backup's own tool and flags, only to tally it (nothing is stored):
+/// what a restore compares with the backup's manifest.
+pub async fn tally_database(spec: &DumpSpec, opts: &DumpOptions) -> Result<Manifest, DumpFailure> {
+    let mut tool = start_tool(spec, opts).await?;
+    let mut tally = Tally::new(spec.engine.into());
+    let mut chunk = vec![0u8; 256 * 1024];
+    let read = loop {
+        match tokio::time::timeout(opts.stall_timeout, tool.stdout.read(&mut chunk)).await {
+            Err(_) => break Err(stalled(opts)),
+            Ok(Err(e)) => {
+                break Err(fail(ErrorClass::ToolFailed, format!("reading the dump tool's output failed: {e}")))
+            }
+            Ok(Ok(0)) => break Ok(()),
+            Ok(Ok(n)) => tally.feed(&chunk[..n]),
+        }
+    };
+    tool.finish(read.is_err(), &spec.password).await?;
+    read.map(|()| tally.finish())
 }
 
 enum PumpError {
@@ -417,6 +487,7 @@ async fn pump(
     spec: &DumpSpec,
     opts: &DumpOptions,
     stdout: &mut tokio::process::ChildStdout,
+    tally: &mut Tally,
 ) -> Result<(Vec<String>, u64, u64, String), PumpError> {
     let mut gz =
         Some(GzEncoder::new(Vec::with_capacity(opts.block_size + (1 << 16)), Compression::new(opts.compression_level)));
@@ -446,6 +517,7 @@ async fn pump(
         };
         if n > 0 {
             read_total += n as u64;
+            tally.feed(&chunk[..n]);
             gz.as_mut()
                 .expect("encoder lives until the end")
                 .write_all(&chunk[..n])

@@ -19,6 +19,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use dilux_azure::blob;
+use dilux_domain::manifest::{compare, manifest_blob, Comparison, Manifest};
 use dilux_domain::ErrorClass;
 
 use crate::dump::{fail, mysql_command, pg_env, pg_tool_for, redact, DumpFailure, DumpOptions, DumpSpec, Engine};
@@ -75,6 +76,19 @@ pub struct RestoreOutcome {
     /// Whether it was compared with a recorded one (a file restored without `--sha256` is only checked
     /// by gzip's own CRC).
     pub verified: bool,
+    /// The whole run, and the restore alone (without the check after it: the recovery time).
+    pub duration: Duration,
+    pub restore_duration: Duration,
+    /// The restored database compared with the backup's manifest, when asked for.
+    pub check: Option<Check>,
+}
+
+/// What a dump of the restored database showed, against the backup's manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// None: the backup has no manifest (made before manifests existed).
+    pub comparison: Option<Comparison>,
+    pub server_version: String,
     pub duration: Duration,
 }
 
@@ -209,8 +223,9 @@ async fn create_database(spec: &RestoreSpec, opts: &DumpOptions) -> Result<(), D
     Ok(())
 }
 
-/// Drops the database this restore created (after a failure: nothing half-restored stays).
-async fn drop_database(spec: &RestoreSpec, opts: &DumpOptions) {
+/// Drops the database this restore created (after a failure: nothing half-restored stays; after a
+/// drill: the scratch database).
+pub async fn drop_database(spec: &RestoreSpec, opts: &DumpOptions) {
     let sql = match spec.engine {
         // FORCE ends sessions the killed client may have left behind.
         Engine::Postgresql => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg_ident(&spec.database)),
@@ -323,29 +338,81 @@ async fn read_source(storage: Option<Storage>, source: Source, size: u64, tx: mp
     }
 }
 
-/// Restores the backup of `spec.source` into the new database `spec.database`. `progress` hears bytes
-/// of the source done out of its size.
+/// The backup's manifest, if it has one (a blob backup made before manifests existed has none).
+async fn load_manifest(storage: Option<&Storage>, source: &Source) -> Result<Option<Manifest>, DumpFailure> {
+    let (Some(storage), Source::Blob { container, name }) = (storage, source) else { return Ok(None) };
+    let req = blob::get_blob(&storage.account, Utc::now(), container, &manifest_blob(name));
+    let r = storage.send("get manifest", req).await.map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
+    if r.status == 404 {
+        return Ok(None);
+    }
+    let r = r.check("get manifest").map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
+    serde_json::from_slice(&r.body)
+        .map(Some)
+        .map_err(|e| fail(ErrorClass::Corrupt, format!("the backup's manifest is unreadable: {e}")))
+}
+
+/// Dumps the restored database with the backup's tool and flags and compares it with the manifest.
+async fn check(spec: &RestoreSpec, opts: &DumpOptions, manifest: Option<&Manifest>) -> Result<Check, DumpFailure> {
+    let started = Instant::now();
+    let version_sql = match spec.engine {
+        Engine::Postgresql => "SHOW server_version",
+        Engine::Mysql => "SELECT VERSION()",
+    };
+    let server_version = admin_sql(spec, opts, version_sql).await?.trim().to_string();
+    let comparison = match manifest {
+        None => None,
+        Some(m) => {
+            let mut actual = crate::dump::tally_database(&spec.conn(&spec.database), opts).await?;
+            // The restore's own mark is not the backup's.
+            actual.tables.retain(|t| format!("`{}`", t.table) != MARIA_MARKER);
+            Some(compare(m, &actual))
+        }
+    };
+    Ok(Check { comparison, server_version, duration: started.elapsed() })
+}
+
+/// Restores the backup of `spec.source` into the new database `spec.database`, and with `verify`
+/// compares what came back with the backup's manifest (the database keeps its mark until then).
+/// `progress` hears bytes of the source done out of its size.
 pub async fn run_restore(
     storage: Option<&Storage>,
     spec: &RestoreSpec,
     opts: &DumpOptions,
+    verify: bool,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RestoreOutcome, DumpFailure> {
     let started = Instant::now();
     let (size, recorded) = describe(storage, &spec.source).await?;
     let expected = spec.expected_sha256.clone().or(recorded).map(|s| s.to_ascii_lowercase());
+    let manifest = if verify { load_manifest(storage, &spec.source).await? } else { None };
     create_database(spec, opts).await?;
+    let mut restore_duration = Duration::ZERO;
     let fed = match feed(storage, spec, opts, size, expected.as_deref(), progress).await {
-        Ok(done) => set_marker(spec, opts, false).await.map(|()| done),
+        Ok(done) => {
+            restore_duration = started.elapsed();
+            let checked = match verify {
+                true => check(spec, opts, manifest.as_ref()).await.map(Some),
+                false => Ok(None),
+            };
+            match checked {
+                Ok(c) => set_marker(spec, opts, false).await.map(|()| (done, c)),
+                Err(e) => {
+                    Err(DumpFailure { message: format!("checking the restored database failed: {}", e.message), ..e })
+                }
+            }
+        }
         Err(e) => Err(e),
     };
     match fed {
-        Ok((compressed, uncompressed, sha256)) => Ok(RestoreOutcome {
+        Ok(((compressed, uncompressed, sha256), check)) => Ok(RestoreOutcome {
             compressed_bytes: compressed,
             uncompressed_bytes: uncompressed,
             sha256,
             verified: expected.is_some(),
             duration: started.elapsed(),
+            restore_duration,
+            check,
         }),
         Err(e) => {
             drop_database(spec, opts).await;

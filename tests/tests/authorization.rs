@@ -154,6 +154,13 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
             ),
             (M::GET, "/api/restores", "/api/restores".into(), None, read),
             (M::GET, "/api/restores/{id}", "/api/restores/nope".into(), None, [404, 404, 404, 401]),
+            (
+                M::GET,
+                "/api/backups/{id}/verification",
+                "/api/backups/nope/verification".into(),
+                None,
+                [404, 404, 404, 401],
+            ),
             (M::GET, "/api/retention/preview", "/api/retention/preview".into(), None, read),
             (M::GET, "/api/backup-policies", "/api/backup-policies".into(), None, read),
             (M::GET, "/api/backup-policies/{id}", "/api/backup-policies/development".into(), None, read),

@@ -179,6 +179,29 @@ async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<(
             out.push((done["blob_name"].as_str().unwrap().to_string(), done["sha256"].as_str().unwrap().to_string()));
         }
 
+        // Each dump's manifest, tallied from the stream, holds every table's exact count(*) at backup time
+        // (rows with emoji, binary, NULLs, quotes, backslashes and newlines included).
+        let storage = Storage::new(dilux_azure::Account::from_connection_string(&az.connection_string)?);
+        let count = |sql: String| sql.trim().parse::<u64>().unwrap();
+        let pg_counts =
+            vec![("public.audit", count(pg.sql("shop", "SELECT count(*) FROM audit")?)), ("public.items", 3000)];
+        let maria_counts = vec![("audit", count(maria.sql("shop", "SELECT COUNT(*) FROM audit")?)), ("items", 3000)];
+        assert_eq!(pg_counts[0].1, 10, "the trigger wrote rows");
+        for ((blob_name, _), counts) in out.iter().zip([pg_counts, maria_counts]) {
+            let sidecar = format!("{blob_name}.manifest.json");
+            let get = dilux_azure::blob::get_blob(&storage.account, Utc::now(), "backups", &sidecar);
+            let m: serde_json::Value = serde_json::from_slice(&storage.send("get", get).await?.check("get")?.body)?;
+            let tallied: Vec<(&str, u64)> = m["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t["table"].as_str().unwrap(), t["rows"].as_u64().unwrap()))
+                .collect();
+            assert_eq!(tallied, counts, "{m}");
+        }
+        let files = api.call(M::GET, "/api/backups/files", None).await?.1;
+        assert!(!files.to_string().contains(".manifest.json"), "sidecars are not listed as backups: {files}");
+
         // Restores through the app: queued, run by its worker, followed in the restore history.
         let viewer = Api::signed_in(&app, "viewer").await?;
         let (s, _) = viewer.call(M::POST, "/api/backups/restore", Some(json!({ "blob_name": out[0].0 }))).await?;
@@ -188,10 +211,16 @@ async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<(
         let maria_api = api.post("/api/backups/restore", json!({ "blob_name": out[1].0 })).await?;
         let done = wait_restore(&viewer, &pg_api).await?;
         assert_eq!(done["status"], "completed", "{done}");
+        // Checked table by table against the manifest, like a drill.
+        assert_eq!(done["verification"]["result"], "passed", "{done}");
+        assert_eq!(done["verification"]["tables_checked"], 2, "{done}");
+        assert_eq!(done["verification"]["rows_checked"], 3010, "{done}");
         assert!(done["bytes_restored"].as_i64().unwrap() > done["bytes_total"].as_i64().unwrap(), "{done}");
         assert_eq!(pg_fingerprint(&pg, "shop_api")?, pg_fingerprint(&pg, "shop")?);
         let done = wait_restore(&viewer, &maria_api).await?;
         assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(done["verification"]["result"], "passed", "{done}");
+        assert_eq!(done["verification"]["rows_checked"], 3010, "{done}");
         let name = maria_api["target_database"].as_str().unwrap();
         assert!(name.starts_with("shop_restored_"), "{name}");
         assert_eq!(maria_fingerprint(&maria, name)?, maria_fingerprint(&maria, "shop")?);
@@ -236,6 +265,7 @@ async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<(
     let o = restore(conn, PG_PASSWORD, &pg_target("postgres", "shop_restored"), &["--blob", &pg_blob]);
     assert!(o.status.success(), "{}", said(&o));
     assert!(said(&o).contains("SHA-256 verified"), "{}", said(&o));
+    assert!(said(&o).contains("content checked against the backup's manifest: 2 tables, 3010 rows"), "{}", said(&o));
     assert!(!said(&o).contains(PG_PASSWORD));
     assert_eq!(pg_fingerprint(&pg, "shop_restored")?, pg_fingerprint(&pg, "shop")?);
 

@@ -1,9 +1,14 @@
 //! Restores: a completed backup into a new database on a server of the same engine, run as a job by
 //! the dumper-host workers (`restore-jobs`), with a history a user can follow.
 
-use dilux_domain::restore::{restored_name, RestoreJob, RestoreMode, RestoreRequest, RestoreResult};
+use dilux_domain::drill::DrillState;
+use dilux_domain::manifest::{manifest_blob, Manifest};
+use dilux_domain::restore::{
+    restored_name, RestoreJob, RestoreMode, RestorePurpose, RestoreRequest, RestoreResult, Verification,
+};
 use dilux_domain::user::Role;
 use dilux_domain::{BackupStatus, Database, EngineType};
+use dilux_store::HistoryQuery;
 use serde::Serialize;
 
 use crate::error::{ApiError, ApiResult, Kind};
@@ -99,31 +104,7 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
             format!("a restore into `{target}` is already {} (id {}); wait for it", r.status.as_str(), r.id),
         ));
     }
-    let row = RestoreResult {
-        id: uuid::Uuid::new_v4().to_string(),
-        backup_id: backup.id.clone(),
-        blob_name: backup.blob_name.clone(),
-        sha256: backup.sha256.clone(),
-        source_database_id: backup.database_id.clone(),
-        source_database_alias: backup.database_alias.clone(),
-        engine_type: backup.database_type,
-        target_engine_id: engine.id.clone(),
-        target_engine_name: engine.name.clone(),
-        target_database: target.clone(),
-        mode: input.mode,
-        status: BackupStatus::Pending,
-        requested_by: who.email.clone(),
-        created_at: cx.now,
-        started_at: None,
-        completed_at: None,
-        duration_seconds: None,
-        bytes_total: backup.file_size_bytes,
-        bytes_restored: None,
-        error_class: None,
-        error_message: None,
-        attempts: 0,
-        previous_copy: None,
-    };
+    let row = RestoreResult::queued(&backup, &engine, &target, input.mode, RestorePurpose::Restore, &who.email, cx.now);
     app.stores.restores.insert(&row.id, &row).await?;
     let message = serde_json::to_string(&RestoreJob::new(&row.id)).expect("jobs serialize");
     if let Err(e) = app.stores.restore_jobs.put(&message).await {
@@ -172,4 +153,51 @@ pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
 pub async fn get(cx: &Cx<'_>) -> ApiResult<Reply> {
     let (r, _) = cx.app.stores.restores.get(cx.id()).await?.ok_or_else(|| ApiError::not_found("restore", cx.id()))?;
     Ok(Reply::json(&r))
+}
+
+/// `GET /api/backups/{id}/verification`: what the backup holds (its manifest) and what every restore
+/// and drill of it showed, newest first.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct BackupVerification {
+    pub backup_id: String,
+    pub blob_name: String,
+    pub database_id: String,
+    pub database_alias: String,
+    /// Per table, exact rows and digest, tallied while the backup streamed; none for a backup made
+    /// before manifests existed.
+    pub manifest: Option<Manifest>,
+    pub latest: Option<Verification>,
+    pub history: Vec<Verification>,
+    /// The database's restore drills.
+    pub drills: Option<DrillState>,
+}
+
+pub async fn verification(cx: &Cx<'_>) -> ApiResult<Reply> {
+    let stores = &cx.app.stores;
+    let q = HistoryQuery { id: Some(cx.id().to_string()), ..Default::default() };
+    let backup =
+        stores.history.query(&q).await?.into_iter().next().ok_or_else(|| ApiError::not_found("backup", cx.id()))?;
+    let sidecar = manifest_blob(&backup.blob_name);
+    let manifest = match stores.files.read_small(&sidecar).await? {
+        Some(bytes) => Some(serde_json::from_slice::<Manifest>(&bytes).map_err(|e| {
+            dilux_store::StoreError::Corrupt { table: "backups".into(), key: sidecar.clone(), detail: e.to_string() }
+        })?),
+        None => None,
+    };
+    let mut runs: Vec<RestoreResult> =
+        stores.restores.list().await?.into_iter().map(|(r, _)| r).filter(|r| r.backup_id == backup.id).collect();
+    runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+    let history: Vec<Verification> = runs.into_iter().filter_map(|r| r.verification).collect();
+    let drills = stores.drills.get(&backup.database_id).await?.map(|(d, _)| d);
+    let answer = BackupVerification {
+        backup_id: backup.id.clone(),
+        blob_name: backup.blob_name.clone(),
+        database_id: backup.database_id.clone(),
+        database_alias: backup.database_alias.clone(),
+        manifest,
+        latest: history.first().cloned().or(backup.last_verification.clone()),
+        history,
+        drills,
+    };
+    Ok(Reply::json(&answer))
 }

@@ -313,6 +313,15 @@ pub static ROUTES: &[Route] = &[
     r(Get, "/api/restores/{id}", "GetRestore", h!(restores::get), "One restore: status, bytes, duration, error")
         .needs(View)
         .returns(schema::<dilux_domain::restore::RestoreResult>),
+    r(
+        Get,
+        "/api/backups/{id}/verification",
+        "GetBackupVerification",
+        h!(restores::verification),
+        "A backup's manifest and what its restores and drills showed",
+    )
+    .needs(View)
+    .returns(schema::<restores::BackupVerification>),
     // Policies.
     r(Get, "/api/backup-policies", "ListPolicies", h!(policies::list), "Policies with summary and usage")
         .needs(View)

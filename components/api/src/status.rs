@@ -2,6 +2,7 @@
 //! there, did the ticks run, and which databases are missing backups.
 
 use chrono::Duration;
+use dilux_domain::drill::{drill_alert, DrillState};
 use dilux_domain::policy::{effective_policy_id, overdue};
 use dilux_domain::schedule::{ScheduleState, TickRecord};
 use serde_json::json;
@@ -19,10 +20,36 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
     let engines = stores.engines.list().await?;
     let states: Vec<ScheduleState> = stores.schedule.list().await?.into_iter().map(|(s, _)| s).collect();
     let policies = crate::policies::all(cx.app).await?;
+    let drill_states: Vec<DrillState> = stores.drills.list().await?.into_iter().map(|(s, _)| s).collect();
     let mut alerts = Vec::new();
+    let mut drills = Vec::new();
     for (db, _) in dbs.iter().filter(|(d, _)| d.enabled) {
         let engine = engines.iter().map(|(e, _)| e).find(|e| e.id == db.engine_id);
         let Some(policy) = policies.get(&effective_policy_id(db, engine)) else { continue };
+        let drill = drill_states.iter().find(|s| s.database_id == db.id);
+        if policy.verification.enabled() {
+            drills.push(json!({
+                "database_id": db.id,
+                "database_alias": db.alias,
+                "every_days": policy.verification.every_days,
+                "after_each_backup": policy.verification.after_each_backup,
+                "running": drill.is_some_and(|d| d.active_restore_id.is_some()),
+                "last_result": drill.and_then(|d| d.last_result),
+                "last_finished_at": drill.and_then(|d| d.last_finished_at),
+                "last_summary": drill.and_then(|d| d.last_summary.clone()),
+                "last_verified_restore": drill.and_then(|d| d.last_success_at),
+                "rto_seconds": drill.and_then(|d| d.last_success_rto_seconds),
+            }));
+        }
+        if let Some(why) = drill_alert(&policy.verification, drill, now) {
+            alerts.push(json!({
+                "kind": "restore_drill",
+                "severity": "error",
+                "database_id": db.id,
+                "database_alias": db.alias,
+                "message": format!("{}: {why}", db.alias),
+            }));
+        }
         let state = states.iter().find(|s| s.database_id == db.id);
         let last = state.and_then(ScheduleState::last_success);
         if let Some(late) = overdue(policy, last, db.created_at, now) {
@@ -103,6 +130,7 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
         "dumper_host": dumper,
         "scheduler": { "last_tick": tick_view(scheduler) },
         "retention": { "last_tick": tick_view(tick("retention")) },
+        "drills": { "last_tick": tick_view(tick("drills")), "databases": drills },
         "databases": dbs.len(),
         "failing_databases": failing,
         "alerts": alerts,

@@ -93,6 +93,26 @@ pub fn put_block_list(
     build(a, now, "PUT", format!("{}?comp=blocklist", blob_url(a, container, blob)), headers, body.into_bytes())
 }
 
+/// A small blob in one request (Put Blob), replacing any blob of that name.
+pub fn put_blob(
+    a: &Account,
+    now: DateTime<Utc>,
+    container: &str,
+    blob: &str,
+    content_type: &str,
+    metadata: &[(String, String)],
+    data: Vec<u8>,
+) -> Request {
+    let mut headers = vec![
+        ("x-ms-blob-type".to_string(), "BlockBlob".to_string()),
+        ("x-ms-blob-content-type".to_string(), content_type.to_string()),
+    ];
+    for (k, v) in metadata {
+        headers.push((format!("x-ms-meta-{k}"), v.clone()));
+    }
+    build(a, now, "PUT", blob_url(a, container, blob), headers, data)
+}
+
 pub fn get_blob(a: &Account, now: DateTime<Utc>, container: &str, blob: &str) -> Request {
     build(a, now, "GET", blob_url(a, container, blob), vec![], vec![])
 }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use dilux_azure::table::literal;
 use dilux_azure::{blob, queue, Account, BlobSas, SasPermissions};
 use dilux_domain::audit::AuditLog;
+use dilux_domain::manifest::{manifest_blob, MANIFEST_SUFFIX};
 use dilux_domain::probe::{ProbeRequest, ProbeResult, PROBE_PATH};
 use dilux_domain::{tables, BackupResult};
 use dilux_store::{
@@ -120,6 +121,7 @@ pub fn history_filter(q: &HistoryQuery) -> String {
     parts.extend(q.triggered_by.map(|t| format!("triggered_by eq {}", literal(&enum_text(t)))));
     parts.extend(q.engine_type.map(|t| format!("database_type eq {}", literal(t.as_str()))));
     parts.extend(q.blob_name.as_deref().map(|b| format!("blob_name eq {}", literal(b))));
+    parts.extend(q.id.as_deref().map(|id| format!("id eq {}", literal(id))));
     parts.join(" and ")
 }
 
@@ -209,6 +211,7 @@ impl Files for AzureFiles {
         let items = page
             .items
             .into_iter()
+            .filter(|i| !i.name.ends_with(MANIFEST_SUFFIX))
             .map(|i| FileItem { name: i.name, size: i.size, last_modified: i.last_modified })
             .collect();
         Ok(FilePage { items, next_marker: page.next_marker })
@@ -231,7 +234,18 @@ impl Files for AzureFiles {
         let resp = crate::send("delete blob", blob::delete_blob(&s.account, Utc::now(), &s.container, name)).await?;
         let existed = resp.status != 404;
         blob::parse_delete_blob(resp).map_err(AzureStoreError::from)?;
+        let sidecar = blob::delete_blob(&s.account, Utc::now(), &s.container, &manifest_blob(name));
+        blob::parse_delete_blob(crate::send("delete manifest", sidecar).await?).map_err(AzureStoreError::from)?;
         Ok(existed)
+    }
+
+    async fn read_small(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let s = &self.0;
+        let resp = crate::send("get blob", blob::get_blob(&s.account, Utc::now(), &s.container, name)).await?;
+        if resp.status == 404 {
+            return Ok(None);
+        }
+        Ok(Some(resp.check("get blob").map_err(AzureStoreError::from)?.body))
     }
 
     fn read_link(&self, name: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> StoreResult<ReadLink> {
@@ -334,6 +348,7 @@ impl AzureStorage {
             preferences: Box::new(TableRecords::new(self, tables::SETTINGS, "preferences")),
             signing_keys: Box::new(TableRecords::new(self, tables::AUTH_CACHE, "jwks")),
             schedule: Box::new(TableRecords::new(self, tables::SCHEDULE, "state")),
+            drills: Box::new(TableRecords::new(self, tables::SCHEDULE, dilux_domain::drill::DRILL_PK)),
             ticks: Box::new(TableRecords::new(self, tables::SCHEDULE, TICK_PK)),
             history: Box::new(AzureHistory(self.clone())),
             restores: Box::new(TableRecords::new(self, tables::RESTORES, dilux_domain::restore::RESTORE_PK)),

@@ -161,6 +161,14 @@ pub struct BackupResult {
     pub error_message: Option<String>,
     #[serde(default)]
     pub attempts: u32,
+    /// Tables and rows in the backup's manifest (`<blob_name>.manifest.json`).
+    #[serde(default)]
+    pub manifest_tables: Option<u32>,
+    #[serde(default)]
+    pub manifest_rows: Option<u64>,
+    /// The newest restore or drill of this backup and whether it came back whole.
+    #[serde(default)]
+    pub last_verification: Option<crate::restore::Verification>,
 }
 
 impl BackupResult {
@@ -187,6 +195,9 @@ impl BackupResult {
             error_class: None,
             error_message: None,
             attempts: 0,
+            manifest_tables: None,
+            manifest_rows: None,
+            last_verification: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! Mapping records to Azure Table entities and back. Table storage has no arrays or nulls and needs
-//! Int64 spelled as an annotated string; by convention every `*_bytes` field is an Int64.
+//! Mapping records to Azure Table entities and back. Table storage has no arrays, objects or nulls and
+//! needs Int64 spelled as an annotated string; by convention every `*_bytes` and `*_rows` field is an
+//! Int64, and a nested object or array is kept as JSON text under `<field>__json`.
 
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{Map, Value};
@@ -7,8 +8,10 @@ use serde_json::{Map, Value};
 pub type Entity = Map<String, Value>;
 
 fn is_int64(field: &str) -> bool {
-    field.ends_with("_bytes")
+    field.ends_with("_bytes") || field.ends_with("_rows")
 }
+
+const JSON_SUFFIX: &str = "__json";
 
 /// Serializes `record` as the entity (`pk`, `rk`). Nulls are dropped (absent = none).
 pub fn to_entity<T: Serialize>(pk: &str, rk: &str, record: &T) -> Entity {
@@ -21,6 +24,9 @@ pub fn to_entity<T: Serialize>(pk: &str, rk: &str, record: &T) -> Entity {
     for (k, v) in fields {
         match v {
             Value::Null => {}
+            v @ (Value::Object(_) | Value::Array(_)) => {
+                e.insert(format!("{k}{JSON_SUFFIX}"), Value::String(v.to_string()));
+            }
             Value::Number(n) if is_int64(&k) => {
                 e.insert(format!("{k}@odata.type"), "Edm.Int64".into());
                 e.insert(k, Value::String(n.to_string()));
@@ -37,6 +43,12 @@ pub fn to_entity<T: Serialize>(pk: &str, rk: &str, record: &T) -> Entity {
 pub fn from_entity<T: DeserializeOwned>(mut e: Entity) -> Result<T, serde_json::Error> {
     e.remove("PartitionKey");
     e.remove("RowKey");
+    let nested: Vec<String> = e.keys().filter(|k| k.ends_with(JSON_SUFFIX)).cloned().collect();
+    for k in nested {
+        if let Some(Value::String(text)) = e.remove(&k) {
+            e.insert(k.trim_end_matches(JSON_SUFFIX).to_string(), serde_json::from_str(&text).unwrap_or(Value::Null));
+        }
+    }
     for (k, v) in e.iter_mut() {
         if is_int64(k) {
             if let Value::String(s) = v {
@@ -67,5 +79,26 @@ pub mod comma_list {
             .filter(|p| !p.is_empty())
             .map(|p| serde_json::from_value(serde_json::Value::String(p.to_string())).map_err(serde::de::Error::custom))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Row {
+        note: String,
+        total_rows: u64,
+        nested: Option<Vec<u32>>,
+    }
+
+    #[test]
+    fn nested_values_travel_as_json_text_and_rows_as_int64() {
+        let r = Row { note: "[not json]".into(), total_rows: 5_000_000_000, nested: Some(vec![1, 2]) };
+        let e = to_entity("p", "r", &r);
+        assert_eq!(e["nested__json"], "[1,2]");
+        assert_eq!(e["total_rows"], "5000000000");
+        assert_eq!(from_entity::<Row>(e).unwrap(), r);
     }
 }

@@ -4,10 +4,12 @@
 pub mod audit;
 pub mod backup;
 pub mod config;
+pub mod drill;
 pub mod engine;
 pub mod entity;
 pub mod error;
 pub mod log;
+pub mod manifest;
 pub mod policy;
 pub mod probe;
 pub mod restore;

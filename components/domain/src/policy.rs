@@ -31,6 +31,48 @@ pub struct TierConfig {
     pub month: Option<u32>,
 }
 
+/// Restore drills: how often the newest backup of each database following the policy is restored
+/// into a scratch database and compared with its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyPolicy {
+    /// Days between drills, 1–365; none: no scheduled drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_days: Option<u32>,
+    /// Also drill each new backup once it completed.
+    #[serde(default)]
+    pub after_each_backup: bool,
+    /// The server drills restore onto (same engine type); the database's own server by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_engine_id: Option<String>,
+}
+
+impl VerifyPolicy {
+    pub fn enabled(&self) -> bool {
+        self.every_days.is_some() || self.after_each_backup
+    }
+
+    /// In words: "restore drill every 7 days and after each backup", or "no restore drills".
+    pub fn describe(&self) -> String {
+        match (self.every_days, self.after_each_backup) {
+            (None, false) => "no restore drills".into(),
+            (Some(d), false) => format!("restore drill every {d} days"),
+            (None, true) => "restore drill after each backup".into(),
+            (Some(d), true) => format!("restore drill every {d} days and after each backup"),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if let Some(d) = self.every_days {
+            in_range("verification.every_days", Some(d), 1, 365)?;
+        }
+        if self.drill_engine_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+            return Err(FieldError::new("verification.drill_engine_id", "must name a server, or be left out"));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BackupPolicy {
     pub id: String,
@@ -44,6 +86,8 @@ pub struct BackupPolicy {
     pub weekly: TierConfig,
     pub monthly: TierConfig,
     pub yearly: TierConfig,
+    #[serde(default)]
+    pub verification: VerifyPolicy,
 }
 
 /// `POST /api/backup-policies` and `PUT /api/backup-policies/{id}`: the whole policy; tiers left out
@@ -64,6 +108,8 @@ pub struct PolicyInput {
     pub monthly: TierConfig,
     #[serde(default)]
     pub yearly: TierConfig,
+    #[serde(default)]
+    pub verification: VerifyPolicy,
 }
 
 impl PolicyInput {
@@ -82,8 +128,10 @@ impl PolicyInput {
             weekly: self.weekly,
             monthly: self.monthly,
             yearly: self.yearly,
+            verification: self.verification,
         };
         p.validate()?;
+        p.verification.validate()?;
         if p.active_tiers().next().is_none() {
             return Err(FieldError::new("daily", "a policy needs at least one enabled tier with keep_count above 0"));
         }
@@ -102,6 +150,8 @@ pub struct PolicyRow {
     pub is_system: bool,
     /// `{"hourly": TierConfig, "daily": …, "weekly": …, "monthly": …, "yearly": …}`.
     pub tiers: String,
+    #[serde(default)]
+    pub verification: VerifyPolicy,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -128,6 +178,7 @@ impl From<&BackupPolicy> for PolicyRow {
             description: p.description.clone(),
             is_system: p.is_system,
             tiers: serde_json::to_string(&tiers).expect("tiers serialize"),
+            verification: p.verification.clone(),
         }
     }
 }
@@ -147,6 +198,7 @@ impl TryFrom<PolicyRow> for BackupPolicy {
             weekly: t.weekly,
             monthly: t.monthly,
             yearly: t.yearly,
+            verification: r.verification,
         })
     }
 }
@@ -218,6 +270,7 @@ pub fn default_policies() -> Vec<BackupPolicy> {
             weekly: weekly(true, 8),
             monthly: monthly(true, 12),
             yearly: yearly(true, 3),
+            verification: VerifyPolicy::default(),
         },
         BackupPolicy {
             id: DEFAULT_POLICY_ID.into(),
@@ -229,6 +282,7 @@ pub fn default_policies() -> Vec<BackupPolicy> {
             weekly: weekly(true, 4),
             monthly: monthly(true, 2),
             yearly: yearly(true, 1),
+            verification: VerifyPolicy::default(),
         },
         BackupPolicy {
             id: "development".into(),
@@ -240,6 +294,7 @@ pub fn default_policies() -> Vec<BackupPolicy> {
             weekly: weekly(true, 2),
             monthly: monthly(false, 0),
             yearly: yearly(false, 0),
+            verification: VerifyPolicy::default(),
         },
     ]
 }

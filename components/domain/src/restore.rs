@@ -5,7 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{BackupStatus, EngineType, ErrorClass, FieldError};
+use crate::manifest::{Comparison, TableMismatch};
+use crate::{BackupResult, BackupStatus, Engine, EngineType, ErrorClass, FieldError};
 
 /// The queue restore jobs wait on (the same workers lease it, under the same rules as backups).
 pub const RESTORE_JOBS_QUEUE: &str = "restore-jobs";
@@ -67,6 +68,11 @@ pub fn staging_name(original: &str, restore_id: &str) -> String {
     suffixed(original, &format!("_restoring_{}", restore_id.get(..8).unwrap_or(restore_id)))
 }
 
+/// The scratch database a drill restores into (dropped again when it is done).
+pub fn drill_name(original: &str, at: DateTime<Utc>) -> String {
+    suffixed(original, &format!("_drill_{}", at.format("%Y%m%d_%H%M%S")))
+}
+
 /// What the original is renamed to when a restore replaces it.
 pub fn previous_name(original: &str, at: DateTime<Utc>) -> String {
     suffixed(original, &format!("_before_restore_{}", at.format("%Y%m%d_%H%M%S")))
@@ -90,6 +96,109 @@ impl RestoreJob {
     /// A restore job, if `message` is one.
     pub fn parse(message: &str) -> Option<Self> {
         serde_json::from_str::<RestoreJob>(message).ok().filter(|j| j.kind == Self::KIND)
+    }
+}
+
+/// Why a restore ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RestorePurpose {
+    /// Someone asked for the data back.
+    #[default]
+    Restore,
+    /// The scheduler proving the backup restores: into a scratch database, checked, then dropped.
+    Drill,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VerificationResult {
+    /// Restored, and every table's row count and content digest equal the backup's manifest.
+    Passed,
+    /// The restore failed, or the restored database differs from the manifest.
+    Failed,
+    /// Restored, but the backup predates manifests: only its SHA-256 was checked.
+    Unverified,
+}
+
+/// The evidence a restore or drill leaves on its backup: did the backup come back whole?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Verification {
+    pub result: VerificationResult,
+    /// In words: "3 tables, 6010 rows identical to the backup", or what differs, or why it failed.
+    pub summary: String,
+    pub checked_at: DateTime<Utc>,
+    pub restore_id: String,
+    pub purpose: RestorePurpose,
+    /// Seconds the restore itself took (the measured recovery time), without the check after it.
+    #[serde(default)]
+    pub restore_seconds: Option<f64>,
+    #[serde(default)]
+    pub tables_checked: u32,
+    #[serde(default)]
+    pub rows_checked: u64,
+    #[serde(default)]
+    pub mismatched_tables: u32,
+    /// By table, the first 50.
+    #[serde(default)]
+    pub mismatches: Vec<TableMismatch>,
+    /// The server restored onto, by name, and its own version string.
+    pub server: String,
+    #[serde(default)]
+    pub server_version: String,
+}
+
+impl Verification {
+    /// From a restore that ran: its comparison (None when the backup had no manifest).
+    pub fn of_restore(
+        row: &RestoreResult,
+        comparison: Option<&Comparison>,
+        restore_seconds: f64,
+        server_version: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let (result, summary) = match comparison {
+            Some(c) if c.passed() => (VerificationResult::Passed, c.summary()),
+            Some(c) => (VerificationResult::Failed, c.summary()),
+            None => (
+                VerificationResult::Unverified,
+                "restored; this backup has no manifest (made before manifests existed), so only its SHA-256 was \
+                 checked"
+                    .to_string(),
+            ),
+        };
+        Verification {
+            result,
+            summary,
+            checked_at: now,
+            restore_id: row.id.clone(),
+            purpose: row.purpose,
+            restore_seconds: Some(restore_seconds),
+            tables_checked: comparison.map_or(0, |c| c.tables_checked),
+            rows_checked: comparison.map_or(0, |c| c.rows_checked),
+            mismatched_tables: comparison.map_or(0, |c| c.mismatched_tables),
+            mismatches: comparison.map(|c| c.mismatches.clone()).unwrap_or_default(),
+            server: row.target_engine_name.clone(),
+            server_version: server_version.to_string(),
+        }
+    }
+
+    /// From a restore that failed before anything could be compared.
+    pub fn of_failure(row: &RestoreResult, why: &str, now: DateTime<Utc>) -> Self {
+        Verification {
+            result: VerificationResult::Failed,
+            summary: format!("the restore failed: {}", why.chars().take(500).collect::<String>()),
+            checked_at: now,
+            restore_id: row.id.clone(),
+            purpose: row.purpose,
+            restore_seconds: None,
+            tables_checked: 0,
+            rows_checked: 0,
+            mismatched_tables: 0,
+            mismatches: vec![],
+            server: row.target_engine_name.clone(),
+            server_version: String::new(),
+        }
     }
 }
 
@@ -132,9 +241,57 @@ pub struct RestoreResult {
     /// After a replace: the name the original now has (kept until someone drops it).
     #[serde(default)]
     pub previous_copy: Option<String>,
+    #[serde(default)]
+    pub purpose: RestorePurpose,
+    /// Finds the backup's history row again (with `backup_id`), to leave the evidence on it.
+    #[serde(default)]
+    pub backup_created_at: Option<DateTime<Utc>>,
+    /// The restored database compared with the backup's manifest.
+    #[serde(default)]
+    pub verification: Option<Verification>,
 }
 
 impl RestoreResult {
+    /// A pending restore of `backup` into `target` on `engine`.
+    pub fn queued(
+        backup: &BackupResult,
+        engine: &Engine,
+        target: &str,
+        mode: RestoreMode,
+        purpose: RestorePurpose,
+        requested_by: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        RestoreResult {
+            id: uuid::Uuid::new_v4().to_string(),
+            backup_id: backup.id.clone(),
+            blob_name: backup.blob_name.clone(),
+            sha256: backup.sha256.clone(),
+            source_database_id: backup.database_id.clone(),
+            source_database_alias: backup.database_alias.clone(),
+            engine_type: backup.database_type,
+            target_engine_id: engine.id.clone(),
+            target_engine_name: engine.name.clone(),
+            target_database: target.to_string(),
+            mode,
+            status: BackupStatus::Pending,
+            requested_by: requested_by.to_string(),
+            created_at: now,
+            started_at: None,
+            completed_at: None,
+            duration_seconds: None,
+            bytes_total: backup.file_size_bytes,
+            bytes_restored: None,
+            error_class: None,
+            error_message: None,
+            attempts: 0,
+            previous_copy: None,
+            purpose,
+            backup_created_at: Some(backup.created_at),
+            verification: None,
+        }
+    }
+
     /// Marks an attempt as started; `false` when the row is already final (a redelivered message
     /// for a finished restore must not run again).
     pub fn start(&mut self, now: DateTime<Utc>) -> bool {

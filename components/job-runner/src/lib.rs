@@ -96,7 +96,10 @@ async fn handle(message: String, dequeue_count: u32) -> JobOutcome {
         Err(Prepare::Retry(e)) => return JobOutcome::RetryLater(e),
         Err(Prepare::Fail(class, msg)) => row.fail(Utc::now(), class, &msg),
         Ok(request) => match dump::run_dump(&request) {
-            Ok(o) => row.complete(Utc::now(), o.compressed_bytes, o.uncompressed_bytes, o.sha256),
+            Ok(o) => {
+                row.complete(Utc::now(), o.compressed_bytes, o.uncompressed_bytes, o.sha256);
+                (row.manifest_tables, row.manifest_rows) = (Some(o.tables), Some(o.rows));
+            }
             Err(f) => row.fail(Utc::now(), f.class.into(), &f.message),
         },
     }

@@ -5,8 +5,13 @@
 
 use chrono::Utc;
 use dilux_azure_spin::{self as store, log};
-use dilux_domain::restore::{previous_name, staging_name, RestoreJob, RestoreMode, RestoreResult, RESTORE_PK};
-use dilux_domain::{tables, Engine, ErrorClass};
+use dilux_domain::backup::history_keys;
+use dilux_domain::manifest::{Comparison, TableMismatch};
+use dilux_domain::restore::{
+    previous_name, staging_name, RestoreJob, RestoreMode, RestorePurpose, RestoreResult, Verification,
+    VerificationResult, RESTORE_PK,
+};
+use dilux_domain::{tables, BackupResult, Engine, ErrorClass};
 
 use crate::dilux::dumper::{dump, restore};
 use crate::exports::dilux::dumper::job_handler::JobOutcome;
@@ -47,13 +52,72 @@ pub async fn handle(ctx: &Ctx, job: RestoreJob, dequeue_count: u32) -> JobOutcom
         Err(None) => return JobOutcome::Done,
         Ok(r) => match restore::run_restore(&r) {
             Ok(o) => {
-                row.complete(Utc::now(), o.compressed_bytes, o.uncompressed_bytes);
+                let now = Utc::now();
+                row.complete(now, o.compressed_bytes, o.uncompressed_bytes);
                 row.previous_copy = o.previous_copy;
+                let comparison = o.verification.as_ref().filter(|v| v.manifest_found).map(comparison);
+                let version = o.verification.as_ref().map(|v| v.server_version.as_str()).unwrap_or_default();
+                let v =
+                    Verification::of_restore(&row, comparison.as_ref(), o.duration_ms as f64 / 1000.0, version, now);
+                if v.result == VerificationResult::Failed {
+                    // A drill whose copy differs did its job, and failed: the backup is not what it recorded.
+                    let kept = match row.purpose {
+                        RestorePurpose::Drill => "the scratch database was dropped".to_string(),
+                        RestorePurpose::Restore => format!("`{}` was kept for inspection", row.target_database),
+                    };
+                    let why = format!("the restored copy differs from the backup: {} ({kept})", v.summary);
+                    row.fail(now, ErrorClass::Corrupt, &why);
+                }
+                row.verification = Some(v);
             }
-            Err(f) => row.fail(Utc::now(), f.class.into(), &f.message),
+            Err(f) => {
+                row.fail(Utc::now(), f.class.into(), &f.message);
+                row.verification = Some(Verification::of_failure(&row, &f.message, Utc::now()));
+            }
         },
     }
+    if let Some(v) = row.verification.clone() {
+        if let Err(e) = mark_backup(ctx, &row, v).await {
+            log::event(COMPONENT, "verification_not_recorded", &[("restore", &row.id), ("error", &e)]);
+        }
+    }
     save(ctx, &row).await
+}
+
+fn comparison(v: &restore::Verification) -> Comparison {
+    Comparison {
+        tables_checked: v.tables_checked,
+        rows_checked: v.rows_checked,
+        mismatched_tables: v.mismatched_tables,
+        mismatches: v
+            .mismatches
+            .iter()
+            .map(|m| TableMismatch {
+                table: m.table.clone(),
+                expected_rows: m.expected_rows,
+                actual_rows: m.actual_rows,
+                content_differs: true,
+            })
+            .collect(),
+    }
+}
+
+/// Leaves the evidence on the backup's own history row (the newest restore or drill of it).
+async fn mark_backup(ctx: &Ctx, row: &RestoreResult, v: Verification) -> Result<(), store::StoreError> {
+    let Some(created) = row.backup_created_at else { return Ok(()) };
+    let (pk, rk) = history_keys(created, &row.backup_id);
+    for _ in 0..3 {
+        let Some((mut backup, etag)) = store::get::<BackupResult>(&ctx.account, tables::HISTORY, &pk, &rk).await?
+        else {
+            return Ok(()); // deleted by retention meanwhile
+        };
+        backup.last_verification = Some(v.clone());
+        match store::replace(&ctx.account, tables::HISTORY, &pk, &rk, &backup, Some(&etag)).await {
+            Err(e) if e.status() == Some(412) => continue,
+            other => return other.map(|_| ()),
+        }
+    }
+    Ok(())
 }
 
 /// The host's request for this restore; `Err(Some)` to retry later, `Err(None)` when the row was
@@ -99,6 +163,8 @@ async fn request(ctx: &Ctx, row: &RestoreResult) -> Result<restore::RestoreReque
         blob_name: row.blob_name.clone(),
         sha256: row.sha256.clone(),
         restore_id: row.id.clone(),
+        verify: true,
+        drop_after: row.purpose == RestorePurpose::Drill,
     })
 }
 

@@ -95,11 +95,14 @@ pub struct ReadLink {
 /// The backup files (one Blob container).
 #[async_trait(?Send)]
 pub trait Files {
-    /// One page of names under `prefix`; a missing container is an empty page.
+    /// One page of backup names under `prefix` (manifest sidecars are not listed); a missing container
+    /// is an empty page.
     async fn list(&self, prefix: &str, marker: Option<&str>, max: Option<u32>) -> StoreResult<FilePage>;
     async fn properties(&self, name: &str) -> StoreResult<Option<FileProperties>>;
-    /// Answers whether the file existed.
+    /// Deletes a backup and its manifest sidecar; answers whether the backup existed.
     async fn delete(&self, name: &str) -> StoreResult<bool>;
+    /// A small file whole (a manifest), if it exists.
+    async fn read_small(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
     /// [`StoreError::Unsupported`] when the credentials cannot sign links (no account key).
     fn read_link(&self, name: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> StoreResult<ReadLink>;
 }
@@ -136,6 +139,8 @@ pub struct Stores {
     pub signing_keys: Box<dyn Records<SigningKeys>>,
     /// By database id.
     pub schedule: Box<dyn Records<ScheduleState>>,
+    /// Restore drills, by database id.
+    pub drills: Box<dyn Records<dilux_domain::drill::DrillState>>,
     /// By tick name.
     pub ticks: Box<dyn Records<TickRecord>>,
     pub history: Box<dyn History>,

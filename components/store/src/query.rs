@@ -15,6 +15,7 @@ pub struct HistoryQuery {
     pub triggered_by: Option<TriggeredBy>,
     pub engine_type: Option<EngineType>,
     pub blob_name: Option<String>,
+    pub id: Option<String>,
 }
 
 impl HistoryQuery {
@@ -32,6 +33,7 @@ impl HistoryQuery {
             && self.triggered_by.is_none_or(|t| r.triggered_by == t)
             && self.engine_type.is_none_or(|t| r.database_type == t)
             && self.blob_name.as_ref().is_none_or(|b| &r.blob_name == b)
+            && self.id.as_ref().is_none_or(|id| &r.id == id)
     }
 }
 

@@ -13,6 +13,7 @@ use std::rc::Rc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dilux_domain::audit::AuditLog;
+use dilux_domain::manifest::MANIFEST_SUFFIX;
 use dilux_domain::probe::{ProbeRequest, ProbeResult};
 use dilux_domain::BackupResult;
 use dilux_store::{
@@ -212,6 +213,7 @@ impl Jobs for MemJobs {
 pub struct MemFile {
     pub size: u64,
     pub sha256: Option<String>,
+    pub content: Vec<u8>,
 }
 
 /// The backup files; `can_sign: false` is storage reached without an account key.
@@ -229,7 +231,14 @@ impl Default for MemFiles {
 
 impl MemFiles {
     pub fn put(&self, name: &str, size: u64, sha256: Option<&str>) {
-        self.files.borrow_mut().insert(name.to_string(), MemFile { size, sha256: sha256.map(str::to_string) });
+        let file = MemFile { size, sha256: sha256.map(str::to_string), content: vec![] };
+        self.files.borrow_mut().insert(name.to_string(), file);
+    }
+
+    /// A small file with its content (a manifest).
+    pub fn put_content(&self, name: &str, content: &[u8]) {
+        let file = MemFile { size: content.len() as u64, sha256: None, content: content.to_vec() };
+        self.files.borrow_mut().insert(name.to_string(), file);
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -241,7 +250,9 @@ impl MemFiles {
 impl Files for MemFiles {
     async fn list(&self, prefix: &str, marker: Option<&str>, max: Option<u32>) -> StoreResult<FilePage> {
         let files = self.files.borrow();
-        let mut names = files.iter().filter(|(n, _)| n.starts_with(prefix) && marker.is_none_or(|m| n.as_str() >= m));
+        let mut names = files.iter().filter(|(n, _)| {
+            n.starts_with(prefix) && marker.is_none_or(|m| n.as_str() >= m) && !n.ends_with(MANIFEST_SUFFIX)
+        });
         let max = max.unwrap_or(5000) as usize;
         let items: Vec<FileItem> = names
             .by_ref()
@@ -261,7 +272,12 @@ impl Files for MemFiles {
     }
 
     async fn delete(&self, name: &str) -> StoreResult<bool> {
+        self.files.borrow_mut().remove(&dilux_domain::manifest::manifest_blob(name));
         Ok(self.files.borrow_mut().remove(name).is_some())
+    }
+
+    async fn read_small(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.files.borrow().get(name).map(|f| f.content.clone()))
     }
 
     fn read_link(&self, name: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> StoreResult<ReadLink> {
@@ -345,6 +361,7 @@ pub struct Memory {
     pub preferences: MemRecords<dilux_domain::settings::Preferences>,
     pub signing_keys: MemRecords<dilux_domain::settings::SigningKeys>,
     pub schedule: MemRecords<dilux_domain::schedule::ScheduleState>,
+    pub drills: MemRecords<dilux_domain::drill::DrillState>,
     pub ticks: MemRecords<dilux_domain::schedule::TickRecord>,
     pub history: MemHistory,
     pub restores: MemRecords<dilux_domain::restore::RestoreResult>,
@@ -369,6 +386,7 @@ impl Default for Memory {
             preferences: MemRecords::new("preferences", &v),
             signing_keys: MemRecords::new("signing keys", &v),
             schedule: MemRecords::new("schedule state", &v),
+            drills: MemRecords::new("drill state", &v),
             ticks: MemRecords::new("tick", &v),
             history: MemHistory::default(),
             restores: MemRecords::new("restore", &v),
@@ -395,6 +413,7 @@ impl Memory {
             preferences: Box::new(self.preferences.clone()),
             signing_keys: Box::new(self.signing_keys.clone()),
             schedule: Box::new(self.schedule.clone()),
+            drills: Box::new(self.drills.clone()),
             ticks: Box::new(self.ticks.clone()),
             history: Box::new(self.history.clone()),
             restores: Box::new(self.restores.clone()),

@@ -2,6 +2,7 @@
 //! dumper-host locally, with the shared tick token. Each tick is idempotent: calling it twice, or
 //! concurrently, queues nothing twice.
 
+mod drills;
 mod retention;
 mod scheduler;
 
@@ -62,6 +63,7 @@ async fn handle(req: Request) -> Response {
     let result = match path.as_str() {
         "/internal/ticks/scheduler" => scheduler::tick(&ctx).await,
         "/internal/ticks/retention" => retention::tick(&ctx).await,
+        "/internal/ticks/drills" => drills::tick(&ctx).await,
         _ => return error(404, "no such tick"),
     };
     // Remembered for the status page: when each tick last ran and how it went.

@@ -41,6 +41,11 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
                 errors += 1;
                 continue;
             }
+            let sidecar = dilux_domain::manifest::manifest_blob(&row.blob_name);
+            let r = store::send("delete manifest", blob::delete_blob(a, Utc::now(), &ctx.container, &sidecar)).await?;
+            if let Err(e) = blob::parse_delete_blob(r) {
+                log::event(COMPONENT, "retention_delete_failed", &[("backup", &row.id), ("error", &e)]);
+            }
             let (pk, rk) = dilux_domain::backup::history_keys(row.created_at, &row.id);
             store::delete(a, tables::HISTORY, &pk, &rk).await?;
             let audit = AuditLog::system(

@@ -158,7 +158,7 @@ async fn run() -> anyhow::Result<()> {
             eprintln!("restoring: {:.1} of {:.1} MiB ({pct:.0}%)", mib(done), mib(total));
         }
     };
-    let o = run_restore(storage.as_ref(), &spec, &DumpOptions::from_env(), &progress).await.map_err(|f| {
+    let o = run_restore(storage.as_ref(), &spec, &DumpOptions::from_env(), true, &progress).await.map_err(|f| {
         use dilux_domain::ErrorClass as C;
         let connection = matches!(f.class, C::AuthFailed | C::PermissionDenied | C::Unreachable | C::Timeout | C::Tls);
         let hint = if connection || f.class == C::Corrupt { format!("\n{}", f.class.hint()) } else { String::new() };
@@ -175,5 +175,16 @@ async fn run() -> anyhow::Result<()> {
         o.sha256,
         started.elapsed().as_secs_f64()
     );
+    match o.check.and_then(|c| c.comparison) {
+        Some(c) if c.passed() => println!("content checked against the backup's manifest: {}", c.summary()),
+        Some(c) => anyhow::bail!(
+            "the restored database differs from the backup's manifest: {}\nit was kept as `{}` for inspection",
+            c.summary(),
+            spec.database
+        ),
+        None => {
+            println!("no manifest for this backup (a file, or a backup made before manifests): content not compared")
+        }
+    }
     Ok(())
 }

@@ -64,6 +64,8 @@ impl From<dump::DumpOutcome> for wit::DumpOutcome {
             uncompressed_bytes: o.uncompressed_bytes,
             sha256: o.sha256,
             duration_ms: o.duration.as_millis() as u64,
+            tables: o.manifest.tables.len() as u32,
+            rows: o.manifest.rows(),
         }
     }
 }
@@ -88,7 +90,8 @@ impl wit::Host for HostState {
         match dump::run_dump(&dumper.storage, &spec, &dumper.options).await {
             Ok(o) => {
                 tracing::info!(blob = %spec.blob_name, bytes = o.compressed_bytes, raw_bytes = o.uncompressed_bytes,
-                    seconds = o.duration.as_secs_f64(), "dump completed");
+                    seconds = o.duration.as_secs_f64(), tables = o.manifest.tables.len(), rows = o.manifest.rows(),
+                    "dump completed");
                 Ok(o.into())
             }
             Err(f) => {

@@ -28,8 +28,26 @@ impl From<restore::RestoreOutcome> for wit::RestoreOutcome {
             compressed_bytes: o.compressed_bytes,
             uncompressed_bytes: o.uncompressed_bytes,
             sha256: o.sha256,
-            duration_ms: o.duration.as_millis() as u64,
+            duration_ms: o.restore_duration.as_millis() as u64,
             previous_copy: None,
+            verification: o.check.map(|c| wit::Verification {
+                manifest_found: c.comparison.is_some(),
+                tables_checked: c.comparison.as_ref().map_or(0, |c| c.tables_checked),
+                rows_checked: c.comparison.as_ref().map_or(0, |c| c.rows_checked),
+                mismatched_tables: c.comparison.as_ref().map_or(0, |c| c.mismatched_tables),
+                mismatches: c
+                    .comparison
+                    .iter()
+                    .flat_map(|c| &c.mismatches)
+                    .map(|m| wit::TableMismatch {
+                        table: m.table.clone(),
+                        expected_rows: m.expected_rows,
+                        actual_rows: m.actual_rows,
+                    })
+                    .collect(),
+                server_version: c.server_version,
+                duration_ms: c.duration.as_millis() as u64,
+            }),
         }
     }
 }
@@ -43,22 +61,34 @@ impl wit::Host for HostState {
             });
         };
         let swap = r.replace.clone().zip(r.previous_name.clone());
+        let (verify, drop_after) = (r.verify || swap.is_some(), r.drop_after);
         let spec = RestoreSpec::from(r);
+        let opts = &dumper.options;
         tracing::info!(source = ?spec.source, host = %spec.host, port = spec.port, database = %spec.database,
-            "restore started");
-        let restored = restore::run_restore(Some(&dumper.storage), &spec, &dumper.options, &|_, _| {}).await;
-        let swapped = match (restored, &swap) {
-            (Ok(o), Some((original, previous))) => {
-                restore::swap_in(&spec, &dumper.options, original, previous).await.map(|()| {
-                    let mut o = wit::RestoreOutcome::from(o);
-                    o.previous_copy = Some(previous.clone());
-                    o
-                })
-            }
-            (other, _) => other.map(wit::RestoreOutcome::from),
-        };
-        match swapped {
+            verify, drill = drop_after, "restore started");
+        let mut result = restore::run_restore(Some(&dumper.storage), &spec, opts, verify, &|_, _| {}).await;
+        if let (Ok(o), Some((original, previous))) = (&result, &swap) {
+            // A restore that does not match its backup is never swapped in for the original.
+            let differs = o.check.as_ref().and_then(|c| c.comparison.as_ref()).filter(|c| !c.passed());
+            result = match differs {
+                Some(c) => {
+                    restore::drop_database(&spec, opts).await;
+                    let why = format!(
+                        "the restored copy differs from the backup ({}); `{original}` is unchanged",
+                        c.summary()
+                    );
+                    Err(crate::dump::fail(dilux_domain::ErrorClass::Corrupt, why))
+                }
+                None => restore::swap_in(&spec, opts, original, previous).await.map(|()| result.expect("checked ok")),
+            };
+        }
+        if drop_after && result.is_ok() {
+            restore::drop_database(&spec, opts).await;
+        }
+        match result {
             Ok(o) => {
+                let mut o = wit::RestoreOutcome::from(o);
+                o.previous_copy = swap.map(|(_, previous)| previous);
                 tracing::info!(database = %spec.database, bytes = o.compressed_bytes, raw_bytes = o.uncompressed_bytes,
                     ms = o.duration_ms, previous = ?o.previous_copy, "restore completed");
                 Ok(o)

@@ -101,7 +101,9 @@ async fn main() -> Result<()> {
         let before = memory_mib("VmRSS:");
         reset_peak();
         let t = Instant::now();
-        let o = run_restore(Some(&storage), &restore, &opts, &|_, _| {}).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let o = run_restore(Some(&storage), &restore, &opts, false, &|_, _| {})
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let ours = t.elapsed().as_secs_f64();
         ensure!(o.verified, "the restore checked the recorded SHA-256");
         let count = |d: &str| pg.sql(d, "SELECT count(*) FROM t").map(|s| s.trim().to_string());

@@ -161,7 +161,7 @@ pub fn Backups() -> impl IntoView {
                 <table id="backups">
                     <thead><tr>
                         <th></th><th>"When"</th><th>"Database"</th><th>"Status"</th><th>"Tiers / trigger"</th>
-                        <th>"Size"</th><th>"Took"</th><th>"Details"</th><th></th>
+                        <th>"Size"</th><th>"Took"</th><th>"Verified restore"</th><th>"Details"</th><th></th>
                     </tr></thead>
                     <tbody>{h.backups.iter().map(|b| {
                         let blob = b.blob_name.clone();
@@ -176,6 +176,7 @@ pub fn Backups() -> impl IntoView {
                         };
                         let kind = b.error_class.unwrap_or(dilux_domain::ErrorClass::ToolFailed);
                         let details = b.error_message.clone().map(|m| format!("{kind:?}: {m}")).unwrap_or_default();
+                        let verified = verified_cell(b);
                         view! {
                             <tr data-status=status_name(b.status)>
                                 <td><Show when=move || can_delete() && is_final>
@@ -190,6 +191,7 @@ pub fn Backups() -> impl IntoView {
                                 <td>{tiers}</td>
                                 <td>{b.file_size_bytes.map(api::bytes).unwrap_or_default()}</td>
                                 <td>{b.duration_seconds.map(|d| format!("{d:.1} s")).unwrap_or_default()}</td>
+                                <td class="verified">{verified}</td>
                                 <td class="details">{details}</td>
                                 <td class="actions">
                                     {done.then(|| view! {
@@ -227,5 +229,38 @@ pub fn Backups() -> impl IntoView {
                 <Pager cursors=cursors next=next/>
             }
         })}
+    }
+}
+
+/// The newest restore or drill of a backup: its result, the measured recovery time and what was
+/// compared; or the manifest it will be checked against.
+fn verified_cell(b: &dilux_domain::BackupResult) -> impl IntoView {
+    use dilux_domain::restore::{RestorePurpose, VerificationResult};
+    let manifest = match (b.manifest_tables, b.manifest_rows) {
+        (Some(t), Some(r)) => format!("manifest: {t} tables, {r} rows"),
+        _ => String::new(),
+    };
+    match &b.last_verification {
+        None => view! { <span class="hint">{manifest}</span> }.into_any(),
+        Some(v) => {
+            let result = match v.result {
+                VerificationResult::Passed => "passed",
+                VerificationResult::Failed => "failed",
+                VerificationResult::Unverified => "unverified",
+            };
+            let by = match v.purpose {
+                RestorePurpose::Drill => "drill",
+                RestorePurpose::Restore => "restore",
+            };
+            let rto = v.restore_seconds.map(|s| format!(", restored in {s:.1} s")).unwrap_or_default();
+            view! {
+                <span data-verification=result>
+                    {badge(result)}
+                    <div class="hint">{format!("{by} {}{rto}", when(&v.checked_at))}</div>
+                    <div class="hint summary">{v.summary.clone()}</div>
+                </span>
+            }
+            .into_any()
+        }
     }
 }

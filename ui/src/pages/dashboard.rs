@@ -89,6 +89,44 @@ pub fn Dashboard() -> impl IntoView {
                 }
             })}
         </section>
+        <section id="drills">
+            <h2>"Restore drills"</h2>
+            {show(status, |s: &Value| {
+                let rows = s["drills"]["databases"].as_array().cloned().unwrap_or_default();
+                if rows.is_empty() {
+                    return view! {
+                        <p class="hint">"No policy asks for restore drills; set \"every N days\" on a policy."</p>
+                    }
+                    .into_any();
+                }
+                view! {
+                    <table>
+                        <thead><tr>
+                            <th>"Database"</th><th>"Last drill"</th><th>"Last verified restore"</th>
+                            <th>"Measured RTO"</th><th>"Result"</th>
+                        </tr></thead>
+                        <tbody>{rows.into_iter().map(|d| {
+                            let text = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+                            let result = if d["running"] == true { "running".to_string() } else { text("last_result") };
+                            let rto = d["rto_seconds"].as_f64().map(|s| format!("{s:.1} s")).unwrap_or_default();
+                            view! {
+                                <tr data-database=text("database_id")>
+                                    <td>{text("database_alias")}</td>
+                                    <td>{text("last_finished_at")}</td>
+                                    <td class="verified-at">{text("last_verified_restore")}</td>
+                                    <td class="rto">{rto}</td>
+                                    <td>
+                                        {(!result.is_empty()).then(|| badge(&result))}
+                                        <div class="hint">{text("last_summary")}</div>
+                                    </td>
+                                </tr>
+                            }
+                        }).collect_view()}</tbody>
+                    </table>
+                }
+                .into_any()
+            })}
+        </section>
         <section class="charts">
             {show(history, |h: &History| charts(&h.backups))}
         </section>

@@ -47,6 +47,7 @@ pub fn Policies() -> impl IntoView {
                 month: Some(1),
                 ..Default::default()
             },
+            verification: Default::default(),
         }))
     };
     let remove = move |id: String| {
@@ -83,7 +84,10 @@ pub fn Policies() -> impl IntoView {
                                 {system.then(|| view! { <span class="badge">"system"</span> })}
                                 <div class="hint">{p.description.clone()}</div>
                             </td>
-                            <td class="summary">{p.summary()}</td>
+                            <td class="summary">
+                                {p.summary()}
+                                <div class="hint drills">{p.verification.describe()}</div>
+                            </td>
                             <td><ul class="tiers">{TIERS.iter().map(|t| view! {
                                 <li>{format!("{}: {}", t.as_str(), p.describe(*t))}</li>
                             }).collect_view()}</ul></td>
@@ -124,7 +128,8 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
             "daily": p.daily,
             "weekly": p.weekly,
             "monthly": p.monthly,
-            "yearly": p.yearly
+            "yearly": p.yearly,
+            "verification": p.verification
         });
         let done = done.clone();
         leptos::task::spawn_local(async move {
@@ -250,6 +255,33 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
                 />
             </label>
             <div class="tiers-grid">{TIERS.iter().map(|t| tier(*t)).collect_view()}</div>
+            <fieldset class="tier" id="policy-drills">
+                <legend>"Restore drills"</legend>
+                <label>"Every N days (empty: none)"
+                    <input
+                        type="number"
+                        min="1"
+                        max="365"
+                        name="drill-every-days"
+                        prop:value=move || draft.with(|p| p.verification.every_days.map(|d| d.to_string()))
+                        on:input=move |ev| {
+                            let v = event_target_value(&ev);
+                            draft.update(|p| p.verification.every_days = v.trim().parse().ok())
+                        }
+                    />
+                </label>
+                <label><input type="checkbox" name="drill-after-each"
+                    prop:checked=move || draft.with(|p| p.verification.after_each_backup)
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        draft.update(|p| p.verification.after_each_backup = on)
+                    }/>
+                " after each new backup"</label>
+                <p class="hint">
+                    "The newest backup is restored into a scratch database, every table compared with the backup's \
+                     manifest (exact rows and content), then dropped."
+                </p>
+            </fieldset>
             <p>"Summary: " <strong id="policy-summary">{move || draft.with(|p| p.summary())}</strong></p>
             <div class="buttons">
                 <button type="submit" id="save-policy">"Save"</button>

@@ -19,9 +19,10 @@ struct RestoreList {
 /// A finished restore in one sentence.
 fn outcome(r: &RestoreResult) -> Result<String, String> {
     let kept = r.previous_copy.as_ref().map(|p| format!("; the previous copy is `{p}`")).unwrap_or_default();
+    let checked = r.verification.as_ref().map(|v| format!(". Content check: {}", v.summary)).unwrap_or_default();
     match r.status {
         BackupStatus::Completed => Ok(format!(
-            "Restored into `{}` on {} in {:.1} s: {} stored, {} of SQL, checksum verified{kept}",
+            "Restored into `{}` on {} in {:.1} s: {} stored, {} of SQL, checksum verified{kept}{checked}",
             r.target_database,
             r.target_engine_name,
             r.duration_seconds.unwrap_or(0.0),
@@ -201,7 +202,7 @@ pub fn Restores() -> impl IntoView {
             <table id="restores">
                 <thead><tr>
                     <th>"When"</th><th>"Backup of"</th><th>"Into"</th><th>"Status"</th><th>"Size"</th>
-                    <th>"Took"</th><th>"By"</th><th>"Details"</th>
+                    <th>"Took"</th><th>"By"</th><th>"Checked"</th><th>"Details"</th>
                 </tr></thead>
                 <tbody>{l.restores.iter().map(|r| {
                     let details = if r.status == BackupStatus::Failed { outcome(r).err() } else { None };
@@ -214,6 +215,7 @@ pub fn Restores() -> impl IntoView {
                             <td>{r.bytes_total.map(api::bytes).unwrap_or_default()}</td>
                             <td>{r.duration_seconds.map(|d| format!("{d:.1} s")).unwrap_or_default()}</td>
                             <td>{r.requested_by.clone()}</td>
+                            <td class="checked">{r.verification.as_ref().map(|v| v.summary.clone())}</td>
                             <td class="details">{details}</td>
                         </tr>
                     }

@@ -134,3 +134,69 @@ async fn replacing_needs_an_admin_and_the_typed_name() {
     let row = t.mem.restores.all().remove(0);
     assert_eq!((row.mode, row.target_database.as_str()), (dilux_domain::restore::RestoreMode::Replace, "shop"));
 }
+
+#[tokio::test]
+async fn a_backups_verification_shows_its_manifest_and_every_check_newest_first() {
+    use dilux_domain::manifest::{manifest_blob, Manifest, TableTally};
+    use dilux_domain::restore::{RestorePurpose, RestoreResult, Verification};
+    let (t, e, b) = setup().await;
+    let a = t.call("viewer", "GET", &format!("/api/backups/{}/verification", b.id), None).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body["manifest"].is_null() && a.body["latest"].is_null(), "an old backup: nothing yet");
+    let manifest = Manifest {
+        format: 1,
+        engine: EngineType::Postgresql,
+        tables: vec![TableTally { table: "public.items".into(), rows: 7, digest: "0".repeat(32) }],
+    };
+    t.mem.files.put_content(&manifest_blob(&b.blob_name), &serde_json::to_vec(&manifest).unwrap());
+    let engine = t.mem.engines.read(&e).unwrap();
+    for (hours, why) in [(3, "older"), (1, "newer")] {
+        let mut r =
+            RestoreResult::queued(&b, &engine, "scratch", Default::default(), RestorePurpose::Drill, "s", now());
+        r.created_at = now() - Duration::hours(hours);
+        r.fail(now(), dilux_domain::ErrorClass::Corrupt, why);
+        r.verification = Some(Verification::of_failure(&r, why, now()));
+        t.mem.restores.put(&r.id.clone(), r);
+    }
+    let a = t.call("viewer", "GET", &format!("/api/backups/{}/verification", b.id), None).await;
+    assert_eq!(a.body["manifest"]["tables"][0]["rows"], 7, "{}", a.body);
+    assert_eq!(a.body["history"].as_array().unwrap().len(), 2);
+    assert!(a.body["latest"]["summary"].as_str().unwrap().ends_with("newer"), "{}", a.body);
+    assert_eq!(t.call("viewer", "GET", "/api/backups/nope/verification", None).await.status, 404);
+    // Deleting the backup takes its manifest with it.
+    let d = t.admin("DELETE", &format!("/api/backups/delete?blob_name={}", b.blob_name), None).await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    assert!(t.mem.files.names().is_empty(), "{:?}", t.mem.files.names());
+}
+
+#[tokio::test]
+async fn status_shows_each_databases_drills_and_alerts_when_none_passed() {
+    use dilux_domain::drill::DrillState;
+    use dilux_domain::policy::{default_policies, PolicyRow, VerifyPolicy, DEFAULT_POLICY_ID};
+    use dilux_domain::restore::VerificationResult;
+    let (t, _, b) = setup().await;
+    let status = t.call("viewer", "GET", "/api/system-status", None).await;
+    assert!(status.body["drills"]["databases"].as_array().unwrap().is_empty(), "no policy asks: {}", status.body);
+    let mut p = default_policies().into_iter().find(|p| p.id == DEFAULT_POLICY_ID).unwrap();
+    p.verification = VerifyPolicy { every_days: Some(7), ..Default::default() };
+    t.mem.policies.put(&p.id.clone(), PolicyRow::from(&p));
+    let alerts = |v: &serde_json::Value| -> Vec<String> {
+        let all = v["alerts"].as_array().unwrap().iter();
+        all.filter(|a| a["kind"] == "restore_drill").map(|a| a["message"].as_str().unwrap().to_string()).collect()
+    };
+    let status = t.call("viewer", "GET", "/api/system-status", None).await;
+    assert_eq!(alerts(&status.body), vec!["shop: no successful restore drill yet (every 7 days asked)"]);
+    let mut state = DrillState::new(&b.database_id);
+    state.last_result = Some(VerificationResult::Passed);
+    state.last_success_at = Some(now() - Duration::days(2));
+    state.last_success_rto_seconds = Some(12.5);
+    t.mem.drills.put(&b.database_id, state.clone());
+    let status = t.call("viewer", "GET", "/api/system-status", None).await;
+    assert!(alerts(&status.body).is_empty(), "{}", status.body);
+    let row = &status.body["drills"]["databases"][0];
+    assert_eq!((row["rto_seconds"].as_f64(), row["last_result"].as_str()), (Some(12.5), Some("passed")), "{row}");
+    state.last_success_at = Some(now() - Duration::days(9));
+    t.mem.drills.put(&b.database_id, state);
+    let status = t.call("viewer", "GET", "/api/system-status", None).await;
+    assert_eq!(alerts(&status.body), vec!["shop: no successful restore drill for 9 days (every 7 days asked)"]);
+}
