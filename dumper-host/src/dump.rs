@@ -94,6 +94,8 @@ pub struct DumpOptions {
     pub stall_timeout: Duration,
     pub connect_timeout_secs: u32,
     pub compression_level: u32,
+    /// Tally and store the manifest (always, but for `bench-dump` measuring what it costs).
+    pub manifest: bool,
 }
 
 const MYSQLDUMP: &str = "mariadb-dump";
@@ -110,6 +112,7 @@ impl Default for DumpOptions {
             stall_timeout: Duration::from_secs(300),
             connect_timeout_secs: 15,
             compression_level: 6,
+            manifest: true,
         }
     }
 }
@@ -393,12 +396,50 @@ fn stalled(opts: &DumpOptions) -> DumpFailure {
     fail(ErrorClass::Timeout, format!("the dump tool produced no output for {secs}s and was stopped"))
 }
 
+/// The manifest tally on a thread of its own, off the pump's path: the pump hands it each chunk it
+/// read (a bounded queue, so memory stays flat) and collects the manifest at the end.
+pub(crate) struct TallyThread {
+    tx: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    handle: std::thread::JoinHandle<Manifest>,
+}
+
+impl TallyThread {
+    pub(crate) fn spawn(engine: Engine) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        let handle = std::thread::spawn(move || {
+            let mut tally = Tally::new(engine.into());
+            while let Some(chunk) = rx.blocking_recv() {
+                tally.feed(&chunk);
+            }
+            tally.finish()
+        });
+        TallyThread { tx: Some(tx), handle }
+    }
+
+    /// A tally that counts nothing (benchmarks only).
+    fn off() -> Self {
+        let (tx, handle) = (None, std::thread::spawn(|| Tally::new(EngineType::Postgresql).finish()));
+        TallyThread { tx, handle }
+    }
+
+    pub(crate) async fn feed(&self, data: &[u8]) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(data.to_vec()).await;
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Manifest {
+        drop(self.tx.take());
+        self.handle.join().expect("the tally thread does not panic")
+    }
+}
+
 /// Runs the dump described by `spec` into a new block blob, its manifest into a sidecar blob.
 pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> Result<DumpOutcome, DumpFailure> {
     let started = Instant::now();
     let mut tool = start_tool(spec, opts).await?;
-    let mut tally = Tally::new(spec.engine.into());
-    let pumped = pump(storage, spec, opts, &mut tool.stdout, &mut tally).await;
+    let tally = if opts.manifest { TallyThread::spawn(spec.engine) } else { TallyThread::off() };
+    let pumped = pump(storage, spec, opts, &mut tool.stdout, &tally).await;
     tool.finish(pumped.is_err(), &spec.password).await?;
     let (ids, uncompressed, compressed, sha) = match pumped {
         Ok(p) => p,
@@ -409,22 +450,18 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
     let manifest = tally.finish();
     // The manifest first: a committed backup always has one (a failed commit leaves a stray sidecar,
     // which the next attempt overwrites).
-    let body = serde_json::to_vec(&manifest).expect("manifests serialize");
-    let req = blob::put_blob(
-        &storage.account,
-        Utc::now(),
-        &spec.container,
-        &manifest_blob(&spec.blob_name),
-        "application/json",
-        &[],
-        body,
-    );
-    storage
-        .send("put manifest", req)
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.check("put manifest").map(|_| ()).map_err(|e| e.to_string()))
-        .map_err(|m| fail(ErrorClass::StorageFailed, m))?;
+    if opts.manifest {
+        let body = serde_json::to_vec(&manifest).expect("manifests serialize");
+        let sidecar = manifest_blob(&spec.blob_name);
+        let req =
+            blob::put_blob(&storage.account, Utc::now(), &spec.container, &sidecar, "application/json", &[], body);
+        storage
+            .send("put manifest", req)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.check("put manifest").map(|_| ()).map_err(|e| e.to_string()))
+            .map_err(|m| fail(ErrorClass::StorageFailed, m))?;
+    }
 
     let mut metadata = spec.metadata.clone();
     metadata.push(("sha256".into(), sha.clone()));
@@ -458,7 +495,7 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
 /// what a restore compares with the backup's manifest.
 pub async fn tally_database(spec: &DumpSpec, opts: &DumpOptions) -> Result<Manifest, DumpFailure> {
     let mut tool = start_tool(spec, opts).await?;
-    let mut tally = Tally::new(spec.engine.into());
+    let tally = TallyThread::spawn(spec.engine);
     let mut chunk = vec![0u8; 256 * 1024];
     let read = loop {
         match tokio::time::timeout(opts.stall_timeout, tool.stdout.read(&mut chunk)).await {
@@ -467,7 +504,7 @@ pub async fn tally_database(spec: &DumpSpec, opts: &DumpOptions) -> Result<Manif
                 break Err(fail(ErrorClass::ToolFailed, format!("reading the dump tool's output failed: {e}")))
             }
             Ok(Ok(0)) => break Ok(()),
-            Ok(Ok(n)) => tally.feed(&chunk[..n]),
+            Ok(Ok(n)) => tally.feed(&chunk[..n]).await,
         }
     };
     tool.finish(read.is_err(), &spec.password).await?;
@@ -487,7 +524,7 @@ async fn pump(
     spec: &DumpSpec,
     opts: &DumpOptions,
     stdout: &mut tokio::process::ChildStdout,
-    tally: &mut Tally,
+    tally: &TallyThread,
 ) -> Result<(Vec<String>, u64, u64, String), PumpError> {
     let mut gz =
         Some(GzEncoder::new(Vec::with_capacity(opts.block_size + (1 << 16)), Compression::new(opts.compression_level)));
@@ -517,7 +554,7 @@ async fn pump(
         };
         if n > 0 {
             read_total += n as u64;
-            tally.feed(&chunk[..n]);
+            tally.feed(&chunk[..n]).await;
             gz.as_mut()
                 .expect("encoder lives until the end")
                 .write_all(&chunk[..n])

@@ -504,6 +504,7 @@ async fn feed(
     });
     let (tx, mut rx) = mpsc::channel(AHEAD);
     tokio::spawn(read_source(storage.cloned(), spec.source.clone(), size, tx));
+    progress(0, size);
 
     let mut hasher = Sha256::new();
     let mut gz = GzDecoder::new(Vec::with_capacity(1 << 20));
@@ -521,7 +522,9 @@ async fn feed(
         if damaged.is_some() {
             continue;
         }
+        let mut fed = stored - piece.len() as u64;
         for slice in piece.chunks(SLICE) {
+            fed += slice.len() as u64;
             if let Err(e) = gz.write_all(slice) {
                 damaged = Some(format!("the backup is not a valid gzip stream ({e})"));
                 continue 'read;
@@ -540,8 +543,9 @@ async fn feed(
                     return abort(child, stderr_task, spec, Some(fail(ErrorClass::Timeout, why))).await;
                 }
             }
+            // What the server has taken, not what was downloaded ahead of it.
+            progress(fed, size);
         }
-        progress(stored, size);
     }
     if !client_ok {
         return abort(child, stderr_task, spec, None).await;

@@ -572,6 +572,11 @@ pub fn memory_mib(field: &str) -> f64 {
     kb / 1024.0
 }
 
+/// Starts a new peak-RSS measurement (Linux: writing 5 to clear_refs resets VmHWM).
+pub fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Rows of ~200 bytes for a benchmark table of `size_mb`.
 pub fn bench_rows(size_mb: u64) -> u64 {
     size_mb * 1024 * 1024 / 200

@@ -215,6 +215,7 @@ async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<(
         assert_eq!(done["verification"]["result"], "passed", "{done}");
         assert_eq!(done["verification"]["tables_checked"], 2, "{done}");
         assert_eq!(done["verification"]["rows_checked"], 3010, "{done}");
+        assert_eq!(done["progress_bytes"], done["bytes_total"], "{done}");
         assert!(done["bytes_restored"].as_i64().unwrap() > done["bytes_total"].as_i64().unwrap(), "{done}");
         assert_eq!(pg_fingerprint(&pg, "shop_api")?, pg_fingerprint(&pg, "shop")?);
         let done = wait_restore(&viewer, &maria_api).await?;

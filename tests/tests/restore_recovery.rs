@@ -64,7 +64,18 @@ async fn a_restore_killed_half_way_is_started_over_and_completes() -> Result<()>
         ensure!(Instant::now() < deadline, "the restore never started writing");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // While it runs, its row shows how far it is: bytes of the backup the server took, of its size.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, r) = api.call(M::GET, &format!("/api/restores/{rid}"), None).await?;
+        let (done, total) = (r["progress_bytes"].as_i64().unwrap_or(0), r["bytes_total"].as_i64().unwrap_or(0));
+        if done > 0 && done < total {
+            ensure!(r["status"] == "in_progress", "{r}");
+            break;
+        }
+        ensure!(r["status"] != "completed" && Instant::now() < deadline, "no progress seen while it ran: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.crash();
     let half: u64 = maria.sql("big_copy", "SELECT COUNT(*) FROM t")?.trim().parse()?;
     ensure!(half < 400_000, "the crash left a half-restored database ({half} rows), as it would in production");

@@ -4,13 +4,14 @@
 //!
 //! Rows are the data lines of each `COPY … FROM stdin;` block (pg_dump plain format: one line per
 //! row, newlines inside values escaped) and the tuples of each `INSERT INTO `t` VALUES (…),(…);`
-//! statement (mariadb-dump), parsed quote-aware. A row's digest is the first 128 bits of its SHA-256;
-//! a table's is their sum modulo 2¹²⁸, so row order does not matter and a duplicated row still counts.
+//! statement (mariadb-dump), parsed quote-aware. A row's digest is its 128-bit XXH3 (made to catch
+//! accidental change at memory speed; the backup's bytes are what the SHA-256 protects); a table's is
+//! their sum modulo 2¹²⁸, so row order does not matter and a duplicated row still counts.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::Xxh3Default;
 
 use crate::EngineType;
 
@@ -154,13 +155,13 @@ pub struct Tally {
     engine: EngineType,
     state: State,
     head: Vec<u8>,
-    row: Sha256,
+    row: Xxh3Default,
     tables: BTreeMap<String, Sum>,
 }
 
 impl Tally {
     pub fn new(engine: EngineType) -> Self {
-        Tally { engine, state: State::Line, head: Vec::new(), row: Sha256::new(), tables: BTreeMap::new() }
+        Tally { engine, state: State::Line, head: Vec::new(), row: Xxh3Default::new(), tables: BTreeMap::new() }
     }
 
     pub fn feed(&mut self, mut data: &[u8]) {
@@ -184,8 +185,8 @@ impl Tally {
     }
 
     fn add_row(&mut self, table: &str) {
-        let hash = std::mem::take(&mut self.row).finalize();
-        let part = u128::from_le_bytes(hash[..16].try_into().expect("16 bytes"));
+        let part = self.row.digest128();
+        self.row.reset();
         let sum = self.tables.entry(table.to_string()).or_default();
         sum.rows += 1;
         sum.digest = sum.digest.wrapping_add(part);
@@ -204,7 +205,7 @@ impl Tally {
             if b == b'(' && self.engine == EngineType::Mysql {
                 if let Some(table) = insert_target(&self.head, b" VALUES (") {
                     self.head.clear();
-                    self.row = Sha256::new();
+                    self.row.reset();
                     self.state = State::Insert { table, depth: 1, quote: None, escaped: false };
                     return i + 1;
                 }
@@ -242,7 +243,7 @@ impl Tally {
             unreachable!("called in a COPY block")
         };
         if row_start {
-            self.row = Sha256::new();
+            self.row.reset();
             (row_start, len) = (false, 0);
         }
         let end = data.iter().position(|&b| b == b'\n');
@@ -290,7 +291,7 @@ impl Tally {
                 b'(' => {
                     if depth == 0 {
                         from = Some(i + 1);
-                        self.row = Sha256::new();
+                        self.row.reset();
                     }
                     depth += 1;
                 }

@@ -231,6 +231,9 @@ pub struct RestoreResult {
     pub bytes_total: Option<i64>,
     #[serde(default)]
     pub bytes_restored: Option<i64>,
+    /// While it runs: bytes of the stored backup the server has taken so far, of `bytes_total`.
+    #[serde(default)]
+    pub progress_bytes: Option<i64>,
     #[serde(default)]
     pub error_class: Option<ErrorClass>,
     /// The tool's or service's own words, without secrets.
@@ -282,6 +285,7 @@ impl RestoreResult {
             duration_seconds: None,
             bytes_total: backup.file_size_bytes,
             bytes_restored: None,
+            progress_bytes: None,
             error_class: None,
             error_message: None,
             attempts: 0,
@@ -308,6 +312,7 @@ impl RestoreResult {
         self.status = BackupStatus::Completed;
         self.finish(now);
         self.bytes_total = Some(stored as i64);
+        self.progress_bytes = Some(stored as i64);
         self.bytes_restored = Some(restored as i64);
         self.error_class = None;
         self.error_message = None;

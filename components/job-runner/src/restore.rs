@@ -17,6 +17,9 @@ use crate::dilux::dumper::{dump, restore};
 use crate::exports::dilux::dumper::job_handler::JobOutcome;
 use crate::{Ctx, COMPONENT, MAX_DELIVERIES};
 
+/// How often a running restore's progress is written to its row.
+const PROGRESS_EVERY_MS: u32 = 500;
+
 pub async fn handle(ctx: &Ctx, job: RestoreJob, dequeue_count: u32) -> JobOutcome {
     let (mut row, etag) = match store::get::<RestoreResult>(&ctx.account, tables::RESTORES, RESTORE_PK, &job.id).await {
         Ok(Some(r)) => r,
@@ -50,7 +53,7 @@ pub async fn handle(ctx: &Ctx, job: RestoreJob, dequeue_count: u32) -> JobOutcom
         Err(Some(retry)) => return JobOutcome::RetryLater(retry),
         // The row already says why it could not run.
         Err(None) => return JobOutcome::Done,
-        Ok(r) => match restore::run_restore(&r) {
+        Ok(r) => match follow(ctx, &mut row, &r).await {
             Ok(o) => {
                 let now = Utc::now();
                 row.complete(now, o.compressed_bytes, o.uncompressed_bytes);
@@ -82,6 +85,28 @@ pub async fn handle(ctx: &Ctx, job: RestoreJob, dequeue_count: u32) -> JobOutcom
         }
     }
     save(ctx, &row).await
+}
+
+/// Runs the restore in the host, recording its progress on the row while it runs.
+async fn follow(
+    ctx: &Ctx,
+    row: &mut RestoreResult,
+    r: &restore::RestoreRequest,
+) -> Result<restore::RestoreOutcome, dump::DumpFailure> {
+    let task = restore::start_restore(r);
+    loop {
+        match restore::poll_restore(task, PROGRESS_EVERY_MS) {
+            restore::RestoreState::Finished(result) => return result,
+            restore::RestoreState::Running((done, total)) => {
+                row.progress_bytes = Some(done as i64);
+                if total > 0 {
+                    row.bytes_total = Some(total as i64);
+                }
+                // Progress is best effort: a failed write only delays the next figure.
+                let _ = store::replace(&ctx.account, tables::RESTORES, RESTORE_PK, &row.id, &*row, None).await;
+            }
+        }
+    }
 }
 
 fn comparison(v: &restore::Verification) -> Comparison {

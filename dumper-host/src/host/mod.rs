@@ -47,6 +47,8 @@ pub struct HostState {
     http: WasiHttpCtx,
     table: ResourceTable,
     guest: GuestConfig,
+    /// Restores this instance started and has not yet seen end.
+    restores: restore::Tasks,
 }
 
 impl HostState {
@@ -59,7 +61,13 @@ impl HostState {
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("component `{}`: cannot mount {}", guest.name, f.source.display()))?;
         }
-        Ok(HostState { wasi: b.build(), http: WasiHttpCtx::new(), table: ResourceTable::new(), guest: guest.clone() })
+        Ok(HostState {
+            wasi: b.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            guest: guest.clone(),
+            restores: restore::Tasks::default(),
+        })
     }
 }
 

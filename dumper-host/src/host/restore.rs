@@ -3,7 +3,12 @@
 
 use super::job_runner::dilux::dumper::dump as wit_dump;
 use super::job_runner::dilux::dumper::restore as wit;
-use super::HostState;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Dumper, HostState};
 use crate::restore::{self, RestoreSpec, Source};
 
 impl From<wit::RestoreRequest> for RestoreSpec {
@@ -52,50 +57,119 @@ impl From<restore::RestoreOutcome> for wit::RestoreOutcome {
     }
 }
 
-impl wit::Host for HostState {
-    async fn run_restore(&mut self, r: wit::RestoreRequest) -> Result<wit::RestoreOutcome, wit_dump::DumpFailure> {
-        let Some(dumper) = self.guest.dumper.clone() else {
-            return Err(wit_dump::DumpFailure {
-                class: wit_dump::FailureClass::ToolFailed,
-                message: "this component is not allowed to run restores".into(),
-            });
-        };
-        let swap = r.replace.clone().zip(r.previous_name.clone());
-        let (verify, drop_after) = (r.verify || swap.is_some(), r.drop_after);
-        let spec = RestoreSpec::from(r);
-        let opts = &dumper.options;
-        tracing::info!(source = ?spec.source, host = %spec.host, port = spec.port, database = %spec.database,
-            verify, drill = drop_after, "restore started");
-        let mut result = restore::run_restore(Some(&dumper.storage), &spec, opts, verify, &|_, _| {}).await;
-        if let (Ok(o), Some((original, previous))) = (&result, &swap) {
-            // A restore that does not match its backup is never swapped in for the original.
-            let differs = o.check.as_ref().and_then(|c| c.comparison.as_ref()).filter(|c| !c.passed());
-            result = match differs {
-                Some(c) => {
-                    restore::drop_database(&spec, opts).await;
-                    let why = format!(
-                        "the restored copy differs from the backup ({}); `{original}` is unchanged",
-                        c.summary()
-                    );
-                    Err(crate::dump::fail(dilux_domain::ErrorClass::Corrupt, why))
-                }
-                None => restore::swap_in(&spec, opts, original, previous).await.map(|()| result.expect("checked ok")),
-            };
-        }
-        if drop_after && result.is_ok() {
-            restore::drop_database(&spec, opts).await;
-        }
-        match result {
-            Ok(o) => {
-                let mut o = wit::RestoreOutcome::from(o);
-                o.previous_copy = swap.map(|(_, previous)| previous);
-                tracing::info!(database = %spec.database, bytes = o.compressed_bytes, raw_bytes = o.uncompressed_bytes,
-                    ms = o.duration_ms, previous = ?o.previous_copy, "restore completed");
-                Ok(o)
+/// Bytes of the stored backup read so far, and its size.
+#[derive(Default)]
+struct Progress {
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+struct Task {
+    progress: Arc<Progress>,
+    run: tokio::task::JoinHandle<Result<wit::RestoreOutcome, wit_dump::DumpFailure>>,
+}
+
+/// An instance's running restores. Dropping the instance stops them: the client is killed before it
+/// commits, and the database keeps its mark for the retry.
+#[derive(Default)]
+pub struct Tasks {
+    next: u64,
+    running: HashMap<u64, Task>,
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.running.values().for_each(|t| t.run.abort());
+    }
+}
+
+/// The whole restore of one request: restore, check, swap (replace) or drop (drill).
+async fn execute(
+    dumper: Arc<Dumper>,
+    r: wit::RestoreRequest,
+    progress: Arc<Progress>,
+) -> Result<wit::RestoreOutcome, wit_dump::DumpFailure> {
+    let swap = r.replace.clone().zip(r.previous_name.clone());
+    let (verify, drop_after) = (r.verify || swap.is_some(), r.drop_after);
+    let spec = RestoreSpec::from(r);
+    let opts = &dumper.options;
+    tracing::info!(source = ?spec.source, host = %spec.host, port = spec.port, database = %spec.database,
+        verify, drill = drop_after, "restore started");
+    let report = |done: u64, total: u64| {
+        progress.done.store(done, Ordering::Relaxed);
+        progress.total.store(total, Ordering::Relaxed);
+    };
+    let mut result = restore::run_restore(Some(&dumper.storage), &spec, opts, verify, &report).await;
+    if let (Ok(o), Some((original, previous))) = (&result, &swap) {
+        // A restore that does not match its backup is never swapped in for the original.
+        let differs = o.check.as_ref().and_then(|c| c.comparison.as_ref()).filter(|c| !c.passed());
+        result = match differs {
+            Some(c) => {
+                restore::drop_database(&spec, opts).await;
+                let why =
+                    format!("the restored copy differs from the backup ({}); `{original}` is unchanged", c.summary());
+                Err(crate::dump::fail(dilux_domain::ErrorClass::Corrupt, why))
             }
-            Err(f) => {
-                tracing::warn!(database = %spec.database, class = %f.class, error = %f.message, "restore failed");
-                Err(f.into())
+            None => restore::swap_in(&spec, opts, original, previous).await.map(|()| result.expect("checked ok")),
+        };
+    }
+    if drop_after && result.is_ok() {
+        restore::drop_database(&spec, opts).await;
+    }
+    match result {
+        Ok(o) => {
+            let mut o = wit::RestoreOutcome::from(o);
+            o.previous_copy = swap.map(|(_, previous)| previous);
+            tracing::info!(database = %spec.database, bytes = o.compressed_bytes, raw_bytes = o.uncompressed_bytes,
+                ms = o.duration_ms, previous = ?o.previous_copy, "restore completed");
+            Ok(o)
+        }
+        Err(f) => {
+            tracing::warn!(database = %spec.database, class = %f.class, error = %f.message, "restore failed");
+            Err(f.into())
+        }
+    }
+}
+
+impl wit::Host for HostState {
+    async fn start_restore(&mut self, r: wit::RestoreRequest) -> u64 {
+        let tasks = &mut self.restores;
+        tasks.next += 1;
+        let progress = Arc::new(Progress::default());
+        let run = match self.guest.dumper.clone() {
+            Some(dumper) => tokio::spawn(execute(dumper, r, progress.clone())),
+            None => tokio::spawn(async {
+                Err(wit_dump::DumpFailure {
+                    class: wit_dump::FailureClass::ToolFailed,
+                    message: "this component is not allowed to run restores".into(),
+                })
+            }),
+        };
+        tasks.running.insert(tasks.next, Task { progress, run });
+        tasks.next
+    }
+
+    async fn poll_restore(&mut self, task: u64, wait_ms: u32) -> wit::RestoreState {
+        let Some(t) = self.restores.running.get_mut(&task) else {
+            return wit::RestoreState::Finished(Err(wit_dump::DumpFailure {
+                class: wit_dump::FailureClass::ToolFailed,
+                message: format!("no restore task {task} (already reported, or never started)"),
+            }));
+        };
+        let wait = Duration::from_millis(u64::from(wait_ms).min(60_000));
+        match tokio::time::timeout(wait, &mut t.run).await {
+            Err(_) => wit::RestoreState::Running((
+                t.progress.done.load(Ordering::Relaxed),
+                t.progress.total.load(Ordering::Relaxed),
+            )),
+            Ok(joined) => {
+                self.restores.running.remove(&task);
+                wit::RestoreState::Finished(joined.unwrap_or_else(|e| {
+                    Err(wit_dump::DumpFailure {
+                        class: wit_dump::FailureClass::ToolFailed,
+                        message: format!("the restore stopped unexpectedly: {e}"),
+                    })
+                }))
             }
         }
     }

@@ -1,7 +1,9 @@
 //! `bench-restore`: the restore pipeline (Block Blob ranges → SHA-256 → gunzip → psql) against the
 //! baseline it must stay close to, `psql -X -v ON_ERROR_STOP=1 -f` of the same plain dump from a local
 //! file, both into fresh databases of the same server, in one run. Prints times, the ratio, throughput
-//! and the pipeline's peak memory, which must not grow with the database.
+//! and the pipeline's peak memory, which must not grow with the database; then the same restore with
+//! the content check a drill makes (dump of the restored database compared with the manifest), and
+//! what that check costs.
 //!
 //! usage: bench-restore [SIZE_MB ...]   (default: 1024)
 
@@ -13,12 +15,7 @@ use dilux_azure::{blob, Account};
 use dilux_dumper_host::dump::{run_dump, DumpOptions, DumpSpec, Engine};
 use dilux_dumper_host::restore::{run_restore, RestoreSpec, Source};
 use dilux_dumper_host::storage::Storage;
-use dilux_e2e::{memory_mib, Azurite, Postgres};
-
-/// Starts a new peak-RSS measurement (Linux: writing 5 to clear_refs resets VmHWM).
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
+use dilux_e2e::{memory_mib, reset_peak, Azurite, Postgres};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -34,7 +31,8 @@ async fn main() -> Result<()> {
     let psql = std::path::PathBuf::from(std::env::var("DILUX_PG_BINDIR").context("set DILUX_PG_BINDIR")?).join("psql");
     let work = dilux_e2e::tempdir("bench-restore");
     println!(
-        "size_mb  sql_mib  stored_mib  psql_file_s  dilux_s  ratio  dilux_sql_mib_per_s  rss_before_mib  peak_rss_mib"
+        "size_mb  sql_mib  stored_mib  psql_file_s  dilux_s  ratio  dilux_sql_mib_per_s  rss_before_mib  peak_rss_mib  \
+         checked_s  check_s  checked_peak_rss_mib"
     );
     for size in sizes {
         let db = format!("bench{size}");
@@ -94,7 +92,7 @@ async fn main() -> Result<()> {
             username: "postgres".into(),
             password: "bench-pw".into(),
             database: format!("{db}_dilux"),
-            source: Source::Blob { container: "bench".into(), name: blob_name },
+            source: Source::Blob { container: "bench".into(), name: blob_name.clone() },
             expected_sha256: None,
             restore_id: "bench".into(),
         };
@@ -109,14 +107,28 @@ async fn main() -> Result<()> {
         let count = |d: &str| pg.sql(d, "SELECT count(*) FROM t").map(|s| s.trim().to_string());
         ensure!(count(&format!("{db}_dilux"))? == count(&db)?, "the restore holds every row");
         let sql_mib = o.uncompressed_bytes as f64 / (1 << 20) as f64;
+        let peak = memory_mib("VmHWM:");
+        // The same restore, checked against the manifest as every app restore and drill is.
+        let checked_spec = RestoreSpec { database: format!("{db}_checked"), ..restore.clone() };
+        reset_peak();
+        let t = Instant::now();
+        let c = run_restore(Some(&storage), &checked_spec, &opts, true, &|_, _| {})
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let checked = t.elapsed().as_secs_f64();
+        let check = c.check.context("the check ran")?;
+        let comparison = check.comparison.context("the dump left a manifest")?;
+        ensure!(comparison.passed(), "the restored copy matches: {}", comparison.summary());
         println!(
-            "{size:>7} {sql_mib:>8.0} {:>11.0} {baseline:>12.1} {ours:>8.1} {:>6.2} {:>20.1} {before:>15.0} {:>13.0}",
+            "{size:>7} {sql_mib:>8.0} {:>11.0} {baseline:>12.1} {ours:>8.1} {:>6.2} {:>20.1} {before:>15.0} \
+             {peak:>13.0} {checked:>10.1} {:>8.1} {:>21.0}",
             o.compressed_bytes as f64 / (1 << 20) as f64,
             ours / baseline,
             sql_mib / ours,
+            check.duration.as_secs_f64(),
             memory_mib("VmHWM:")
         );
-        for d in [format!("{db}_psql"), format!("{db}_dilux"), db] {
+        for d in [format!("{db}_psql"), format!("{db}_dilux"), format!("{db}_checked"), db] {
             pg.sql("postgres", &format!("DROP DATABASE {d}"))?;
         }
     }

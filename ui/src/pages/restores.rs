@@ -38,6 +38,20 @@ fn outcome(r: &RestoreResult) -> Result<String, String> {
     }
 }
 
+/// A running restore in words: "in progress: 12.0 MiB of 48.0 MiB (25 %)".
+fn progress(r: &RestoreResult) -> String {
+    let state = status_name(r.status).replace('_', " ");
+    match (r.progress_bytes, r.bytes_total) {
+        (Some(done), Some(total)) if total > 0 => format!(
+            "{state}: {} of {} ({:.0} %)…",
+            api::bytes(done),
+            api::bytes(total),
+            done as f64 * 100.0 / total as f64
+        ),
+        _ => format!("{state}…"),
+    }
+}
+
 /// Restore `backup`: choose where, start it, follow it to its end.
 #[component]
 pub fn RestoreDialog(backup: BackupResult, on_close: Callback<()>) -> impl IntoView {
@@ -69,7 +83,7 @@ pub fn RestoreDialog(backup: BackupResult, on_close: Callback<()>) -> impl IntoV
                         running.set(None);
                         return;
                     }
-                    Ok(r) => running.set(Some(format!("{}…", status_name(r.status).replace('_', " ")))),
+                    Ok(r) => running.set(Some(progress(&r))),
                     Err(e) => {
                         message.set(Some(Err(e.message)));
                         running.set(None);
@@ -212,7 +226,11 @@ pub fn Restores() -> impl IntoView {
                             <td>{r.source_database_alias.clone()}</td>
                             <td>{format!("{} on {}", r.target_database, r.target_engine_name)}</td>
                             <td>{badge(status_name(r.status))}</td>
-                            <td>{r.bytes_total.map(api::bytes).unwrap_or_default()}</td>
+                            <td>{if r.status.is_final() {
+                                r.bytes_total.map(api::bytes).unwrap_or_default()
+                            } else {
+                                progress(r)
+                            }}</td>
                             <td>{r.duration_seconds.map(|d| format!("{d:.1} s")).unwrap_or_default()}</td>
                             <td>{r.requested_by.clone()}</td>
                             <td class="checked">{r.verification.as_ref().map(|v| v.summary.clone())}</td>
