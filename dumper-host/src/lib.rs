@@ -3,6 +3,7 @@
 pub mod dump;
 pub mod host;
 pub mod manifest;
+mod maria_swap;
 pub mod outbound;
 pub mod probe;
 pub mod probe_service;

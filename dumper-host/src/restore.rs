@@ -122,12 +122,12 @@ fn pg_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn mysql_ident(name: &str) -> String {
+pub(crate) fn mysql_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
 /// A string literal: PostgreSQL keeps backslashes as they are, MariaDB escapes with them.
-fn sql_literal(engine: Engine, v: &str) -> String {
+pub(crate) fn sql_literal(engine: Engine, v: &str) -> String {
     let v = match engine {
         Engine::Postgresql => v.to_string(),
         Engine::Mysql => v.replace('\\', "\\\\"),
@@ -137,7 +137,7 @@ fn sql_literal(engine: Engine, v: &str) -> String {
 
 /// Runs one statement as the restoring user (on PostgreSQL against the maintenance database) and
 /// answers its unaligned output.
-async fn admin_sql(spec: &RestoreSpec, opts: &DumpOptions, sql: &str) -> Result<String, DumpFailure> {
+pub(crate) async fn admin_sql(spec: &RestoreSpec, opts: &DumpOptions, sql: &str) -> Result<String, DumpFailure> {
     match spec.engine {
         Engine::Postgresql => {
             let conn = spec.conn(PG_MAINTENANCE_DB);
@@ -421,8 +421,9 @@ pub async fn run_restore(
     }
 }
 
-/// Swaps the restored database `spec.database` in for `original` (PostgreSQL): ends the original's
-/// sessions, renames it to `previous`, renames the restored one to `original`. On failure the original
+/// Swaps the restored database `spec.database` in for `original`. PostgreSQL: ends the original's
+/// sessions, renames it to `previous`, renames the restored one to `original` (MariaDB moves tables
+/// instead: see `maria_swap`). On failure the original
 /// keeps its name and the restored database is dropped.
 pub async fn swap_in(
     spec: &RestoreSpec,
@@ -430,9 +431,8 @@ pub async fn swap_in(
     original: &str,
     previous: &str,
 ) -> Result<(), DumpFailure> {
-    if spec.engine != Engine::Postgresql {
-        drop_database(spec, opts).await;
-        return Err(fail(ErrorClass::ToolFailed, "replacing a database is available for PostgreSQL only"));
+    if spec.engine == Engine::Mysql {
+        return crate::maria_swap::swap_in(spec, opts, original, previous).await;
     }
     let terminate = format!(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",

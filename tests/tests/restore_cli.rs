@@ -256,6 +256,27 @@ async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<(
         assert_eq!(pg_fingerprint(&pg, "shop")?, at_backup, "the original holds the backup's content");
         assert_eq!(pg_fingerprint(&pg, &previous)?, changed, "the previous copy is kept as it was");
 
+        // MariaDB has no RENAME DATABASE: tables move in one atomic RENAME TABLE, and the views, triggers,
+        // routines and events of each side are re-created where they belong (the fingerprint names them).
+        let at_backup = maria_fingerprint(&maria, "shop")?;
+        maria.sql("shop", "DELETE FROM items WHERE id > 2990; INSERT INTO audit (item) VALUES (-1);")?;
+        let changed = maria_fingerprint(&maria, "shop")?;
+        assert_ne!(changed, at_backup);
+        let replace = json!({ "blob_name": out[1].0, "mode": "replace", "confirm": "shop" });
+        let (s, requested) = api.call(M::POST, "/api/backups/restore", Some(replace)).await?;
+        assert_eq!(s, 202, "{requested}");
+        let done = wait_restore(&viewer, &requested).await?;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(done["verification"]["result"], "passed", "{done}");
+        let previous = done["previous_copy"].as_str().unwrap().to_string();
+        assert_eq!(maria_fingerprint(&maria, "shop")?, at_backup, "the original holds the backup's content");
+        assert_eq!(maria_fingerprint(&maria, &previous)?, changed, "the previous copy is kept as it was");
+        let staging = maria.sql("", "SHOW DATABASES LIKE 'shop\\_restoring\\_%'")?;
+        assert!(staging.trim().is_empty(), "the restored copy's database is gone: {staging}");
+        // A re-created trigger works in its new home (the previous copy: the original stays the backup's).
+        maria.sql(&previous, "UPDATE items SET name = 'x' WHERE id = 1")?;
+        assert_eq!(maria.sql(&previous, "SELECT COUNT(*) FROM audit WHERE item = 1")?.trim(), "2");
+
         (out[0].0.clone(), out[0].1.clone(), out[1].0.clone(), out[1].1.clone())
     };
     let conn = az.connection_string.as_str();

@@ -226,5 +226,28 @@ async fn drills_prove_each_backup_restores_and_name_what_does_not() -> Result<()
     let v = viewer.call(M::GET, &path, None).await?.1;
     assert_eq!(v["latest"]["result"], "failed", "{v}");
     assert_eq!(v["history"].as_array().unwrap().len(), 2, "{v}");
+
+    // Replacing the original with that backup: the copy is checked before the swap, so the original stays.
+    let before = pg.sql("shop", "SELECT count(*), md5(string_agg(name, ',' ORDER BY id)) FROM items")?;
+    let replace = json!({ "blob_name": pg_backup["blob_name"], "mode": "replace", "confirm": "shop" });
+    let (s, requested) = api.call(M::POST, "/api/backups/restore", Some(replace)).await?;
+    assert_eq!(s, 202, "{requested}");
+    let rid = requested["restore_id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let (_, r) = api.call(M::GET, &format!("/api/restores/{rid}"), None).await?;
+        if r["status"] == "completed" || r["status"] == "failed" {
+            break r;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the replace did not finish: {r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "failed", "{done}");
+    let said = done["error_message"].as_str().unwrap();
+    assert!(said.contains("differs from the backup") && said.contains("`shop` is unchanged"), "{done}");
+    assert!(done["previous_copy"].is_null(), "{done}");
+    assert_eq!(pg.sql("shop", "SELECT count(*), md5(string_agg(name, ',' ORDER BY id)) FROM items")?, before);
+    let left = "SELECT count(*) FROM pg_database WHERE datname LIKE 'shop\\_%'";
+    assert_eq!(pg.sql("postgres", left)?.trim(), "0", "neither the copy nor a previous copy is left");
     Ok(())
 }

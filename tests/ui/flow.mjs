@@ -161,6 +161,10 @@ try {
   await visit(page, 'Restores', 'Restores', 'restores');
   await page.waitForSelector('#restores tr[data-status=completed] td:has-text("shop_from_ui")');
   await page.waitForSelector('#restores tr[data-status=failed] .details:has-text("already exists")');
+  // Each restore is checked table by table against the backup's manifest, and says so.
+  await page.waitForSelector('#restores tr[data-status=completed] td.checked:has-text("identical to the backup")');
+  await visit(page, 'Backups', 'Backups', 'backups-verified');
+  await page.waitForSelector('#backups tr[data-status=completed] td.verified [data-verification=passed]');
 
   // Replace the original (admins, PostgreSQL): the warning, the typed name, the previous copy named.
   await visit(page, 'Backups', 'Backups', 'backups-before-replace');
@@ -177,6 +181,7 @@ try {
   await page.waitForSelector('h1:has-text("Dashboard")');
   await page.waitForFunction(() => document.querySelector('#stat-databases')?.textContent === '1');
   await page.waitForFunction(() => !document.querySelector('main .loading'));
+  await page.waitForSelector('#drills:has-text("No policy asks for restore drills")');
   await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
   await visit(page, 'Status', 'Status', 'status');
 
@@ -189,9 +194,11 @@ try {
   await page.check('#policy-editor fieldset.tier:nth-of-type(3) legend input');
   await page.waitForSelector('#policy-summary:has-text("7d/4w")');
   await page.waitForSelector('#policy-editor .words:has-text("weekly on Sunday at 03:00 UTC, keep 4")');
+  await page.fill('#policy-drills input[name=drill-every-days]', '7');
   await page.screenshot({ path: `${shots}/policies-edit.png`, fullPage: true });
   await page.click('#save-policy');
   await page.waitForSelector('#policies td:has-text("Nightly")');
+  await page.waitForSelector('#policies tr:has-text("Nightly") .drills:has-text("restore drill every 7 days")');
   step('policy-created');
 
   await visit(page, 'Storage', 'Storage', 'storage');

@@ -71,11 +71,8 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
         if who.role != Role::Admin {
             return Err(ApiError::new(Kind::Forbidden, "replacing a database needs an admin; restore into a new one"));
         }
-        if engine.engine_type != EngineType::Postgresql {
-            return Err(ApiError::field(
-                "mode",
-                "replace is available for PostgreSQL only so far; restore as a new database (mode new)",
-            ));
+        if engine.engine_type == EngineType::Sqlserver {
+            return Err(ApiError::field("mode", "replace is available for PostgreSQL and MariaDB/MySQL"));
         }
     }
     let target = input.target_database.clone().unwrap_or_else(|| {

@@ -19,7 +19,8 @@ pub enum RestoreMode {
     /// Into a new database; nothing existing is touched.
     #[default]
     New,
-    /// Over the original, PostgreSQL only: restore beside it, then swap names; the original stays as
+    /// Over the original: restore beside it, check it, then swap it in (PostgreSQL renames databases,
+    /// MariaDB moves tables and re-creates views, triggers, routines and events); the original stays as
     /// `<name>_before_restore_<timestamp>` until someone drops it.
     Replace,
 }

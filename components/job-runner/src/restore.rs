@@ -11,7 +11,7 @@ use dilux_domain::restore::{
     previous_name, staging_name, RestoreJob, RestoreMode, RestorePurpose, RestoreResult, Verification,
     VerificationResult, RESTORE_PK,
 };
-use dilux_domain::{tables, BackupResult, Engine, ErrorClass};
+use dilux_domain::{tables, BackupResult, BackupStatus, Engine, ErrorClass};
 
 use crate::dilux::dumper::{dump, restore};
 use crate::exports::dilux::dumper::job_handler::JobOutcome;
@@ -79,7 +79,12 @@ pub async fn handle(ctx: &Ctx, job: RestoreJob, dequeue_count: u32) -> JobOutcom
             }
         },
     }
-    if let Some(v) = row.verification.clone() {
+    // The backup's evidence: every drill, and a restore that says something about the backup (it came
+    // back, or its bytes or content were wrong) — not a target that already existed or refused us.
+    let about_backup = row.purpose == RestorePurpose::Drill
+        || row.status == BackupStatus::Completed
+        || row.error_class == Some(ErrorClass::Corrupt);
+    if let Some(v) = row.verification.clone().filter(|_| about_backup) {
         if let Err(e) = mark_backup(ctx, &row, v).await {
             log::event(COMPONENT, "verification_not_recorded", &[("restore", &row.id), ("error", &e)]);
         }

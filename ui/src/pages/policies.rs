@@ -255,7 +255,7 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
                 />
             </label>
             <div class="tiers-grid">{TIERS.iter().map(|t| tier(*t)).collect_view()}</div>
-            <fieldset class="tier" id="policy-drills">
+            <fieldset class="drills" id="policy-drills">
                 <legend>"Restore drills"</legend>
                 <label>"Every N days (empty: none)"
                     <input

@@ -65,8 +65,8 @@ pub fn RestoreDialog(backup: BackupResult, on_close: Callback<()>) -> impl IntoV
     let target_engine = RwSignal::new(backup.engine_id.clone());
     let target_name = RwSignal::new(String::new());
     let s = crate::session();
-    // Replacing the original: PostgreSQL, admins only, with its name typed.
-    let can_replace = backup.database_type == dilux_domain::EngineType::Postgresql
+    // Replacing the original: admins only, with its name typed.
+    let can_replace = backup.database_type != dilux_domain::EngineType::Sqlserver
         && s.me.with_untracked(|m| m.as_ref().is_some_and(|m| m.role == dilux_domain::user::Role::Admin));
     let replace = RwSignal::new(false);
     let confirm = RwSignal::new(String::new());
@@ -169,9 +169,9 @@ pub fn RestoreDialog(backup: BackupResult, on_close: Callback<()>) -> impl IntoV
             <Show when=move || replace.get()>
                 <p class="warning" id="restore-replace-warning">
                     {format!(
-                        "`{original}` will be replaced by this backup. Its sessions are ended; the current \
-                         database is kept, renamed `{original}_before_restore_<date>`, until you drop it. \
-                         Type `{original}` to confirm."
+                        "`{original}` will be replaced by this backup, once it restored and matched the backup \
+                         table by table. Its sessions are ended; the current content is kept as \
+                         `{original}_before_restore_<date>` until you drop it. Type `{original}` to confirm."
                     )}
                 </p>
                 <input
