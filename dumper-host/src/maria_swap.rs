@@ -5,9 +5,9 @@
 //! the server's own `mariadb-dump` (schema only, held in memory), dropped, and re-created after the
 //! move on the side they belong to: the backup's in the original, the original's in the previous copy.
 //!
-//! Before the rename nothing of the original has changed except its triggers, which a failure puts
-//! back. After it, the data is in place; re-creating the objects is the last step, and a failure
-//! there names what to re-create by hand.
+//! Both saved schemas are written into the previous copy first (a marker table naming the restore),
+//! so a worker that dies at any point leaves what the next attempt needs: before the rename it puts the
+//! original's triggers back and starts over; after it, it re-creates the objects and finishes.
 
 use std::process::Stdio;
 
@@ -16,7 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use dilux_domain::ErrorClass;
 
 use crate::dump::{fail, mysql_command, redact, DumpFailure, DumpOptions};
-use crate::restore::{admin_sql, drop_database, mysql_ident, sql_literal, RestoreSpec};
+use crate::restore::{
+    admin_sql, crash_point, drop_database, marker, mysql_ident, sql_literal, RestoreSpec, Resumed, MARIA_MARKER,
+};
 
 /// A saved schema (triggers, routines, events, views) beyond this is refused, not held.
 const MAX_SCHEMA: usize = 32 << 20;
@@ -106,7 +108,12 @@ async fn schema(spec: &RestoreSpec, opts: &DumpOptions, db: &str) -> Result<Sche
         &format!("SELECT TABLE_TYPE, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {of}"),
     )
     .await?;
-    let tables = listed.iter().filter(|(k, _)| k != "VIEW").map(|(_, n)| n.clone()).collect();
+    // A restore's own mark stays where it is (it is dropped with its database).
+    let tables = listed
+        .iter()
+        .filter(|(k, n)| k != "VIEW" && format!("`{n}`") != MARIA_MARKER)
+        .map(|(_, n)| n.clone())
+        .collect();
     let views: Vec<String> = listed.iter().filter(|(k, _)| k == "VIEW").map(|(_, n)| n.clone()).collect();
     let q = format!("SELECT 'TRIGGER', TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {of}");
     let triggers = names(spec, opts, &q).await?.into_iter().map(|(_, n)| n).collect();
@@ -183,6 +190,12 @@ pub async fn swap_in(
         return Err(unchanged(e, "creating the previous copy"));
     }
     let prev = RestoreSpec { database: previous.to_string(), ..spec.clone() };
+    // What a retry needs if this worker dies from here on.
+    if let Err(e) = save_state(spec, opts, previous, &old.saved, &new.saved).await {
+        drop_database(&prev, opts).await;
+        drop_database(spec, opts).await;
+        return Err(unchanged(e, "saving the swap's state"));
+    }
     // Triggers keep a table from moving to another database: they go first, and come back on failure.
     let moved = async {
         drop_all(spec, opts, original, &old, true).await?;
@@ -212,29 +225,111 @@ pub async fn swap_in(
     }
     .await;
     if let Err(e) = moved {
-        if let Err(again) = replay(spec, opts, original, &old.saved).await {
+        if let Err(again) = put_objects(spec, opts, original, &old.saved).await {
             tracing::error!(database = %original, error = %again, "could not put the original's triggers back");
         }
         drop_database(&prev, opts).await;
         drop_database(spec, opts).await;
         return Err(unchanged(e, "moving the tables"));
     }
-    // The data is in place: the objects follow their tables.
+    crash_point("swap-renamed");
+    rebuild(spec, opts, original, previous, &old.saved, &new.saved).await
+}
+
+/// After the rename: the objects follow their tables, then the copy's husk and the swap's state go.
+/// Each step can run again (a retry after a crash here): what is there is dropped before re-creating.
+async fn rebuild(
+    spec: &RestoreSpec,
+    opts: &DumpOptions,
+    original: &str,
+    previous: &str,
+    old_saved: &[u8],
+    new_saved: &[u8],
+) -> Result<(), DumpFailure> {
     let rebuilt = async {
-        drop_all(spec, opts, original, &old, false).await?;
-        replay(spec, opts, original, &new.saved).await?;
-        replay(spec, opts, previous, &old.saved).await
+        put_objects(spec, opts, original, new_saved).await?;
+        put_objects(spec, opts, previous, old_saved).await?;
+        drop_database(spec, opts).await;
+        admin_sql(spec, opts, &format!("DROP TABLE {}.{MARIA_MARKER}", mysql_ident(previous))).await.map(|_| ())
     }
     .await;
-    drop_database(spec, opts).await;
     rebuilt.map_err(|e| {
         fail(
             e.class,
             format!(
                 "the tables of `{original}` were replaced (the previous ones are in `{previous}`), but re-creating \
-                 its views, triggers, routines or events failed: {}; re-create them from the backup",
+                 its views, triggers, routines or events failed: {}; the next attempt tries again",
                 e.message
             ),
         )
     })
+}
+
+/// Makes `db`'s triggers, views, routines and events exactly the `saved` ones: whatever is there is
+/// dropped first, so this can run again after a crash half-way.
+async fn put_objects(spec: &RestoreSpec, opts: &DumpOptions, db: &str, saved: &[u8]) -> Result<(), DumpFailure> {
+    let there = schema(spec, opts, db).await?;
+    drop_all(spec, opts, db, &there, false).await?;
+    replay(spec, opts, db, saved).await
+}
+
+/// Writes both saved schemas into the previous copy's marker table (through the client's stdin: they
+/// can be far larger than a command line).
+async fn save_state(
+    spec: &RestoreSpec,
+    opts: &DumpOptions,
+    previous: &str,
+    old: &[u8],
+    new: &[u8],
+) -> Result<(), DumpFailure> {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let sql = format!(
+        "CREATE TABLE {MARIA_MARKER} (id VARCHAR(200), old_schema LONGBLOB, new_schema LONGBLOB);\n\
+         INSERT INTO {MARIA_MARKER} VALUES ({}, UNHEX('{}'), UNHEX('{}'));\n",
+        lit(&marker(spec)),
+        hex(old),
+        hex(new)
+    );
+    replay(spec, opts, previous, sql.as_bytes()).await
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2).filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()).collect()
+}
+
+/// Finishes a swap an earlier attempt of this restore began, from the state it left in the previous
+/// copy: before the rename, puts the original's triggers back and lets the restore start over; after
+/// it, re-creates the objects.
+pub async fn resume(
+    spec: &RestoreSpec,
+    opts: &DumpOptions,
+    original: &str,
+    previous: &str,
+) -> Result<Resumed, DumpFailure> {
+    let state = format!("SELECT id, HEX(old_schema), HEX(new_schema) FROM {}.{MARIA_MARKER}", mysql_ident(previous));
+    let Ok(row) = admin_sql(spec, opts, &state).await else { return Ok(Resumed::NotStarted) };
+    let mut cols = row.trim_end().splitn(3, '\t');
+    let (Some(id), Some(old_hex), Some(new_hex)) = (cols.next(), cols.next(), cols.next()) else {
+        return Ok(Resumed::NotStarted);
+    };
+    if id != marker(spec) {
+        return Ok(Resumed::NotStarted);
+    }
+    let (old_saved, new_saved) = (unhex(old_hex), unhex(new_hex));
+    let q = format!(
+        "SELECT 'BASE TABLE', TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} \
+         AND TABLE_TYPE = 'BASE TABLE' AND TABLE_NAME <> '_dilux_restore_in_progress'",
+        lit(&spec.database)
+    );
+    let copy_tables = names(spec, opts, &q).await?;
+    let prev = RestoreSpec { database: previous.to_string(), ..spec.clone() };
+    if !copy_tables.is_empty() {
+        tracing::warn!(database = %original, "an earlier attempt died before moving the tables; starting over");
+        put_objects(spec, opts, original, &old_saved).await?;
+        drop_database(&prev, opts).await;
+        return Ok(Resumed::NotStarted);
+    }
+    tracing::warn!(database = %original, "an earlier attempt died after moving the tables; finishing the swap");
+    rebuild(spec, opts, original, previous, &old_saved, &new_saved).await?;
+    Ok(Resumed::Finished)
 }

@@ -52,6 +52,8 @@ pub struct RestoreSpec {
     /// Names this restore in the mark it leaves on its database until it finished (a job's restore id:
     /// a retried job then recognises what its dead attempt left).
     pub restore_id: String,
+    /// Keep the mark after the restore: a swap follows, which clears it once the copy is in place.
+    pub keep_mark: bool,
 }
 
 impl std::fmt::Debug for RestoreSpec {
@@ -118,7 +120,7 @@ impl RestoreSpec {
     }
 }
 
-fn pg_ident(name: &str) -> String {
+pub(crate) fn pg_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -161,12 +163,12 @@ pub(crate) async fn admin_sql(spec: &RestoreSpec, opts: &DumpOptions, sql: &str)
 /// The mark a restore leaves on the database it creates until it has finished: a restore that died
 /// half-way (its worker killed) is recognised by the next attempt as its own leftover, dropped and
 /// started over — and a database someone else made is never taken for one.
-fn marker(spec: &RestoreSpec) -> String {
+pub(crate) fn marker(spec: &RestoreSpec) -> String {
     format!("dilux-restore in progress: {}", spec.restore_id)
 }
 
 /// The mark the database carries, if any.
-async fn read_marker(spec: &RestoreSpec, opts: &DumpOptions) -> Option<String> {
+pub(crate) async fn read_marker(spec: &RestoreSpec, opts: &DumpOptions) -> Option<String> {
     let sql = match spec.engine {
         Engine::Postgresql => format!(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = {}",
@@ -178,7 +180,7 @@ async fn read_marker(spec: &RestoreSpec, opts: &DumpOptions) -> Option<String> {
 }
 
 /// MariaDB has no database comments: the mark is a table, removed once the restore succeeded.
-const MARIA_MARKER: &str = "`_dilux_restore_in_progress`";
+pub(crate) const MARIA_MARKER: &str = "`_dilux_restore_in_progress`";
 
 async fn set_marker(spec: &RestoreSpec, opts: &DumpOptions, on: bool) -> Result<(), DumpFailure> {
     let (db, mark) = (&spec.database, sql_literal(spec.engine, &marker(spec)));
@@ -396,6 +398,7 @@ pub async fn run_restore(
                 false => Ok(None),
             };
             match checked {
+                Ok(c) if spec.keep_mark => Ok((done, c)),
                 Ok(c) => set_marker(spec, opts, false).await.map(|()| (done, c)),
                 Err(e) => {
                     Err(DumpFailure { message: format!("checking the restored database failed: {}", e.message), ..e })
@@ -423,8 +426,8 @@ pub async fn run_restore(
 
 /// Swaps the restored database `spec.database` in for `original`. PostgreSQL: ends the original's
 /// sessions, renames it to `previous`, renames the restored one to `original` (MariaDB moves tables
-/// instead: see `maria_swap`). On failure the original
-/// keeps its name and the restored database is dropped.
+/// instead: see `maria_swap`). On failure the original keeps its name and the restored database is
+/// dropped.
 pub async fn swap_in(
     spec: &RestoreSpec,
     opts: &DumpOptions,
@@ -458,6 +461,7 @@ pub async fn swap_in(
             format!("the restore succeeded, but `{original}` could not be renamed ({}); it is unchanged", e.message);
         return Err(fail(e.class, why));
     }
+    crash_point("swap-renamed");
     let swap = format!("ALTER DATABASE {} RENAME TO {}", pg_ident(&spec.database), pg_ident(original));
     if let Err(e) = admin_sql(spec, opts, &swap).await {
         let back = format!("ALTER DATABASE {} RENAME TO {}", pg_ident(previous), pg_ident(original));
@@ -465,7 +469,59 @@ pub async fn swap_in(
         drop_database(spec, opts).await;
         return Err(fail(e.class, format!("the swap failed ({}); `{original}` is unchanged", e.message)));
     }
-    Ok(())
+    // The mark came along with the copy; the swap is done once it is gone.
+    set_marker(&RestoreSpec { database: original.to_string(), ..spec.clone() }, opts, false).await
+}
+
+/// Where a swap stands when a retried replace starts: a worker that died half-way through one left
+/// the restored copy marked, so the next attempt can tell its own leftovers and finish the job.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resumed {
+    /// Nothing of a swap happened: restore as usual (a marked copy is dropped and made again).
+    NotStarted,
+    /// The swap has been completed now; the original is the restored copy.
+    Finished,
+}
+
+/// Finishes a swap an earlier attempt of this restore began (PostgreSQL: the first rename done, or
+/// both with the mark still on; MariaDB: see `maria_swap::resume`).
+pub async fn resume_swap(
+    spec: &RestoreSpec,
+    opts: &DumpOptions,
+    original: &str,
+    previous: &str,
+) -> Result<Resumed, DumpFailure> {
+    if spec.engine == Engine::Mysql {
+        return crate::maria_swap::resume(spec, opts, original, previous).await;
+    }
+    let at = |db: &str| RestoreSpec { database: db.to_string(), ..spec.clone() };
+    let ours = Some(marker(spec));
+    if read_marker(&at(original), opts).await == ours {
+        tracing::warn!(database = %original, "an earlier attempt swapped the copy in; clearing its mark");
+        set_marker(&at(original), opts, false).await?;
+        return Ok(Resumed::Finished);
+    }
+    let exists =
+        |db: &str| format!("SELECT count(*) FROM pg_database WHERE datname = {}", sql_literal(spec.engine, db));
+    let count = |out: String| out.trim() == "1";
+    let original_there = admin_sql(spec, opts, &exists(original)).await.map(count)?;
+    let previous_there = admin_sql(spec, opts, &exists(previous)).await.map(count)?;
+    if !original_there && previous_there && read_marker(spec, opts).await == ours {
+        tracing::warn!(database = %original, "an earlier attempt died between the renames; finishing the swap");
+        let swap = format!("ALTER DATABASE {} RENAME TO {}", pg_ident(&spec.database), pg_ident(original));
+        admin_sql(spec, opts, &swap).await?;
+        set_marker(&at(original), opts, false).await?;
+        return Ok(Resumed::Finished);
+    }
+    Ok(Resumed::NotStarted)
+}
+
+/// Tests only: `DILUX_TEST_CRASH_AT=<point>` kills this process at that point, as a crash would.
+pub(crate) fn crash_point(point: &str) {
+    if std::env::var("DILUX_TEST_CRASH_AT").is_ok_and(|p| p == point) {
+        eprintln!("DILUX_TEST_CRASH_AT={point}: aborting");
+        std::process::abort();
+    }
 }
 
 /// Streams the source through hash and gunzip into the client; answers (stored, restored, sha256).
@@ -617,6 +673,7 @@ mod tests {
             source: Source::File("x.sql.gz".into()),
             expected_sha256: None,
             restore_id: "r-1".into(),
+            keep_mark: false,
         }
     }
 

@@ -374,6 +374,17 @@ impl Mariadb {
     pub fn restore(&self, db: &str, dump: &[u8]) -> Result<()> {
         run_with_input(&mut self.client(db), dump, "mariadb restore").map(|_| ())
     }
+
+    /// Creates `db` (utf8mb4) and the user `dilux`@`127.0.0.1` with every privilege, as an app's
+    /// restoring account would have.
+    pub fn database_and_admin(&self, db: &str, password: &str) -> Result<()> {
+        let q = password.replace('\\', "\\\\").replace('\'', "''");
+        let sql = format!(
+            "CREATE DATABASE {db} CHARACTER SET utf8mb4; CREATE USER 'dilux'@'127.0.0.1' IDENTIFIED BY '{q}'; \
+             GRANT ALL PRIVILEGES ON *.* TO 'dilux'@'127.0.0.1';"
+        );
+        self.sql("", &sql).map(|_| ())
+    }
 }
 
 // ---------------------------------------------------------------- The app
@@ -394,6 +405,18 @@ impl App {
     /// Same, with another manifest and extra environment.
     pub fn start_with(connection_string: &str, manifest: &Path, env: &[(&str, &str)]) -> Result<Self> {
         Self::spawn(connection_string, manifest, env, true)
+    }
+
+    /// Waits for the app to die by itself (a crash it was told to have); `false` if it still runs.
+    pub fn exited_within(&mut self, within: Duration) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < within {
+            if let Ok(Some(_)) = self._proc.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// Kills the app as a crash would (SIGKILL: no cleanup of any kind).
@@ -503,6 +526,46 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         bail!("backup {backup_id} did not finish within {within:?}")
+    }
+
+    /// Registers a server (`engine_type` on 127.0.0.1:`port`) and its database `db`, on `policy_id` when
+    /// given, backs it up now and answers the completed history row.
+    pub async fn backed_up(
+        &self,
+        engine_type: &str,
+        port: u16,
+        (user, password): (&str, &str),
+        db: &str,
+        policy_id: Option<&str>,
+    ) -> Result<serde_json::Value> {
+        let e = serde_json::json!({ "name": engine_type, "engine_type": engine_type, "host": "127.0.0.1",
+            "port": port, "username": user, "password": password });
+        let e = self.post("/api/engines", e).await?;
+        let d = self
+            .post("/api/databases", serde_json::json!({ "engine_id": e["id"], "name": db, "policy_id": policy_id }));
+        let d = d.await?;
+        let id = d["id"].as_str().unwrap_or_default();
+        let b = self.post(&format!("/api/databases/{id}/backup"), serde_json::Value::Null).await?;
+        let done = self.wait_final(id, b["backup_id"].as_str().unwrap_or_default(), Duration::from_secs(120)).await?;
+        if done["status"] != "completed" {
+            bail!("the backup of {db} did not complete: {done}");
+        }
+        Ok(done)
+    }
+
+    /// Polls restore `id` until it is completed or failed (a restore, a replace, a drill).
+    pub async fn wait_restore(&self, id: &str, within: Duration) -> Result<serde_json::Value> {
+        let t = Instant::now();
+        loop {
+            let (_, r) = self.call(reqwest::Method::GET, &format!("/api/restores/{id}"), None).await?;
+            if r["status"] == "completed" || r["status"] == "failed" {
+                return Ok(r);
+            }
+            if t.elapsed() > within {
+                bail!("restore {id} did not finish within {within:?}: {r}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     pub async fn download(&self, blob_name: &str) -> Result<(serde_json::Value, Vec<u8>)> {

@@ -79,18 +79,10 @@ fn maria_fingerprint(m: &Mariadb, db: &str) -> Result<String> {
     Ok(out)
 }
 
-/// Polls a restore until it is final.
+/// Polls a requested restore until it is final.
 async fn wait_restore(api: &Api, requested: &serde_json::Value) -> Result<serde_json::Value> {
     let id = requested["restore_id"].as_str().unwrap_or_else(|| panic!("no restore id: {requested}"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let (_, r) = api.call(M::GET, &format!("/api/restores/{id}"), None).await?;
-        if r["status"] == "completed" || r["status"] == "failed" {
-            return Ok(r);
-        }
-        anyhow::ensure!(std::time::Instant::now() < deadline, "restore {id} did not finish: {r}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    api.wait_restore(id, Duration::from_secs(120)).await
 }
 
 fn restore_bin() -> PathBuf {
@@ -146,14 +138,7 @@ async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<(
     let pg17 = pg17.join().unwrap()?;
     pg.sql("postgres", "CREATE DATABASE shop")?;
     pg.sql("shop", PG_SCHEMA)?;
-    let q = MARIA_PASSWORD.replace('\'', "''");
-    maria.sql(
-        "",
-        &format!(
-            "CREATE DATABASE shop CHARACTER SET utf8mb4; CREATE USER 'dilux'@'127.0.0.1' IDENTIFIED BY '{q}'; \
-             GRANT ALL PRIVILEGES ON *.* TO 'dilux'@'127.0.0.1';"
-        ),
-    )?;
+    maria.database_and_admin("shop", MARIA_PASSWORD)?;
     maria.sql("shop", MARIA_SCHEMA)?;
 
     // Back both up through the app, then take the app away.
@@ -161,21 +146,10 @@ async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<(
         let app = App::start(&az.connection_string)?;
         let api = Api::signed_in(&app, "admin").await?;
         let mut out = vec![];
-        for (engine, port, user, password) in
-            [("postgresql", pg.port, "postgres", PG_PASSWORD), ("mysql", maria.port, "dilux", MARIA_PASSWORD)]
+        for (engine, port, user) in
+            [("postgresql", pg.port, ("postgres", PG_PASSWORD)), ("mysql", maria.port, ("dilux", MARIA_PASSWORD))]
         {
-            let e = api
-                .post(
-                    "/api/engines",
-                    json!({ "name": engine, "engine_type": engine, "host": "127.0.0.1", "port": port,
-                        "username": user, "password": password }),
-                )
-                .await?;
-            let d = api.post("/api/databases", json!({ "engine_id": e["id"], "name": "shop" })).await?;
-            let id = d["id"].as_str().unwrap().to_string();
-            let b = api.post(&format!("/api/databases/{id}/backup"), json!(null)).await?;
-            let done = api.wait_final(&id, b["backup_id"].as_str().unwrap(), Duration::from_secs(120)).await?;
-            assert_eq!(done["status"], "completed", "{done}");
+            let done = api.backed_up(engine, port, user, "shop", None).await?;
             out.push((done["blob_name"].as_str().unwrap().to_string(), done["sha256"].as_str().unwrap().to_string()));
         }
 

@@ -98,14 +98,7 @@ async fn drills_prove_each_backup_restores_and_name_what_does_not() -> Result<()
     let (az, pg, maria) = (az.join().unwrap()?, pg.join().unwrap()?, maria.join().unwrap()?);
     pg.sql("postgres", "CREATE DATABASE shop")?;
     pg.sql("shop", PG_SCHEMA)?;
-    let q = MARIA_PASSWORD.replace('\'', "''");
-    maria.sql(
-        "",
-        &format!(
-            "CREATE DATABASE shop CHARACTER SET utf8mb4; CREATE USER 'dilux'@'127.0.0.1' IDENTIFIED BY '{q}'; \
-             GRANT ALL PRIVILEGES ON *.* TO 'dilux'@'127.0.0.1';"
-        ),
-    )?;
+    maria.database_and_admin("shop", MARIA_PASSWORD)?;
     maria.sql("shop", MARIA_SCHEMA)?;
     let app = App::start_with(
         &az.connection_string,
@@ -129,23 +122,10 @@ async fn drills_prove_each_backup_restores_and_name_what_does_not() -> Result<()
         .await?;
     assert_eq!(policy["verification"]["every_days"], 1, "{policy}");
     let mut backups = vec![];
-    for (engine, port, user, password) in
-        [("postgresql", pg.port, "postgres", PG_PASSWORD), ("mysql", maria.port, "dilux", MARIA_PASSWORD)]
+    for (engine, port, user) in
+        [("postgresql", pg.port, ("postgres", PG_PASSWORD)), ("mysql", maria.port, ("dilux", MARIA_PASSWORD))]
     {
-        let e = api
-            .post(
-                "/api/engines",
-                json!({ "name": engine, "engine_type": engine, "host": "127.0.0.1", "port": port,
-                    "username": user, "password": password }),
-            )
-            .await?;
-        let d = api
-            .post("/api/databases", json!({ "engine_id": e["id"], "name": "shop", "policy_id": policy["id"] }))
-            .await?;
-        let id = d["id"].as_str().unwrap().to_string();
-        let b = api.post(&format!("/api/databases/{id}/backup"), json!(null)).await?;
-        let done = api.wait_final(&id, b["backup_id"].as_str().unwrap(), Duration::from_secs(120)).await?;
-        assert_eq!(done["status"], "completed", "{done}");
+        let done = api.backed_up(engine, port, user, "shop", policy["id"].as_str()).await?;
         // The manifest was tallied from the stream: 2 tables (one empty), 500 rows.
         assert_eq!((done["manifest_tables"].as_u64(), done["manifest_rows"].as_u64()), (Some(2), Some(500)), "{done}");
         backups.push(done);
@@ -232,16 +212,7 @@ async fn drills_prove_each_backup_restores_and_name_what_does_not() -> Result<()
     let replace = json!({ "blob_name": pg_backup["blob_name"], "mode": "replace", "confirm": "shop" });
     let (s, requested) = api.call(M::POST, "/api/backups/restore", Some(replace)).await?;
     assert_eq!(s, 202, "{requested}");
-    let rid = requested["restore_id"].as_str().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let (_, r) = api.call(M::GET, &format!("/api/restores/{rid}"), None).await?;
-        if r["status"] == "completed" || r["status"] == "failed" {
-            break r;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the replace did not finish: {r}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let done = api.wait_restore(requested["restore_id"].as_str().unwrap(), Duration::from_secs(120)).await?;
     assert_eq!(done["status"], "failed", "{done}");
     let said = done["error_message"].as_str().unwrap();
     assert!(said.contains("differs from the backup") && said.contains("`shop` is unchanged"), "{done}");
@@ -249,5 +220,26 @@ async fn drills_prove_each_backup_restores_and_name_what_does_not() -> Result<()
     assert_eq!(pg.sql("shop", "SELECT count(*), md5(string_agg(name, ',' ORDER BY id)) FROM items")?, before);
     let left = "SELECT count(*) FROM pg_database WHERE datname LIKE 'shop\\_%'";
     assert_eq!(pg.sql("postgres", left)?.trim(), "0", "neither the copy nor a previous copy is left");
+
+    // A block of the stored backup overwritten (its recorded SHA-256 left as it was): the replace stops
+    // on the hash before anything is swapped, and names it.
+    let name = pg_backup["blob_name"].as_str().unwrap();
+    let get = blob::get_blob(&storage.account, Utc::now(), "backups", name);
+    let mut bytes = storage.send("get", get).await?.check("get")?.body;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    let meta = vec![("sha256".to_string(), dilux_e2e::sha256_hex(b"not these bytes"))];
+    storage
+        .send("put", blob::put_blob(&storage.account, Utc::now(), "backups", name, "application/gzip", &meta, bytes))
+        .await?
+        .check("put blob")?;
+    let replace = json!({ "blob_name": name, "mode": "replace", "confirm": "shop" });
+    let (s, requested) = api.call(M::POST, "/api/backups/restore", Some(replace)).await?;
+    assert_eq!(s, 202, "{requested}");
+    let done = api.wait_restore(requested["restore_id"].as_str().unwrap(), Duration::from_secs(120)).await?;
+    assert_eq!(done["error_class"], "Corrupt", "{done}");
+    assert!(done["error_message"].as_str().unwrap().contains("SHA-256 mismatch"), "{done}");
+    assert_eq!(pg.sql("shop", "SELECT count(*), md5(string_agg(name, ',' ORDER BY id)) FROM items")?, before);
+    assert_eq!(pg.sql("postgres", left)?.trim(), "0", "nothing half-restored is left");
     Ok(())
 }

@@ -56,10 +56,14 @@ pub async fn handle(ctx: &Ctx, job: RestoreJob, dequeue_count: u32) -> JobOutcom
         Ok(r) => match follow(ctx, &mut row, &r).await {
             Ok(o) => {
                 let now = Utc::now();
-                row.complete(now, o.compressed_bytes, o.uncompressed_bytes);
+                // A retry that only finished an earlier attempt's swap read no bytes itself.
+                let stored =
+                    if o.compressed_bytes > 0 { o.compressed_bytes } else { row.bytes_total.unwrap_or(0) as u64 };
+                row.complete(now, stored, o.uncompressed_bytes);
                 row.previous_copy = o.previous_copy;
-                let comparison = o.verification.as_ref().filter(|v| v.manifest_found).map(comparison);
-                let version = o.verification.as_ref().map(|v| v.server_version.as_str()).unwrap_or_default();
+                let Some(checked) = o.verification.as_ref() else { return save(ctx, &row).await };
+                let comparison = checked.manifest_found.then(|| comparison(checked));
+                let version = checked.server_version.as_str();
                 let v =
                     Verification::of_restore(&row, comparison.as_ref(), o.duration_ms as f64 / 1000.0, version, now);
                 if v.result == VerificationResult::Failed {
@@ -177,7 +181,8 @@ async fn request(ctx: &Ctx, row: &RestoreResult) -> Result<restore::RestoreReque
         RestoreMode::Replace => (
             staging_name(&row.target_database, &row.id),
             Some(row.target_database.clone()),
-            Some(previous_name(&row.target_database, Utc::now())),
+            // The same name on every attempt: a retry finishes a swap its predecessor began.
+            Some(previous_name(&row.target_database, row.created_at)),
         ),
     };
     Ok(restore::RestoreRequest {

@@ -147,6 +147,7 @@ async fn run() -> anyhow::Result<()> {
         source: args.source,
         expected_sha256: args.sha256,
         restore_id: uuid::Uuid::new_v4().to_string(),
+        keep_mark: false,
     };
     let started = Instant::now();
     let last = std::sync::Mutex::new(Instant::now());

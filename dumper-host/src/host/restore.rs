@@ -23,6 +23,7 @@ impl From<wit::RestoreRequest> for RestoreSpec {
             source: Source::Blob { container: r.container, name: r.blob_name },
             expected_sha256: r.sha256,
             restore_id: r.restore_id,
+            keep_mark: r.replace.is_some(),
         }
     }
 }
@@ -95,6 +96,20 @@ async fn execute(
     let opts = &dumper.options;
     tracing::info!(source = ?spec.source, host = %spec.host, port = spec.port, database = %spec.database,
         verify, drill = drop_after, "restore started");
+    if let Some((original, previous)) = &swap {
+        // A worker that died mid-swap left the copy marked: finish what it began.
+        if restore::resume_swap(&spec, opts, original, previous).await? == restore::Resumed::Finished {
+            tracing::info!(database = %original, previous = %previous, "restore completed (an earlier swap finished)");
+            return Ok(wit::RestoreOutcome {
+                compressed_bytes: 0,
+                uncompressed_bytes: 0,
+                sha256: spec.expected_sha256.clone().unwrap_or_default(),
+                duration_ms: 0,
+                previous_copy: Some(previous.clone()),
+                verification: None,
+            });
+        }
+    }
     let report = |done: u64, total: u64| {
         progress.done.store(done, Ordering::Relaxed);
         progress.total.store(total, Ordering::Relaxed);

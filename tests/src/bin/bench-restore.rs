@@ -95,6 +95,7 @@ async fn main() -> Result<()> {
             source: Source::Blob { container: "bench".into(), name: blob_name.clone() },
             expected_sha256: None,
             restore_id: "bench".into(),
+            keep_mark: false,
         };
         let before = memory_mib("VmRSS:");
         reset_peak();
