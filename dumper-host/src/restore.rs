@@ -364,6 +364,11 @@ async fn check(spec: &RestoreSpec, opts: &DumpOptions, manifest: Option<&Manifes
     let server_version = admin_sql(spec, opts, version_sql).await?.trim().to_string();
     let comparison = match manifest {
         None => None,
+        // A manifest of another format or engine is not compared as this one.
+        Some(m) if m.format != dilux_domain::manifest::FORMAT || m.engine != spec.engine.into() => {
+            tracing::warn!(format = m.format, "the backup's manifest is of another format; content not compared");
+            None
+        }
         Some(m) => {
             let mut actual = crate::dump::tally_database(&spec.conn(&spec.database), opts).await?;
             // The restore's own mark is not the backup's.
@@ -465,7 +470,15 @@ pub async fn swap_in(
     let swap = format!("ALTER DATABASE {} RENAME TO {}", pg_ident(&spec.database), pg_ident(original));
     if let Err(e) = admin_sql(spec, opts, &swap).await {
         let back = format!("ALTER DATABASE {} RENAME TO {}", pg_ident(previous), pg_ident(original));
-        let _ = admin_sql(spec, opts, &back).await;
+        if let Err(again) = admin_sql(spec, opts, &back).await {
+            // Keep both: the retry finishes the swap (the copy is still marked), or a person does.
+            let why = format!(
+                "the swap failed ({}) and renaming the original back failed too ({}); the original is \
+                 `{previous}` and the restored copy `{}`, both intact",
+                e.message, again.message, spec.database
+            );
+            return Err(fail(e.class, why));
+        }
         drop_database(spec, opts).await;
         return Err(fail(e.class, format!("the swap failed ({}); `{original}` is unchanged", e.message)));
     }

@@ -51,11 +51,15 @@ impl DrillState {
         self.last_started_at = Some(now);
     }
 
-    /// Folds in the finished drill (`None`: its row is gone; it counts as not run).
+    /// Folds in the finished drill (`None`: its row is gone — it was never queued — so it counts as not
+    /// run, and the next one is due as if it had not been tried).
     pub fn finish(&mut self, row: Option<&RestoreResult>, now: DateTime<Utc>) {
         let backup = self.active_backup_id.take();
         self.active_restore_id = None;
-        let Some(row) = row else { return };
+        let Some(row) = row else {
+            self.last_started_at = self.last_finished_at;
+            return;
+        };
         let v = row
             .verification
             .clone()
@@ -133,6 +137,10 @@ mod tests {
         s.active_restore_id = None;
         assert!(!drill_due(&weekly, &s, &backup("b2"), now + Duration::days(6)));
         assert!(drill_due(&weekly, &s, &backup("b2"), now + Duration::days(7)));
+        let mut lost = s.clone();
+        lost.start("r9", "b2", now + Duration::days(7));
+        lost.finish(None, now + Duration::days(7));
+        assert!(drill_due(&weekly, &lost, &backup("b2"), now + Duration::days(7)), "a drill never queued is due again");
         let each = VerifyPolicy { after_each_backup: true, ..Default::default() };
         s.last_backup_id = Some("b1".into());
         assert!(!drill_due(&each, &s, &backup("b1"), now));

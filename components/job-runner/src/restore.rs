@@ -83,11 +83,10 @@ pub async fn handle(ctx: &Ctx, job: RestoreJob, dequeue_count: u32) -> JobOutcom
             }
         },
     }
-    // The backup's evidence: every drill, and a restore that says something about the backup (it came
-    // back, or its bytes or content were wrong) — not a target that already existed or refused us.
-    let about_backup = row.purpose == RestorePurpose::Drill
-        || row.status == BackupStatus::Completed
-        || row.error_class == Some(ErrorClass::Corrupt);
+    // The backup's evidence: a restore or drill that says something about the backup (it came back, or
+    // its bytes or content were wrong) — not a server that was down or a target that refused us (the
+    // drill's own record and alert say those).
+    let about_backup = row.status == BackupStatus::Completed || row.error_class == Some(ErrorClass::Corrupt);
     if let Some(v) = row.verification.clone().filter(|_| about_backup) {
         if let Err(e) = mark_backup(ctx, &row, v).await {
             log::event(COMPONENT, "verification_not_recorded", &[("restore", &row.id), ("error", &e)]);

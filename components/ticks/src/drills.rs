@@ -76,6 +76,9 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
         // A missing drill server is recorded against the database's own (the row needs a server).
         let Some(target) = engines.get(&engine_id).or_else(|| engines.get(&db.engine_id)) else {
             counts.not_runnable += 1;
+            if changed {
+                save(ctx, &state, etag.as_deref(), &mut counts).await?;
+            }
             continue;
         };
         let scratch = drill_name(&db.name, ctx.now);
