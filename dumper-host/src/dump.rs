@@ -177,9 +177,19 @@ fn secret_pipe(content: &[u8]) -> std::io::Result<OwnedFd> {
     Ok(r)
 }
 
+/// A tool starts from an empty environment plus `PATH`: the host's own holds the seal key, the storage
+/// credentials and the tokens, none of which a database client needs.
+fn bare_env(c: &mut Command) {
+    c.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        c.env("PATH", path);
+    }
+}
+
 /// Everything that identifies a PostgreSQL target goes through the environment: nothing secret on
 /// argv, and a database name can never be read as an option or a conninfo string.
 pub(crate) fn pg_env(c: &mut Command, spec: &DumpSpec, opts: &DumpOptions) {
+    bare_env(c);
     c.env("PGHOST", &spec.host)
         .env("PGPORT", spec.port.to_string())
         .env("PGUSER", &spec.username)
@@ -286,6 +296,8 @@ fn build_command(spec: &DumpSpec, opts: &DumpOptions, pg_dump: &str) -> std::io:
                 "--hex-blob",
                 "--default-character-set=utf8mb4",
                 "--protocol=TCP",
+                // Whatever the name, it is never read as an option.
+                "--",
             ])
             .arg(&spec.database);
             Ok((c, Some(fd)))
@@ -312,6 +324,7 @@ pub(crate) fn mysql_command(
     let read_end = secret_pipe(cnf.as_bytes())?;
     let fd = read_end.as_raw_fd();
     let mut c = Command::new(program);
+    bare_env(&mut c);
     c.arg(format!("--defaults-extra-file=/dev/fd/{fd}"));
     // SAFETY: only async-signal-safe calls between fork and exec: clear CLOEXEC on one fd.
     unsafe {
@@ -333,7 +346,16 @@ struct RunningTool {
     stderr: tokio::task::JoinHandle<String>,
 }
 
+/// Refuses a database name that is not one (a second line of defence: the API validates names where
+/// they enter, but a job names its database by what is stored).
+pub(crate) fn checked_name(name: &str) -> Result<(), DumpFailure> {
+    dilux_domain::engine::validate_db_name(name).map_err(|e| {
+        fail(ErrorClass::InvalidJob, format!("database name `{name}` is refused: it {}; rename it", e.message))
+    })
+}
+
 async fn start_tool(spec: &DumpSpec, opts: &DumpOptions) -> Result<RunningTool, DumpFailure> {
+    checked_name(&spec.database)?;
     let pg_dump = match spec.engine {
         Engine::Postgresql => pg_tool_for(spec, opts, "pg_dump").await?,
         Engine::Mysql => String::new(),
@@ -652,6 +674,28 @@ mod tests {
         assert_eq!(o.block_size, 8 << 20);
         let o = DumpOptions::from_lookup(|k| (k == "DILUX_MYSQLDUMP").then(|| "mysqldump".to_string()));
         assert_eq!(o.mysqldump, "mysqldump");
+    }
+
+    #[test]
+    fn a_database_name_is_never_an_option() {
+        let spec = DumpSpec {
+            engine: Engine::Mysql,
+            host: "h".into(),
+            port: 1,
+            database: "--all-databases".into(),
+            username: "u".into(),
+            password: "p".into(),
+            container: "c".into(),
+            blob_name: "b".into(),
+            metadata: vec![],
+        };
+        let (cmd, _fd) = build_command(&spec, &DumpOptions::default(), "pg_dump").unwrap();
+        let argv: Vec<String> = cmd.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(argv[argv.len() - 2..], ["--", "--all-databases"], "{argv:?}");
+        let refused = checked_name(&spec.database).unwrap_err();
+        assert_eq!(refused.class, ErrorClass::InvalidJob);
+        assert!(refused.message.contains("must not start with '-'"), "{}", refused.message);
+        assert!(checked_name("shop_2026").is_ok());
     }
 
     #[test]

@@ -173,9 +173,10 @@ async fn schema(spec: &RestoreSpec, opts: &DumpOptions, db: &str) -> Result<Sche
     let routines = names(spec, opts, &q).await?;
     let q = format!("SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {of}");
     let events = names(spec, opts, &q).await?.into_iter().map(|(_, n)| n).collect();
-    let mut saved = capture(spec, opts, &["--no-create-info", "--triggers", "--routines", "--events", db]).await?;
+    let mut saved =
+        capture(spec, opts, &["--no-create-info", "--triggers", "--routines", "--events", "--", db]).await?;
     if !views.is_empty() {
-        let mut args = vec!["--skip-triggers", db];
+        let mut args = vec!["--skip-triggers", "--", db];
         args.extend(views.iter().map(String::as_str));
         saved.extend(capture(spec, opts, &args).await?);
     }

@@ -257,7 +257,8 @@ async fn client(
             let (mut c, fd) =
                 mysql_command(&crate::probe::mysql_client(opts), &spec.host, spec.port, &spec.username, &spec.password)
                     .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare mariadb: {e}")))?;
-            c.args(["--protocol=TCP", "--default-character-set=utf8mb4", "--batch"]).arg(&spec.database);
+            c.args(["--protocol=TCP", "--default-character-set=utf8mb4", "--batch"])
+                .arg(format!("--database={}", spec.database));
             Ok((c, Some(fd)))
         }
     }
@@ -390,6 +391,7 @@ pub async fn run_restore(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RestoreOutcome, DumpFailure> {
     let started = Instant::now();
+    crate::dump::checked_name(&spec.database)?;
     let (size, recorded) = describe(storage, &spec.source).await?;
     let expected = spec.expected_sha256.clone().or(recorded).map(|s| s.to_ascii_lowercase());
     let manifest = if verify { load_manifest(storage, &spec.source).await? } else { None };

@@ -609,6 +609,22 @@ pub fn process_command_lines() -> Vec<String> {
     out
 }
 
+/// Every process's command line with its environment (`NAME=value` separated by spaces).
+pub fn process_environments() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let (Ok(cmd), Ok(env)) = (std::fs::read(e.path().join("cmdline")), std::fs::read(e.path().join("environ")))
+        else {
+            continue;
+        };
+        if !cmd.is_empty() {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).replace('\0', " ");
+            out.push((text(&cmd), text(&env)));
+        }
+    }
+    out
+}
+
 pub fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use dilux_e2e::{gunzip, process_command_lines, sha256_hex, Api, App, Azurite, Mariadb, Postgres};
+use dilux_e2e::{
+    gunzip, process_command_lines, process_environments, sha256_hex, Api, App, Azurite, Mariadb, Postgres,
+};
 use serde_json::json;
 
 const PG_SUPER_PASSWORD: &str = "pg-Sup3r-s3cret!";
@@ -128,6 +130,12 @@ impl PsWatch {
                     }
                     if secrets.iter().any(|x| line.contains(x.as_str())) {
                         leaks.push(line);
+                    }
+                }
+                // The tool's environment holds what it needs, never the host's own settings and keys.
+                for (line, env) in process_environments() {
+                    if line.contains(tool) && (env.contains("SPIN_VARIABLE_") || env.contains("DILUX_")) {
+                        leaks.push(format!("{line}: environment {env}"));
                     }
                 }
                 std::thread::sleep(Duration::from_millis(5));
