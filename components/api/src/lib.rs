@@ -72,6 +72,10 @@ pub async fn handle(app: Result<&App, &ApiError>, req: &Request) -> Response {
             return Response::error(&e);
         }
     };
+    // Path ids become Table keys: one storage would refuse is a bad request, not an outage.
+    if params.iter().any(|p| !dilux_domain::entity::valid_key(p)) {
+        return Response::error(&ApiError::field("id", dilux_domain::entity::KEY_RULE));
+    }
     let app = match (route.handler, app) {
         (Handler::Static(f), _) => return Response::json(route.ok, &f()),
         (Handler::App(_), Err(e)) => return Response::error(e),

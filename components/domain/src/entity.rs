@@ -13,6 +13,15 @@ fn is_int64(field: &str) -> bool {
 
 const JSON_SUFFIX: &str = "__json";
 
+/// Whether `s` can be a PartitionKey or RowKey: Azure Table storage refuses `/`, `\\`, `#`, `?` and
+/// control characters there, and more than 1 KiB.
+pub fn valid_key(s: &str) -> bool {
+    s.len() <= 1024 && !s.chars().any(|c| matches!(c, '/' | '\\' | '#' | '?') || c.is_control())
+}
+
+/// What [`valid_key`] refuses, for messages.
+pub const KEY_RULE: &str = "must not contain / \\ # ? or control characters";
+
 /// Serializes `record` as the entity (`pk`, `rk`). Nulls are dropped (absent = none).
 pub fn to_entity<T: Serialize>(pk: &str, rk: &str, record: &T) -> Entity {
     let Value::Object(fields) = serde_json::to_value(record).expect("records serialize to objects") else {
@@ -91,6 +100,15 @@ mod tests {
         note: String,
         total_rows: u64,
         nested: Option<Vec<u32>>,
+    }
+
+    #[test]
+    fn keys_table_storage_refuses_are_told_apart() {
+        assert!(valid_key("ab12-cd") && valid_key("email:ana@example.com") && valid_key("ñandú"));
+        for bad in ["a/b", "a\\b", "a#b", "a?b", "a\nb"] {
+            assert!(!valid_key(bad), "{bad}");
+        }
+        assert!(!valid_key(&"x".repeat(1025)));
     }
 
     #[test]

@@ -104,6 +104,10 @@ impl CreateUser {
         if !valid {
             return Err(crate::FieldError::new("email", "must be an email address"));
         }
+        // It becomes part of the user's row key.
+        if !crate::entity::valid_key(e) {
+            return Err(crate::FieldError::new("email", crate::entity::KEY_RULE));
+        }
         Ok(())
     }
 }

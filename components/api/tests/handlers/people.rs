@@ -121,3 +121,15 @@ async fn until_chosen_the_app_theme_applies() {
     t.admin("PUT", "/api/settings", Some(json!({ "dark_mode": true }))).await;
     assert_eq!(t.call("operator", "GET", "/api/users/me/preferences", None).await.body["dark_mode"], true);
 }
+
+#[tokio::test]
+async fn keys_storage_would_refuse_are_a_named_400_not_an_outage() {
+    let t = T::new();
+    let a = t.admin("POST", "/api/users", Some(json!({ "email": "a#b/c@example.com", "role": "viewer" }))).await;
+    assert_eq!((a.status, a.field()), (400, Some("email")), "{}", a.body);
+    assert!(t.mem.users.is_empty(), "nothing written");
+    for path in ["/api/engines/a\\b", "/api/databases/a#b"] {
+        let a = t.admin("GET", path, None).await;
+        assert_eq!((a.status, a.field()), (400, Some("id")), "{path}: {}", a.body);
+    }
+}
