@@ -11,19 +11,20 @@ install_all
 build_components
 build_host
 
-# Local secrets, made once and kept (0600) so sealed passwords stay readable across restarts.
-if [ ! -f "$STATE/dev.env" ]; then
-  umask 077
-  {
-    echo "SPIN_VARIABLE_SEAL_KEY=$(head -c 32 /dev/urandom | base64)"
-    echo "SPIN_VARIABLE_TICK_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
-    echo "SPIN_VARIABLE_AUTH_MODE=dev"
-    echo "SPIN_VARIABLE_AUTH_DEV_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '/+=')"
-  } > "$STATE/dev.env"
-fi
-# Added after the first release of this file: older dev.env files lack it.
-grep -q '^SPIN_VARIABLE_DUMPER_TOKEN=' "$STATE/dev.env" ||
-  (umask 077; echo "SPIN_VARIABLE_DUMPER_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" >> "$STATE/dev.env")
+# Local secrets, made once and kept (0600) so sealed passwords stay readable across restarts; shared
+# tokens are 43 random characters (the app refuses fewer than 32), and shorter ones from older files
+# are made again.
+token() { head -c 32 /dev/urandom | base64 | tr -d '/+='; }
+touch "$STATE/dev.env"; chmod 600 "$STATE/dev.env"
+grep -q '^SPIN_VARIABLE_SEAL_KEY=' "$STATE/dev.env" ||
+  echo "SPIN_VARIABLE_SEAL_KEY=$(head -c 32 /dev/urandom | base64)" >> "$STATE/dev.env"
+grep -q '^SPIN_VARIABLE_AUTH_MODE=' "$STATE/dev.env" || echo "SPIN_VARIABLE_AUTH_MODE=dev" >> "$STATE/dev.env"
+for v in TICK_TOKEN DUMPER_TOKEN AUTH_DEV_SECRET; do
+  if ! grep -Eq "^SPIN_VARIABLE_$v=.{32,}$" "$STATE/dev.env"; then
+    sed -i "/^SPIN_VARIABLE_$v=/d" "$STATE/dev.env"
+    echo "SPIN_VARIABLE_$v=$(token)" >> "$STATE/dev.env"
+  fi
+done
 set -a; source "$STATE/dev.env"; set +a
 
 pids=()

@@ -195,6 +195,9 @@ pub(crate) fn pg_env(c: &mut Command, spec: &DumpSpec, opts: &DumpOptions) {
         .env("PGUSER", &spec.username)
         .env("PGDATABASE", &spec.database)
         .env("PGPASSWORD", &spec.password)
+        // A server (or an impostor at its address) that asks for anything but SCRAM gets no password:
+        // enforced by libpq 16 and later, which probes and newer servers' dumps use.
+        .env("PGREQUIREAUTH", "scram-sha-256")
         .env("PGCONNECT_TIMEOUT", opts.connect_timeout_secs.to_string())
         .env("PGAPPNAME", "dilux-backup");
 }
@@ -456,12 +459,76 @@ impl TallyThread {
     }
 }
 
+/// The manifest kept beside backup `name`, if it has one (backups made before manifests have none).
+pub(crate) async fn read_manifest(
+    storage: &Storage,
+    container: &str,
+    name: &str,
+) -> Result<Option<Manifest>, DumpFailure> {
+    let req = blob::get_blob(&storage.account, Utc::now(), container, &manifest_blob(name));
+    let r = storage.send("get manifest", req).await.map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
+    if r.status == 404 {
+        return Ok(None);
+    }
+    let r = r.check("get manifest").map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
+    serde_json::from_slice(&r.body)
+        .map(Some)
+        .map_err(|e| fail(ErrorClass::Corrupt, format!("the backup's manifest is unreadable: {e}")))
+}
+
+fn metadata<'a>(m: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    m.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// What a committed blob of this name says, when there is one. A redelivered job whose earlier attempt
+/// committed before its worker died adopts that backup (`backup_id` in its metadata is this job's) instead
+/// of dumping again into a name the commit would refuse; another backup's blob is never touched.
+async fn committed(storage: &Storage, spec: &DumpSpec) -> Result<Option<DumpOutcome>, DumpFailure> {
+    let storage_failed = |e: dilux_azure::AzureError| fail(ErrorClass::StorageFailed, e.to_string());
+    let req = blob::get_properties(&storage.account, Utc::now(), &spec.container, &spec.blob_name);
+    let r = storage.send("get blob properties", req).await.map_err(storage_failed)?;
+    if r.status == 404 {
+        return Ok(None);
+    }
+    let props = blob::parse_properties(r).map_err(storage_failed)?;
+    let ours = metadata(&spec.metadata, "backup_id");
+    let theirs = metadata(&props.metadata, "backup_id");
+    let (Some(sha256), true) = (metadata(&props.metadata, "sha256"), ours.is_some() && ours == theirs) else {
+        return Err(fail(
+            ErrorClass::StorageFailed,
+            format!(
+                "{} already holds another backup (backup_id {}); it is left untouched",
+                spec.blob_name,
+                theirs.unwrap_or("unknown")
+            ),
+        ));
+    };
+    tracing::info!(blob = %spec.blob_name, "an earlier attempt committed this backup; adopting it");
+    let manifest = read_manifest(storage, &spec.container, &spec.blob_name).await?.unwrap_or_else(|| Manifest {
+        format: dilux_domain::manifest::FORMAT,
+        engine: spec.engine.into(),
+        tables: vec![],
+    });
+    Ok(Some(DumpOutcome {
+        compressed_bytes: props.content_length,
+        uncompressed_bytes: metadata(&props.metadata, "uncompressed_bytes").and_then(|v| v.parse().ok()).unwrap_or(0),
+        sha256: sha256.to_string(),
+        duration: Duration::ZERO,
+        manifest,
+    }))
+}
+
 /// Runs the dump described by `spec` into a new block blob, its manifest into a sidecar blob.
 pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> Result<DumpOutcome, DumpFailure> {
     let started = Instant::now();
+    if let Some(done) = committed(storage, spec).await? {
+        return Ok(done);
+    }
     let mut tool = start_tool(spec, opts).await?;
     let tally = if opts.manifest { TallyThread::spawn(spec.engine) } else { TallyThread::off() };
-    let pumped = pump(storage, spec, opts, &mut tool.stdout, &tally).await;
+    // This attempt's own block ids: a second attempt at the same blob never commits this one's blocks.
+    let attempt = blob::attempt_prefix();
+    let pumped = pump(storage, spec, opts, &attempt, &mut tool.stdout, &tally).await;
     tool.finish(pumped.is_err(), &spec.password).await?;
     let (ids, uncompressed, compressed, sha) = match pumped {
         Ok(p) => p,
@@ -470,6 +537,11 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
         Err(PumpError::Read(m)) => return Err(fail(ErrorClass::ToolFailed, m)),
     };
     let manifest = tally.finish();
+    // Another attempt committed meanwhile (its worker lost the lease to this one, or this one to it):
+    // its sidecar describes its blob, so neither is touched.
+    if let Some(done) = committed(storage, spec).await? {
+        return Ok(done);
+    }
     // The manifest first: a committed backup always has one (a failed commit leaves a stray sidecar,
     // which the next attempt overwrites).
     if opts.manifest {
@@ -498,12 +570,16 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
         &metadata,
         false,
     );
-    storage
-        .send("put block list", req)
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.check("put block list").map_err(|e| e.to_string()))
-        .map_err(|m| fail(ErrorClass::StorageFailed, m))?;
+    let answer =
+        storage.send("put block list", req).await.map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
+    if answer.status == 412 {
+        // Committed by another attempt between the check above and this commit.
+        return committed(storage, spec)
+            .await?
+            .ok_or_else(|| fail(ErrorClass::StorageFailed, "the commit was refused"));
+    }
+    answer.check("put block list").map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
+    crate::restore::crash_point("dump-committed");
     Ok(DumpOutcome {
         compressed_bytes: compressed,
         uncompressed_bytes: uncompressed,
@@ -545,6 +621,7 @@ async fn pump(
     storage: &Storage,
     spec: &DumpSpec,
     opts: &DumpOptions,
+    attempt: &str,
     stdout: &mut tokio::process::ChildStdout,
     tally: &TallyThread,
 ) -> Result<(Vec<String>, u64, u64, String), PumpError> {
@@ -557,7 +634,7 @@ async fn pump(
     let mut chunk = vec![0u8; 256 * 1024];
 
     let upload = |data: Vec<u8>, ids: &mut Vec<String>, uploads: &mut JoinSet<Result<(), String>>| {
-        let id = blob::block_id(ids.len() as u32);
+        let id = blob::block_id(attempt, ids.len() as u32);
         ids.push(id.clone());
         let storage = storage.clone();
         let (container, name) = (spec.container.clone(), spec.blob_name.clone());

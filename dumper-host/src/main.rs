@@ -92,7 +92,19 @@ async fn main() -> anyhow::Result<()> {
     }
     let (manifest, _) = Manifest::load(&args.manifest)?;
     let vars = manifest.resolve_app_variables(&env)?;
-    let probe = Arc::new(ProbeService::new(vars.get("dumper_token").cloned(), dump_options.clone()));
+    if let Some(listener) = &app_listener {
+        // Dev sign-in lets anyone be admin: only for whoever can reach a loopback listener.
+        let dev = vars.get("auth_mode").map(String::as_str) == Some("dev");
+        let anywhere = vars.get("dev_auth_anywhere_insecure").map(String::as_str) == Some("true");
+        if dev && !anywhere && !listener.local_addr()?.ip().is_loopback() {
+            anyhow::bail!(
+                "auth_mode is dev, which lets anyone sign in as admin, and --listen {} is not a loopback address; \
+                 listen on 127.0.0.1, use auth_mode=entra, or set SPIN_VARIABLE_DEV_AUTH_ANYWHERE_INSECURE=true",
+                args.listen
+            );
+        }
+    }
+    let probe = Arc::new(ProbeService::new(vars.get("dumper_token").cloned(), dump_options.clone())?);
 
     if let Some(listener) = app_listener {
         let addr = listener.local_addr()?;

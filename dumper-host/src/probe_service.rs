@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use dilux_domain::probe::{ProbeRequest, PROBE_PATH};
-use dilux_domain::secret::constant_time_eq;
+use dilux_domain::secret::SharedToken;
 use http_body_util::BodyExt;
 use hyper::server::conn::http1;
 use tokio::net::TcpListener;
@@ -20,14 +20,16 @@ use crate::reply;
 const MAX_BODY: usize = 64 * 1024;
 
 pub struct ProbeService {
-    /// `None` or empty: connection tests are off.
-    token: Option<String>,
+    /// `None`: connection tests are off.
+    token: Option<SharedToken>,
     options: DumpOptions,
 }
 
 impl ProbeService {
-    pub fn new(token: Option<String>, options: DumpOptions) -> Self {
-        ProbeService { token: token.filter(|t| !t.is_empty()), options }
+    /// `token`: `dumper_token`; unset or empty turns connection tests off, a short one is refused.
+    pub fn new(token: Option<String>, options: DumpOptions) -> Result<Self, dilux_domain::config::ConfigError> {
+        let token = token.filter(|t| !t.is_empty()).map(|t| SharedToken::new("dumper_token", &t)).transpose()?;
+        Ok(ProbeService { token, options })
     }
 
     /// Answers one request to [`PROBE_PATH`].
@@ -35,13 +37,7 @@ impl ProbeService {
         let Some(token) = &self.token else {
             return reply::error(503, "connection tests are off: set the dumper_token variable");
         };
-        let presented = req
-            .headers()
-            .get("authorization")
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        if !token.admits(req.headers().get("authorization").and_then(|h| h.to_str().ok())) {
             return reply::error(401, "a valid dumper token is required");
         }
         if req.method() == hyper::Method::GET {

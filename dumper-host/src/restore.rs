@@ -19,7 +19,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use dilux_azure::blob;
-use dilux_domain::manifest::{compare, manifest_blob, Comparison, Manifest};
+use dilux_domain::manifest::{compare, Comparison, Manifest};
 use dilux_domain::ErrorClass;
 
 use crate::dump::{fail, mysql_command, pg_env, pg_tool_for, redact, DumpFailure, DumpOptions, DumpSpec, Engine};
@@ -344,15 +344,7 @@ async fn read_source(storage: Option<Storage>, source: Source, size: u64, tx: mp
 /// The backup's manifest, if it has one (a blob backup made before manifests existed has none).
 async fn load_manifest(storage: Option<&Storage>, source: &Source) -> Result<Option<Manifest>, DumpFailure> {
     let (Some(storage), Source::Blob { container, name }) = (storage, source) else { return Ok(None) };
-    let req = blob::get_blob(&storage.account, Utc::now(), container, &manifest_blob(name));
-    let r = storage.send("get manifest", req).await.map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
-    if r.status == 404 {
-        return Ok(None);
-    }
-    let r = r.check("get manifest").map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
-    serde_json::from_slice(&r.body)
-        .map(Some)
-        .map_err(|e| fail(ErrorClass::Corrupt, format!("the backup's manifest is unreadable: {e}")))
+    crate::dump::read_manifest(storage, container, name).await
 }
 
 /// Dumps the restored database with the backup's tool and flags and compares it with the manifest.

@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hyper::server::conn::http1;
 use tokio::net::TcpListener;
-use wasmtime::Store;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -94,18 +93,41 @@ impl App {
 
     async fn handle(
         self: Arc<Self>,
-        mut req: hyper::Request<hyper::body::Incoming>,
+        req: hyper::Request<hyper::body::Incoming>,
         client: SocketAddr,
+        loopback: bool,
     ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
         let path = req.uri().path().to_string();
+        let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+        // On a loopback listener only loopback names are served: a page elsewhere whose DNS name is
+        // rebound to 127.0.0.1 cannot reach the app or the probe through the user's browser.
+        if loopback && !is_loopback_host(&host) {
+            return Ok(reply::error(421, "this address serves only requests for 127.0.0.1, localhost or [::1]"));
+        }
         if path == dilux_domain::probe::PROBE_PATH {
             return Ok(self.probe.handle(req).await);
         }
         let Some(route) = self.route_for(&path) else {
             return Ok(reply::error(404, "no route matches this path"));
         };
+        // The body is read here, bounded in size and time, before any component runs.
+        let (parts, body) = req.into_parts();
+        let limited = http_body_util::Limited::new(body, MAX_REQUEST_BODY);
+        let body = match tokio::time::timeout(BODY_TIMEOUT, http_body_util::BodyExt::collect(limited)).await {
+            Err(_) => return Ok(reply::error(408, "the request body did not arrive in time")),
+            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return Ok(reply::error(413, "request bodies are at most 64 KiB"))
+            }
+            Ok(Err(_)) => return Ok(reply::error(400, "the request body could not be read")),
+            Ok(Ok(b)) => b.to_bytes(),
+        };
+        let body = http_body_util::BodyExt::map_err(
+            http_body_util::Full::new(body),
+            |never: std::convert::Infallible| -> hyper::Error { match never {} },
+        );
+        let mut req = hyper::Request::from_parts(parts, body);
+        let host = if host.is_empty() { "localhost".to_string() } else { host };
         // The headers Spin gives components.
-        let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
         let full = format!("http://{host}{}", req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"));
         let prefix = route.route.trim_end_matches("/...");
         let info = path.strip_prefix(prefix).unwrap_or("").to_string();
@@ -118,7 +140,7 @@ impl App {
         ] {
             req.headers_mut().insert(k, v.parse()?);
         }
-        let mut store = Store::new(route.pre.engine(), HostState::new(&route.guest)?);
+        let mut store = crate::host::store(route.pre.engine(), HostState::new(&route.guest)?);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let wreq = wasmtime_wasi_http::WasiHttpView::http(store.data_mut()).new_incoming_request(Scheme::Http, req)?;
         let out = wasmtime_wasi_http::WasiHttpView::http(store.data_mut()).new_response_outparam(sender)?;
@@ -144,14 +166,32 @@ impl App {
     }
 }
 
+/// The largest request body any route takes (the API's own limit).
+const MAX_REQUEST_BODY: usize = 64 * 1024;
+/// How long a client may take to send its headers, and then its body.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `Host` names a loopback listener answers to (any port).
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.contains(']') && port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    ["127.0.0.1", "localhost", "[::1]"].contains(&name.to_ascii_lowercase().as_str())
+}
+
 /// Serves `app` on `listener` until the process ends.
 pub async fn serve(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
+    let loopback = listener.local_addr()?.ip().is_loopback();
     loop {
         let (conn, addr) = listener.accept().await?;
         let app = app.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| app.clone().handle(req, addr));
-            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(conn), svc).await {
+            let svc = hyper::service::service_fn(move |req| app.clone().handle(req, addr, loopback));
+            let mut builder = http1::Builder::new();
+            builder.keep_alive(true).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            if let Err(e) = builder.serve_connection(TokioIo::new(conn), svc).await {
                 tracing::debug!(error = %e, "connection closed with error");
             }
         });
@@ -182,5 +222,20 @@ pub fn spawn_ticks(ticks: &[Tick], base_url: String, token: Option<String>) {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn only_loopback_names_pass_the_host_check() {
+        for ok in ["127.0.0.1:3000", "localhost:3000", "LOCALHOST", "[::1]:8080", "127.0.0.1"] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in ["evil.example.com", "evil.example.com:3000", "127.0.0.1.nip.io:3000", "", "localhost.evil:80"] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
     }
 }

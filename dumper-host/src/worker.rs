@@ -10,7 +10,6 @@ use chrono::Utc;
 use dilux_azure::queue;
 use tokio::sync::{Mutex, Semaphore};
 use wasmtime::component::Component;
-use wasmtime::Store;
 
 use crate::host::job_runner::exports::dilux::dumper::job_handler::JobOutcome;
 use crate::host::job_runner::JobRunnerPre;
@@ -125,30 +124,53 @@ impl Worker {
 
     async fn process(&self, msg: queue::Message) {
         let receipt = Arc::new(Mutex::new(msg.pop_receipt.clone()));
-        // Keep the lease while the guest works: a long dump must not reappear for another worker.
+        // Keep the lease while the guest works: a long dump must not reappear for another worker. The
+        // keeper ends only when the lease is lost (the queue no longer knows this receipt, or no renewal
+        // got through before the lease ran out): another worker may run the job by then, so this one stops.
         let keeper = {
             let (storage, q, id, receipt, lease) =
                 (self.storage.clone(), self.options.queue.clone(), msg.id.clone(), receipt.clone(), self.options.lease);
-            tokio::spawn(async move {
+            let hold_back = std::env::var("DILUX_TEST_HOLD_LEASE").is_ok_and(|v| v == "1");
+            async move {
+                let (mut renewed, mut held) = (tokio::time::Instant::now(), 0);
                 loop {
                     tokio::time::sleep(lease / 3).await;
+                    if hold_back {
+                        // Fault tests: renewals never reach the queue, and the loss is noticed at the first
+                        // tick after the lease ran out (when another worker may hold the job already).
+                        held += 1;
+                        if held > 3 {
+                            return "renewals were held back (DILUX_TEST_HOLD_LEASE)".to_string();
+                        }
+                        continue;
+                    }
                     let mut r = receipt.lock().await;
                     let req =
                         queue::update_visibility(&storage.account, Utc::now(), &q, &id, &r, lease.as_secs() as u32);
-                    match storage
-                        .send("update message", req)
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|x| queue::parse_update_visibility(x).map_err(|e| e.to_string()))
-                    {
-                        Ok(new) => *r = new,
+                    match storage.send("update message", req).await.and_then(queue::parse_update_visibility) {
+                        Ok(new) => {
+                            *r = new;
+                            renewed = tokio::time::Instant::now();
+                        }
+                        Err(e) if e.status() == Some(404) || e.status() == Some(400) => {
+                            return format!("the queue no longer knows this lease ({e})");
+                        }
+                        Err(e) if renewed.elapsed() >= lease => return format!("no renewal got through: {e}"),
                         Err(e) => tracing::warn!(message = %id, error = %e, "could not extend the job's lease"),
                     }
                 }
-            })
+            }
         };
-        let outcome = self.run_guest(&msg).await;
-        keeper.abort();
+        let outcome = tokio::select! {
+            outcome = self.run_guest(&msg) => outcome,
+            why = keeper => {
+                // Dropping the guest kills its dump tool and abandons its upload: uncommitted blocks are never
+                // part of a backup, and its own block ids keep them out of the other worker's commit.
+                let id = &msg.id;
+                tracing::warn!(message = %id, reason = %why, "lost the lease; stopped (another worker runs the job)");
+                return;
+            }
+        };
         let r = receipt.lock().await.clone();
         let (req, op) = match &outcome {
             Ok(JobOutcome::Done) => (
@@ -181,7 +203,7 @@ impl Worker {
     }
 
     async fn run_guest(&self, msg: &queue::Message) -> anyhow::Result<JobOutcome> {
-        let mut store = Store::new(self.pre.engine(), HostState::new(&self.guest)?);
+        let mut store = crate::host::store(self.pre.engine(), HostState::new(&self.guest)?);
         let runner = self.pre.instantiate_async(&mut store).await?;
         Ok(runner.dilux_dumper_job_handler().call_handle_job(&mut store, &msg.text, msg.dequeue_count).await?)
     }

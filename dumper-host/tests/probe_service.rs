@@ -5,14 +5,20 @@ use std::sync::Arc;
 use dilux_dumper_host::dump::DumpOptions;
 use dilux_dumper_host::probe_service::{serve, ProbeService};
 
-const TOKEN: &str = "test-dumper-token-0123456789";
+const TOKEN: &str = "test-dumper-token-0123456789abcdefghij";
 
 async fn start(token: Option<&str>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let service = Arc::new(ProbeService::new(token.map(str::to_string), DumpOptions::default()));
+    let service = Arc::new(ProbeService::new(token.map(str::to_string), DumpOptions::default()).unwrap());
     tokio::spawn(serve(service, listener));
     format!("http://{addr}")
+}
+
+#[test]
+fn a_short_dumper_token_is_refused_at_start() {
+    let e = ProbeService::new(Some("short-token".into()), DumpOptions::default()).err().expect("refused");
+    assert!(e.to_string().contains("`dumper_token` is shorter than 32 characters"), "{e}");
 }
 
 #[tokio::test]
@@ -23,6 +29,7 @@ async fn the_probe_service_alone_needs_the_dumper_token() {
 
     assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
     assert_eq!(http.get(&url).bearer_auth("guess").send().await.unwrap().status(), 401);
+    assert_eq!(http.get(&url).bearer_auth(&TOKEN[..TOKEN.len() - 1]).send().await.unwrap().status(), 401);
     assert_eq!(http.post(&url).body("{}").send().await.unwrap().status(), 401);
 
     let r = http.get(&url).bearer_auth(TOKEN).send().await.unwrap();

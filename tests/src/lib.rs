@@ -19,6 +19,13 @@ pub fn root() -> PathBuf {
     cwd.ancestors().find(|d| d.join("spin.toml").is_file()).map(Path::to_path_buf).unwrap_or(cwd)
 }
 
+/// The dumper-host binary `scripts/build.sh` made.
+pub fn host_bin() -> PathBuf {
+    std::env::var("DILUX_HOST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| target_dir().join("release/dilux-dumper-host"))
+}
+
 pub fn target_dir() -> PathBuf {
     std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -290,6 +297,14 @@ impl Postgres {
         run_with_input(&mut self.client("psql", db), sql.as_bytes(), "psql")
     }
 
+    /// Holds an exclusive lock on `table` for `secs` seconds from a session of its own: a dump started
+    /// meanwhile waits for it (how fault tests make a dump outlast a lease). Kill the child to let go early.
+    pub fn hold_lock(&self, db: &str, table: &str, secs: u32) -> Result<std::process::Child> {
+        let sql = format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({secs}); COMMIT;");
+        let child = self.client("psql", db).args(["-c", &sql]).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+        Ok(child)
+    }
+
     /// Restores a plain-format dump into `db` the way an operator would: psql, stop at the first error.
     pub fn restore(&self, db: &str, dump: &[u8]) -> Result<()> {
         run_with_input(&mut self.client("psql", db), dump, "psql restore").map(|_| ())
@@ -390,6 +405,9 @@ impl Mariadb {
 // ---------------------------------------------------------------- The app
 
 pub const SEAL_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+/// The shared tokens of the app under test (at least 32 characters, as the app requires).
+pub const TICK_TOKEN: &str = "test-tick-token-0123456789abcdefghij";
+pub const DUMPER_TOKEN: &str = "test-dumper-token-0123456789abcdefghij";
 
 pub struct App {
     _proc: Proc,
@@ -431,9 +449,7 @@ impl App {
     }
 
     fn spawn(connection_string: &str, manifest: &Path, env: &[(&str, &str)], worker: bool) -> Result<Self> {
-        let bin = std::env::var("DILUX_HOST_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| target_dir().join("release/dilux-dumper-host"));
+        let bin = host_bin();
         let root = root();
         let mut child = Command::new(&bin)
             .current_dir(&root)
@@ -443,12 +459,12 @@ impl App {
             .args(if worker { &["--job-runner", "target/wasm/dilux_job_runner.wasm"][..] } else { &[][..] })
             .env("SPIN_VARIABLE_STORAGE_CONNECTION_STRING", connection_string)
             .env("SPIN_VARIABLE_SEAL_KEY", SEAL_KEY)
-            .env("SPIN_VARIABLE_TICK_TOKEN", "test-tick-token")
-            .env("SPIN_VARIABLE_DUMPER_TOKEN", "test-dumper-token-0123456789")
+            .env("SPIN_VARIABLE_TICK_TOKEN", TICK_TOKEN)
+            .env("SPIN_VARIABLE_DUMPER_TOKEN", DUMPER_TOKEN)
             .env("SPIN_VARIABLE_AUTH_MODE", "dev")
             .env("SPIN_VARIABLE_AUTH_DEV_SECRET", "test-dev-secret-0123456789abcdef0123456789")
-            .envs(env.iter().copied()) // the caller's settings win
             .env("DILUX_WORKER_CONCURRENCY", "2")
+            .envs(env.iter().copied()) // the caller's settings win
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -55,6 +55,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
 
     let big = json!({"name": "x".repeat(70_000), "engine_type": "postgresql", "host": "h"});
     assert_eq!(call(&c, M::POST, u("/api/engines"), Some(big)).await?.0, 413);
+    browser_facing_defences(&app.url)?;
 
     let (s, created) = call(&c, M::POST, u("/api/engines"), Some(engine.clone())).await?;
     assert_eq!(s, 201, "{created}");
@@ -189,5 +190,48 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
     let page = c.0.get(u("/")).send().await?;
     assert_eq!(page.status().as_u16(), 200);
     assert!(page.text().await?.contains("Dilux Backup"));
+    Ok(())
+}
+
+/// One raw HTTP/1.1 exchange: the status line and the headers of the answer.
+fn raw(base: &str, request: &[u8]) -> Result<String> {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
+    s.write_all(request)?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    Ok(text.split("\r\n\r\n").next().unwrap_or_default().to_lowercase())
+}
+
+/// What a browser elsewhere could try: a rebound DNS name, a body streamed without end, framing the UI.
+fn browser_facing_defences(base: &str) -> Result<()> {
+    let addr = base.trim_start_matches("http://");
+    let rebound = raw(base, b"GET /api/health HTTP/1.1\r\nHost: evil.example.com\r\nConnection: close\r\n\r\n")?;
+    assert!(rebound.starts_with("http/1.1 421"), "a foreign Host is refused: {rebound}");
+    let own = raw(base, format!("GET /api/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    assert!(own.starts_with("http/1.1 200"), "{own}");
+    // A chunked body (no Content-Length) is cut off at 64 KiB by the host, before any component reads it:
+    // the answer comes without the body ever ending.
+    let mut chunked = format!(
+        "POST /api/engines HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for _ in 0..65 {
+        chunked.extend_from_slice(format!("{:x}\r\n{}\r\n", 1024, "x".repeat(1024)).as_bytes());
+    }
+    let cut = raw(base, &chunked)?;
+    assert!(cut.starts_with("http/1.1 413"), "{cut}");
+    let ui = raw(base, format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    for header in [
+        "content-security-policy: default-src 'self'; script-src 'self' 'wasm-unsafe-eval';",
+        "frame-ancestors 'none'",
+        "referrer-policy: no-referrer",
+        "x-frame-options: deny",
+    ] {
+        assert!(ui.contains(header), "the UI sends {header}: {ui}");
+    }
     Ok(())
 }

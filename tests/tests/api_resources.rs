@@ -408,7 +408,7 @@ async fn tests_discovery_and_configuration_against_real_servers() -> Result<()> 
     let before = st["scheduler"]["last_tick"]["at"].as_str().map(str::to_string);
     let r = reqwest::Client::new()
         .post(format!("{}/internal/ticks/scheduler", app.url))
-        .bearer_auth("test-tick-token")
+        .bearer_auth(dilux_e2e::TICK_TOKEN)
         .send()
         .await?;
     assert_eq!(r.status(), 200);
@@ -453,9 +453,54 @@ async fn the_probe_endpoint_needs_the_dumper_token() -> Result<()> {
     let body = json!({"engine_type": "postgresql", "host": "127.0.0.1", "port": 1, "username": "u", "password": "p"});
     assert_eq!(http.post(&url).json(&body).send().await?.status(), 401);
     assert_eq!(http.post(&url).bearer_auth("guess").json(&body).send().await?.status(), 401);
-    let r = http.post(&url).bearer_auth("test-dumper-token-0123456789").json(&body).send().await?;
+    let r = http.post(&url).bearer_auth(dilux_e2e::DUMPER_TOKEN).json(&body).send().await?;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await?;
     assert_eq!((v["success"].as_bool(), v["error_type"].as_str()), (Some(false), Some("Unreachable")), "{v}");
+
+    // A fake PostgreSQL server asking for a cleartext password never gets one: SCRAM is required.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = fake.local_addr()?.port();
+    let server = std::thread::spawn(move || fake_cleartext_server(fake));
+    let body = json!({"engine_type": "postgresql", "host": "127.0.0.1", "port": port, "username": "u",
+        "password": "the-real-password"});
+    let v: Value = http.post(&url).bearer_auth(dilux_e2e::DUMPER_TOKEN).json(&body).send().await?.json().await?;
+    assert_eq!(v["success"], false, "{v}");
+    assert!(v["message"].as_str().unwrap_or_default().contains("scram-sha-256"), "says why: {v}");
+    let received = server.join().unwrap();
+    assert!(!received.windows(17).any(|w| w == b"the-real-password"), "the password reached the fake server");
     Ok(())
+}
+
+/// Accepts connections for a few seconds, answers SSLRequest with "no", asks for a cleartext password, and
+/// returns everything the clients sent.
+fn fake_cleartext_server(listener: std::net::TcpListener) -> Vec<u8> {
+    use std::io::{Read, Write};
+    listener.set_nonblocking(true).unwrap();
+    let mut seen = Vec::new();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    while std::time::Instant::now() < until {
+        let Ok((mut c, _)) = listener.accept() else {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        };
+        c.set_nonblocking(false).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            seen.extend_from_slice(&buf[..n]);
+            // SSLRequest / GSSENCRequest (8 bytes, code 1234.567x): "not supported".
+            if n == 8 && buf[4..6] == [0x04, 0xd2] {
+                let _ = c.write_all(b"N");
+                continue;
+            }
+            // The startup message: AuthenticationCleartextPassword.
+            let _ = c.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]);
+        }
+    }
+    seen
 }

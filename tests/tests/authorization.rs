@@ -128,21 +128,21 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
                 "/api/backups/download",
                 format!("/api/backups/download?blob_name={blob}"),
                 None,
-                [404, 404, 404, 401],
+                [404, 404, 403, 401],
             ),
             (
                 M::DELETE,
                 "/api/backups/delete",
                 format!("/api/backups/delete?blob_name={blob}"),
                 None,
-                [404, 404, 403, 401],
+                [404, 403, 403, 401],
             ),
             (
                 M::POST,
                 "/api/backups/delete-bulk",
                 "/api/backups/delete-bulk".into(),
                 Some(json!({"blob_names": [blob]})),
-                manage,
+                admin_only,
             ),
             (M::GET, "/api/backups/stats", format!("/api/backups/stats?database_id={dbid}"), None, read),
             (
@@ -316,7 +316,15 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
             None => break,
         }
     }
-    assert_eq!(rows.len(), mutations + 2, "one audit row per audited call (plus the two set-up creates)");
+    // Plus the two set-up creates and the five dev tokens asked for outside the cases (three sign-ins, the
+    // forged one's, the refused role).
+    assert_eq!(rows.len(), mutations + 2 + 5, "one audit row per audited call");
+    let issued: Vec<_> = rows.iter().filter(|r| r["action"] == "dev_token_issued").collect();
+    assert_eq!(issued.len(), 4 + 5, "every dev token asked for is audited");
+    assert!(
+        issued.iter().any(|r| r["resource_id"] == "operator@example.com" && r["status"] == "success"),
+        "{issued:?}"
+    );
     let find = |user: &str, action: &str, status: &str| {
         rows.iter().filter(|r| r["user_id"] == user && r["action"] == action && r["status"] == status).count()
     };
@@ -336,5 +344,27 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
         rows.iter().find(|r| r["user_id"] == "dev:viewer@example.com" && r["action"] == "database_updated").unwrap();
     let details: Value = serde_json::from_str(denied["details"].as_str().unwrap())?;
     assert_eq!(details["status_code"], 403);
+    Ok(())
+}
+
+/// Dev sign-in lets anyone be admin: the app refuses to serve it on an address others can reach.
+#[test]
+fn dev_sign_in_is_refused_on_a_listener_others_can_reach() -> Result<()> {
+    let out = std::process::Command::new(dilux_e2e::host_bin())
+        .current_dir(dilux_e2e::root())
+        .args(["--manifest", "spin.toml", "--listen", "0.0.0.0:0"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SPIN_VARIABLE_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true")
+        .env("SPIN_VARIABLE_SEAL_KEY", dilux_e2e::SEAL_KEY)
+        .env("SPIN_VARIABLE_TICK_TOKEN", dilux_e2e::TICK_TOKEN)
+        .env("SPIN_VARIABLE_DUMPER_TOKEN", dilux_e2e::DUMPER_TOKEN)
+        .env("SPIN_VARIABLE_AUTH_MODE", "dev")
+        .env("SPIN_VARIABLE_AUTH_DEV_SECRET", "test-dev-secret-0123456789abcdef0123456789")
+        .env("DILUX_TICKS", "off")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it must not start: {stderr}");
+    assert!(stderr.contains("lets anyone sign in as admin") && stderr.contains("0.0.0.0:0"), "{stderr}");
     Ok(())
 }

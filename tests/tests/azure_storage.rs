@@ -18,7 +18,8 @@ async fn blob_queue_and_table_operations_work_against_azurite() -> Result<()> {
     blob::parse_create_container(s.send("c", blob::create_container(a, now(), "backups")).await?)?;
     blob::parse_create_container(s.send("c", blob::create_container(a, now(), "backups")).await?)?; // idempotent
     let name = "postgresql/db 1/20260101_000000.sql.gz";
-    let ids: Vec<String> = (0..3).map(blob::block_id).collect();
+    let attempt = blob::attempt_prefix();
+    let ids: Vec<String> = (0..3).map(|i| blob::block_id(&attempt, i)).collect();
     for (i, id) in ids.iter().enumerate() {
         s.send("b", blob::put_block(a, now(), "backups", name, id, vec![b'a' + i as u8; 1000]))
             .await?

@@ -320,6 +320,10 @@ async fn backups_restore_identically_and_failures_are_classified() -> Result<()>
     let maria_blob = maria_row["blob_name"].as_str().unwrap();
     let (s, v) =
         api.call(reqwest::Method::DELETE, &format!("/api/backups/delete?blob_name={maria_blob}"), None).await?;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("force")), "the newest completed backup: {v}");
+    let (s, v) = api
+        .call(reqwest::Method::DELETE, &format!("/api/backups/delete?blob_name={maria_blob}&force=true"), None)
+        .await?;
     assert_eq!(s, 200, "{v}");
     assert_eq!(
         api.call(reqwest::Method::GET, &format!("/api/backups/download?blob_name={maria_blob}"), None).await?.0,

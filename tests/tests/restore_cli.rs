@@ -121,7 +121,7 @@ async fn overwrite(storage: &Storage, name: &str, content: Vec<u8>) -> Result<()
     let a = &storage.account;
     let props =
         blob::parse_properties(storage.send("props", blob::get_properties(a, Utc::now(), "backups", name)).await?)?;
-    let id = blob::block_id(0);
+    let id = blob::block_id(&blob::attempt_prefix(), 0);
     storage.send("block", blob::put_block(a, Utc::now(), "backups", name, &id, content)).await?.check("put block")?;
     let commit = blob::put_block_list(a, Utc::now(), "backups", name, &[id], "application/gzip", &props.metadata, true);
     storage.send("commit", commit).await?.check("put block list")?;

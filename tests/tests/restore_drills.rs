@@ -41,7 +41,7 @@ struct Clock {
 impl Clock {
     async fn tick(&self, route: &str, now: DateTime<Utc>) -> Result<Value> {
         let at = now.to_rfc3339().replace('+', "%2B");
-        let r = self.c.post(format!("{}/internal/ticks/{route}?now={at}", self.url)).bearer_auth("test-tick-token");
+        let r = self.c.post(format!("{}/internal/ticks/{route}?now={at}", self.url)).bearer_auth(dilux_e2e::TICK_TOKEN);
         let r = r.send().await?;
         let s = r.status().as_u16();
         let v: Value = r.json().await?;

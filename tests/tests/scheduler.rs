@@ -10,7 +10,7 @@ use chrono::{DateTime, Datelike, Duration as Days, TimeZone, Timelike, Utc, Week
 use dilux_e2e::{root, App, Azurite, Postgres};
 use serde_json::{json, Value};
 
-const TOKEN: &str = "test-tick-token";
+const TOKEN: &str = dilux_e2e::TICK_TOKEN;
 
 struct Sim {
     c: reqwest::Client,

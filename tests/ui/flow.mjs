@@ -45,6 +45,7 @@ try {
   await page.screenshot({ path: `${shots}/signin.png` });
   await signIn(page, 'admin');
   await page.waitForSelector('h1:has-text("Dashboard")');
+  await page.waitForSelector('#dev-mode-banner:has-text("anyone who reaches this address can sign in as admin")');
   step('signed-in');
 
   await visit(page, 'Servers', 'Servers', 'servers-empty');
@@ -138,8 +139,15 @@ try {
   await page.waitForSelector('.ok:has-text("Backup queued")');
   await visit(page, 'Backups', 'Backups', 'backups-second');
   await page.waitForFunction(() => document.querySelectorAll('#backups tr[data-status=completed]').length === 2, null, { timeout: 120000 });
+  // The newest completed backup is the one a restore would use: it goes only with the box ticked.
   await page.click('#backups tr[data-status=completed] button.delete-one');
   await page.waitForSelector('#confirm-delete-backups');
+  await page.click('#confirm-delete');
+  await page.waitForSelector('.error:has-text("newest completed backup")');
+  if (await page.$$eval('#backups tr[data-status=completed]', (rows) => rows.length) !== 2) fail('the newest backup went without force');
+  await page.click('#backups tr[data-status=completed] button.delete-one');
+  await page.waitForSelector('#confirm-delete-backups');
+  await page.check('#force-delete');
   await page.screenshot({ path: `${shots}/backups-delete-confirm.png`, fullPage: true });
   await page.click('#confirm-delete');
   await page.waitForSelector('.ok:has-text("Deleted 1 backup(s)")');
@@ -233,6 +241,7 @@ try {
   await visit(viewer, 'Backups', 'Backups', 'viewer-backups');
   await viewer.waitForSelector('#backups tr[data-status=completed]');
   if (await viewer.$('#backups input.select, #backups button.delete-one')) fail('viewer can delete backups');
+  if (await viewer.$('#backups button.download')) fail('viewer can download backups');
   if (await viewer.$('#backups button.restore')) fail('viewer can restore backups');
   for (const link of ['Users', 'Audit']) if (await viewer.$(`nav.sidebar >> text=${link}`)) fail(`viewer sees ${link}`);
   await visit(viewer, 'Policies', 'Policies', 'viewer-policies');

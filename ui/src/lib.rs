@@ -28,6 +28,8 @@ pub struct Session {
     pub me: RwSignal<Option<Me>>,
     /// Why the last sign-in failed, for the sign-in page.
     pub sign_in_error: RwSignal<Option<String>>,
+    /// Dev sign-in is on: anyone can be admin, and every page says so.
+    pub dev_mode: RwSignal<bool>,
 }
 
 impl Session {
@@ -118,7 +120,7 @@ fn Nav() -> impl IntoView {
 
 #[component]
 fn App() -> impl IntoView {
-    let s = Session { me: RwSignal::new(None), sign_in_error: RwSignal::new(None) };
+    let s = Session { me: RwSignal::new(None), sign_in_error: RwSignal::new(None), dev_mode: RwSignal::new(false) };
     provide_context(s);
     let checked = RwSignal::new(false);
     leptos::task::spawn_local(async move {
@@ -135,6 +137,9 @@ fn App() -> impl IntoView {
                 Err(e) => s.sign_in_error.set(Some(e)),
             }
         }
+        if let Ok(config) = api::get::<serde_json::Value>("/api/auth/config").await {
+            s.dev_mode.set(config["mode"] == "dev");
+        }
         load_me(s).await;
         checked.set(true);
     });
@@ -145,6 +150,12 @@ fn App() -> impl IntoView {
                     <div class="shell">
                         <Nav/>
                         <main>
+                            <Show when=move || s.dev_mode.get()>
+                                <p class="banner warning" id="dev-mode-banner" role="alert">
+                                    "Dev sign-in is on: anyone who reaches this address can sign in as admin. "
+                                    "Never expose it; use Entra ID for anything but a local trial."
+                                </p>
+                            </Show>
                             <Routes fallback=|| view! { <h1>"Not found"</h1> }>
                                 <Route path=path!("/") view=pages::dashboard::Dashboard/>
                                 // Signed in from Entra ID's redirect: continue at the dashboard.

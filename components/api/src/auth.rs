@@ -45,9 +45,21 @@ pub enum AuthMode {
     Entra { tenant: String, client_id: String, authority: String },
 }
 
+/// The variable that lets dev sign-in run against real storage: named so nobody sets it by accident.
+pub const DEV_AUTH_ANYWHERE: &str = "dev_auth_anywhere_insecure";
+
 impl AuthMode {
-    pub fn load(vars: &Variables) -> Result<Self, ConfigError> {
+    /// `local_storage`: the storage is the local emulator. Dev sign-in lets anyone be admin, so it runs only
+    /// there unless [`DEV_AUTH_ANYWHERE`] is `true`.
+    pub fn load(vars: &Variables, local_storage: bool) -> Result<Self, ConfigError> {
         match vars.optional("auth_mode").as_deref() {
+            Some("dev") if !local_storage && !vars.flag(DEV_AUTH_ANYWHERE)? => Err(ConfigError::new(
+                "auth_mode",
+                format!(
+                    "is dev, which lets anyone sign in as admin, and storage is not the local emulator; use entra \
+                     (or, on a machine nobody else can reach, set {DEV_AUTH_ANYWHERE}=true)"
+                ),
+            )),
             Some("dev") => {
                 let secret = vars.optional("auth_dev_secret").filter(|s| s.len() >= 32).ok_or_else(|| {
                     ConfigError::new("auth_dev_secret", "must be at least 32 random characters when auth_mode is dev")
@@ -148,7 +160,9 @@ pub async fn dev_token(cx: &Cx<'_>) -> ApiResult<Reply> {
         .with_audience(AUDIENCE)
         .with_subject(format!("dev:{}", input.email));
     let token = key.authenticate(claims).map_err(|e| ApiError::new(Kind::TokenError, e.to_string()))?;
+    let role = format!("{:?}", input.role).to_lowercase();
     Ok(Reply::json(&serde_json::json!({
         "token": token, "token_type": "Bearer", "expires_in": DEV_TOKEN_HOURS * 3600, "role": input.role,
-    })))
+    }))
+    .about(&input.email, &format!("{} as {role}", input.email)))
 }

@@ -285,13 +285,28 @@ pub(crate) fn check_blob_name(name: &str) -> ApiResult<()> {
     }
 }
 
-/// Deletes one backup: its file, then its history row. Queued or running backups are refused.
-async fn delete_one(app: &App, name: &str) -> ApiResult<()> {
+/// Deletes one backup: its file, then its history row. Queued or running backups are refused, and so is a
+/// database's newest completed backup unless `force`: it is the one a restore would need.
+async fn delete_one(app: &App, name: &str, force: bool) -> ApiResult<()> {
     check_blob_name(name)?;
     let row = row_of_blob(app, name).await?;
     if let Some(r) = row.as_ref().filter(|r| !r.status.is_final()) {
         let msg = format!("{name} is still {}; wait for it to finish", r.status.as_str());
         return Err(ApiError::new(Kind::BackupRunning, msg));
+    }
+    if let Some(r) = row.as_ref().filter(|r| r.status == BackupStatus::Completed && !force) {
+        let completed =
+            HistoryQuery { statuses: vec![BackupStatus::Completed], ..HistoryQuery::database(&r.database_id) };
+        let rows = app.stores.history.query(&completed).await?;
+        if !rows.iter().any(|o| o.created_at > r.created_at) {
+            return Err(ApiError::field(
+                "force",
+                format!(
+                    "{name} is the newest completed backup of `{}`; pass force=true to delete it",
+                    r.database_alias
+                ),
+            ));
+        }
     }
     let blob_existed = app.stores.files.delete(name).await?;
     match row {
@@ -340,7 +355,8 @@ pub async fn delete_all_of(app: &App, db: &Database, rows: &[BackupResult]) -> A
 /// `DELETE /api/backups/delete?blob_name=…`
 pub async fn delete(cx: &Cx<'_>) -> ApiResult<Reply> {
     let name = cx.param("blob_name").ok_or_else(|| ApiError::field("blob_name", "is required"))?;
-    delete_one(cx.app, name).await?;
+    let force = crate::http::bool_param(cx.query, "force")?.unwrap_or(false);
+    delete_one(cx.app, name, force).await?;
     Ok(Reply::json(&serde_json::json!({ "deleted": name })).about(name, name))
 }
 
@@ -349,6 +365,9 @@ pub async fn delete(cx: &Cx<'_>) -> ApiResult<Reply> {
 pub struct BulkDelete {
     /// 1 to 100 backup file names.
     blob_names: Vec<String>,
+    /// Also delete a database's newest completed backup when listed.
+    #[serde(default)]
+    force: bool,
 }
 
 /// `POST /api/backups/delete-bulk {"blob_names": […]}`: each one independently; says which failed and why.
@@ -359,7 +378,7 @@ pub async fn delete_bulk(cx: &Cx<'_>) -> ApiResult<Reply> {
     }
     let (mut deleted, mut failed) = (Vec::new(), Vec::new());
     for name in &input.blob_names {
-        match delete_one(cx.app, name).await {
+        match delete_one(cx.app, name, input.force).await {
             Ok(()) => deleted.push(name.clone()),
             Err(e) => failed.push(serde_json::json!({ "blob_name": name, "status": e.status(), "error": e.message })),
         }

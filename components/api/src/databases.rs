@@ -2,6 +2,7 @@
 
 use dilux_domain::engine::{CreateDatabase, UpdateDatabase};
 use dilux_domain::policy::effective_policy_id;
+use dilux_domain::user::Permission;
 use dilux_domain::{Database, DatabaseView, Engine};
 use serde::Serialize;
 
@@ -53,10 +54,10 @@ pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
     let page = match cx.param("page") {
         None => 1,
         Some(s) => s
-            .parse::<usize>()
+            .parse::<u32>()
             .ok()
             .filter(|p| *p >= 1)
-            .ok_or_else(|| ApiError::field("page", "must be a number from 1"))?,
+            .ok_or_else(|| ApiError::field("page", format!("must be a number from 1 to {}", u32::MAX)))?,
     };
     let page_size = crate::backups::page_size(q)?;
     let engines: Vec<Engine> = cx.app.stores.engines.list().await?.into_iter().map(|(e, _)| e).collect();
@@ -81,7 +82,10 @@ pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
         .collect();
     views.sort_by_key(|v| v.alias.to_lowercase());
     let total = views.len();
-    let databases: Vec<DatabaseView> = views.into_iter().skip((page - 1) * page_size).take(page_size).collect();
+    // Saturating: a huge page is past the end (empty), never a wrapped-around page on 32-bit Wasm.
+    let skip = (page as usize - 1).saturating_mul(page_size);
+    let databases: Vec<DatabaseView> = views.into_iter().skip(skip).take(page_size).collect();
+    let page = page as usize;
     Ok(Reply::json(&DatabaseList { databases, total, page, page_size, pages: total.div_ceil(page_size) }))
 }
 
@@ -145,6 +149,10 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
     let (mut d, etag) = load(app, id).await?;
     cx.check_if_match(&etag, "the database")?;
     let engine = app.stores.engines.get(&d.engine_id).await?.map(|(e, _)| e);
+    if let Some(to) = &input.policy_id {
+        let from = effective_policy_id(&d, engine.as_ref());
+        crate::policies::check_keeps_as_much(cx, &from, to).await?;
+    }
     let sealed = input.password.as_deref().map(|p| app.sealer.seal(p));
     input.apply(&mut d, sealed, cx.now)?;
     if d.use_engine_credentials && !engine.as_ref().is_some_and(Engine::has_credentials) {
@@ -161,6 +169,7 @@ pub async fn delete(cx: &Cx<'_>) -> ApiResult<Reply> {
     let (d, _) = load(app, id).await?;
     let backups_deleted = match bool_param(cx.query, "delete_backups")? {
         Some(true) => {
+            cx.require(Permission::DeleteBackups, "deleting its backups")?;
             let rows = crate::backups::settled_history_of(app, &d).await?;
             crate::backups::delete_all_of(app, &d, &rows).await?
         }

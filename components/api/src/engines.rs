@@ -2,6 +2,7 @@
 //! can inherit.
 
 use dilux_domain::engine::{CreateEngine, UpdateDatabase, UpdateEngine};
+use dilux_domain::policy::effective_policy_id;
 use dilux_domain::{Database, Engine, EngineType, EngineView};
 use serde::Serialize;
 
@@ -87,29 +88,52 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
     crate::policies::check_exists(app, input.policy_id.as_deref()).await?;
     let (mut engine, etag) = load(app, id).await?;
     cx.check_if_match(&etag, "the server")?;
+    let (old_host, old_port) = (engine.host.clone(), engine.port);
+    let dbs = databases_of(app, id).await?;
+    if let Some(to) = input.policy_id.as_deref() {
+        // Databases without a policy of their own follow the server's.
+        if let Some(d) = dbs.iter().find(|d| d.policy_id.is_none()) {
+            crate::policies::check_keeps_as_much(cx, &effective_policy_id(d, Some(&engine)), to).await?;
+        }
+    }
     input.apply(&mut engine, input.password.as_deref().map(|p| app.sealer.seal(p)), cx.now);
+    // A stored password is never sent to a new address: whoever moves the server types it again.
+    let moved = engine.host != old_host || engine.port != old_port;
+    if moved && engine.password_sealed.is_some() && input.password.is_none() {
+        return Err(ApiError::field(
+            "password",
+            "is required again when host or port changes: the stored one is never sent to a new address",
+        ));
+    }
     if engine.username.is_some() != engine.password_sealed.is_some() {
         let field = if engine.username.is_some() { "password" } else { "username" };
         return Err(ApiError::field(field, "username and password go together"));
     }
-    let dbs = databases_of(app, id).await?;
     if input.apply_to_all_databases && !engine.has_credentials() {
         return Err(ApiError::field("apply_to_all_databases", "the server has no username/password to apply"));
     }
     refuse_duplicate(app, &engine.host, engine.port, engine.engine_type, Some(id)).await?;
     let new_etag =
         app.stores.engines.replace(id, &engine, Some(&etag)).await.map_err(changed_meanwhile("the server"))?;
-    let mut moved = 0;
-    if input.apply_to_all_databases {
-        let switch = UpdateDatabase { use_engine_credentials: Some(true), ..Default::default() };
-        for mut d in dbs.into_iter().filter(|d| !d.use_engine_credentials) {
+    let (mut switched, mut forgotten) = (0, Vec::new());
+    for mut d in dbs.into_iter().filter(|d| !d.use_engine_credentials) {
+        if input.apply_to_all_databases {
+            let switch = UpdateDatabase { use_engine_credentials: Some(true), ..Default::default() };
             switch.apply(&mut d, None, cx.now)?;
-            app.stores.databases.replace(&d.id.clone(), &d, None).await?;
-            moved += 1;
+            switched += 1;
+        } else if moved && d.password_sealed.is_some() {
+            // Their own passwords stay behind too: each is entered again before its next backup.
+            d.password_sealed = None;
+            d.updated_at = cx.now;
+            forgotten.push(d.id.clone());
+        } else {
+            continue;
         }
+        app.stores.databases.replace(&d.id.clone(), &d, None).await?;
     }
     let mut view = serde_json::to_value(EngineView::for_role(&engine, cx.role())).expect("views serialize");
-    view["databases_moved_to_server_credentials"] = moved.into();
+    view["databases_moved_to_server_credentials"] = switched.into();
+    view["databases_needing_password"] = forgotten.into();
     Ok(Reply::json(&view).etag(new_etag).about(id, &engine.name))
 }
 
@@ -138,6 +162,9 @@ pub async fn delete(cx: &Cx<'_>) -> ApiResult<Reply> {
     let with_backups = bool_param(cx.query, "delete_backups")?.unwrap_or(false);
     if with_backups && !cascade {
         return Err(ApiError::field("delete_backups", "needs cascade=true: backups go with their databases"));
+    }
+    if with_backups {
+        cx.require(dilux_domain::user::Permission::DeleteBackups, "deleting backups")?;
     }
     let dbs = databases_of(app, id).await?;
     if !dbs.is_empty() && !cascade {

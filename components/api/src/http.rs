@@ -150,6 +150,16 @@ impl Cx<'_> {
         self.who.map(|p| p.role).unwrap_or(dilux_domain::user::Role::Viewer)
     }
 
+    /// A permission beyond the route's, for what only some calls of it do (`what`: "deleting backups").
+    pub fn require(&self, needed: dilux_domain::user::Permission, what: &str) -> ApiResult<()> {
+        if self.role().can(needed) {
+            Ok(())
+        } else {
+            let role = format!("{:?}", self.role()).to_lowercase();
+            Err(ApiError::new(Kind::Forbidden, format!("your role ({role}) may not do this: {what} needs an admin")))
+        }
+    }
+
     pub fn who(&self) -> ApiResult<&Principal> {
         self.who.ok_or_else(|| ApiError::new(Kind::Unauthenticated, "sign in first"))
     }
@@ -257,11 +267,15 @@ pub fn engine_type_param(q: &[(String, String)]) -> ApiResult<Option<dilux_domai
 }
 
 /// A `YYYY-MM-DD` query value.
+/// A date `YYYY-MM-DD` from 1970 to 9999: within that, every date sum the handlers do (a few thousand days
+/// either way) stays a valid date.
 pub fn date_param(q: &[(String, String)], name: &str) -> ApiResult<Option<chrono::NaiveDate>> {
     param(q, name)
         .map(|s| {
             chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map_err(|_| ApiError::field(name, "must be a date, YYYY-MM-DD"))
+                .ok()
+                .filter(|d| (1970..=9999).contains(&chrono::Datelike::year(d)) && s.len() == 10)
+                .ok_or_else(|| ApiError::field(name, "must be a date, YYYY-MM-DD, from 1970 to 9999"))
         })
         .transpose()
 }

@@ -55,6 +55,25 @@ pub async fn check_exists(app: &App, policy_id: Option<&str>) -> ApiResult<()> {
     Err(ApiError::field("policy_id", format!("no backup policy `{id}` exists")))
 }
 
+/// Moving a database from policy `from` to `to` where `to` keeps fewer backups of some tier lets retention
+/// delete backups that would have stayed: that needs the permission to delete backups.
+pub async fn check_keeps_as_much(cx: &Cx<'_>, from: &str, to: &str) -> ApiResult<()> {
+    if from == to || cx.role().can(dilux_domain::user::Permission::DeleteBackups) {
+        return Ok(());
+    }
+    let policies = all(cx.app).await?;
+    let (Some(before), Some(after)) = (policies.get(from), policies.get(to)) else { return Ok(()) };
+    let fewer = after.keeps_less_than(before);
+    if fewer.is_empty() {
+        return Ok(());
+    }
+    let tiers: Vec<&str> = fewer.iter().map(|t| t.as_str()).collect();
+    cx.require(
+        dilux_domain::user::Permission::DeleteBackups,
+        &format!("moving to `{to}`, which keeps fewer {} backups than `{from}`,", tiers.join(", ")),
+    )
+}
+
 /// How many databases use each policy (their own, else their server's, else the default).
 fn count_usage(dbs: &[Database], engines: &[Engine]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();

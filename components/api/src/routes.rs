@@ -164,6 +164,7 @@ pub static ROUTES: &[Route] = &[
     r(Get, "/api/openapi.json", "OpenApi", Handler::Static(openapi::document), "This document"),
     r(Get, "/api/auth/config", "AuthConfig", h!(auth::public_config), "How to sign in: dev or Entra ID"),
     r(Post, "/api/auth/dev-token", "DevToken", h!(auth::dev_token), "A sign-in token for any role (dev mode only)")
+        .audited("dev_token_issued", "user")
         .body(schema::<auth::DevTokenRequest>),
     // Servers.
     r(Get, "/api/engines", "ListEngines", h!(engines::list), "Servers, with how many databases each has")
@@ -194,7 +195,7 @@ pub static ROUTES: &[Route] = &[
     .audited("engine_deleted", "engine")
     .query(&[
         ("cascade", "true: also delete its databases"),
-        ("delete_backups", "true (with cascade): also delete their backups"),
+        ("delete_backups", "true (with cascade): also delete their backups (admins only)"),
     ]),
     r(Post, "/api/engines/{id}/test", "TestEngine", h!(probe::test_engine), "Test the server's credentials")
         .needs(ManageDatabases)
@@ -241,7 +242,7 @@ pub static ROUTES: &[Route] = &[
     r(Delete, "/api/databases/{id}", "DeleteDatabase", h!(databases::delete), "Delete a database's configuration")
         .needs(ManageDatabases)
         .audited("database_deleted", "database")
-        .query(&[("delete_backups", "true: also delete its backup files and history")]),
+        .query(&[("delete_backups", "true: also delete its backup files and history (admins only)")]),
     r(Post, "/api/databases/{id}/test", "TestDatabase", h!(probe::test_database), "Test a database's credentials")
         .needs(ManageDatabases)
         .audited("database_test_connection", "database")
@@ -276,16 +277,16 @@ pub static ROUTES: &[Route] = &[
         ])
         .returns(schema::<backups::FileList>),
     r(Get, "/api/backups/download", "DownloadBackup", h!(backups::download), "A 15-minute read-only download link")
-        .needs(View)
+        .needs(DownloadBackups)
         .audited("backup_downloaded", "backup")
         .query(&[BLOB_NAME])
         .returns(schema::<backups::DownloadLink>),
     r(Delete, "/api/backups/delete", "DeleteBackup", h!(backups::delete), "Delete one backup (file and history row)")
-        .needs(ManageDatabases)
+        .needs(DeleteBackups)
         .audited("backup_deleted", "backup")
-        .query(&[BLOB_NAME]),
+        .query(&[BLOB_NAME, ("force", "true: also when it is its database's newest completed backup")]),
     r(Post, "/api/backups/delete-bulk", "DeleteBackupsBulk", h!(backups::delete_bulk), "Delete several backups")
-        .needs(ManageDatabases)
+        .needs(DeleteBackups)
         .audited("backup_deleted_bulk", "backup")
         .body(schema::<backups::BulkDelete>),
     r(Get, "/api/backups/stats", "BackupStats", h!(backups::stats), "Counts and stored bytes of a database's backups")

@@ -12,7 +12,7 @@ use crate::App;
 fn app() -> Result<App, ApiError> {
     let vars = dilux_azure_spin::config::variables();
     let storage = dilux_azure_spin::config::storage(&vars)?;
-    let c = ApiConfig::load(&vars)?;
+    let c = ApiConfig::load(&vars, storage.account.is_local_emulator())?;
     Ok(App {
         stores: storage.stores(HttpDumper::new(c.dumper_url, c.dumper_token)),
         sealer: c.sealer,

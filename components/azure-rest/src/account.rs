@@ -88,6 +88,25 @@ impl Account {
         })
     }
 
+    /// The local emulator: its well-known account on loopback endpoints only. What only tests and local
+    /// runs may do (dev sign-in, a caller-chosen clock, plain-http links) checks this.
+    pub fn is_local_emulator(&self) -> bool {
+        let loopback = |endpoint: &str| {
+            let rest = endpoint.strip_prefix("http://").or_else(|| endpoint.strip_prefix("https://"));
+            let host = rest.map(|r| r.split('/').next().unwrap_or_default()).unwrap_or_default();
+            let host = host.rsplit_once(':').map_or(host, |(h, port)| if port.contains(']') { host } else { h });
+            ["127.0.0.1", "localhost", "[::1]"].contains(&host)
+        };
+        self.name == DEV_ACCOUNT
+            && [&self.blob_endpoint, &self.queue_endpoint, &self.table_endpoint].into_iter().all(|e| loopback(e))
+    }
+
+    /// Whether a link to this account may be handed out: a SAS link is a bearer credential, so only over
+    /// https, except to the local emulator.
+    pub fn may_hand_out(&self, url: &str) -> bool {
+        url.starts_with("https://") || self.is_local_emulator()
+    }
+
     /// Connection string for an Azurite started on the given ports.
     pub fn azurite_connection_string(blob: u16, queue: u16, table: u16) -> String {
         format!(
@@ -122,6 +141,19 @@ mod tests {
     #[test]
     fn development_storage_uses_azurite_defaults() {
         let a = Account::from_connection_string("UseDevelopmentStorage=true").unwrap();
+        assert!(a.is_local_emulator());
+        assert!(Account::from_connection_string(&Account::azurite_connection_string(1, 2, 3))
+            .unwrap()
+            .is_local_emulator());
+        let remote = Account::azurite_connection_string(1, 2, 3).replace("127.0.0.1:1", "10.0.0.7:1");
+        assert!(!Account::from_connection_string(&remote).unwrap().is_local_emulator(), "not loopback");
+        let sneaky = Account::azurite_connection_string(1, 2, 3).replace("127.0.0.1:2", "127.0.0.1.evil.com:2");
+        assert!(!Account::from_connection_string(&sneaky).unwrap().is_local_emulator());
+        assert!(!Account::with_token("devstoreaccount1", "t".into()).is_local_emulator());
+        let plain = Account::from_connection_string(&remote).unwrap();
+        assert!(!plain.may_hand_out("http://10.0.0.7:1/devstoreaccount1/c/b?sig=x"), "never in the clear");
+        assert!(plain.may_hand_out("https://10.0.0.7:1/devstoreaccount1/c/b?sig=x"));
+        assert!(a.may_hand_out("http://127.0.0.1:10000/devstoreaccount1/c/b?sig=x"), "the local emulator");
         assert_eq!(a.name, "devstoreaccount1");
         assert_eq!(a.blob_endpoint, "http://127.0.0.1:10000/devstoreaccount1");
         assert_eq!(a.table_endpoint, "http://127.0.0.1:10002/devstoreaccount1");

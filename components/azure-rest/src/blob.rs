@@ -40,9 +40,20 @@ fn build(
     r
 }
 
-/// Block ids must all have the same length within a blob: a zero-padded sequence number.
-pub fn block_id(index: u32) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("block-{index:08}"))
+/// Characters of an attempt's block-id prefix.
+pub const ATTEMPT_LEN: usize = 6;
+
+/// The block-id prefix of one upload attempt: blocks of two attempts at the same blob (a redelivered job
+/// whose first worker still runs) never share an id, so a commit holds one attempt's bytes only.
+pub fn attempt_prefix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..ATTEMPT_LEN].to_string()
+}
+
+/// Block `index` of an attempt. Every id of a blob must have the same length: 6 prefix characters, a dash,
+/// a zero-padded 7-digit index (the 14 characters of the earlier `block-NNNNNNNN` ids too).
+pub fn block_id(attempt: &str, index: u32) -> String {
+    assert_eq!(attempt.len(), ATTEMPT_LEN, "attempt prefixes have a fixed length");
+    base64::engine::general_purpose::STANDARD.encode(format!("{attempt}-{index:07}"))
 }
 
 pub fn create_container(a: &Account, now: DateTime<Utc>, container: &str) -> Request {
@@ -223,9 +234,13 @@ mod tests {
     }
 
     #[test]
-    fn block_ids_have_equal_length() {
-        assert_eq!(block_id(0).len(), block_id(49_999).len());
-        assert_ne!(block_id(1), block_id(2));
+    fn block_ids_have_equal_length_and_differ_between_attempts() {
+        let (a, b) = (attempt_prefix(), attempt_prefix());
+        assert_ne!(a, b);
+        assert_eq!(block_id(&a, 0).len(), block_id(&b, 49_999).len());
+        assert_eq!(block_id(&a, 0).len(), base64::engine::general_purpose::STANDARD.encode("block-00000000").len());
+        assert_ne!(block_id(&a, 1), block_id(&a, 2));
+        assert_ne!(block_id(&a, 1), block_id(&b, 1));
     }
 
     #[test]
@@ -235,7 +250,7 @@ mod tests {
             Utc::now(),
             "c",
             "p/x.gz",
-            &[block_id(0)],
+            &[block_id("abcdef", 0)],
             "application/gzip",
             &[("sha256".into(), "ab".into())],
             false,
@@ -243,7 +258,7 @@ mod tests {
         assert_eq!(r.header("if-none-match"), Some("*"));
         assert_eq!(r.header("x-ms-meta-sha256"), Some("ab"));
         assert_eq!(r.header("content-length"), Some(r.body.len().to_string().as_str()));
-        assert!(String::from_utf8_lossy(&r.body).contains("<Latest>YmxvY2stMDAwMDAwMDA=</Latest>"));
+        assert!(String::from_utf8_lossy(&r.body).contains("<Latest>YWJjZGVmLTAwMDAwMDA=</Latest>"));
     }
 
     #[test]

@@ -251,6 +251,13 @@ impl Files for AzureFiles {
     fn read_link(&self, name: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> StoreResult<ReadLink> {
         let sas = BlobSas::new(&self.0.account, &self.0.container, name, SasPermissions::Read, now, ttl)
             .map_err(|e| dilux_store::StoreError::Unsupported(format!("download links need an account key: {e}")))?;
+        // A link is a bearer credential for the whole database: it never travels in the clear, except to
+        // the local emulator.
+        if !self.0.account.may_hand_out(&sas.url) {
+            let msg = "download links need an https blob endpoint; set DefaultEndpointsProtocol=https (or an https \
+                       BlobEndpoint) in storage_connection_string";
+            return Err(dilux_store::StoreError::Unsupported(msg.into()));
+        }
         Ok(ReadLink { url: sas.url, expires_at: sas.expires_at })
     }
 }

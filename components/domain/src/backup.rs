@@ -112,6 +112,11 @@ pub fn history_keys(at: DateTime<Utc>, id: &str) -> (String, String) {
     (at.format("%Y-%m-%d").to_string(), format!("{:019}_{id}", MAX_TICKS - ticks))
 }
 
+/// How long a backup may stay queued before the sweeper fails it.
+pub const PENDING_BOUND: chrono::Duration = chrono::Duration::hours(12);
+/// How long an attempt may run before the sweeper fails it (generous: the biggest dumps take hours).
+pub const RUNNING_BOUND: chrono::Duration = chrono::Duration::hours(48);
+
 /// `{engine_type}/{database_id}/{YYYYMMDD_HHMMSS}_{backup id prefix}.{format}`
 pub fn blob_name(engine_type: EngineType, database_id: &str, at: DateTime<Utc>, backup_id: &str) -> String {
     // The backup id's first characters keep two backups started in the same second apart.
@@ -223,6 +228,28 @@ impl BackupResult {
         self.sha256 = Some(sha256);
     }
 
+    /// Why this row is stuck, when it is: queued longer than [`PENDING_BOUND`] (its job was lost, or no worker
+    /// ran for that long) or running longer than [`RUNNING_BOUND`] since its last attempt started (its worker
+    /// stopped without anyone settling it). A stuck row keeps its database "in flight" forever, so the
+    /// sweeper fails it with this reason.
+    pub fn stuck(&self, now: DateTime<Utc>) -> Option<String> {
+        match self.status {
+            BackupStatus::Pending if now - self.created_at > PENDING_BOUND => Some(format!(
+                "no worker started this backup within {} hours of it being queued (its job was lost, or no \
+                 dumper-host ran); the next one runs as scheduled — check that a dumper-host worker is running",
+                PENDING_BOUND.num_hours()
+            )),
+            BackupStatus::InProgress if now - self.started_at.unwrap_or(self.created_at) > RUNNING_BOUND => {
+                Some(format!(
+                    "this backup was still running {} hours after its last attempt started: its worker stopped \
+                     without recording a result; check the dumper-host's logs (the next backup runs as scheduled)",
+                    RUNNING_BOUND.num_hours()
+                ))
+            }
+            _ => None,
+        }
+    }
+
     pub fn fail(&mut self, now: DateTime<Utc>, class: ErrorClass, message: &str) {
         self.status = BackupStatus::Failed;
         self.finish(now);
@@ -284,6 +311,21 @@ mod tests {
         let back: BackupResult = from_entity(e).unwrap();
         assert_eq!(back, r);
         assert!(!r.clone().start(Utc::now()), "a finished row never restarts");
+    }
+
+    #[test]
+    fn rows_queued_or_running_too_long_are_stuck() {
+        let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        let job = BackupJob::new("d1", EngineType::Mysql, TriggeredBy::Scheduler, vec![], t0);
+        let mut r = BackupResult::pending(&job, "app", "App", "e1");
+        assert_eq!(r.stuck(t0 + chrono::Duration::hours(12)), None, "12 h queued is within the bound");
+        assert!(r.stuck(t0 + chrono::Duration::hours(13)).unwrap().contains("no worker started this backup"));
+        // Running: counted from the last attempt's start, not from when it was queued.
+        r.start(t0 + chrono::Duration::hours(11));
+        assert_eq!(r.stuck(t0 + chrono::Duration::hours(58)), None);
+        assert!(r.stuck(t0 + chrono::Duration::hours(60)).unwrap().contains("still running 48 hours"));
+        r.complete(t0, 1, 1, "ab".into());
+        assert_eq!(r.stuck(t0 + chrono::Duration::days(400)), None, "a finished row is never stuck");
     }
 
     #[test]

@@ -338,6 +338,13 @@ impl BackupPolicy {
         }
     }
 
+    /// The tiers where `self` keeps fewer backups than `before` (an inactive tier keeps none): moving a
+    /// database from `before` to `self` lets retention delete backups that would have stayed.
+    pub fn keeps_less_than(&self, before: &BackupPolicy) -> Vec<BackupTier> {
+        let kept = |p: &BackupPolicy, t: BackupTier| if p.tier(t).enabled { p.tier(t).keep_count } else { 0 };
+        TIERS.into_iter().filter(|t| kept(self, *t) < kept(before, *t)).collect()
+    }
+
     /// Tiers that produce backups: enabled with something to keep.
     pub fn active_tiers(&self) -> impl Iterator<Item = BackupTier> + '_ {
         TIERS.into_iter().filter(|t| self.tier(*t).enabled && self.tier(*t).keep_count > 0)
@@ -523,6 +530,21 @@ mod tests {
 
     fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn a_policy_keeps_less_where_any_tier_keeps_fewer() {
+        let by_id = |id: &str| default_policies().into_iter().find(|p| p.id == id).unwrap();
+        let (critical, dev) = (by_id("production-critical"), by_id("development"));
+        use BackupTier::*;
+        assert_eq!(dev.keeps_less_than(&standard()), vec![Hourly, Weekly, Monthly, Yearly], "the same dailies");
+        assert_eq!(critical.keeps_less_than(&standard()), vec![], "more of everything");
+        let mut fewer_weeklies = standard();
+        fewer_weeklies.weekly.keep_count = 3;
+        assert_eq!(fewer_weeklies.keeps_less_than(&standard()), vec![BackupTier::Weekly]);
+        let mut disabled = standard();
+        disabled.yearly.enabled = false;
+        assert_eq!(disabled.keeps_less_than(&standard()), vec![BackupTier::Yearly]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Secrets. Passwords at rest are sealed with AES-256-GCM under a key the platform provides (a Spin
 //! variable, from Key Vault in production); a sealed value is `v1:` + base64(nonce ‖ ciphertext ‖ tag).
-//! Presented tokens are compared with [`constant_time_eq`].
+//! Shared tokens are [`SharedToken`]s: at least [`MIN_TOKEN_LEN`] characters, compared by digest.
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -10,6 +10,47 @@ use base64::Engine as _;
 /// cannot learn a secret byte by byte from how fast a guess is refused.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The shortest shared token accepted (`tick_token`, `dumper_token`): 32 characters of a random source.
+pub const MIN_TOKEN_LEN: usize = 32;
+
+/// A shared secret a caller presents as `Authorization: Bearer …`. Only its SHA-256 is kept; presented
+/// values are hashed and compared in constant time, so neither the bytes nor the length of the token
+/// show in how fast a guess is refused.
+#[derive(Clone)]
+pub struct SharedToken {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for SharedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedToken(<redacted>)")
+    }
+}
+
+fn sha256(v: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(v).into()
+}
+
+impl SharedToken {
+    /// The value of variable `name`, refused when shorter than [`MIN_TOKEN_LEN`].
+    pub fn new(name: &str, value: &str) -> Result<Self, crate::config::ConfigError> {
+        if value.chars().count() < MIN_TOKEN_LEN {
+            return Err(crate::config::ConfigError::new(
+                name,
+                format!("is shorter than {MIN_TOKEN_LEN} characters; generate one with `openssl rand -base64 32`"),
+            ));
+        }
+        Ok(SharedToken { digest: sha256(value.as_bytes()) })
+    }
+
+    /// Whether an `Authorization` header value is `Bearer <this token>`.
+    pub fn admits(&self, authorization: Option<&str>) -> bool {
+        let presented = authorization.and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("");
+        constant_time_eq(&sha256(presented.as_bytes()), &self.digest)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +113,20 @@ mod tests {
 
     const K1: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
     const K2: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+    #[test]
+    fn shared_tokens_are_long_and_match_only_themselves() {
+        let t = "0123456789abcdef0123456789abcdef";
+        let short = SharedToken::new("tick_token", &t[..31]).unwrap_err();
+        assert_eq!(short.variable, "tick_token");
+        assert!(short.to_string().contains("shorter than 32 characters"), "{short}");
+        let token = SharedToken::new("tick_token", t).unwrap();
+        assert!(token.admits(Some(&format!("Bearer {t}"))));
+        for wrong in [None, Some(t), Some("Bearer "), Some("Bearer 0123456789abcdef0123456789abcdeF")] {
+            assert!(!token.admits(wrong), "{wrong:?}");
+        }
+        assert!(!format!("{token:?}").contains("0123"), "never printed");
+    }
 
     #[test]
     fn constant_time_eq_compares_whole_values() {

@@ -21,10 +21,15 @@ impl Role {
 pub enum Permission {
     /// Read dashboards, configuration (never secrets) and history.
     View,
-    /// Create, change and delete servers and databases; delete backups.
+    /// Create, change and delete servers and databases; restore into a new database.
     ManageDatabases,
     /// Start a backup now.
     TriggerBackup,
+    /// Get a download link: a backup is the whole database, so viewers may not take one.
+    DownloadBackups,
+    /// Destroy backups (one, in bulk, or with their database or server) or move a database to a policy that
+    /// keeps less: what cannot be undone stays with admins.
+    DeleteBackups,
     ManageUsers,
     ManageSettings,
 }
@@ -33,8 +38,10 @@ impl Role {
     pub fn can(self, p: Permission) -> bool {
         match p {
             Permission::View => true,
-            Permission::ManageDatabases | Permission::TriggerBackup => matches!(self, Role::Admin | Role::Operator),
-            Permission::ManageUsers | Permission::ManageSettings => self == Role::Admin,
+            Permission::ManageDatabases | Permission::TriggerBackup | Permission::DownloadBackups => {
+                matches!(self, Role::Admin | Role::Operator)
+            }
+            Permission::DeleteBackups | Permission::ManageUsers | Permission::ManageSettings => self == Role::Admin,
         }
     }
 }
@@ -46,14 +53,13 @@ mod tests {
     #[test]
     fn the_matrix() {
         let rows = [
-            (Admin, [true, true, true, true, true]),
-            (Operator, [true, true, true, false, false]),
-            (Viewer, [true, false, false, false, false]),
+            (Admin, [true, true, true, true, true, true, true]),
+            (Operator, [true, true, true, true, false, false, false]),
+            (Viewer, [true, false, false, false, false, false, false]),
         ];
+        let all = [View, ManageDatabases, TriggerBackup, DownloadBackups, DeleteBackups, ManageUsers, ManageSettings];
         for (role, allowed) in rows {
-            for (p, want) in
-                [View, ManageDatabases, TriggerBackup, ManageUsers, ManageSettings].into_iter().zip(allowed)
-            {
+            for (p, want) in all.into_iter().zip(allowed) {
                 assert_eq!(role.can(p), want, "{role:?} {p:?}");
             }
         }

@@ -1,15 +1,16 @@
-//! Timer-fired routes (scheduler, retention), called by a Kubernetes CronJob in production and by the
+//! Timer-fired routes (scheduler, retention, drills, sweeper), called by a Kubernetes CronJob in production and by the
 //! dumper-host locally, with the shared tick token. Each tick is idempotent: calling it twice, or
 //! concurrently, queues nothing twice.
 
 mod drills;
 mod retention;
 mod scheduler;
+mod sweeper;
 
 use chrono::{DateTime, Utc};
 use dilux_azure::Account;
 use dilux_azure_spin::log;
-use dilux_domain::secret::constant_time_eq;
+use dilux_domain::secret::SharedToken;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -33,20 +34,34 @@ fn error(status: u16, msg: &str) -> Response {
 #[http_component]
 async fn handle(req: Request) -> Response {
     let vars = dilux_azure_spin::config::variables();
-    let token = match vars.required("tick_token", "set the shared secret the timer presents") {
+    let token = vars
+        .required("tick_token", "set the shared secret the timer presents")
+        .and_then(|t| SharedToken::new("tick_token", &t));
+    let token = match token {
         Ok(t) => t,
         Err(e) => return error(500, &e.to_string()),
     };
-    let presented = req.header("authorization").and_then(|h| h.as_str()).and_then(|h| h.strip_prefix("Bearer "));
-    if !constant_time_eq(presented.unwrap_or("").as_bytes(), token.as_bytes()) {
+    if !token.admits(req.header("authorization").and_then(|h| h.as_str())) {
         return error(401, "a valid tick token (Authorization: Bearer …) is required");
     }
     if *req.method() != Method::Post {
         return error(405, "ticks are POST");
     }
+    let storage = match dilux_azure_spin::config::storage(&vars) {
+        Ok(s) => s,
+        Err(e) => return error(500, &e.to_string()),
+    };
     // Tests drive a simulated clock; production never lets a caller choose the time.
     let mut now = Utc::now();
-    if vars.flag("allow_clock_override").unwrap_or(false) {
+    let clock_override = match vars.flag("allow_clock_override") {
+        Ok(true) if !storage.account.is_local_emulator() => {
+            let msg = "variable `allow_clock_override` is only for the local emulator; unset it in production";
+            return error(500, msg);
+        }
+        Ok(on) => on,
+        Err(e) => return error(500, &e.to_string()),
+    };
+    if clock_override {
         if let Some(v) = req.query().split('&').find_map(|p| p.strip_prefix("now=")) {
             match DateTime::parse_from_rfc3339(&v.replace("%3A", ":").replace("%2B", "+")) {
                 Ok(t) => now = t.with_timezone(&Utc),
@@ -54,16 +69,13 @@ async fn handle(req: Request) -> Response {
             }
         }
     }
-    let storage = match dilux_azure_spin::config::storage(&vars) {
-        Ok(s) => s,
-        Err(e) => return error(500, &e.to_string()),
-    };
     let ctx = Ctx { account: storage.account, container: storage.container, now };
     let path = req.path().trim_end_matches('/').to_string();
     let result = match path.as_str() {
         "/internal/ticks/scheduler" => scheduler::tick(&ctx).await,
         "/internal/ticks/retention" => retention::tick(&ctx).await,
         "/internal/ticks/drills" => drills::tick(&ctx).await,
+        "/internal/ticks/sweeper" => sweeper::tick(&ctx).await,
         _ => return error(404, "no such tick"),
     };
     // Remembered for the status page: when each tick last ran and how it went.

@@ -49,6 +49,18 @@ pub struct HostState {
     guest: GuestConfig,
     /// Restores this instance started and has not yet seen end.
     restores: restore::Tasks,
+    /// What one instance may take: a guest asking for more memory fails alone, the host stays up.
+    limits: wasmtime::StoreLimits,
+}
+
+/// Linear memory one guest instance may grow to.
+pub const INSTANCE_MEMORY: usize = 256 << 20;
+
+/// A store for one guest instance, with its memory capped at [`INSTANCE_MEMORY`].
+pub fn store(engine: &wasmtime::Engine, state: HostState) -> wasmtime::Store<HostState> {
+    let mut store = wasmtime::Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store
 }
 
 impl HostState {
@@ -67,6 +79,7 @@ impl HostState {
             table: ResourceTable::new(),
             guest: guest.clone(),
             restores: restore::Tasks::default(),
+            limits: wasmtime::StoreLimitsBuilder::new().memory_size(INSTANCE_MEMORY).build(),
         })
     }
 }

@@ -69,7 +69,8 @@ async fn main() -> Result<()> {
     println!("stored {n} databases in {:.1}s", t.elapsed().as_secs_f64());
     for label in ["first tick (all due)", "second tick (all in flight)"] {
         let t = Instant::now();
-        let r = c.post(format!("{}/internal/ticks/scheduler", app.url)).bearer_auth("test-tick-token").send().await?;
+        let r =
+            c.post(format!("{}/internal/ticks/scheduler", app.url)).bearer_auth(dilux_e2e::TICK_TOKEN).send().await?;
         let status = r.status();
         let body: serde_json::Value = r.json().await?;
         if !status.is_success() {

@@ -52,7 +52,10 @@ pub fn Backups() -> impl IntoView {
     let restoring = RwSignal::new(None::<BackupResult>);
     let confirming = RwSignal::new(false);
     let message = RwSignal::new(None::<Result<String, String>>);
-    let can_delete = move || s.can(Permission::ManageDatabases);
+    let can_delete = move || s.can(Permission::DeleteBackups);
+    let can_restore = move || s.can(Permission::ManageDatabases);
+    let can_download = move || s.can(Permission::DownloadBackups);
+    let force = RwSignal::new(false);
     let download = move |blob: String| {
         leptos::task::spawn_local(async move {
             match api::get::<Value>(&format!("/api/backups/download?blob_name={}", api::enc(&blob))).await {
@@ -73,7 +76,8 @@ pub fn Backups() -> impl IntoView {
     let delete_selected = move |_| {
         let names = selected.get_untracked();
         leptos::task::spawn_local(async move {
-            match api::post("/api/backups/delete-bulk", &json!({ "blob_names": names })).await {
+            let body = json!({ "blob_names": names, "force": force.get_untracked() });
+            match api::post("/api/backups/delete-bulk", &body).await {
                 Ok(v) => {
                     let failed = v["failed"].as_array().cloned().unwrap_or_default();
                     message.set(Some(if failed.is_empty() {
@@ -96,6 +100,7 @@ pub fn Backups() -> impl IntoView {
                 Err(e) => message.set(Some(Err(e.message))),
             }
             confirming.set(false);
+            force.set(false);
             reload.update(|n| *n += 1);
         });
     };
@@ -147,6 +152,15 @@ pub fn Backups() -> impl IntoView {
                         s.join(", ")
                     ))}
                 </p>
+                <label>
+                    <input
+                        type="checkbox"
+                        id="force-delete"
+                        prop:checked=move || force.get()
+                        on:change=move |ev| force.set(event_target_checked(&ev))
+                    />
+                    " Also a database's newest completed backup (the one a restore would use)"
+                </label>
                 <button class="danger" id="confirm-delete" on:click=delete_selected>"Delete"</button>
                 <button class="link" on:click=move |_| confirming.set(false)>"Cancel"</button>
             </div>
@@ -194,7 +208,7 @@ pub fn Backups() -> impl IntoView {
                                 <td class="verified">{verified}</td>
                                 <td class="details">{details}</td>
                                 <td class="actions">
-                                    {done.then(|| view! {
+                                    {(done && can_download()).then(|| view! {
                                         <button
                                             class="download"
                                             on:click={let n = b2.clone(); move |_| download(n.clone())}
@@ -202,7 +216,7 @@ pub fn Backups() -> impl IntoView {
                                             "Download"
                                         </button>
                                     })}
-                                    {(done && can_delete()).then(|| view! {
+                                    {(done && can_restore()).then(|| view! {
                                         <button
                                             class="restore"
                                             on:click={let b = this.clone(); move |_| restoring.set(Some(b.clone()))}

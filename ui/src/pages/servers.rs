@@ -330,16 +330,24 @@ fn DeleteServer(row: EngineRow, on_done: impl Fn() + Clone + Send + Sync + 'stat
             }
         });
     };
-    let warning = format!("Its {count} database(s) will be deleted too. Their backups stay unless you tick the box.");
+    // Destroying backups is an admin's call; an operator's delete keeps them.
+    let may_delete_backups = crate::session().can(Permission::DeleteBackups);
+    let warning = if may_delete_backups {
+        format!("Its {count} database(s) will be deleted too. Their backups stay unless you tick the box.")
+    } else {
+        format!("Its {count} database(s) will be deleted too. Their backups stay.")
+    };
     view! {
         <div class="dialog" id="delete-server-dialog">
             <h2>{format!("Delete server {}?", row.engine.name)}</h2>
             {(count > 0).then(|| view! {
                 <p class="warning">{warning}</p>
-                <label>
-                    <input type="checkbox" on:change=move |ev| with_backups.set(event_target_checked(&ev))/>
-                    " Also delete their backups (cannot be undone)"
-                </label>
+                {may_delete_backups.then(|| view! {
+                    <label>
+                        <input type="checkbox" on:change=move |ev| with_backups.set(event_target_checked(&ev))/>
+                        " Also delete their backups (cannot be undone)"
+                    </label>
+                })}
             })}
             <div class="buttons">
                 <button class="danger" id="confirm-delete-server" on:click=confirm>"Delete"</button>

@@ -98,6 +98,9 @@ async fn history_query_values_are_checked_by_name() {
         ("triggered_by=cron", "triggered_by"),
         ("from=2026-12-02&to=2026-12-01", "from"),
         ("from=yesterday", "from"),
+        ("to=+262143-12-31", "to"),
+        ("to=0000-01-01", "to"),
+        ("from=1969-12-31", "from"),
         ("days=0", "days"),
         ("cursor=garbage", "cursor"),
         ("page_size=201", "page_size"),
@@ -114,13 +117,22 @@ async fn a_date_range_bounds_the_history() {
     backup(&t, &d, 10, BackupStatus::Completed);
     let a = t.admin("GET", "/api/backups?from=2026-11-20&to=2026-11-22", None).await.body;
     assert_eq!(a["count"], 1, "{a}");
+    // The ends of the accepted range answer, never overflow.
+    for q in ["to=9999-12-31", "from=1970-01-01&to=1970-01-02", "from=9999-12-30&to=9999-12-31"] {
+        assert_eq!(t.admin("GET", &format!("/api/backups?{q}"), None).await.status, 200, "{q}");
+        assert_eq!(t.admin("GET", &format!("/api/audit?{q}"), None).await.status, 200, "{q}");
+    }
 }
 
 #[tokio::test]
 async fn a_download_link_names_the_size_and_checksum_and_is_audited() {
     let (t, d) = setup().await;
     let b = backup(&t, &d, 1, BackupStatus::Completed);
-    let a = t.call("viewer", "GET", &format!("/api/backups/download?blob_name={}", b.blob_name), None).await;
+    let path = format!("/api/backups/download?blob_name={}", b.blob_name);
+    // A backup is the whole database: viewers may not take one.
+    let refused = t.call("viewer", "GET", &path, None).await;
+    assert_eq!((refused.status, refused.code()), (403, Some("forbidden")));
+    let a = t.call("operator", "GET", &path, None).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!((a.body["size_bytes"].as_u64(), a.body["sha256"].as_str()), (Some(1000), b.sha256.as_deref()));
     assert_eq!(a.body["expires_at"], json!(now() + Duration::minutes(15)));
@@ -154,12 +166,20 @@ async fn deleting_a_backup_removes_its_file_then_its_row_but_never_a_running_one
     let (t, d) = setup().await;
     let done = backup(&t, &d, 1, BackupStatus::Completed);
     let running = backup(&t, &d, 0, BackupStatus::InProgress);
-    let a = t.call("viewer", "DELETE", &format!("/api/backups/delete?blob_name={}", done.blob_name), None).await;
-    assert_eq!(a.status, 403);
-    let a = t.admin("DELETE", &format!("/api/backups/delete?blob_name={}", running.blob_name), None).await;
+    let older = backup(&t, &d, 2, BackupStatus::Completed);
+    let delete = |b: &BackupResult| format!("/api/backups/delete?blob_name={}", b.blob_name);
+    for role in ["viewer", "operator"] {
+        assert_eq!(t.call(role, "DELETE", &delete(&older), None).await.status, 403, "{role}: only admins destroy");
+    }
+    let a = t.admin("DELETE", &delete(&running), None).await;
     assert_eq!((a.status, a.code()), (409, Some("backup_running")));
-    let a = t.admin("DELETE", &format!("/api/backups/delete?blob_name={}", done.blob_name), None).await;
-    assert_eq!(a.status, 200);
+    // The newest completed backup is the one a restore needs: it goes only when forced.
+    let a = t.admin("DELETE", &delete(&done), None).await;
+    assert_eq!((a.status, a.field()), (400, Some("force")), "{}", a.body);
+    assert!(a.message().contains("newest completed backup"), "{}", a.body);
+    assert_eq!(t.admin("DELETE", &delete(&older), None).await.status, 200, "an older one needs no force");
+    let a = t.admin("DELETE", &format!("{}&force=true", delete(&done)), None).await;
+    assert_eq!(a.status, 200, "{}", a.body);
     assert!(t.mem.files.names().is_empty());
     assert_eq!(t.mem.history.all().len(), 1);
 }
@@ -170,8 +190,12 @@ async fn a_bulk_delete_answers_per_item() {
     let a = backup(&t, &d, 1, BackupStatus::Completed);
     let b = backup(&t, &d, 2, BackupStatus::Completed);
     let names = json!({ "blob_names": [a.blob_name, b.blob_name, "postgresql/x/20260101_000000_y.sql.gz"] });
-    let r = t.admin("POST", "/api/backups/delete-bulk", Some(names)).await.body;
-    assert_eq!((r["deleted"].as_array().unwrap().len(), r["failed"][0]["status"].as_u64()), (2, Some(404)));
+    let r = t.admin("POST", "/api/backups/delete-bulk", Some(names.clone())).await.body;
+    assert_eq!(r["deleted"], json!([b.blob_name]), "the newest stays without force: {r}");
+    assert_eq!((r["failed"][0]["status"].as_u64(), r["failed"][1]["status"].as_u64()), (Some(400), Some(404)));
+    let forced = json!({ "blob_names": [a.blob_name], "force": true });
+    let r = t.admin("POST", "/api/backups/delete-bulk", Some(forced)).await.body;
+    assert_eq!(r["deleted"], json!([a.blob_name]), "{r}");
     let empty = t.admin("POST", "/api/backups/delete-bulk", Some(json!({ "blob_names": [] }))).await;
     assert_eq!(empty.field(), Some("blob_names"));
 }
@@ -181,6 +205,9 @@ async fn deleting_a_database_with_its_backups_refuses_while_one_runs() {
     let (t, d) = setup().await;
     backup(&t, &d, 1, BackupStatus::Completed);
     backup(&t, &d, 0, BackupStatus::Pending);
+    let a = t.call("operator", "DELETE", &format!("/api/databases/{d}?delete_backups=true"), None).await;
+    assert_eq!((a.status, a.code()), (403, Some("forbidden")), "only admins delete backups with their database");
+    assert!(a.message().contains("deleting its backups needs an admin"), "{}", a.body);
     let a = t.admin("DELETE", &format!("/api/databases/{d}?delete_backups=true"), None).await;
     assert_eq!((a.status, a.code()), (409, Some("backup_running")));
     assert_eq!(t.mem.history.all().len(), 2, "nothing deleted");

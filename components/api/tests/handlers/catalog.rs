@@ -108,6 +108,33 @@ async fn rotated_server_credentials_can_move_every_database_onto_them() {
 }
 
 #[tokio::test]
+async fn moving_a_server_needs_its_password_again_and_forgets_its_databases_own() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let own = json!({ "engine_id": e, "name": "own", "use_engine_credentials": false, "username": "u2",
+        "password": "own-pw" });
+    let d = t.admin("POST", "/api/databases", Some(own)).await.body["id"].as_str().unwrap().to_string();
+    let inherits = t.database(&e, "shop").await;
+    for body in [json!({ "host": "attacker.example.com" }), json!({ "port": 6543 })] {
+        let a = t.admin("PUT", &format!("/api/engines/{e}"), Some(body)).await;
+        assert_eq!((a.status, a.field()), (400, Some("password")), "{}", a.body);
+        assert!(a.message().contains("never sent to a new address"), "{}", a.body);
+    }
+    let kept = t.mem.engines.read(&e).unwrap();
+    assert_eq!((kept.host.as_str(), kept.port), ("db1", 5432), "nothing changed");
+    // A rename keeps everything; a move with the password forgets the databases' own passwords.
+    assert_eq!(t.admin("PUT", &format!("/api/engines/{e}"), Some(json!({ "name": "renamed" }))).await.status, 200);
+    let moved = json!({ "host": "db2", "password": "typed-again" });
+    let a = t.admin("PUT", &format!("/api/engines/{e}"), Some(moved)).await;
+    assert_eq!((a.status, a.body["databases_needing_password"].clone()), (200, json!([d])), "{}", a.body);
+    let own_row = t.mem.databases.read(&d).unwrap();
+    assert_eq!((own_row.username.as_deref(), own_row.password_sealed), (Some("u2"), None));
+    assert!(t.mem.databases.read(&inherits).unwrap().use_engine_credentials);
+    let test = t.admin("POST", &format!("/api/databases/{d}/test"), None).await;
+    assert_eq!((test.status, test.code()), (409, Some("no_credentials")), "{}", test.body);
+}
+
+#[tokio::test]
 async fn a_server_with_databases_is_deleted_only_with_cascade() {
     let t = T::new();
     let e = t.engine("pg", "db1").await;
@@ -186,9 +213,14 @@ async fn the_database_list_searches_filters_and_pages() {
     assert_eq!(s["total"], 1);
     let s = t.admin("GET", "/api/databases?search=db1", None).await.body;
     assert_eq!(s["total"], 4, "the server's host matches too");
-    for (q, field) in [("page=0", "page"), ("page_size=500", "page_size"), ("enabled=maybe", "enabled")] {
+    for (q, field) in
+        [("page=0", "page"), ("page=4294967296", "page"), ("page_size=500", "page_size"), ("enabled=maybe", "enabled")]
+    {
         assert_eq!(t.admin("GET", &format!("/api/databases?{q}"), None).await.field(), Some(field), "{q}");
     }
+    // The last page number there is: past the end, not wrapped around to the first page.
+    let far = t.admin("GET", "/api/databases?page=4294967295&page_size=200", None).await;
+    assert_eq!((far.status, far.body["databases"].as_array().map(Vec::len)), (200, Some(0)), "{}", far.body);
 }
 
 #[tokio::test]
@@ -367,4 +399,21 @@ async fn settings_default_until_saved_then_tagged() {
     t.admin("PUT", "/api/settings", Some(json!({ "dark_mode": false }))).await;
     let stale = t.call_with("admin", "PUT", "/api/settings", Some(json!({ "dark_mode": true })), Some(&etag)).await;
     assert_eq!(stale.status, 412);
+}
+
+#[tokio::test]
+async fn only_admins_move_databases_to_a_policy_that_keeps_less() {
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let d = t.database(&e, "shop").await;
+    let to = |p: &str| Some(json!({ "policy_id": p }));
+    let a = t.call("operator", "PUT", &format!("/api/databases/{d}"), to("development")).await;
+    assert_eq!((a.status, a.code()), (403, Some("forbidden")), "{}", a.body);
+    assert!(a.message().contains("keeps fewer hourly, weekly, monthly, yearly backups"), "{}", a.body);
+    let a = t.call("operator", "PUT", &format!("/api/engines/{e}"), to("development")).await;
+    assert_eq!(a.status, 200, "no database follows the server's policy: {}", a.body);
+    let a = t.call("operator", "PUT", &format!("/api/databases/{d}"), to("production-critical")).await;
+    assert_eq!(a.status, 200, "keeping more is an operator's call: {}", a.body);
+    let a = t.admin("PUT", &format!("/api/databases/{d}"), to("development")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
 }

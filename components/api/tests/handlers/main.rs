@@ -46,6 +46,10 @@ impl Answer {
     pub fn code(&self) -> Option<&str> {
         self.body["error"]["code"].as_str()
     }
+
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or_default()
+    }
 }
 
 impl Default for T {

@@ -164,7 +164,7 @@ async fn a_backups_verification_shows_its_manifest_and_every_check_newest_first(
     assert!(a.body["latest"]["summary"].as_str().unwrap().ends_with("newer"), "{}", a.body);
     assert_eq!(t.call("viewer", "GET", "/api/backups/nope/verification", None).await.status, 404);
     // Deleting the backup takes its manifest with it.
-    let d = t.admin("DELETE", &format!("/api/backups/delete?blob_name={}", b.blob_name), None).await;
+    let d = t.admin("DELETE", &format!("/api/backups/delete?blob_name={}&force=true", b.blob_name), None).await;
     assert_eq!(d.status, 200, "{}", d.body);
     assert!(t.mem.files.names().is_empty(), "{:?}", t.mem.files.names());
 }

@@ -1,0 +1,179 @@
+//! Backups whose worker dies or loses its lease: the job still ends with one complete backup and a
+//! consistent history row. One PostgreSQL and one Azurite serve both scenarios.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use dilux_e2e::{Api, App, Azurite, Postgres};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "pg-Faults-s3cret";
+/// Only the backups these tests start: no scheduler queueing its own.
+const NO_TICKS: (&str, &str) = ("DILUX_TICKS", "off");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_survive_a_dead_worker_and_a_lost_lease() -> Result<()> {
+    let az = Azurite::start()?;
+    let pg = Postgres::start(PASSWORD)?;
+    pg.sql("postgres", "CREATE DATABASE shop")?;
+    pg.sql(
+        "shop",
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5000) g",
+    )?;
+    a_worker_dying_right_after_its_commit_leaves_a_completed_backup(&az, &pg).await?;
+    a_worker_that_lost_its_lease_stops_and_the_next_one_backs_up(&az, &pg).await?;
+    a_backup_nobody_runs_is_failed_by_the_sweeper(&az, &pg).await
+}
+
+/// Registers the server and `shop` once; answers the database id.
+async fn database(api: &Api, pg: &Postgres) -> Result<String> {
+    let list = api.call(reqwest::Method::GET, "/api/databases", None).await?.1;
+    if let Some(d) = list["databases"].as_array().and_then(|a| a.first()) {
+        return Ok(d["id"].as_str().unwrap().to_string());
+    }
+    let e = json!({ "name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port,
+        "username": "postgres", "password": PASSWORD });
+    let e = api.post("/api/engines", e).await?;
+    let d = api.post("/api/databases", json!({ "engine_id": e["id"], "name": "shop" })).await?;
+    Ok(d["id"].as_str().unwrap().to_string())
+}
+
+async fn row(api: &Api, db: &str, id: &str) -> Result<Value> {
+    let v = api.call(reqwest::Method::GET, &format!("/api/backups?database_id={db}"), None).await?.1;
+    Ok(v["backups"].as_array().and_then(|a| a.iter().find(|r| r["id"] == id)).cloned().unwrap_or(Value::Null))
+}
+
+async fn files(api: &Api, db: &str) -> Result<Vec<Value>> {
+    let v = api.call(reqwest::Method::GET, &format!("/api/backups/files?database_id={db}"), None).await?.1;
+    Ok(v["files"].as_array().cloned().unwrap_or_default())
+}
+
+/// The worker commits the blob and dies before it records the result: the redelivered job adopts the
+/// committed backup (its `backup_id` is the job's) instead of failing on a name that is taken.
+async fn a_worker_dying_right_after_its_commit_leaves_a_completed_backup(az: &Azurite, pg: &Postgres) -> Result<()> {
+    let manifest = dilux_e2e::root().join("spin.toml");
+    let lease = ("DILUX_WORKER_LEASE_SECS", "2");
+    let mut app =
+        App::start_with(&az.connection_string, &manifest, &[lease, ("DILUX_TEST_CRASH_AT", "dump-committed")])?;
+    let api = Api::signed_in(&app, "admin").await?;
+    let db = database(&api, pg).await?;
+    let id =
+        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    ensure!(app.exited_within(Duration::from_secs(120)), "the worker was to die right after the commit");
+    ensure!(row(&api_of(&az.connection_string).await?.1, &db, &id).await?["status"] == "in_progress");
+
+    let app = App::start_with(&az.connection_string, &manifest, &[lease, NO_TICKS])?;
+    let api = Api::signed_in(&app, "admin").await?;
+    let done = api.wait_final(&db, &id, Duration::from_secs(120)).await?;
+    ensure!(done["status"] == "completed" && done["attempts"] == 2, "adopted, not failed: {done}");
+    let stored = files(&api, &db).await?;
+    ensure!(stored.len() == 1 && stored[0]["name"] == done["blob_name"], "one blob: {stored:?}");
+    ensure!(stored[0]["size_bytes"] == done["file_size_bytes"], "the row describes the blob: {done} {stored:?}");
+    let (_, bytes) = api.download(done["blob_name"].as_str().unwrap()).await?;
+    ensure!(dilux_e2e::sha256_hex(&bytes) == done["sha256"].as_str().unwrap_or_default(), "{done}");
+    ensure!(done["manifest_rows"] == 5000, "the manifest came along: {done}");
+    Ok(())
+}
+
+/// An app without a worker, to read the API while no worker runs.
+async fn api_of(connection_string: &str) -> Result<(App, Api)> {
+    let app = App::start_without_worker(connection_string, &[NO_TICKS])?;
+    let api = Api::signed_in(&app, "viewer").await?;
+    Ok((app, api))
+}
+
+/// A worker whose renewals never get through loses its lease while its dump waits on a lock: it stops
+/// (its dump's session goes away) once it notices, the job goes to the next worker, and one backup is
+/// committed, from one attempt.
+async fn a_worker_that_lost_its_lease_stops_and_the_next_one_backs_up(az: &Azurite, pg: &Postgres) -> Result<()> {
+    let manifest = dilux_e2e::root().join("spin.toml");
+    let mut lock = pg.hold_lock("shop", "t", 120)?;
+    let first = App::start_with(
+        &az.connection_string,
+        &manifest,
+        &[
+            ("DILUX_WORKER_LEASE_SECS", "6"),
+            ("DILUX_TEST_HOLD_LEASE", "1"),
+            ("DILUX_WORKER_CONCURRENCY", "1"),
+            NO_TICKS,
+        ],
+    )?;
+    let api = Api::signed_in(&first, "admin").await?;
+    let db = database(&api, pg).await?;
+    let before = files(&api, &db).await?.len();
+    let id =
+        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    // Dump tools of this server running on this machine (a killed one leaves no command line).
+    let port = format!("PGPORT={}", pg.port);
+    let dumps = || -> Result<u32> {
+        let procs = dilux_e2e::process_environments();
+        Ok(procs.iter().filter(|(cmd, env)| cmd.contains("pg_dump") && env.split(' ').any(|v| v == port)).count()
+            as u32)
+    };
+    let until = |want: u32, within: Duration, what: &'static str| async move {
+        let t = Instant::now();
+        while dumps()? != want {
+            ensure!(t.elapsed() < within, "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    };
+    until(1, Duration::from_secs(30), "the first worker's dump never started").await?;
+    // The second worker takes the job when the lapsed lease lets it reappear (6 s); the first notices a tick
+    // later (8 s) and stops its dump: one dump runs again. (Both wait on the lock meanwhile.)
+    let second = App::start_with(
+        &az.connection_string,
+        &manifest,
+        &[("DILUX_WORKER_LEASE_SECS", "30"), ("DILUX_WORKER_IDLE_POLL_MS", "10"), NO_TICKS],
+    )?;
+    until(2, Duration::from_secs(30), "the second worker never got the job").await?;
+    until(1, Duration::from_secs(10), "the first worker did not stop its dump after losing the lease").await?;
+    pg.sql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' \
+        AND pid <> pg_backend_pid()",
+    )?;
+    let _ = lock.kill();
+    let _ = lock.wait();
+    let api = Api::signed_in(&second, "admin").await?;
+    let done = api.wait_final(&db, &id, Duration::from_secs(120)).await?;
+    ensure!(done["status"] == "completed" && done["attempts"] == 2, "{done}");
+    let stored = files(&api, &db).await?;
+    ensure!(stored.len() == before + 1, "one new blob: {stored:?}");
+    let (_, bytes) = api.download(done["blob_name"].as_str().unwrap()).await?;
+    ensure!(dilux_e2e::sha256_hex(&bytes) == done["sha256"].as_str().unwrap_or_default(), "{done}");
+    let dump = String::from_utf8(dilux_e2e::gunzip(&bytes)?)?;
+    ensure!(dump.contains("PostgreSQL database dump complete"), "a whole dump, from one attempt");
+    drop(first);
+    Ok(())
+}
+
+/// With no worker at all, a queued backup is failed by the sweeper once it has waited past the bound, with
+/// the reason, and the database takes backups again.
+async fn a_backup_nobody_runs_is_failed_by_the_sweeper(az: &Azurite, pg: &Postgres) -> Result<()> {
+    let app =
+        App::start_without_worker(&az.connection_string, &[NO_TICKS, ("SPIN_VARIABLE_ALLOW_CLOCK_OVERRIDE", "true")])?;
+    let api = Api::signed_in(&app, "admin").await?;
+    let db = database(&api, pg).await?;
+    let id =
+        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let sweep = |hours: i64| {
+        let at = (chrono::Utc::now() + chrono::Duration::hours(hours)).to_rfc3339().replace('+', "%2B");
+        let url = format!("{}/internal/ticks/sweeper?now={at}", app.url);
+        async move {
+            let r = reqwest::Client::new().post(url).bearer_auth(dilux_e2e::TICK_TOKEN).send().await?;
+            ensure!(r.status() == 200, "the sweeper answered {}", r.status());
+            anyhow::Ok(r.json::<Value>().await?)
+        }
+    };
+    let early = sweep(11).await?;
+    ensure!(early["failed"] == 0 && row(&api, &db, &id).await?["status"] == "pending", "{early}");
+    let late = sweep(13).await?;
+    ensure!(late["failed"] == 1, "{late}");
+    let failed = row(&api, &db, &id).await?;
+    ensure!(failed["status"] == "failed", "{failed}");
+    ensure!(failed["error_message"].as_str().unwrap_or_default().contains("no worker started this backup"), "{failed}");
+    let (s, v) = api.call(reqwest::Method::POST, &format!("/api/databases/{db}/backup"), None).await?;
+    ensure!(s == 202, "no longer in flight: {v}");
+    Ok(())
+}
