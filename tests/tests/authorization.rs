@@ -145,6 +145,7 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
                 admin_only,
             ),
             (M::GET, "/api/backups/stats", format!("/api/backups/stats?database_id={dbid}"), None, read),
+            (M::POST, "/api/backups/{id}/confirm", "/api/backups/nope/confirm".into(), None, [404, 403, 403, 401]),
             (
                 M::POST,
                 "/api/backups/restore",

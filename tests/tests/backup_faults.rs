@@ -22,7 +22,8 @@ async fn backups_survive_a_dead_worker_and_a_lost_lease() -> Result<()> {
     )?;
     a_worker_dying_right_after_its_commit_leaves_a_completed_backup(&az, &pg).await?;
     a_worker_that_lost_its_lease_stops_and_the_next_one_backs_up(&az, &pg).await?;
-    a_backup_nobody_runs_is_failed_by_the_sweeper(&az, &pg).await
+    a_backup_nobody_runs_is_failed_by_the_sweeper(&az, &pg).await?;
+    a_backup_far_smaller_than_before_is_suspect_until_a_restore_verifies_it(&az, &pg).await
 }
 
 /// Registers the server and `shop` once; answers the database id.
@@ -175,5 +176,43 @@ async fn a_backup_nobody_runs_is_failed_by_the_sweeper(az: &Azurite, pg: &Postgr
     ensure!(failed["error_message"].as_str().unwrap_or_default().contains("no worker started this backup"), "{failed}");
     let (s, v) = api.call(reqwest::Method::POST, &format!("/api/databases/{db}/backup"), None).await?;
     ensure!(s == 202, "no longer in flight: {v}");
+    Ok(())
+}
+
+/// After three backups of `shop`, one of the emptied database is marked suspect and alerted; restoring it
+/// (its content matches its manifest) settles it.
+async fn a_backup_far_smaller_than_before_is_suspect_until_a_restore_verifies_it(
+    az: &Azurite,
+    pg: &Postgres,
+) -> Result<()> {
+    let manifest = dilux_e2e::root().join("spin.toml");
+    let app = App::start_with(&az.connection_string, &manifest, &[NO_TICKS])?;
+    let api = Api::signed_in(&app, "admin").await?;
+    let db = database(&api, pg).await?;
+    // The backup queued while no worker ran is the third completed one; then the database is emptied.
+    let t = Instant::now();
+    loop {
+        let v =
+            api.call(reqwest::Method::GET, &format!("/api/backups?database_id={db}&status=completed"), None).await?;
+        if v.1["count"].as_u64() >= Some(3) {
+            break;
+        }
+        ensure!(t.elapsed() < Duration::from_secs(60), "the queued backup did not run: {}", v.1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pg.sql("shop", "TRUNCATE t")?;
+    let id =
+        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let done = api.wait_final(&db, &id, Duration::from_secs(60)).await?;
+    let why = done["suspect"].as_str().unwrap_or_default();
+    ensure!(done["status"] == "completed" && why.contains("under 10% of the usual"), "{done}");
+    let status = api.call(reqwest::Method::GET, "/api/system-status", None).await?.1;
+    ensure!(status["alerts"].to_string().contains("suspect_backup"), "{status}");
+    let restore = json!({ "blob_name": done["blob_name"], "target_database": "shop_checked" });
+    let rid = api.post("/api/backups/restore", restore).await?["restore_id"].as_str().unwrap().to_string();
+    let restored = api.wait_restore(&rid, Duration::from_secs(120)).await?;
+    ensure!(restored["status"] == "completed", "{restored}");
+    let after = row(&api, &db, &id).await?;
+    ensure!(after["suspect"].is_null() && after["last_verification"]["result"] == "passed", "{after}");
     Ok(())
 }

@@ -387,6 +387,26 @@ pub async fn delete_bulk(cx: &Cx<'_>) -> ApiResult<Reply> {
     Ok(Reply::json(&serde_json::json!({ "deleted": deleted, "failed": failed })).about("", &summary))
 }
 
+/// `POST /api/backups/{id}/confirm`: a suspect backup is what its database holds (it was emptied on
+/// purpose); it counts toward the keep windows again, which lets retention delete older ones.
+pub async fn confirm(cx: &Cx<'_>) -> ApiResult<Reply> {
+    let q = HistoryQuery { id: Some(cx.id().to_string()), ..Default::default() };
+    let mut row = cx
+        .app
+        .stores
+        .history
+        .query(&q)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found("backup", cx.id()))?;
+    if row.suspect.take().is_none() {
+        return Err(ApiError::new(Kind::AlreadyResolved, format!("backup {} is not suspect", row.id)));
+    }
+    cx.app.stores.history.update(&row).await?;
+    Ok(Reply::json(&row).about(&row.id, &row.database_alias))
+}
+
 /// `GET /api/backups/stats?database_id=…`: counts by status, stored bytes, newest success.
 pub async fn stats(cx: &Cx<'_>) -> ApiResult<Reply> {
     let id = cx.param("database_id").ok_or_else(|| ApiError::field("database_id", "is required"))?;

@@ -289,6 +289,10 @@ pub static ROUTES: &[Route] = &[
         .needs(DeleteBackups)
         .audited("backup_deleted_bulk", "backup")
         .body(schema::<backups::BulkDelete>),
+    r(Post, "/api/backups/{id}/confirm", "ConfirmBackup", h!(backups::confirm), "Confirm a suspect backup")
+        .needs(DeleteBackups)
+        .audited("backup_confirmed", "backup")
+        .returns(schema::<dilux_domain::BackupResult>),
     r(Get, "/api/backups/stats", "BackupStats", h!(backups::stats), "Counts and stored bytes of a database's backups")
         .needs(View)
         .query(&[("database_id", "the database")]),

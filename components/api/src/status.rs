@@ -5,11 +5,15 @@ use chrono::Duration;
 use dilux_domain::drill::{drill_alert, DrillState};
 use dilux_domain::policy::{effective_policy_id, overdue};
 use dilux_domain::schedule::{ScheduleState, TickRecord};
+use dilux_domain::BackupStatus;
+use dilux_store::HistoryQuery;
 use serde_json::json;
 
 use crate::error::ApiResult;
 use crate::http::{Cx, Reply};
 
+/// How far back a suspect newest backup is looked for.
+const SUSPECT_ALERT_DAYS: i64 = 14;
 /// The scheduler ticks every minute; this long without one is an outage.
 const SCHEDULER_STALE_MINUTES: i64 = 5;
 
@@ -23,6 +27,13 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
     let drill_states: Vec<DrillState> = stores.drills.list().await?.into_iter().map(|(s, _)| s).collect();
     let mut alerts = Vec::new();
     let mut drills = Vec::new();
+    // The recent completed backups: a database whose newest one is suspect is alerted.
+    let recent = HistoryQuery {
+        from: Some((now - Duration::days(SUSPECT_ALERT_DAYS)).date_naive()),
+        statuses: vec![BackupStatus::Completed],
+        ..Default::default()
+    };
+    let recent = stores.history.query(&recent).await?;
     for (db, _) in dbs.iter().filter(|(d, _)| d.enabled) {
         let engine = engines.iter().map(|(e, _)| e).find(|e| e.id == db.engine_id);
         let Some(policy) = policies.get(&effective_policy_id(db, engine)) else { continue };
@@ -48,6 +59,21 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
                 "database_id": db.id,
                 "database_alias": db.alias,
                 "message": format!("{}: {why}", db.alias),
+            }));
+        }
+        let newest = recent.iter().filter(|r| r.database_id == db.id).max_by_key(|r| r.created_at);
+        if let Some((b, why)) = newest.and_then(|b| b.suspect.as_ref().map(|w| (b, w))) {
+            alerts.push(json!({
+                "kind": "suspect_backup",
+                "severity": "warning",
+                "database_id": db.id,
+                "database_alias": db.alias,
+                "backup_id": b.id,
+                "message": format!(
+                    "{}: its newest backup ({}) is suspect: {why}",
+                    db.alias,
+                    b.created_at.format("%Y-%m-%d %H:%M UTC")
+                ),
             }));
         }
         let state = states.iter().find(|s| s.database_id == db.id);

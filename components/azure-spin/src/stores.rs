@@ -139,6 +139,12 @@ impl History for AzureHistory {
         Ok(crate::insert_or_init(&self.0.account, &self.0.container, tables::HISTORY, &pk, &rk, row).await?)
     }
 
+    async fn update(&self, row: &BackupResult) -> StoreResult<()> {
+        let (pk, rk) = dilux_domain::backup::history_keys(row.created_at, &row.id);
+        crate::replace(&self.0.account, tables::HISTORY, &pk, &rk, row, None).await?;
+        Ok(())
+    }
+
     async fn delete(&self, row: &BackupResult) -> StoreResult<()> {
         let (pk, rk) = dilux_domain::backup::history_keys(row.created_at, &row.id);
         Ok(crate::delete(&self.0.account, tables::HISTORY, &pk, &rk).await?)

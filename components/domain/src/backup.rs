@@ -174,6 +174,36 @@ pub struct BackupResult {
     /// The newest restore or drill of this backup and whether it came back whole.
     #[serde(default)]
     pub last_verification: Option<crate::restore::Verification>,
+    /// Why this completed backup looks wrong (far smaller than the ones before it); it does not count toward
+    /// the keep windows until someone confirms it or a restore of it passes its content check.
+    #[serde(default)]
+    pub suspect: Option<String>,
+}
+
+/// A completed backup under this fraction of its predecessors' median size is suspect.
+pub const SUSPECT_FRACTION: f64 = 0.10;
+/// Completed backups compared (the newest ones before it); fewer than [`SUSPECT_MIN_HISTORY`] decide nothing.
+pub const SUSPECT_HISTORY: usize = 5;
+pub const SUSPECT_MIN_HISTORY: usize = 3;
+
+/// Why a completed backup of `size` stored bytes is suspect next to the stored sizes of the completed backups
+/// before it (newest first), if it is: under [`SUSPECT_FRACTION`] of their median, which a database emptied,
+/// truncated or pointed at the wrong place would show.
+pub fn suspect_reason(size: u64, before: &[u64]) -> Option<String> {
+    let mut sizes: Vec<u64> = before.iter().copied().take(SUSPECT_HISTORY).collect();
+    if sizes.len() < SUSPECT_MIN_HISTORY {
+        return None;
+    }
+    sizes.sort_unstable();
+    let median = sizes[sizes.len() / 2];
+    ((size as f64) < median as f64 * SUSPECT_FRACTION).then(|| {
+        format!(
+            "{size} bytes, under {:.0}% of the usual {median} (median of the {} completed backups before it): check \
+             that the database was not emptied or truncated, then confirm it or restore it to verify",
+            SUSPECT_FRACTION * 100.0,
+            sizes.len()
+        )
+    })
 }
 
 impl BackupResult {
@@ -203,6 +233,7 @@ impl BackupResult {
             manifest_tables: None,
             manifest_rows: None,
             last_verification: None,
+            suspect: None,
         }
     }
 
@@ -311,6 +342,16 @@ mod tests {
         let back: BackupResult = from_entity(e).unwrap();
         assert_eq!(back, r);
         assert!(!r.clone().start(Utc::now()), "a finished row never restarts");
+    }
+
+    #[test]
+    fn a_backup_far_smaller_than_its_predecessors_is_suspect() {
+        assert_eq!(suspect_reason(1, &[1000, 1000]), None, "two before it decide nothing");
+        assert_eq!(suspect_reason(100, &[1000, 1000, 1000]), None, "10% is not under 10%");
+        let why = suspect_reason(99, &[1000, 900, 1100, 5, 1_000_000]).unwrap();
+        assert!(why.contains("usual 1000 (median of the 5"), "{why}");
+        assert_eq!(suspect_reason(99, &[1000, 10, 10, 10]), None, "the median, not the largest");
+        assert!(suspect_reason(0, &[50, 60, 70, 1000, 1000, 1000, 1000]).is_some(), "only the newest five count");
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Candidate {
     pub created_at: DateTime<Utc>,
     pub status: BackupStatus,
     pub tiers: Vec<BackupTier>,
+    /// Suspect backups are kept but take no place in any keep window.
+    pub suspect: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,7 +40,8 @@ pub struct RetentionPlan {
 
 impl From<&crate::BackupResult> for Candidate {
     fn from(r: &crate::BackupResult) -> Self {
-        Candidate { id: r.id.clone(), created_at: r.created_at, status: r.status, tiers: r.tiers.clone() }
+        let (id, tiers, suspect) = (r.id.clone(), r.tiers.clone(), r.suspect.is_some());
+        Candidate { id, created_at: r.created_at, status: r.status, tiers, suspect }
     }
 }
 
@@ -54,16 +57,20 @@ pub fn plan(policy: &BackupPolicy, backups: &[Candidate]) -> RetentionPlan {
     completed.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
     let active: Vec<BackupTier> = policy.active_tiers().collect();
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); completed.len()];
+    // Suspect backups take no place in a keep window: the good ones they would push out stay.
+    let counted: Vec<usize> = (0..completed.len()).filter(|i| !completed[*i].suspect).collect();
     for t in &active {
         let keep = policy.tier(*t).keep_count as usize;
-        for (rank, i) in (0..completed.len()).filter(|i| completed[*i].tiers.contains(t)).take(keep).enumerate() {
+        for (rank, i) in counted.iter().copied().filter(|i| completed[*i].tiers.contains(t)).take(keep).enumerate() {
             reasons[i].push(format!("{} #{} of {keep}", BackupTier::as_str(*t), rank + 1));
         }
     }
     let mut out = RetentionPlan::default();
     for (i, b) in completed.iter().enumerate() {
         let mut why = std::mem::take(&mut reasons[i]);
-        if i == 0 {
+        if b.suspect {
+            why.push("suspect: kept, outside the keep windows, until confirmed or verified".into());
+        } else if counted.first() == Some(&i) {
             why.push("newest successful backup".into());
         }
         if b.tiers.is_empty() {
@@ -97,7 +104,28 @@ mod tests {
 
     fn cand(id: usize, hours_ago: i64, status: BackupStatus, tiers: Vec<BackupTier>) -> Candidate {
         let now = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
-        Candidate { id: format!("b{id:03}"), created_at: now - Duration::hours(hours_ago), status, tiers }
+        Candidate {
+            id: format!("b{id:03}"),
+            created_at: now - Duration::hours(hours_ago),
+            status,
+            tiers,
+            suspect: false,
+        }
+    }
+
+    #[test]
+    fn a_suspect_backup_is_kept_but_pushes_no_good_one_out() {
+        let mut p = default_policies().remove(2); // development: 7 dailies, 2 weeklies
+        p.daily.keep_count = 2;
+        let daily = || vec![BackupTier::Daily];
+        let mut b: Vec<Candidate> = (0..4).map(|i| cand(i, 24 * i as i64, BackupStatus::Completed, daily())).collect();
+        b[0].suspect = true; // the newest: a tiny dump
+        let plan = plan(&p, &b);
+        let kept: Vec<&str> = plan.keep.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(kept, ["b000", "b001", "b002"], "two good dailies stay beside the suspect one");
+        assert!(plan.keep[0].reason.starts_with("suspect"), "{:?}", plan.keep[0]);
+        assert!(plan.keep[1].reason.contains("newest successful backup"), "{:?}", plan.keep[1]);
+        assert_eq!(plan.delete.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["b003"]);
     }
 
     #[test]

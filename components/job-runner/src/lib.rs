@@ -99,11 +99,42 @@ async fn handle(message: String, dequeue_count: u32) -> JobOutcome {
             Ok(o) => {
                 row.complete(Utc::now(), o.compressed_bytes, o.uncompressed_bytes, o.sha256);
                 (row.manifest_tables, row.manifest_rows) = (Some(o.tables), Some(o.rows));
+                row.suspect = suspect(&ctx, &row, o.compressed_bytes).await;
             }
             Err(f) => row.fail(Utc::now(), f.class.into(), &f.message),
         },
     }
     save(&ctx, &job, &row).await
+}
+
+/// Days of history a new backup's size is compared with.
+const SUSPECT_LOOK_BACK_DAYS: i64 = 90;
+
+/// Why this completed backup is suspect next to the database's completed backups before it, if it is. The
+/// check never fails a backup: history that cannot be read decides nothing.
+async fn suspect(ctx: &Ctx, row: &BackupResult, size: u64) -> Option<String> {
+    use dilux_azure::table::literal;
+    let since = (row.created_at - chrono::Duration::days(SUSPECT_LOOK_BACK_DAYS)).format("%Y-%m-%d").to_string();
+    let filter = format!(
+        "PartitionKey ge {} and database_id eq {} and status eq 'completed'",
+        literal(&since),
+        literal(&row.database_id)
+    );
+    let mut before: Vec<BackupResult> =
+        match store::query_all::<BackupResult>(&ctx.account, tables::HISTORY, &filter).await {
+            Ok(rows) => {
+                rows.into_iter().map(|(r, _)| r).filter(|r| r.id != row.id && r.created_at < row.created_at).collect()
+            }
+            Err(e) => {
+                log::event(COMPONENT, "suspect_check_skipped", &[("backup", &row.id), ("error", &e)]);
+                return None;
+            }
+        };
+    before.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+    let sizes: Vec<u64> = before.iter().filter_map(|r| r.file_size_bytes).map(|s| s.max(0) as u64).collect();
+    let why = dilux_domain::backup::suspect_reason(size, &sizes)?;
+    log::event(COMPONENT, "suspect_backup", &[("backup", &row.id), ("database", &row.database_id)]);
+    Some(why)
 }
 
 async fn save(ctx: &Ctx, job: &BackupJob, row: &BackupResult) -> JobOutcome {

@@ -152,6 +152,11 @@ impl History for MemHistory {
         Ok(())
     }
 
+    async fn update(&self, row: &BackupResult) -> StoreResult<()> {
+        self.put(row.clone());
+        Ok(())
+    }
+
     async fn delete(&self, row: &BackupResult) -> StoreResult<()> {
         self.0.borrow_mut().remove(&row.id);
         Ok(())

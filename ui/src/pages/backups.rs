@@ -73,6 +73,16 @@ pub fn Backups() -> impl IntoView {
             }
         });
     };
+    // A suspect backup confirmed by an admin counts toward the keep windows again.
+    let confirm_suspect = move |id: String| {
+        leptos::task::spawn_local(async move {
+            match api::post(&format!("/api/backups/{}/confirm", api::enc(&id)), &json!({})).await {
+                Ok(_) => message.set(Some(Ok("Confirmed: the backup counts toward its policy's keep windows".into()))),
+                Err(e) => message.set(Some(Err(e.message))),
+            }
+            reload.update(|n| *n += 1);
+        });
+    };
     let delete_selected = move |_| {
         let names = selected.get_untracked();
         leptos::task::spawn_local(async move {
@@ -201,7 +211,13 @@ pub fn Backups() -> impl IntoView {
                                 </Show></td>
                                 <td>{when(&b.created_at)}</td>
                                 <td>{b.database_alias.clone()}</td>
-                                <td>{badge(status_name(b.status))}</td>
+                                <td>
+                                    {badge(status_name(b.status))}
+                                    {b.suspect.clone().map(|why| view! {
+                                        <span class="badge suspect" title=why.clone()>"suspect"</span>
+                                        <p class="hint suspect-reason">{why}</p>
+                                    })}
+                                </td>
                                 <td>{tiers}</td>
                                 <td>{b.file_size_bytes.map(api::bytes).unwrap_or_default()}</td>
                                 <td>{b.duration_seconds.map(|d| format!("{d:.1} s")).unwrap_or_default()}</td>
@@ -222,6 +238,14 @@ pub fn Backups() -> impl IntoView {
                                             on:click={let b = this.clone(); move |_| restoring.set(Some(b.clone()))}
                                         >
                                             "Restore"
+                                        </button>
+                                    })}
+                                    {(b.suspect.is_some() && can_delete()).then(|| view! {
+                                        <button
+                                            class="confirm-suspect"
+                                            on:click={let id = this.id.clone(); move |_| confirm_suspect(id.clone())}
+                                        >
+                                            "Confirm"
                                         </button>
                                     })}
                                     <Show when=move || can_delete() && is_final>

@@ -306,3 +306,27 @@ async fn the_status_page_reports_the_queue_the_dumper_and_missed_backups() {
     let kinds: Vec<&str> = s["alerts"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"dumper_unreachable") && kinds.contains(&"scheduler_never_ran"), "{kinds:?}");
 }
+
+#[tokio::test]
+async fn a_suspect_backup_is_alerted_kept_out_of_the_keep_windows_and_confirmed_by_an_admin() {
+    let (t, d) = setup().await;
+    let older = backup(&t, &d, 2, BackupStatus::Completed);
+    let mut tiny = backup(&t, &d, 1, BackupStatus::Completed);
+    tiny.suspect = Some("12 bytes, under 10% of the usual 1000".into());
+    t.mem.history.put(tiny.clone());
+    let s = t.call("viewer", "GET", "/api/system-status", None).await.body;
+    let alert = s["alerts"].as_array().unwrap().iter().find(|a| a["kind"] == "suspect_backup").cloned();
+    assert_eq!(alert.as_ref().map(|a| a["backup_id"].clone()), Some(json!(tiny.id)), "{s}");
+    assert!(alert.unwrap()["message"].as_str().unwrap().contains("is suspect: 12 bytes"));
+    let preview = t.admin("GET", &format!("/api/retention/preview?database_id={d}"), None).await.body;
+    let reasons = preview["databases"][0]["keep"].to_string();
+    assert!(reasons.contains("suspect: kept, outside the keep windows") && reasons.contains(&older.id), "{reasons}");
+    let confirm = format!("/api/backups/{}/confirm", tiny.id);
+    assert_eq!(t.call("operator", "POST", &confirm, None).await.status, 403, "it lets retention delete: admins only");
+    let a = t.admin("POST", &confirm, None).await;
+    assert_eq!((a.status, a.body["suspect"].clone()), (200, json!(null)), "{}", a.body);
+    assert_eq!(t.mem.history.all().iter().find(|r| r.id == tiny.id).unwrap().suspect, None);
+    assert_eq!(t.admin("POST", &confirm, None).await.code(), Some("already_resolved"));
+    let s = t.call("viewer", "GET", "/api/system-status", None).await.body;
+    assert!(!s["alerts"].to_string().contains("suspect_backup"), "{s}");
+}
