@@ -96,6 +96,10 @@ pub struct DumpOptions {
     pub compression_level: u32,
     /// Tally and store the manifest (always, but for `bench-dump` measuring what it costs).
     pub manifest: bool,
+    /// A dump running longer than this is stopped (Timeout), whatever it is doing.
+    pub deadline: Duration,
+    /// How long the tool may take to exit once its output ended.
+    pub exit_wait: Duration,
 }
 
 const MYSQLDUMP: &str = "mariadb-dump";
@@ -113,23 +117,29 @@ impl Default for DumpOptions {
             connect_timeout_secs: 15,
             compression_level: 6,
             manifest: true,
+            deadline: Duration::from_secs(24 * 3600),
+            exit_wait: Duration::from_secs(60),
         }
     }
 }
 
 impl DumpOptions {
-    /// The defaults, with the tools named by `DILUX_PG_DUMP`, `DILUX_PG_TOOLS_DIR` and `DILUX_MYSQLDUMP`.
+    /// The defaults, with the tools named by `DILUX_PG_DUMP`, `DILUX_PG_TOOLS_DIR` and `DILUX_MYSQLDUMP`, and
+    /// the overall deadline of a dump from `DILUX_DUMP_DEADLINE_HOURS` (default 24; unreadable or 0 is ignored).
     pub fn from_env() -> Self {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// [`DumpOptions::from_env`] over any source of variables.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Self {
+        let defaults = DumpOptions::default();
+        let hours = var("DILUX_DUMP_DEADLINE_HOURS").and_then(|h| h.parse::<f64>().ok()).filter(|h| *h > 0.0);
         DumpOptions {
             pg_dump: var("DILUX_PG_DUMP"),
             pg_tools_dir: var("DILUX_PG_TOOLS_DIR").map(Into::into),
             mysqldump: var("DILUX_MYSQLDUMP").unwrap_or_else(|| MYSQLDUMP.into()),
-            ..DumpOptions::default()
+            deadline: hours.map(|h| Duration::from_secs_f64(h * 3600.0)).unwrap_or(defaults.deadline),
+            ..defaults
         }
     }
 }
@@ -400,11 +410,22 @@ async fn start_tool(spec: &DumpSpec, opts: &DumpOptions) -> Result<RunningTool, 
 
 impl RunningTool {
     /// Waits for the tool (killed first when reading failed) and turns a bad exit into its own words.
-    async fn finish(mut self, read_failed: bool, password: &str) -> Result<(), DumpFailure> {
+    async fn finish(mut self, read_failed: bool, password: &str, exit_wait: Duration) -> Result<(), DumpFailure> {
         if read_failed {
             let _ = self.child.start_kill();
         }
-        let status = self.child.wait().await.map_err(|e| fail(ErrorClass::ToolFailed, e.to_string()))?;
+        // A tool that closed its output but never exits is stopped: the wait is bounded.
+        let status = match tokio::time::timeout(exit_wait, self.child.wait()).await {
+            Ok(s) => s.map_err(|e| fail(ErrorClass::ToolFailed, e.to_string()))?,
+            Err(_) => {
+                let _ = self.child.kill().await;
+                let secs = exit_wait.as_secs();
+                return Err(fail(
+                    ErrorClass::Timeout,
+                    format!("the dump tool did not exit {secs}s after its output ended"),
+                ));
+            }
+        };
         let stderr_text = redact(self.stderr.await.unwrap_or_default().trim(), password);
         if status.success() || read_failed {
             return Ok(());
@@ -518,8 +539,27 @@ async fn committed(storage: &Storage, spec: &DumpSpec) -> Result<Option<DumpOutc
     }))
 }
 
-/// Runs the dump described by `spec` into a new block blob, its manifest into a sidecar blob.
+/// Runs the dump described by `spec` into a new block blob, its manifest into a sidecar blob, within
+/// `opts.deadline` (then it is stopped: the tool killed, nothing committed). Storage requests of the dump
+/// are retried for minutes.
 pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> Result<DumpOutcome, DumpFailure> {
+    let storage = storage.patient();
+    match tokio::time::timeout(opts.deadline, dump_within(&storage, spec, opts)).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            let hours = opts.deadline.as_secs_f64() / 3600.0;
+            Err(fail(
+                ErrorClass::Timeout,
+                format!(
+                    "the dump ran longer than {hours:.1} h and was stopped; raise DILUX_DUMP_DEADLINE_HOURS if the \
+                     database needs longer"
+                ),
+            ))
+        }
+    }
+}
+
+async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> Result<DumpOutcome, DumpFailure> {
     let started = Instant::now();
     if let Some(done) = committed(storage, spec).await? {
         return Ok(done);
@@ -529,7 +569,7 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
     // This attempt's own block ids: a second attempt at the same blob never commits this one's blocks.
     let attempt = blob::attempt_prefix();
     let pumped = pump(storage, spec, opts, &attempt, &mut tool.stdout, &tally).await;
-    tool.finish(pumped.is_err(), &spec.password).await?;
+    tool.finish(pumped.is_err(), &spec.password, opts.exit_wait).await?;
     let (ids, uncompressed, compressed, sha) = match pumped {
         Ok(p) => p,
         Err(PumpError::Stalled) => return Err(stalled(opts)),
@@ -605,7 +645,7 @@ pub async fn tally_database(spec: &DumpSpec, opts: &DumpOptions) -> Result<Manif
             Ok(Ok(n)) => tally.feed(&chunk[..n]).await,
         }
     };
-    tool.finish(read.is_err(), &spec.password).await?;
+    tool.finish(read.is_err(), &spec.password, opts.exit_wait).await?;
     read.map(|()| tally.finish())
 }
 

@@ -318,7 +318,8 @@ async fn read_source(storage: Option<Storage>, source: Source, size: u64, tx: mp
             }
         }
         Source::Blob { container, name } => {
-            let storage = storage.expect("described first");
+            // A restore's reads ride out minutes of storage outage, like a dump's writes.
+            let storage = storage.expect("described first").patient();
             let mut start = 0;
             while start < size {
                 let len = RANGE.min(size - start);

@@ -24,6 +24,11 @@ impl Storage {
         Storage { account, client, retry: RetryPolicy::DEFAULT }
     }
 
+    /// The same account under [`RetryPolicy::PATIENT`]: for a dump's or a restore's data path.
+    pub fn patient(&self) -> Storage {
+        Storage { retry: RetryPolicy::PATIENT, ..self.clone() }
+    }
+
     /// Sends `req`, retrying what the policy calls transient (408/429/5xx, connection failures).
     /// Non-2xx answers that are not transient come back as `Ok(Response)` for the caller's parser;
     /// giving up is [`AzureError::Unreachable`].

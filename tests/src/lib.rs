@@ -145,28 +145,45 @@ fn run_with_input(cmd: &mut Command, input: &[u8], what: &str) -> Result<String>
 pub struct Azurite {
     _proc: Proc,
     pub connection_string: String,
+    dir: PathBuf,
+    ports: [u16; 3],
 }
 
 impl Azurite {
     pub fn start() -> Result<Self> {
+        let dir = tempdir("azurite");
+        let (proc, ports) = Self::spawn(&dir, [0; 3])?;
+        Ok(Azurite {
+            _proc: proc,
+            connection_string: dilux_azure::Account::azurite_connection_string(ports[0], ports[1], ports[2]),
+            dir,
+            ports,
+        })
+    }
+
+    /// Stops Azurite (SIGTERM: it saves its data): a storage outage as clients see it (connections refused)
+    /// until [`Azurite::restart`].
+    pub fn stop(&mut self) -> Result<()> {
+        let stand_in = Proc { child: Command::new("true").spawn()?, name: "nothing".into() };
+        drop(std::mem::replace(&mut self._proc, stand_in)); // SIGTERM, waited for
+        Ok(())
+    }
+
+    /// Starts Azurite again on the same ports and data.
+    pub fn restart(&mut self) -> Result<()> {
+        self._proc = Self::spawn(&self.dir, self.ports)?.0;
+        Ok(())
+    }
+
+    fn spawn(dir: &Path, ports: [u16; 3]) -> Result<(Proc, [u16; 3])> {
         let bin = std::env::var("AZURITE_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|_| root().join("scripts/node_modules/.bin/azurite"));
-        let dir = tempdir("azurite");
+        let [blob, queue, table] = ports.map(|p| p.to_string());
         let mut child = Command::new(&bin)
-            .args([
-                "--silent",
-                "--disableTelemetry",
-                "--skipApiVersionCheck",
-                "--blobPort",
-                "0",
-                "--queuePort",
-                "0",
-                "--tablePort",
-                "0",
-                "--location",
-            ])
-            .arg(&dir)
+            .args(["--silent", "--disableTelemetry", "--skipApiVersionCheck"])
+            .args(["--blobPort", &blob, "--queuePort", &queue, "--tablePort", &table, "--location"])
+            .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -188,10 +205,7 @@ impl Azurite {
                 }
             }
         }
-        Ok(Azurite {
-            _proc: proc,
-            connection_string: dilux_azure::Account::azurite_connection_string(ports[0], ports[1], ports[2]),
-        })
+        Ok((proc, ports))
     }
 }
 

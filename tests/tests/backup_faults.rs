@@ -13,7 +13,7 @@ const NO_TICKS: (&str, &str) = ("DILUX_TICKS", "off");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_survive_a_dead_worker_and_a_lost_lease() -> Result<()> {
-    let az = Azurite::start()?;
+    let mut az = Azurite::start()?;
     let pg = Postgres::start(PASSWORD)?;
     pg.sql("postgres", "CREATE DATABASE shop")?;
     pg.sql(
@@ -23,7 +23,38 @@ async fn backups_survive_a_dead_worker_and_a_lost_lease() -> Result<()> {
     a_worker_dying_right_after_its_commit_leaves_a_completed_backup(&az, &pg).await?;
     a_worker_that_lost_its_lease_stops_and_the_next_one_backs_up(&az, &pg).await?;
     a_backup_nobody_runs_is_failed_by_the_sweeper(&az, &pg).await?;
-    a_backup_far_smaller_than_before_is_suspect_until_a_restore_verifies_it(&az, &pg).await
+    a_backup_far_smaller_than_before_is_suspect_until_a_restore_verifies_it(&az, &pg).await?;
+    a_dump_past_its_deadline_is_stopped(&az, &pg).await?;
+    a_storage_outage_mid_dump_is_ridden_out(&mut az, &pg).await
+}
+
+/// Dump tools of `pg` running on this machine (a killed one leaves no command line).
+fn dumps_of(pg: &Postgres) -> u32 {
+    let port = format!("PGPORT={}", pg.port);
+    let procs = dilux_e2e::process_environments();
+    procs.iter().filter(|(cmd, env)| cmd.contains("pg_dump") && env.split(' ').any(|v| v == port)).count() as u32
+}
+
+async fn until_dumps(pg: &Postgres, want: u32, within: Duration, what: &str) -> Result<()> {
+    let t = Instant::now();
+    while dumps_of(pg) != want {
+        ensure!(t.elapsed() < within, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Ends the session [`Postgres::hold_lock`] opened (killing psql alone would leave its server session
+/// sleeping with the lock).
+fn release_lock(pg: &Postgres, lock: &mut std::process::Child, secs: u32) -> Result<()> {
+    let sql = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep({secs})%' \
+         AND pid <> pg_backend_pid()"
+    );
+    pg.sql("postgres", &sql)?;
+    let _ = lock.kill();
+    let _ = lock.wait();
+    Ok(())
 }
 
 /// Registers the server and `shop` once; answers the database id.
@@ -104,22 +135,7 @@ async fn a_worker_that_lost_its_lease_stops_and_the_next_one_backs_up(az: &Azuri
     let before = files(&api, &db).await?.len();
     let id =
         api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
-    // Dump tools of this server running on this machine (a killed one leaves no command line).
-    let port = format!("PGPORT={}", pg.port);
-    let dumps = || -> Result<u32> {
-        let procs = dilux_e2e::process_environments();
-        Ok(procs.iter().filter(|(cmd, env)| cmd.contains("pg_dump") && env.split(' ').any(|v| v == port)).count()
-            as u32)
-    };
-    let until = |want: u32, within: Duration, what: &'static str| async move {
-        let t = Instant::now();
-        while dumps()? != want {
-            ensure!(t.elapsed() < within, "{what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
-    };
-    until(1, Duration::from_secs(30), "the first worker's dump never started").await?;
+    until_dumps(pg, 1, Duration::from_secs(30), "the first worker's dump never started").await?;
     // The second worker takes the job when the lapsed lease lets it reappear (6 s); the first notices a tick
     // later (8 s) and stops its dump: one dump runs again. (Both wait on the lock meanwhile.)
     let second = App::start_with(
@@ -127,15 +143,10 @@ async fn a_worker_that_lost_its_lease_stops_and_the_next_one_backs_up(az: &Azuri
         &manifest,
         &[("DILUX_WORKER_LEASE_SECS", "30"), ("DILUX_WORKER_IDLE_POLL_MS", "10"), NO_TICKS],
     )?;
-    until(2, Duration::from_secs(30), "the second worker never got the job").await?;
-    until(1, Duration::from_secs(10), "the first worker did not stop its dump after losing the lease").await?;
-    pg.sql(
-        "postgres",
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' \
-        AND pid <> pg_backend_pid()",
-    )?;
-    let _ = lock.kill();
-    let _ = lock.wait();
+    until_dumps(pg, 2, Duration::from_secs(30), "the second worker never got the job").await?;
+    until_dumps(pg, 1, Duration::from_secs(10), "the first worker did not stop its dump after losing the lease")
+        .await?;
+    release_lock(pg, &mut lock, 120)?;
     let api = Api::signed_in(&second, "admin").await?;
     let done = api.wait_final(&db, &id, Duration::from_secs(120)).await?;
     ensure!(done["status"] == "completed" && done["attempts"] == 2, "{done}");
@@ -214,5 +225,50 @@ async fn a_backup_far_smaller_than_before_is_suspect_until_a_restore_verifies_it
     ensure!(restored["status"] == "completed", "{restored}");
     let after = row(&api, &db, &id).await?;
     ensure!(after["suspect"].is_null() && after["last_verification"]["result"] == "passed", "{after}");
+    Ok(())
+}
+
+/// A dump still running at its deadline (here 3.6 s, waiting on a lock) is stopped and failed as Timeout.
+async fn a_dump_past_its_deadline_is_stopped(az: &Azurite, pg: &Postgres) -> Result<()> {
+    let manifest = dilux_e2e::root().join("spin.toml");
+    let mut lock = pg.hold_lock("shop", "t", 121)?;
+    let app = App::start_with(&az.connection_string, &manifest, &[NO_TICKS, ("DILUX_DUMP_DEADLINE_HOURS", "0.001")])?;
+    let api = Api::signed_in(&app, "admin").await?;
+    let db = database(&api, pg).await?;
+    let id =
+        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let done = api.wait_final(&db, &id, Duration::from_secs(60)).await?;
+    release_lock(pg, &mut lock, 121)?;
+    let why = done["error_message"].as_str().unwrap_or_default();
+    ensure!(done["status"] == "failed" && done["error_class"] == "Timeout", "{done}");
+    ensure!(why.contains("ran longer than 0.0 h") && why.contains("DILUX_DUMP_DEADLINE_HOURS"), "{done}");
+    ensure!(dumps_of(pg) == 0, "the tool was stopped");
+    Ok(())
+}
+
+/// Storage goes away while a dump uploads (Azurite stopped for 20 s): the dump waits it out and commits
+/// one complete backup, in one attempt.
+async fn a_storage_outage_mid_dump_is_ridden_out(az: &mut Azurite, pg: &Postgres) -> Result<()> {
+    let manifest = dilux_e2e::root().join("spin.toml");
+    pg.sql("shop", "INSERT INTO t SELECT g, repeat('v', 100) || g FROM generate_series(1, 20000) g")?;
+    let mut lock = pg.hold_lock("shop", "t", 122)?;
+    let app = App::start_with(&az.connection_string, &manifest, &[NO_TICKS])?;
+    let api = Api::signed_in(&app, "admin").await?;
+    let db = database(&api, pg).await?;
+    let id =
+        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    until_dumps(pg, 1, Duration::from_secs(30), "the dump never started").await?;
+    // Storage goes down, then the dump's data starts to flow.
+    tokio::task::block_in_place(|| az.stop())?;
+    release_lock(pg, &mut lock, 122)?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::task::block_in_place(|| az.restart())?;
+    let done = api.wait_final(&db, &id, Duration::from_secs(180)).await?;
+    ensure!(done["status"] == "completed" && done["attempts"] == 1, "ridden out, not retried: {done}");
+    let (_, bytes) = api.download(done["blob_name"].as_str().unwrap()).await?;
+    ensure!(dilux_e2e::sha256_hex(&bytes) == done["sha256"].as_str().unwrap_or_default(), "{done}");
+    let dump = String::from_utf8(dilux_e2e::gunzip(&bytes)?)?;
+    ensure!(dump.contains("PostgreSQL database dump complete") && dump.contains("vvvv"), "a whole dump");
+    ensure!(done["manifest_rows"] == 20000, "{done}");
     Ok(())
 }

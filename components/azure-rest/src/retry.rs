@@ -40,6 +40,17 @@ impl RetryPolicy {
     pub const DEFAULT: RetryPolicy =
         RetryPolicy { attempts: 5, base_delay: Duration::from_millis(200), max_delay: Duration::from_secs(2) };
 
+    /// For a backup's or a restore's own data (blocks, the commit, ranges): 40 attempts, backing off to 15 s
+    /// between them, about 9 minutes in all. A storage outage of minutes must not fail a dump of hours,
+    /// and every one of these requests is safe to repeat (the commit's `If-None-Match: *` included).
+    pub const PATIENT: RetryPolicy =
+        RetryPolicy { attempts: 40, base_delay: Duration::from_millis(500), max_delay: Duration::from_secs(15) };
+
+    /// The longest a request is retried under this policy, pauses only.
+    pub fn patience(&self) -> Duration {
+        (1..=self.attempts).map(|a| self.delay_before(a)).sum()
+    }
+
     /// The pause before attempt `attempt` (1-based): none before the first.
     pub fn delay_before(&self, attempt: u32) -> Duration {
         if attempt <= 1 {
@@ -152,6 +163,16 @@ fn describe(r: &Response) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_patient_policy_rides_out_minutes() {
+        let p = RetryPolicy::PATIENT;
+        assert!(p.patience() > Duration::from_secs(8 * 60) && p.patience() < Duration::from_secs(10 * 60));
+        assert_eq!(p.delay_before(2), Duration::from_millis(500));
+        assert_eq!(p.delay_before(40), Duration::from_secs(15));
+        assert!(RetryPolicy::DEFAULT.patience() < Duration::from_secs(5), "interactive requests stay quick");
+    }
+
     use super::*;
 
     fn answer(status: u16) -> Outcome {
