@@ -147,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
     let storage = Storage::new(Account::from_connection_string(conn)?);
     let (engine, linker) = host::engine_and_linker()?;
     let component = host::load_component(&engine, path)?;
-    // The job-runner sees the application variables (it is not a Spin component) and may reach
+    // The job-runner (not a Spin component) sees only the application variables it needs and may reach
     // only the storage account's endpoints.
     let a = &storage.account;
     let outbound = dilux_dumper_host::outbound::OutboundPolicy {
@@ -159,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let guest = host::GuestConfig {
         name: "job-runner".into(),
-        variables: Arc::new(vars),
+        variables: Arc::new(host::job_runner_variables(&vars)),
         outbound,
         files: vec![],
         dumper: Some(Arc::new(host::Dumper { storage: storage.clone(), options: dump_options })),

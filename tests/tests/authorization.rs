@@ -227,6 +227,7 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
             (M::GET, "/api/audit/stats", "/api/audit/stats".into(), None, admin_only),
             (M::GET, "/api/settings", "/api/settings".into(), None, read),
             (M::PUT, "/api/settings", "/api/settings".into(), Some(json!({"dark_mode": false})), admin_only),
+            (M::POST, "/api/settings/reseal", "/api/settings/reseal".into(), None, admin_only),
             (M::GET, "/api/system-status", "/api/system-status".into(), None, read),
         ];
         if i == 0 {

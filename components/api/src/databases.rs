@@ -116,8 +116,10 @@ pub async fn create(cx: &Cx<'_>) -> ApiResult<Reply> {
             format!("database `{}` on server `{}` is already registered", input.name, engine.name),
         ));
     }
+    let id = uuid::Uuid::new_v4().to_string();
     let db = Database {
-        id: uuid::Uuid::new_v4().to_string(),
+        password_sealed: input.password.as_deref().map(|p| app.sealer.seal(p, &id)),
+        id,
         engine_id: engine.id.clone(),
         engine_type: engine.engine_type,
         name: input.name.clone(),
@@ -125,7 +127,6 @@ pub async fn create(cx: &Cx<'_>) -> ApiResult<Reply> {
         use_engine_credentials: input.use_engine_credentials,
         auth_method: input.auth_method,
         username: input.username.clone(),
-        password_sealed: input.password.as_deref().map(|p| app.sealer.seal(p)),
         policy_id: Some(policy_for_new(app, input.policy_id.clone(), &engine).await?),
         enabled: input.enabled,
         created_at: cx.now,
@@ -153,7 +154,7 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
         let from = effective_policy_id(&d, engine.as_ref());
         crate::policies::check_keeps_as_much(cx, &from, to).await?;
     }
-    let sealed = input.password.as_deref().map(|p| app.sealer.seal(p));
+    let sealed = input.password.as_deref().map(|p| app.sealer.seal(p, id));
     input.apply(&mut d, sealed, cx.now)?;
     if d.use_engine_credentials && !engine.as_ref().is_some_and(Engine::has_credentials) {
         return Err(ApiError::field("use_engine_credentials", "the server has no username/password to inherit"));

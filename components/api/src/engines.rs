@@ -56,15 +56,16 @@ pub async fn create(cx: &Cx<'_>) -> ApiResult<Reply> {
     let port = input.port.unwrap_or(input.engine_type.default_port());
     let host = input.host.trim().to_ascii_lowercase();
     refuse_duplicate(cx.app, &host, port, input.engine_type, None).await?;
+    let id = uuid::Uuid::new_v4().to_string();
     let engine = Engine {
-        id: uuid::Uuid::new_v4().to_string(),
+        password_sealed: input.password.as_deref().map(|p| cx.app.sealer.seal(p, &id)),
+        id,
         name: input.name.trim().to_string(),
         engine_type: input.engine_type,
         host,
         port,
         auth_method: input.auth_method,
         username: input.username.clone(),
-        password_sealed: input.password.as_deref().map(|p| cx.app.sealer.seal(p)),
         policy_id: input.policy_id.clone(),
         discovery_enabled: input.username.is_some(),
         created_at: cx.now,
@@ -96,7 +97,7 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
             crate::policies::check_keeps_as_much(cx, &effective_policy_id(d, Some(&engine)), to).await?;
         }
     }
-    input.apply(&mut engine, input.password.as_deref().map(|p| app.sealer.seal(p)), cx.now);
+    input.apply(&mut engine, input.password.as_deref().map(|p| app.sealer.seal(p, id)), cx.now);
     // A stored password is never sent to a new address: whoever moves the server types it again.
     let moved = engine.host != old_host || engine.port != old_port;
     if moved && engine.password_sealed.is_some() && input.password.is_none() {

@@ -68,8 +68,8 @@ async fn ask(app: &App, req: &ProbeRequest) -> ApiResult<ProbeResult> {
     })
 }
 
-fn unseal(app: &App, sealed: &str, whose: &str) -> ApiResult<String> {
-    app.sealer.open(sealed).map_err(|_| {
+fn unseal(app: &App, sealed: &str, record: &str, whose: &str) -> ApiResult<String> {
+    app.sealer.open(sealed, record).map_err(|_| {
         ApiError::new(
             Kind::UnreadableSecret,
             format!("the stored password of {whose} cannot be decrypted (was seal_key changed?); set it again"),
@@ -91,7 +91,7 @@ fn engine_request(app: &App, e: &Engine, database: Option<String>, list: bool) -
         host: e.host.clone(),
         port: e.port,
         username: username.to_string(),
-        password: unseal(app, sealed, &format!("server `{}`", e.name))?,
+        password: unseal(app, sealed, &e.id, &format!("server `{}`", e.name))?,
         database,
         list_databases: list,
     })
@@ -107,7 +107,7 @@ pub async fn test_engine(cx: &Cx<'_>) -> ApiResult<Reply> {
 /// `POST /api/databases/{id}/test`: with the credentials its backups would use.
 pub async fn test_database(cx: &Cx<'_>) -> ApiResult<Reply> {
     let (db, e) = crate::databases::with_engine(cx.app, cx.id()).await?;
-    let Some((username, sealed)) = db.sealed_credentials(&e) else {
+    let Some((username, sealed, owner)) = db.sealed_credentials(&e) else {
         let whose = if db.use_engine_credentials { "its server" } else { "the database" };
         return Err(ApiError::new(Kind::NoCredentials, format!("no username/password is set on {whose}")));
     };
@@ -116,7 +116,7 @@ pub async fn test_database(cx: &Cx<'_>) -> ApiResult<Reply> {
         host: e.host.clone(),
         port: e.port,
         username: username.to_string(),
-        password: unseal(cx.app, sealed, &format!("database `{}`", db.alias))?,
+        password: unseal(cx.app, sealed, owner, &format!("database `{}`", db.alias))?,
         database: Some(db.name.clone()),
         list_databases: false,
     };

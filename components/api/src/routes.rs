@@ -422,6 +422,10 @@ pub static ROUTES: &[Route] = &[
         .body(schema::<UpdateSettings>)
         .returns(schema::<AppSettings>)
         .if_match(),
+    r(Post, "/api/settings/reseal", "ResealSecrets", h!(settings::reseal), "Seal every password again (key rotation)")
+        .needs(ManageSettings)
+        .audited("secrets_resealed", "settings")
+        .returns(schema::<settings::Resealed>),
     r(Get, "/api/system-status", "SystemStatus", h!(status::system_status), "Storage, queue, dumper-host and alerts")
         .needs(View),
 ];

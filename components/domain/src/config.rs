@@ -52,10 +52,15 @@ impl<'a> Variables<'a> {
     }
 }
 
-/// The key passwords are sealed with (`seal_key`), as every component that opens or seals them reads it.
+/// The key passwords are sealed with (`seal_key`), and during a rotation the keys before it
+/// (`seal_key_previous`, comma-separated), as every component that opens or seals them reads them.
 pub fn sealer(vars: &Variables) -> Result<crate::Sealer, ConfigError> {
     let key = vars.required("seal_key", "set 32 random bytes, base64 (passwords are sealed with it)")?;
-    crate::Sealer::from_base64_key(&key).map_err(|e| ConfigError::new("seal_key", format!("is wrong: {e}")))
+    let previous = vars.optional("seal_key_previous").unwrap_or_default();
+    let previous: Vec<&str> = previous.split(',').map(str::trim).filter(|k| !k.is_empty()).collect();
+    crate::Sealer::from_base64_key(&key).map_err(|e| ConfigError::new("seal_key", format!("is wrong: {e}")))?;
+    crate::Sealer::with_previous(&key, &previous)
+        .map_err(|e| ConfigError::new("seal_key_previous", format!("is wrong: {e}")))
 }
 
 /// The blob container backups go to (`backups_container`, default `backups`).

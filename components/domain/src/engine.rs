@@ -88,14 +88,15 @@ impl Engine {
 }
 
 impl Database {
-    /// The username and sealed password this database connects with: its server's or its own.
-    pub fn sealed_credentials<'a>(&'a self, engine: &'a Engine) -> Option<(&'a str, &'a str)> {
-        let (u, p) = if self.use_engine_credentials {
-            (&engine.username, &engine.password_sealed)
+    /// The username and sealed password this database connects with, its server's or its own, and the id
+    /// of the record they were sealed for (what opening them needs).
+    pub fn sealed_credentials<'a>(&'a self, engine: &'a Engine) -> Option<(&'a str, &'a str, &'a str)> {
+        let (u, p, owner) = if self.use_engine_credentials {
+            (&engine.username, &engine.password_sealed, &engine.id)
         } else {
-            (&self.username, &self.password_sealed)
+            (&self.username, &self.password_sealed, &self.id)
         };
-        Some((u.as_deref().filter(|u| !u.is_empty())?, p.as_deref()?))
+        Some((u.as_deref().filter(|u| !u.is_empty())?, p.as_deref()?, owner.as_str()))
     }
 }
 

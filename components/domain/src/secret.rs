@@ -1,5 +1,6 @@
 //! Secrets. Passwords at rest are sealed with AES-256-GCM under a key the platform provides (a Spin
-//! variable, from Key Vault in production); a sealed value is `v1:` + base64(nonce ‖ ciphertext ‖ tag).
+//! variable, from Key Vault in production): `v2:<key id>:` + base64(nonce ‖ ciphertext ‖ tag), the id of
+//! the record holding it as associated data.
 //! Shared tokens are [`SharedToken`]s: at least [`MIN_TOKEN_LEN`] characters, compared by digest.
 
 use aes_gcm::aead::{Aead, KeyInit};
@@ -61,49 +62,104 @@ pub enum SealError {
     CannotOpen,
 }
 
+/// One key and its id (the first 8 hex digits of its SHA-256: names it in sealed values, reveals nothing).
+#[derive(Clone)]
+struct Key {
+    id: String,
+    cipher: Aes256Gcm,
+}
+
+impl Key {
+    fn from_base64(key_b64: &str) -> Result<Self, SealError> {
+        let key = base64::engine::general_purpose::STANDARD.decode(key_b64.trim()).map_err(|_| SealError::BadKey)?;
+        let cipher = Aes256Gcm::new_from_slice(&key).map_err(|_| SealError::BadKey)?;
+        let id = sha256(&key)[..4].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Key { id, cipher })
+    }
+}
+
+/// Seals passwords under the current key; opens them under it or a previous one (while a rotation
+/// re-seals them). A sealed value is bound to its record: copied onto another server or database it does
+/// not open.
 #[derive(Clone)]
 pub struct Sealer {
-    cipher: Aes256Gcm,
+    current: Key,
+    previous: Vec<Key>,
 }
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sealer(<key redacted>)")
+        write!(f, "Sealer(key {}, {} previous, <keys redacted>)", self.current.id, self.previous.len())
     }
 }
 
-const PREFIX: &str = "v1:";
+/// `v1:` + base64(nonce ‖ ciphertext ‖ tag): the first format, without key id or record binding; still opened.
+const V1: &str = "v1:";
+/// `v2:<key id>:` + base64(nonce ‖ ciphertext ‖ tag), the record id as associated data.
+const V2: &str = "v2:";
 const NONCE_LEN: usize = 12;
+
+fn split_nonce(b64: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok().filter(|r| r.len() > NONCE_LEN)?;
+    let (nonce, ct) = raw.split_at(NONCE_LEN);
+    Some((nonce.to_vec(), ct.to_vec()))
+}
 
 impl Sealer {
     pub fn from_base64_key(key_b64: &str) -> Result<Self, SealError> {
-        let key = base64::engine::general_purpose::STANDARD.decode(key_b64.trim()).map_err(|_| SealError::BadKey)?;
-        let cipher = Aes256Gcm::new_from_slice(&key).map_err(|_| SealError::BadKey)?;
-        Ok(Sealer { cipher })
+        Self::with_previous(key_b64, &[])
     }
 
-    pub fn seal(&self, plaintext: &str) -> String {
-        // 96 random bits from the platform's CSPRNG (uuid v4 draws from getrandom on every target).
-        let random = uuid::Uuid::new_v4();
-        let nonce_bytes: [u8; NONCE_LEN] = random.as_bytes()[..NONCE_LEN].try_into().expect("16 >= 12");
+    /// The current key and the ones before it (opened, never sealed with), for a rotation.
+    pub fn with_previous(key_b64: &str, previous: &[&str]) -> Result<Self, SealError> {
+        let previous = previous.iter().map(|k| Key::from_base64(k)).collect::<Result<_, _>>()?;
+        Ok(Sealer { current: Key::from_base64(key_b64)?, previous })
+    }
+
+    /// The current key's id, as sealed values name it.
+    pub fn key_id(&self) -> &str {
+        &self.current.id
+    }
+
+    /// Seals `plaintext` for record `record` (the server's or database's id) under the current key, with a
+    /// fresh 96-bit nonce from the operating system's random source.
+    pub fn seal(&self, plaintext: &str, record: &str) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).expect("the operating system's random source is available");
+        let payload = aes_gcm::aead::Payload { msg: plaintext.as_bytes(), aad: record.as_bytes() };
         let ct = self
+            .current
             .cipher
-            .encrypt(Nonce::from_slice(&nonce_bytes), plaintext.as_bytes())
+            .encrypt(Nonce::from_slice(&nonce), payload)
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-        let mut out = nonce_bytes.to_vec();
+        let mut out = nonce.to_vec();
         out.extend(ct);
-        format!("{PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(out))
+        format!("{V2}{}:{}", self.current.id, base64::engine::general_purpose::STANDARD.encode(out))
     }
 
-    pub fn open(&self, sealed: &str) -> Result<String, SealError> {
-        let raw = sealed
-            .strip_prefix(PREFIX)
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .filter(|r| r.len() > NONCE_LEN)
-            .ok_or(SealError::CannotOpen)?;
-        let (nonce, ct) = raw.split_at(NONCE_LEN);
-        let pt = self.cipher.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| SealError::CannotOpen)?;
+    /// Opens a value sealed for `record`: v2 under the key it names, v1 under any key known.
+    pub fn open(&self, sealed: &str, record: &str) -> Result<String, SealError> {
+        let keys = || std::iter::once(&self.current).chain(&self.previous);
+        let pt = if let Some(rest) = sealed.strip_prefix(V2) {
+            let (kid, b64) = rest.split_once(':').ok_or(SealError::CannotOpen)?;
+            let key = keys().find(|k| k.id == kid).ok_or(SealError::CannotOpen)?;
+            let (nonce, ct) = split_nonce(b64).ok_or(SealError::CannotOpen)?;
+            let payload = aes_gcm::aead::Payload { msg: &ct, aad: record.as_bytes() };
+            key.cipher.decrypt(Nonce::from_slice(&nonce), payload).map_err(|_| SealError::CannotOpen)?
+        } else if let Some(b64) = sealed.strip_prefix(V1) {
+            let (nonce, ct) = split_nonce(b64).ok_or(SealError::CannotOpen)?;
+            keys()
+                .find_map(|k| k.cipher.decrypt(Nonce::from_slice(&nonce), ct.as_slice()).ok())
+                .ok_or(SealError::CannotOpen)?
+        } else {
+            return Err(SealError::CannotOpen);
+        };
         String::from_utf8(pt).map_err(|_| SealError::CannotOpen)
+    }
+
+    /// Whether a sealed value should be sealed again: of the first format, or under a previous key.
+    pub fn needs_reseal(&self, sealed: &str) -> bool {
+        !sealed.starts_with(&format!("{V2}{}:", self.current.id))
     }
 }
 
@@ -140,13 +196,42 @@ mod tests {
     #[test]
     fn seals_and_opens_without_leaking() {
         let s = Sealer::from_base64_key(K1).unwrap();
-        let sealed = s.seal("p@ss🔑word");
+        let sealed = s.seal("p@ss🔑word", "engine-1");
         assert!(!sealed.contains("p@ss"));
-        assert_ne!(sealed, s.seal("p@ss🔑word"), "nonces must differ");
-        assert_eq!(s.open(&sealed).unwrap(), "p@ss🔑word");
-        assert_eq!(Sealer::from_base64_key(K2).unwrap().open(&sealed), Err(SealError::CannotOpen));
-        assert_eq!(s.open("v1:AAAA"), Err(SealError::CannotOpen));
+        assert!(sealed.starts_with(&format!("v2:{}:", s.key_id())), "{sealed}");
+        assert_ne!(sealed, s.seal("p@ss🔑word", "engine-1"), "nonces must differ");
+        assert_eq!(s.open(&sealed, "engine-1").unwrap(), "p@ss🔑word");
+        assert_eq!(Sealer::from_base64_key(K2).unwrap().open(&sealed, "engine-1"), Err(SealError::CannotOpen));
+        assert_eq!(s.open("v1:AAAA", "engine-1"), Err(SealError::CannotOpen));
         assert!(Sealer::from_base64_key("c2hvcnQ=").is_err());
         assert!(!format!("{s:?}").contains(K1));
+    }
+
+    #[test]
+    fn a_sealed_value_opens_only_for_its_own_record() {
+        let s = Sealer::from_base64_key(K1).unwrap();
+        let sealed = s.seal("secret", "database-a");
+        assert_eq!(s.open(&sealed, "database-b"), Err(SealError::CannotOpen), "copied onto another record");
+    }
+
+    #[test]
+    fn a_rotation_opens_old_values_and_says_which_to_seal_again() {
+        let old = Sealer::from_base64_key(K1).unwrap();
+        let before = old.seal("secret", "e1");
+        // The first format: no key id, no record binding.
+        let cipher = Aes256Gcm::new_from_slice(&base64::engine::general_purpose::STANDARD.decode(K1).unwrap()).unwrap();
+        let nonce = [7u8; NONCE_LEN];
+        let mut raw = nonce.to_vec();
+        raw.extend(cipher.encrypt(Nonce::from_slice(&nonce), b"legacy".as_slice()).unwrap());
+        let v1 = format!("v1:{}", base64::engine::general_purpose::STANDARD.encode(raw));
+
+        let rotated = Sealer::with_previous(K2, &[K1]).unwrap();
+        assert_eq!(rotated.open(&before, "e1").unwrap(), "secret");
+        assert_eq!(rotated.open(&v1, "e1").unwrap(), "legacy");
+        assert!(rotated.needs_reseal(&before) && rotated.needs_reseal(&v1));
+        let again = rotated.seal("secret", "e1");
+        assert!(!rotated.needs_reseal(&again));
+        assert_eq!(Sealer::from_base64_key(K2).unwrap().open(&again, "e1").unwrap(), "secret", "the old key can go");
+        assert_ne!(old.key_id(), rotated.key_id());
     }
 }

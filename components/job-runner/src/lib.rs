@@ -164,14 +164,14 @@ async fn prepare(ctx: &Ctx, job: &BackupJob) -> Result<dump::DumpRequest, Prepar
         .await
         .map_err(retry)?
         .ok_or_else(|| invalid(format!("server {} of this database no longer exists", db.engine_id)))?;
-    let Some((username, sealed)) = db.sealed_credentials(&engine) else {
+    let Some((username, sealed, owner)) = db.sealed_credentials(&engine) else {
         let whose = if db.use_engine_credentials { "its server" } else { "the database" };
         return Err(invalid(format!(
             "no username/password is set on {whose}; add credentials and run the backup again"
         )));
     };
     let username = username.to_string();
-    let password = ctx.sealer.open(sealed).map_err(|e| invalid(e.to_string()))?;
+    let password = ctx.sealer.open(sealed, owner).map_err(|e| invalid(e.to_string()))?;
     let kind = dump::EngineKind::try_from(engine.engine_type)
         .map_err(|e| Prepare::Fail(ErrorClass::ToolFailed, e.to_string()))?;
     Ok(dump::DumpRequest {

@@ -170,7 +170,7 @@ async fn request(ctx: &Ctx, row: &RestoreResult) -> Result<restore::RestoreReque
     let (Some(username), Some(sealed)) = (engine.username.clone(), engine.password_sealed.as_deref()) else {
         return Err(fail_row(ctx, row, "the target server has no username/password; add them and restore again").await);
     };
-    let password = match ctx.sealer.open(sealed) {
+    let password = match ctx.sealer.open(sealed, &engine.id) {
         Ok(p) => p,
         Err(e) => return Err(fail_row(ctx, row, &e.to_string()).await),
     };

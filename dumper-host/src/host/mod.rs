@@ -53,6 +53,19 @@ pub struct HostState {
     limits: wasmtime::StoreLimits,
 }
 
+/// The application variables a job-runner guest reads: storage, the container and the seal keys. Shared
+/// tokens and sign-in secrets stay out of its reach.
+pub const JOB_RUNNER_VARIABLES: [&str; 4] =
+    ["storage_connection_string", "backups_container", "seal_key", "seal_key_previous"];
+
+/// `vars` narrowed to [`JOB_RUNNER_VARIABLES`].
+pub fn job_runner_variables(vars: &HashMap<String, String>) -> HashMap<String, String> {
+    vars.iter()
+        .filter(|(k, _)| JOB_RUNNER_VARIABLES.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Linear memory one guest instance may grow to.
 pub const INSTANCE_MEMORY: usize = 256 << 20;
 
@@ -122,4 +135,21 @@ pub fn load_component(engine: &Engine, path: &Path) -> anyhow::Result<Component>
     Component::from_file(engine, path)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot load component {}: build it first (scripts/build.sh)", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_runner_gets_storage_and_seal_keys_only() {
+        let all: HashMap<String, String> =
+            ["storage_connection_string", "seal_key", "tick_token", "dumper_token", "auth_dev_secret", "auth_mode"]
+                .iter()
+                .map(|k| (k.to_string(), "v".to_string()))
+                .collect();
+        let mut seen: Vec<String> = job_runner_variables(&all).into_keys().collect();
+        seen.sort();
+        assert_eq!(seen, ["seal_key", "storage_connection_string"]);
+    }
 }

@@ -417,3 +417,32 @@ async fn only_admins_move_databases_to_a_policy_that_keeps_less() {
     let a = t.admin("PUT", &format!("/api/databases/{d}"), to("development")).await;
     assert_eq!(a.status, 200, "{}", a.body);
 }
+
+#[tokio::test]
+async fn a_seal_key_rotation_reseals_every_password_so_the_old_key_can_go() {
+    use dilux_domain::Sealer;
+    const NEW_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let t = T::new();
+    let e = t.engine("pg", "db1").await;
+    let own = json!({ "engine_id": e, "name": "own", "use_engine_credentials": false, "username": "u2",
+        "password": "own-pw" });
+    let d = t.admin("POST", "/api/databases", Some(own)).await.body["id"].as_str().unwrap().to_string();
+    // A sealed password is bound to its record: copied onto another, it does not open.
+    let mut stolen = t.mem.databases.read(&d).unwrap();
+    stolen.password_sealed = t.mem.engines.read(&e).unwrap().password_sealed;
+    assert!(t.app.sealer.open(stolen.password_sealed.as_deref().unwrap(), &d).is_err());
+
+    let only_new = t.with_sealer(Sealer::from_base64_key(NEW_KEY).unwrap());
+    let a = only_new.admin("POST", &format!("/api/databases/{d}/test"), None).await;
+    assert_eq!(a.code(), Some("unreadable_secret"), "the new key alone cannot open them yet: {}", a.body);
+    let rotating = t.with_sealer(Sealer::with_previous(NEW_KEY, &[crate::SEAL_KEY]).unwrap());
+    assert_eq!(rotating.call("operator", "POST", "/api/settings/reseal", None).await.status, 403);
+    let a = rotating.admin("POST", "/api/settings/reseal", None).await;
+    assert_eq!((a.status, a.body["resealed"].as_u64(), a.body["unreadable"].clone()), (200, Some(2), json!([])));
+    assert_eq!(rotating.admin("POST", "/api/settings/reseal", None).await.body["unchanged"], 2, "idempotent");
+    for path in [format!("/api/databases/{d}/test"), format!("/api/engines/{e}/test")] {
+        let a = only_new.admin("POST", &path, None).await;
+        assert_ne!(a.code(), Some("unreadable_secret"), "{path}: {}", a.body);
+    }
+    assert_eq!(t.admin("POST", &format!("/api/engines/{e}/test"), None).await.code(), Some("unreadable_secret"));
+}

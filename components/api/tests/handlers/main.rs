@@ -14,7 +14,7 @@ use dilux_domain::Sealer;
 use dilux_test_support::Memory;
 use serde_json::{json, Value};
 
-const SEAL_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+pub const SEAL_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const DEV_SECRET: &str = "a-dev-secret-of-at-least-thirty-two-characters";
 
 pub fn now() -> DateTime<Utc> {
@@ -68,6 +68,12 @@ impl T {
             clock: now,
         };
         T { mem, app }
+    }
+
+    /// The same state behind an app with another seal key set (a key rotation).
+    pub fn with_sealer(&self, sealer: Sealer) -> T {
+        let app = App { stores: self.mem.stores(), sealer, auth: AuthMode::dev(DEV_SECRET), clock: now };
+        T { mem: self.mem.clone(), app }
     }
 
     pub async fn raw(&self, req: Request) -> Answer {
