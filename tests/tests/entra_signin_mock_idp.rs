@@ -1,7 +1,8 @@
 //! Entra ID sign-in against a MOCK identity provider (Entra ID cannot run here): a local endpoint
 //! publishing RS256 signing keys the way Entra does. The app validates signature, issuer, audience and
-//! expiry; the first user becomes admin, strangers get 403 until an admin registers them by email; the
-//! last admin cannot be removed; keys are cached and refetched on rotation.
+//! expiry and the API's scope; only the configured first admin becomes admin, strangers get 403 until an
+//! admin registers them by email (claimed only with an address the tenant verified); the last admin cannot
+//! be removed; keys are cached, refetched on rotation, and not refetched for every unknown key id.
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,12 +14,6 @@ use jwt_simple::prelude::*;
 
 const TENANT: &str = "tenant-1";
 const CLIENT: &str = "client-1";
-
-#[derive(Serialize, Deserialize)]
-struct EntraClaims {
-    oid: String,
-    preferred_username: String,
-}
 
 struct MockEntra {
     url: String,
@@ -70,12 +65,23 @@ impl MockEntra {
     }
 
     fn token(&self, key: &RS256KeyPair, oid: &str, audience: &str, valid: bool) -> String {
-        let mut claims = Claims::with_custom_claims(
-            EntraClaims { oid: oid.into(), preferred_username: format!("{oid}@contoso.com") },
-            Duration::from_hours(1),
-        )
-        .with_issuer(format!("{}/{TENANT}/v2.0", self.url))
-        .with_audience(audience);
+        self.token_with(key, oid, audience, valid, serde_json::json!({ "scp": "access_as_user" }))
+    }
+
+    /// A token with `extra` claims beside `oid` and `preferred_username` (no scope unless `extra` has one).
+    fn token_with(
+        &self,
+        key: &RS256KeyPair,
+        oid: &str,
+        audience: &str,
+        valid: bool,
+        extra: serde_json::Value,
+    ) -> String {
+        let mut custom = serde_json::json!({ "oid": oid, "preferred_username": format!("{oid}@contoso.com") });
+        custom.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let mut claims = Claims::with_custom_claims(custom, Duration::from_hours(1))
+            .with_issuer(format!("{}/{TENANT}/v2.0", self.url))
+            .with_audience(audience);
         if !valid {
             claims.issued_at = Some(UnixTimeStamp::from_secs(1_000_000));
             claims.invalid_before = Some(UnixTimeStamp::from_secs(1_000_000));
@@ -121,13 +127,33 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
             ("SPIN_VARIABLE_ENTRA_TENANT_ID", TENANT),
             ("SPIN_VARIABLE_ENTRA_CLIENT_ID", CLIENT),
             ("SPIN_VARIABLE_ENTRA_AUTHORITY", &idp.url),
+            ("SPIN_VARIABLE_ENTRA_FIRST_ADMIN", "alice"),
         ],
     )?;
     use reqwest::Method as M;
 
+    // Whoever signs in first is not admin: only the configured one is.
+    let started = std::time::Instant::now();
+    let mallory = idp.token(&k1, "mallory", CLIENT, true);
+    let (s, v) = status(&app, M::GET, "/api/engines", &mallory).await?;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("access_requested")), "{v}");
     let alice = idp.token(&k1, "alice", CLIENT, true);
-    assert_eq!(status(&app, M::GET, "/api/engines", &alice).await?.0, 200, "the first user signs in");
+    assert_eq!(status(&app, M::GET, "/api/engines", &alice).await?.0, 200, "the first admin signs in");
     assert_eq!(status(&app, M::POST, "/api/engines", &alice).await?.0, 201, "and is admin");
+    // A token for this audience but without the API's scope or app role is refused.
+    let (s, v) =
+        status(&app, M::GET, "/api/engines", &idp.token_with(&k1, "alice", CLIENT, true, serde_json::json!({})))
+            .await?;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("no_access")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("access_as_user"), "{v}");
+    let app_token = idp.token_with(&k1, "alice", CLIENT, true, serde_json::json!({ "roles": ["Dilux.Access"] }));
+    assert_eq!(status(&app, M::GET, "/api/engines", &app_token).await?.0, 200, "or the app role");
+    // Unknown key ids do not make every request a key fetch.
+    let k9 = RS256KeyPair::generate(2048)?.with_key_id("k9");
+    for _ in 0..3 {
+        assert_eq!(status(&app, M::GET, "/api/engines", &idp.token(&k9, "alice", CLIENT, true)).await?.0, 401);
+    }
+    assert_eq!(idp.hits.load(Ordering::SeqCst), 1, "no refetch within 10 s of the last fetch");
     let bob = idp.token(&k1, "bob", CLIENT, true);
     let (s, v) = status(&app, M::GET, "/api/engines", &bob).await?;
     assert_eq!(
@@ -137,6 +163,8 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
     );
     assert!(v["error"]["message"].as_str().unwrap().contains("bob@contoso.com"));
     assert_eq!(idp.hits.load(Ordering::SeqCst), 1, "signing keys are fetched once and cached");
+    let (_, first) = status(&app, M::GET, "/api/audit?action=signin_first_admin", &alice).await?;
+    assert_eq!(first["logs"][0]["user_id"], "alice", "the bootstrap is audited: {first}");
 
     for (why, token) in [
         ("another audience", idp.token(&k1, "alice", "someone-else", true)),
@@ -165,7 +193,7 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
     let (_, reqs) = status(&app, M::GET, "/api/access-requests", &alice).await?;
     let pending: Vec<&str> =
         reqs["access_requests"].as_array().unwrap().iter().map(|r| r["email"].as_str().unwrap()).collect();
-    assert_eq!(reqs["pending"], 3, "one request per person however often they try: {reqs}");
+    assert_eq!(reqs["pending"], 4, "one request per person however often they try: {reqs}");
     assert!(pending.contains(&"carol@contoso.com") && pending.contains(&"bob@contoso.com"));
     assert_eq!(status(&app, M::GET, "/api/access-requests", &carol).await?.0, 403);
     let (s, v) =
@@ -207,13 +235,22 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
     let (s, v) = status(&app, M::GET, "/api/engines", &idp.token(&k1, "erin", CLIENT, true)).await?;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("no_access")), "requests switched off: {v}");
     let (_, all) = status(&app, M::GET, "/api/access-requests?status=all", &alice).await?;
-    assert_eq!(all["total"], 3, "bob, carol, dave; erin filed none: {all}");
+    assert_eq!(all["total"], 4, "mallory, bob, carol, dave; erin filed none: {all}");
 
-    // The admin registers bob by email; his first sign-in claims that row, with its role.
+    // The admin registers bob by email; his first sign-in claims that row, with its role, but only with an
+    // address the tenant verified (his UPN), not a `preferred_username` anyone can set.
     let (s, v) =
         send(&app, M::POST, "/api/users", &alice, serde_json::json!({"email": "Bob@Contoso.com", "role": "operator"}))
             .await?;
     assert_eq!(s, 201, "{v}");
+    assert_eq!(status(&app, M::POST, "/api/engines", &bob).await?.0, 403, "an unverified address claims nothing");
+    let bob = idp.token_with(
+        &k1,
+        "bob",
+        CLIENT,
+        true,
+        serde_json::json!({"scp": "access_as_user", "upn": "bob@contoso.com"}),
+    );
     assert_eq!(status(&app, M::POST, "/api/engines", &bob).await?.0, 201, "operators manage servers");
     let (s, me) = status(&app, M::GET, "/api/users/me", &bob).await?;
     assert_eq!((s, me["id"].as_str(), me["role"].as_str()), (200, Some("bob"), Some("operator")));
@@ -222,7 +259,9 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
     let ids: Vec<&str> = users["users"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec!["alice", "bob", "carol"], "the pending email row became bob's oid row");
     let (_, reqs) = status(&app, M::GET, "/api/access-requests", &alice).await?;
-    assert_eq!(reqs["pending"], 0, "bob's request went away when he got in: {reqs}");
+    assert_eq!(reqs["pending"], 1, "bob's request went away when he got in (mallory's waits): {reqs}");
+    let (_, claimed) = status(&app, M::GET, "/api/audit?action=signin_claimed_registration", &alice).await?;
+    assert_eq!(claimed["logs"][0]["user_id"], "bob", "the claim is audited: {claimed}");
     // The last admin cannot lock everyone out.
     let (s, v) = send(&app, M::PUT, "/api/users/alice", &alice, serde_json::json!({"role": "viewer"})).await?;
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("last_admin")), "{v}");
@@ -232,8 +271,10 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
     let (s, v) = status(&app, M::GET, "/api/engines", &bob).await?;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("account_disabled")));
 
-    // Key rotation: a token signed with a newly published key is accepted after one refetch.
+    // Key rotation: a token signed with a newly published key is accepted after one refetch (once 10 s
+    // have passed since the last fetch).
     *idp.jwks.lock().unwrap() = jwks(&[&k1, &k2]);
+    tokio::time::sleep(std::time::Duration::from_secs(11).saturating_sub(started.elapsed())).await;
     let before = idp.hits.load(Ordering::SeqCst);
     assert_eq!(status(&app, M::GET, "/api/engines", &idp.token(&k2, "alice", CLIENT, true)).await?.0, 200);
     assert_eq!(idp.hits.load(Ordering::SeqCst), before + 1);

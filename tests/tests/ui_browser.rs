@@ -92,6 +92,7 @@ fn entra_sign_in_with_pkce_against_a_mock_identity_provider() -> Result<()> {
             ("SPIN_VARIABLE_ENTRA_TENANT_ID", "tenant-ui"),
             ("SPIN_VARIABLE_ENTRA_CLIENT_ID", "client-ui"),
             ("SPIN_VARIABLE_ENTRA_AUTHORITY", &authority),
+            ("SPIN_VARIABLE_ENTRA_FIRST_ADMIN", "oid-dana"),
         ],
     )?;
     let shots = root().join("target/ui-screenshots");

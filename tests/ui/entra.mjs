@@ -36,9 +36,11 @@ const server = createServer((req, res) => {
   }
   if (u.pathname === `/${tenant}/oauth2/v2.0/authorize`) {
     const p = u.searchParams;
-    const ok = p.get('client_id') === client && p.get('response_type') === 'code' && p.get('code_challenge_method') === 'S256' && p.get('code_challenge');
+    // The app must ask for the API's delegated scope; the token then carries it in `scp`, as Entra ID's does.
+    const scoped = (p.get('scope') || '').split(' ').includes(`api://${client}/access_as_user`);
+    const ok = scoped && p.get('client_id') === client && p.get('response_type') === 'code' && p.get('code_challenge_method') === 'S256' && p.get('code_challenge');
     const back = new URL(p.get('redirect_uri'));
-    if (!ok) { back.searchParams.set('error', 'invalid_request'); back.searchParams.set('error_description', 'PKCE S256 is required'); }
+    if (!ok) { back.searchParams.set('error', 'invalid_request'); back.searchParams.set('error_description', 'PKCE S256 and the API scope are required'); }
     else {
       const code = randomUUID();
       codes.set(code, { challenge: p.get('code_challenge'), redirect: p.get('redirect_uri') });
@@ -63,7 +65,7 @@ const server = createServer((req, res) => {
       const now = Math.floor(Date.now() / 1000);
       res.end(JSON.stringify({ token_type: 'Bearer', expires_in: 3600, access_token: jwt({
         iss: `${authority}/${tenant}/v2.0`, aud: client, iat: now, nbf: now, exp: now + 3600,
-        oid: 'oid-dana', preferred_username: 'dana@contoso.com', name: 'Dana Admin' }) }));
+        oid: 'oid-dana', preferred_username: 'dana@contoso.com', name: 'Dana Admin', scp: 'access_as_user' }) }));
     });
     return;
   }

@@ -39,9 +39,10 @@ fn endpoint(config: &Value, path: &str) -> String {
     )
 }
 
-/// The access token is for this API: its app registration's `api://{client id}` scopes.
+/// The access token is for this API: its app registration's delegated scope (`api://{client id}/{scope}`).
 fn scope(config: &Value) -> String {
-    format!("openid profile api://{}/.default", config["client_id"].as_str().unwrap_or_default())
+    let client = config["client_id"].as_str().unwrap_or_default();
+    format!("openid profile api://{client}/{}", config["scope"].as_str().unwrap_or("access_as_user"))
 }
 
 /// Leaves for the tenant's sign-in page.

@@ -12,7 +12,11 @@ use crate::http::{bad_cursor, cursor_param, date_param, next_cursor, number_para
 use crate::routes::ROUTES;
 
 /// Actions written by the system rather than through a route.
-const SYSTEM_ACTIONS: &[(&str, &str)] = &[(dilux_domain::audit::BACKUP_DELETED_RETENTION, "backup")];
+const SYSTEM_ACTIONS: &[(&str, &str)] = &[
+    (dilux_domain::audit::BACKUP_DELETED_RETENTION, "backup"),
+    (crate::entra::FIRST_ADMIN, "user"),
+    (crate::entra::CLAIMED_REGISTRATION, "user"),
+];
 
 /// An audit row as answered: `details` (stored as text) is the JSON it is.
 #[derive(Serialize, schemars::JsonSchema)]

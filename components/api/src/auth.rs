@@ -42,7 +42,21 @@ pub struct Principal {
 
 pub enum AuthMode {
     Dev(HS256Key),
-    Entra { tenant: String, client_id: String, authority: String },
+    Entra(EntraConfig),
+}
+
+/// Entra mode's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntraConfig {
+    pub tenant: String,
+    pub client_id: String,
+    pub authority: String,
+    /// The delegated scope a user's token must carry (`scp`), or
+    pub scope: String,
+    /// the app role an application's token must carry (`roles`).
+    pub app_role: String,
+    /// The object id or email of the one person who becomes admin while there is none.
+    pub first_admin: Option<String>,
 }
 
 /// The variable that lets dev sign-in run against real storage: named so nobody sets it by accident.
@@ -70,11 +84,14 @@ impl AuthMode {
                 let need = |n: &str| vars.required(n, "auth_mode is entra");
                 let authority =
                     vars.optional("entra_authority").unwrap_or_else(|| "https://login.microsoftonline.com".into());
-                Ok(AuthMode::Entra {
+                Ok(AuthMode::Entra(EntraConfig {
                     tenant: need("entra_tenant_id")?,
                     client_id: need("entra_client_id")?,
                     authority: authority.trim_end_matches('/').to_string(),
-                })
+                    scope: vars.optional("entra_scope").unwrap_or_else(|| "access_as_user".into()),
+                    app_role: vars.optional("entra_app_role").unwrap_or_else(|| "Dilux.Access".into()),
+                    first_admin: vars.optional("entra_first_admin").map(|v| v.trim().to_lowercase()),
+                }))
             }
             Some(other) => Err(ConfigError::new("auth_mode", format!("is `{other}`, not one of dev, entra"))),
             None => Err(ConfigError::new("auth_mode", "is not set (dev or entra)")),
@@ -91,8 +108,9 @@ impl AuthMode {
 pub async fn public_config(cx: &Cx<'_>) -> ApiResult<Reply> {
     Ok(Reply::json(&match &cx.app.auth {
         AuthMode::Dev(_) => serde_json::json!({ "mode": "dev" }),
-        AuthMode::Entra { tenant, client_id, authority } => serde_json::json!({
-            "mode": "entra", "tenant_id": tenant, "client_id": client_id, "authority": authority,
+        AuthMode::Entra(c) => serde_json::json!({
+            "mode": "entra", "tenant_id": c.tenant, "client_id": c.client_id, "authority": c.authority,
+            "scope": c.scope,
         }),
     }))
 }
@@ -128,9 +146,9 @@ pub async fn authenticate(app: &App, req: &Request, now: DateTime<Utc>) -> ApiRe
                 role: claims.custom.role,
             })
         }
-        AuthMode::Entra { tenant, client_id, authority } => {
-            let claims = crate::entra::verify(app, token, tenant, client_id, authority, now).await?;
-            crate::entra::principal(app, claims, now).await
+        AuthMode::Entra(c) => {
+            let claims = crate::entra::verify(app, token, c, now).await?;
+            crate::entra::principal(app, c, claims, req, now).await
         }
     }
 }
