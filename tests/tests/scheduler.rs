@@ -312,5 +312,27 @@ async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
     let again: Value =
         sim.c.post(format!("{}/internal/ticks/retention", app.url)).bearer_auth(TOKEN).send().await?.json().await?;
     assert_eq!(again["deleted"], 0);
+
+    // A deleted database's schedule state goes at the next tick (it would pin the in-flight scan forever).
+    let states = || async {
+        let q = dilux_azure::table::query(
+            &storage.account,
+            Utc::now(),
+            dilux_domain::tables::SCHEDULE,
+            Some("PartitionKey eq 'state'"),
+            None,
+            None,
+        );
+        let page = dilux_azure::table::parse_query(storage.send("q", q).await?)?;
+        anyhow::Ok(
+            page.entities.iter().map(|(e, _)| e["RowKey"].as_str().unwrap_or_default().to_string()).collect::<Vec<_>>(),
+        )
+    };
+    assert!(states().await?.contains(&ids[1].0));
+    let r = sim.c.delete(format!("{}/api/databases/{}", app.url, ids[1].0)).bearer_auth(&sim.token).send().await?;
+    assert_eq!(r.status().as_u16(), 200);
+    sim.tick(Utc::now()).await?;
+    let left = states().await?;
+    assert!(!left.contains(&ids[1].0) && left.contains(&ids[0].0), "{left:?}");
     Ok(())
 }

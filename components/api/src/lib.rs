@@ -142,6 +142,13 @@ async fn audit(
     now: DateTime<Utc>,
 ) {
     let Some(a) = route.audit else { return };
+    // Refused before anyone signed in: counted per hour, not a row each (a flood must not fill the trail).
+    if who.is_none() && route.permission.is_some() {
+        if let Err(e) = app.stores.audit.count_unauthenticated(now).await {
+            log::event("unauthenticated_count_failed", &[("error", &e)]);
+        }
+        return;
+    }
     let (id, name, status, error) = match result {
         Ok(r) => (r.target.id.clone(), r.target.name.clone(), route.ok, None),
         Err(e) => (String::new(), String::new(), e.status(), Some(e.message.clone())),

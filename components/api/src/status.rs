@@ -158,6 +158,8 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
         "retention": { "last_tick": tick_view(tick("retention")) },
         "drills": { "last_tick": tick_view(tick("drills")), "databases": drills },
         "databases": dbs.len(),
+        // Changes refused for want of a sign-in, counted (not audited one by one).
+        "unauthenticated_requests_24h": stores.audit.unauthenticated_since(now - Duration::hours(24)).await?,
         "failing_databases": failing,
         "alerts": alerts,
     })))

@@ -119,6 +119,7 @@ pub async fn ensure_app_storage(a: &Account, container: &str) -> Result<(), Stor
             t::SETTINGS,
             t::ACCESS_REQUESTS,
             t::RESTORES,
+            t::COUNTERS,
         ],
         &[dilux_domain::JOBS_QUEUE, dilux_domain::restore::RESTORE_JOBS_QUEUE],
         &[container],
@@ -209,6 +210,13 @@ pub async fn upsert<T: Serialize>(
 
 pub async fn delete(a: &Account, tbl: &str, pk: &str, rk: &str) -> Result<(), StoreError> {
     table::parse_delete_entity(send("delete entity", table::delete_entity(a, Utc::now(), tbl, pk, rk, None)).await?)?;
+    Ok(())
+}
+
+/// Deletes a record only if it is still the version `etag` names (a 412 leaves it, changed by someone).
+pub async fn delete_if(a: &Account, tbl: &str, pk: &str, rk: &str, etag: &str) -> Result<(), StoreError> {
+    let req = table::delete_entity(a, Utc::now(), tbl, pk, rk, Some(etag));
+    table::parse_delete_entity(send("delete entity", req).await?)?;
     Ok(())
 }
 

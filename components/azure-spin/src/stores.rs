@@ -11,6 +11,7 @@ use dilux_domain::audit::AuditLog;
 use dilux_domain::manifest::{manifest_blob, MANIFEST_SUFFIX};
 use dilux_domain::probe::{ProbeRequest, ProbeResult, PROBE_PATH};
 use dilux_domain::{tables, BackupResult};
+use dilux_store::HourCount;
 use dilux_store::{
     AuditQuery, Dumper, FileItem, FilePage, FileProperties, Files, History, HistoryQuery, KeySource, ReadLink, Records,
     ServiceError, StoreResult, Stores, Tagged,
@@ -178,7 +179,46 @@ impl dilux_store::Audit for AzureAudit {
         let rows = crate::query_all::<AuditLog>(&self.0.account, tables::AUDIT, &audit_filter(q)).await?;
         Ok(rows.into_iter().map(|(r, _)| r).collect())
     }
+
+    async fn count_unauthenticated(&self, now: DateTime<Utc>) -> StoreResult<()> {
+        let (a, hour) = (&self.0.account, dilux_store::counter_hour(now));
+        // A few tries against concurrent counts; a count lost under contention is a count, not an outage.
+        for _ in 0..3 {
+            let written = match crate::get::<HourCount>(a, tables::COUNTERS, UNAUTHENTICATED, &hour).await? {
+                Some((c, etag)) => {
+                    let next = HourCount { count: c.count.saturating_add(1) };
+                    crate::replace(a, tables::COUNTERS, UNAUTHENTICATED, &hour, &next, Some(&etag)).await.map(|_| ())
+                }
+                None => {
+                    let first = HourCount { count: 1 };
+                    let c = &self.0.container;
+                    crate::insert_or_init(a, c, tables::COUNTERS, UNAUTHENTICATED, &hour, &first).await
+                }
+            };
+            match written {
+                Err(e) if matches!(e.status(), Some(409 | 412)) => continue,
+                other => return Ok(other?),
+            }
+        }
+        Ok(())
+    }
+
+    async fn unauthenticated_since(&self, since: DateTime<Utc>) -> StoreResult<u64> {
+        let filter = format!(
+            "PartitionKey eq {} and RowKey ge {}",
+            literal(UNAUTHENTICATED),
+            literal(&dilux_store::counter_hour(since))
+        );
+        let rows = match crate::query_all::<HourCount>(&self.0.account, tables::COUNTERS, &filter).await {
+            Err(e) if e.status() == Some(404) => vec![], // nothing counted yet: no table
+            other => other?,
+        };
+        Ok(rows.iter().map(|(c, _)| u64::from(c.count)).sum())
+    }
 }
+
+/// The partition of the requests refused before sign-in.
+const UNAUTHENTICATED: &str = "unauthenticated";
 
 pub struct AzureJobs {
     pub storage: AzureStorage,

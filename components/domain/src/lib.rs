@@ -38,6 +38,8 @@ pub mod tables {
     /// App settings (one row) and per-user preferences.
     pub const SETTINGS: &str = "appsettings";
     pub const ACCESS_REQUESTS: &str = "accessrequests";
+    /// Requests refused before sign-in, counted per hour instead of audited one by one.
+    pub const COUNTERS: &str = "requestcounters";
     /// One row per restore.
     pub const RESTORES: &str = "restorehistory";
     /// The single partition of the engines table.

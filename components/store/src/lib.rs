@@ -58,6 +58,21 @@ pub trait History {
 pub trait Audit {
     async fn insert(&self, row: &AuditLog) -> StoreResult<()>;
     async fn query(&self, q: &AuditQuery) -> StoreResult<Vec<AuditLog>>;
+    /// Counts one request refused before sign-in in `now`'s hour: floods of them write no rows.
+    async fn count_unauthenticated(&self, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Such requests counted in the hours from `since`'s on.
+    async fn unauthenticated_since(&self, since: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+/// The counter row of an hour (`YYYYMMDDHH`).
+pub fn counter_hour(at: DateTime<Utc>) -> String {
+    at.format("%Y%m%d%H").to_string()
+}
+
+/// One hour's count.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct HourCount {
+    pub count: u32,
 }
 
 /// The backup jobs queue.

@@ -165,7 +165,7 @@ impl History for MemHistory {
 
 /// The audit trail, in insertion order.
 #[derive(Clone, Default)]
-pub struct MemAudit(pub Shared<Vec<AuditLog>>);
+pub struct MemAudit(pub Shared<Vec<AuditLog>>, pub Shared<std::collections::BTreeMap<String, u64>>);
 
 impl MemAudit {
     pub fn all(&self) -> Vec<AuditLog> {
@@ -182,6 +182,16 @@ impl Audit for MemAudit {
 
     async fn query(&self, q: &AuditQuery) -> StoreResult<Vec<AuditLog>> {
         Ok(self.0.borrow().iter().filter(|a| q.matches(a)).cloned().collect())
+    }
+
+    async fn count_unauthenticated(&self, now: DateTime<Utc>) -> StoreResult<()> {
+        *self.1.borrow_mut().entry(dilux_store::counter_hour(now)).or_insert(0) += 1;
+        Ok(())
+    }
+
+    async fn unauthenticated_since(&self, since: DateTime<Utc>) -> StoreResult<u64> {
+        let from = dilux_store::counter_hour(since);
+        Ok(self.1.borrow().iter().filter(|(h, _)| **h >= from).map(|(_, n)| *n).sum())
     }
 }
 

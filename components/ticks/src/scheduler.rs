@@ -15,6 +15,8 @@ use futures::future::join_all;
 use crate::{Ctx, COMPONENT};
 
 const STATE_PK: &str = "state";
+/// How far back in-flight jobs are looked for.
+const SCAN_DAYS: i64 = 14;
 /// Jobs enqueued concurrently.
 const PARALLEL: usize = 32;
 
@@ -61,8 +63,13 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
     let policies = policies?;
     let mut states: HashMap<String, (ScheduleState, String)> =
         states?.into_iter().map(|(s, e)| (s.database_id.clone(), (s, e))).collect();
-    let dbs: Vec<Database> = dbs?.into_iter().filter(|d| d.enabled).collect();
-    let settled = in_flight_statuses(ctx, states.values().map(|(s, _)| s)).await?;
+    let all_dbs = dbs?;
+    let known: std::collections::HashSet<String> = all_dbs.iter().map(|d| d.id.clone()).collect();
+    let dbs: Vec<Database> = all_dbs.into_iter().filter(|d| d.enabled).collect();
+    // Only enabled databases' jobs are settled: a disabled or deleted one must not hold the scan's start.
+    let enabled: std::collections::HashSet<&str> = dbs.iter().map(|d| d.id.as_str()).collect();
+    let active = states.values().map(|(s, _)| s).filter(|s| enabled.contains(s.database_id.as_str()));
+    let settled = in_flight_statuses(ctx, active).await?;
 
     let mut counts = Counts::default();
     let mut saves = Vec::new();
@@ -81,6 +88,12 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
         }
     }
 
+    // States of deleted databases go; disabled ones keep theirs for when they are enabled again.
+    for (id, (_, etag)) in states.iter().filter(|(id, _)| !known.contains(*id)) {
+        if let Err(e) = store::delete_if(&ctx.account, tables::SCHEDULE, STATE_PK, id, etag).await {
+            log::event(COMPONENT, "stale_state_kept", &[("database", id), ("error", &e)]);
+        }
+    }
     // 1. Pending history rows, so any tick that sees a state naming a job also finds its row.
     let rows: Vec<(String, String, table::Entity)> = queues
         .iter()
@@ -174,6 +187,10 @@ async fn in_flight_statuses<'a>(
 ) -> Result<HashMap<String, BackupStatus>, StoreError> {
     let oldest = states.filter_map(|s| s.active_history_pk.clone()).min();
     let Some(oldest) = oldest else { return Ok(HashMap::new()) };
+    // Bounded: a job queued longer ago than this is long dead (the sweeper fails it after two days); it
+    // is not found, so it counts as not done and the database gets its next backup.
+    let bound = (ctx.now - chrono::Duration::days(SCAN_DAYS)).format("%Y-%m-%d").to_string();
+    let oldest = oldest.max(bound);
     let filter = format!("PartitionKey ge {} and triggered_by eq 'scheduler'", literal(&oldest));
     Ok(store::query_all::<BackupResult>(&ctx.account, tables::HISTORY, &filter)
         .await?
