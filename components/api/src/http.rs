@@ -197,6 +197,10 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     if body.is_empty() {
         return Err(ApiError::new(Kind::InvalidBody, "a JSON body is required"));
     }
+    // Every body is an object: serde would also take a struct from a JSON array, which the schema refuses.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::new(Kind::InvalidBody, "the body must be a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

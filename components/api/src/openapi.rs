@@ -3,7 +3,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::routes::ROUTES;
+use crate::http::Verb;
+use crate::routes::{Handler, ROUTES};
 
 fn error(description: &str) -> Value {
     json!({
@@ -51,6 +52,21 @@ pub fn document() -> Value {
         if route.permission.is_some() {
             responses.insert("401".into(), error("not signed in, or the token is invalid"));
             responses.insert("403".into(), error("the caller's role may not do this"));
+        }
+        // What the handler itself can answer: a named resource that does not exist, a request that
+        // conflicts with the state of things, a body over 64 KiB, storage that did not answer.
+        if let Handler::App(_) = route.handler {
+            let names = |p: &str| route.query.iter().any(|(n, _)| *n == p);
+            if route.path.contains('{') || ["blob_name", "database_id", "engine_id"].iter().any(|p| names(p)) {
+                responses.insert("404".into(), error("the resource named does not exist"));
+            }
+            if route.verb != Verb::Get || route.body.is_some() {
+                responses.insert("409".into(), error("conflicts with the state of things; the message says how"));
+            }
+            if route.body.is_some() {
+                responses.insert("413".into(), error("the body is over 64 KiB"));
+            }
+            responses.insert("503".into(), error("storage or a service it needs did not answer; try again"));
         }
         let mut operation = json!({
             "operationId": route.id,

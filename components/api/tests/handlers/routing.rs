@@ -149,3 +149,30 @@ async fn oversized_bodies_are_413() {
     assert_eq!((a.status, a.code()), (413, Some("body_too_large")));
     assert_eq!(Kind::BodyTooLarge.status(), 413);
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_400_even_where_serde_would_take_it() {
+    let t = T::new();
+    for body in [json!([null, null]), json!([false, 25]), json!("x")] {
+        let a = t.call("viewer", "PUT", "/api/users/me/preferences", Some(body.clone())).await;
+        assert_eq!((a.status, a.code()), (400, Some("invalid_body")), "{body}: {}", a.body);
+    }
+}
+
+#[tokio::test]
+async fn the_document_names_every_status_a_route_can_answer() {
+    let t = T::new();
+    let doc = t.call("", "GET", "/api/openapi.json", None).await.body;
+    let codes = |path: &str, verb: &str| -> Vec<String> {
+        doc["paths"][path][verb]["responses"].as_object().unwrap().keys().cloned().collect()
+    };
+    let delete = codes("/api/backups/delete", "delete");
+    for c in ["200", "400", "401", "403", "404", "409", "503"] {
+        assert!(delete.contains(&c.to_string()), "DeleteBackup documents {c}: {delete:?}");
+    }
+    let update = codes("/api/backup-policies/{id}", "put");
+    for c in ["404", "409", "412", "413"] {
+        assert!(update.contains(&c.to_string()), "UpdatePolicy documents {c}: {update:?}");
+    }
+    assert!(!codes("/api/health", "get").contains(&"503".to_string()), "liveness needs nothing");
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Fuzzes the API against its own OpenAPI document with schemathesis (PyPI, pinned): every check, a fixed
+# seed, the app on a private Azurite. Prints schemathesis' summary; exits non-zero on any failure.
+# Not yet part of scripts/test.sh: the query parameters and some body fields are not described precisely
+# enough yet (see issue 11), so schema-valid requests are still refused.
+#   bash scripts/fuzz-api.sh [extra schemathesis options]
+source "$(dirname "$0")/lib.sh"
+
+SCHEMATHESIS_VERSION=4.32.5
+VENV="$HOME/.cache/dilux/venv-schemathesis"
+if ! "$VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+install_node_tools
+build_components
+build_host
+
+work="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+blob=$(port); queue=$(port); table=$(port); app=$(port)
+"$AZURITE_BIN" --silent --disableTelemetry --skipApiVersionCheck --location "$work/azurite" \
+  --blobPort "$blob" --queuePort "$queue" --tablePort "$table" > "$work/azurite.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 60); do (exec 3<>"/dev/tcp/127.0.0.1/$table") 2>/dev/null && break; sleep 0.5; done
+key="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+acct="devstoreaccount1"
+export SPIN_VARIABLE_STORAGE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=$acct;AccountKey=$key;\
+BlobEndpoint=http://127.0.0.1:$blob/$acct;QueueEndpoint=http://127.0.0.1:$queue/$acct;TableEndpoint=http://127.0.0.1:$table/$acct;"
+token() { head -c 32 /dev/urandom | base64 | tr -d '/+='; }
+export SPIN_VARIABLE_SEAL_KEY="$(head -c 32 /dev/urandom | base64)" SPIN_VARIABLE_TICK_TOKEN="$(token)"
+export SPIN_VARIABLE_DUMPER_TOKEN="$(token)" SPIN_VARIABLE_AUTH_MODE=dev SPIN_VARIABLE_AUTH_DEV_SECRET="$(token)"
+export DILUX_TICKS=off
+(cd "$ROOT" && exec "$DILUX_HOST_BIN" --manifest spin.toml --listen "127.0.0.1:$app") > "$work/app.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$app/api/health" >/dev/null && break; sleep 0.5; done
+bearer=$(curl -sf -XPOST "http://127.0.0.1:$app/api/auth/dev-token" -d '{"email":"fuzz@example.com","role":"admin"}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+log "fuzzing http://127.0.0.1:$app/api/openapi.json"
+"$VENV/bin/st" run "http://127.0.0.1:$app/api/openapi.json" --header "Authorization: Bearer $bearer" \
+  --checks all --max-examples 20 --workers 2 --request-timeout 10 --seed 1 "$@"
