@@ -125,7 +125,8 @@ impl Default for DumpOptions {
 
 impl DumpOptions {
     /// The defaults, with the tools named by `DILUX_PG_DUMP`, `DILUX_PG_TOOLS_DIR` and `DILUX_MYSQLDUMP`, and
-    /// the overall deadline of a dump from `DILUX_DUMP_DEADLINE_HOURS` (default 24; unreadable or 0 is ignored).
+    /// the overall deadline of a dump from `DILUX_DUMP_DEADLINE_HOURS` (default 24, at most 47; unreadable, 0 or
+    /// infinite is ignored).
     pub fn from_env() -> Self {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -133,7 +134,13 @@ impl DumpOptions {
     /// [`DumpOptions::from_env`] over any source of variables.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Self {
         let defaults = DumpOptions::default();
-        let hours = var("DILUX_DUMP_DEADLINE_HOURS").and_then(|h| h.parse::<f64>().ok()).filter(|h| *h > 0.0);
+        // At most an hour under the sweeper's bound: a dump still running when the sweeper fails its row
+        // would be run a second time beside it.
+        let most = (dilux_domain::backup::RUNNING_BOUND.num_hours() - 1) as f64;
+        let hours = var("DILUX_DUMP_DEADLINE_HOURS")
+            .and_then(|h| h.parse::<f64>().ok())
+            .filter(|h| h.is_finite() && *h > 0.0)
+            .map(|h| h.min(most));
         DumpOptions {
             pg_dump: var("DILUX_PG_DUMP"),
             pg_tools_dir: var("DILUX_PG_TOOLS_DIR").map(Into::into),
@@ -480,11 +487,14 @@ impl TallyThread {
     }
 }
 
-/// The manifest kept beside backup `name`, if it has one (backups made before manifests have none).
+/// The manifest kept beside backup `name`, if it has one (backups made before manifests have none) and it is
+/// the one the backup's commit recorded (`manifest_sha256` in its metadata): two attempts that overlapped can
+/// leave one's manifest beside the other's blob, and a manifest of other bytes must never judge a restore.
 pub(crate) async fn read_manifest(
     storage: &Storage,
     container: &str,
     name: &str,
+    blob_metadata: &[(String, String)],
 ) -> Result<Option<Manifest>, DumpFailure> {
     let req = blob::get_blob(&storage.account, Utc::now(), container, &manifest_blob(name));
     let r = storage.send("get manifest", req).await.map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
@@ -492,9 +502,23 @@ pub(crate) async fn read_manifest(
         return Ok(None);
     }
     let r = r.check("get manifest").map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
+    if let Some(recorded) = metadata(blob_metadata, "manifest_sha256") {
+        if sha256_hex(&r.body) != recorded {
+            tracing::warn!(blob = %name, "the manifest beside this backup is not the one its commit recorded; ignored");
+            return Ok(None);
+        }
+    }
     serde_json::from_slice(&r.body)
         .map(Some)
         .map_err(|e| fail(ErrorClass::Corrupt, format!("the backup's manifest is unreadable: {e}")))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 fn metadata<'a>(m: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -525,11 +549,12 @@ async fn committed(storage: &Storage, spec: &DumpSpec) -> Result<Option<DumpOutc
         ));
     };
     tracing::info!(blob = %spec.blob_name, "an earlier attempt committed this backup; adopting it");
-    let manifest = read_manifest(storage, &spec.container, &spec.blob_name).await?.unwrap_or_else(|| Manifest {
-        format: dilux_domain::manifest::FORMAT,
-        engine: spec.engine.into(),
-        tables: vec![],
-    });
+    let manifest =
+        read_manifest(storage, &spec.container, &spec.blob_name, &props.metadata).await?.unwrap_or_else(|| Manifest {
+            format: dilux_domain::manifest::FORMAT,
+            engine: spec.engine.into(),
+            tables: vec![],
+        });
     Ok(Some(DumpOutcome {
         compressed_bytes: props.content_length,
         uncompressed_bytes: metadata(&props.metadata, "uncompressed_bytes").and_then(|v| v.parse().ok()).unwrap_or(0),
@@ -584,8 +609,10 @@ async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> 
     }
     // The manifest first: a committed backup always has one (a failed commit leaves a stray sidecar,
     // which the next attempt overwrites).
+    let mut metadata = spec.metadata.clone();
     if opts.manifest {
         let body = serde_json::to_vec(&manifest).expect("manifests serialize");
+        metadata.push(("manifest_sha256".into(), sha256_hex(&body)));
         let sidecar = manifest_blob(&spec.blob_name);
         let req =
             blob::put_blob(&storage.account, Utc::now(), &spec.container, &sidecar, "application/json", &[], body);
@@ -597,7 +624,6 @@ async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> 
             .map_err(|m| fail(ErrorClass::StorageFailed, m))?;
     }
 
-    let mut metadata = spec.metadata.clone();
     metadata.push(("sha256".into(), sha.clone()));
     metadata.push(("uncompressed_bytes".into(), uncompressed.to_string()));
     let req = blob::put_block_list(
@@ -732,12 +758,24 @@ async fn pump(
     while let Some(r) = uploads.join_next().await {
         r.map_err(|e| PumpError::Storage(e.to_string()))?.map_err(PumpError::Storage)?;
     }
-    let sha = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let sha = hex(&hasher.finalize());
     Ok((ids, read_total, stored_total, sha))
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_dump_deadline_is_read_bounded() {
+        let with =
+            |v: &'static str| DumpOptions::from_lookup(move |n| (n == "DILUX_DUMP_DEADLINE_HOURS").then(|| v.into()));
+        assert_eq!(with("2").deadline, Duration::from_secs(7200));
+        assert_eq!(with("1000").deadline, Duration::from_secs(47 * 3600), "under the sweeper's 48 h");
+        for ignored in ["inf", "NaN", "0", "-3", "soon"] {
+            assert_eq!(with(ignored).deadline, DumpOptions::default().deadline, "{ignored}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use dilux_domain::probe::{ProbeRequest, PROBE_PATH};
 use dilux_domain::secret::SharedToken;
 use http_body_util::BodyExt;
-use hyper::server::conn::http1;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -47,9 +46,11 @@ impl ProbeService {
         if req.method() != hyper::Method::POST {
             return reply::error(405, "probes are POST (GET reports the installed tools)");
         }
-        let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return reply::error(413, "probe request too large"),
+        let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY).collect();
+        let body = match tokio::time::timeout(crate::server::BODY_TIMEOUT, limited).await {
+            Err(_) => return reply::error(408, "the probe request did not arrive in time"),
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(_)) => return reply::error(413, "probe request too large"),
         };
         let request: ProbeRequest = match serde_json::from_slice(&body) {
             Ok(r) => r,
@@ -79,7 +80,7 @@ pub async fn serve(service: Arc<ProbeService>, listener: TcpListener) -> std::io
                     })
                 }
             });
-            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(conn), svc).await {
+            if let Err(e) = crate::server::http1_builder().serve_connection(TokioIo::new(conn), svc).await {
                 tracing::debug!(error = %e, "probe connection closed with error");
             }
         });

@@ -345,7 +345,13 @@ async fn read_source(storage: Option<Storage>, source: Source, size: u64, tx: mp
 /// The backup's manifest, if it has one (a blob backup made before manifests existed has none).
 async fn load_manifest(storage: Option<&Storage>, source: &Source) -> Result<Option<Manifest>, DumpFailure> {
     let (Some(storage), Source::Blob { container, name }) = (storage, source) else { return Ok(None) };
-    crate::dump::read_manifest(storage, container, name).await
+    let req = blob::get_properties(&storage.account, Utc::now(), container, name);
+    let props = storage
+        .send("get blob properties", req)
+        .await
+        .and_then(blob::parse_properties)
+        .map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
+    crate::dump::read_manifest(storage, container, name, &props.metadata).await
 }
 
 /// Dumps the restored database with the backup's tool and flags and compares it with the manifest.

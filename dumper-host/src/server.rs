@@ -170,7 +170,14 @@ impl App {
 const MAX_REQUEST_BODY: usize = 64 * 1024;
 /// How long a client may take to send its headers, and then its body.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// HTTP/1 connections as every listener of the host serves them: kept alive, headers within 10 s.
+pub(crate) fn http1_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder.keep_alive(true).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    builder
+}
 
 /// `Host` names a loopback listener answers to (any port).
 fn is_loopback_host(host: &str) -> bool {
@@ -189,9 +196,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
         let app = app.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| app.clone().handle(req, addr, loopback));
-            let mut builder = http1::Builder::new();
-            builder.keep_alive(true).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-            if let Err(e) = builder.serve_connection(TokioIo::new(conn), svc).await {
+            if let Err(e) = http1_builder().serve_connection(TokioIo::new(conn), svc).await {
                 tracing::debug!(error = %e, "connection closed with error");
             }
         });

@@ -298,7 +298,8 @@ async fn delete_one(app: &App, name: &str, force: bool) -> ApiResult<()> {
         let completed =
             HistoryQuery { statuses: vec![BackupStatus::Completed], ..HistoryQuery::database(&r.database_id) };
         let rows = app.stores.history.query(&completed).await?;
-        if !rows.iter().any(|o| o.created_at > r.created_at) {
+        // A newer suspect backup is no replacement for this one.
+        if !rows.iter().any(|o| o.created_at > r.created_at && o.suspect.is_none()) {
             return Err(ApiError::field(
                 "force",
                 format!(
@@ -388,7 +389,8 @@ pub async fn delete_bulk(cx: &Cx<'_>) -> ApiResult<Reply> {
 }
 
 /// `POST /api/backups/{id}/confirm`: a suspect backup is what its database holds (it was emptied on
-/// purpose); it counts toward the keep windows again, which lets retention delete older ones.
+/// purpose); it counts toward the keep windows again, which lets retention delete older ones. Only this
+/// clears it: a restore of an emptied database's backup matches its (empty) manifest, which proves nothing.
 pub async fn confirm(cx: &Cx<'_>) -> ApiResult<Reply> {
     let q = HistoryQuery { id: Some(cx.id().to_string()), ..Default::default() };
     let mut row = cx

@@ -114,6 +114,11 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
         return Err(ApiError::field("apply_to_all_databases", "the server has no username/password to apply"));
     }
     refuse_duplicate(app, &engine.host, engine.port, engine.engine_type, Some(id)).await?;
+    if moved && !input.apply_to_all_databases {
+        // Before the server moves: should this stop half-way, no database's password can reach the new
+        // address (a retry of the move would no longer see a move).
+        forget_own_passwords(app, &dbs, cx.now).await?;
+    }
     let new_etag =
         app.stores.engines.replace(id, &engine, Some(&etag)).await.map_err(changed_meanwhile("the server"))?;
     let (mut switched, mut forgotten) = (0, Vec::new());
@@ -122,11 +127,9 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
             let switch = UpdateDatabase { use_engine_credentials: Some(true), ..Default::default() };
             switch.apply(&mut d, None, cx.now)?;
             switched += 1;
-        } else if moved && d.password_sealed.is_some() {
-            // Their own passwords stay behind too: each is entered again before its next backup.
-            d.password_sealed = None;
-            d.updated_at = cx.now;
+        } else if moved && d.username.is_some() {
             forgotten.push(d.id.clone());
+            continue;
         } else {
             continue;
         }
@@ -136,6 +139,17 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
     view["databases_moved_to_server_credentials"] = switched.into();
     view["databases_needing_password"] = forgotten.into();
     Ok(Reply::json(&view).etag(new_etag).about(id, &engine.name))
+}
+
+/// Forgets the own passwords of a moving server's databases: each is entered again before its next backup.
+async fn forget_own_passwords(app: &App, dbs: &[Database], now: chrono::DateTime<chrono::Utc>) -> ApiResult<()> {
+    for d in dbs.iter().filter(|d| !d.use_engine_credentials && d.password_sealed.is_some()) {
+        let mut d = d.clone();
+        d.password_sealed = None;
+        d.updated_at = now;
+        app.stores.databases.replace(&d.id.clone(), &d, None).await?;
+    }
+    Ok(())
 }
 
 /// (host, port, type) identifies a server: a second engine for it would split its databases.

@@ -142,8 +142,9 @@ async fn audit(
     now: DateTime<Utc>,
 ) {
     let Some(a) = route.audit else { return };
-    // Refused before anyone signed in: counted per hour, not a row each (a flood must not fill the trail).
-    if who.is_none() && route.permission.is_some() {
+    // Refused before anyone signed in (a signed-in route, or a refused public one like the dev-token route in
+    // entra mode): counted per hour, not a row each, so a flood must not fill the trail.
+    if who.is_none() && (route.permission.is_some() || result.is_err()) {
         if let Err(e) = app.stores.audit.count_unauthenticated(now).await {
             log::event("unauthenticated_count_failed", &[("error", &e)]);
         }

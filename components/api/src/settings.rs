@@ -60,37 +60,52 @@ pub struct Resealed {
 /// nothing unreadable, `seal_key_previous` can go. A password changed meanwhile is left to its new value.
 pub async fn reseal(cx: &Cx<'_>) -> ApiResult<Reply> {
     let (app, mut out) = (cx.app, Resealed { resealed: 0, unchanged: 0, unreadable: vec![] });
-    let sealer = &app.sealer;
     for (mut e, etag) in app.stores.engines.list().await? {
-        let Some(sealed) = e.password_sealed.clone() else { continue };
-        if !sealer.needs_reseal(&sealed) {
-            out.unchanged += 1;
-            continue;
-        }
-        match sealer.open(&sealed, &e.id) {
-            Ok(p) => {
-                e.password_sealed = Some(sealer.seal(&p, &e.id));
-                app.stores.engines.replace(&e.id.clone(), &e, Some(&etag)).await?;
-                out.resealed += 1;
-            }
-            Err(_) => out.unreadable.push(format!("server `{}`", e.name)),
+        if let Some(again) = out.reseal(app, e.password_sealed.as_deref(), &e.id, || format!("server `{}`", e.name)) {
+            e.password_sealed = Some(again);
+            out.write(app.stores.engines.replace(&e.id.clone(), &e, Some(&etag)).await)?;
         }
     }
     for (mut d, etag) in app.stores.databases.list().await? {
-        let Some(sealed) = d.password_sealed.clone() else { continue };
-        if !sealer.needs_reseal(&sealed) {
-            out.unchanged += 1;
-            continue;
-        }
-        match sealer.open(&sealed, &d.id) {
-            Ok(p) => {
-                d.password_sealed = Some(sealer.seal(&p, &d.id));
-                app.stores.databases.replace(&d.id.clone(), &d, Some(&etag)).await?;
-                out.resealed += 1;
-            }
-            Err(_) => out.unreadable.push(format!("database `{}`", d.alias)),
+        if let Some(again) = out.reseal(app, d.password_sealed.as_deref(), &d.id, || format!("database `{}`", d.alias))
+        {
+            d.password_sealed = Some(again);
+            out.write(app.stores.databases.replace(&d.id.clone(), &d, Some(&etag)).await)?;
         }
     }
     let summary = format!("{} resealed, {} unreadable", out.resealed, out.unreadable.len());
     Ok(Reply::json(&out).about("", &summary))
+}
+
+impl Resealed {
+    /// A record changed meanwhile keeps its new value (sealed under the current key already): not an error.
+    fn write(&mut self, written: Result<Option<String>, dilux_store::StoreError>) -> ApiResult<()> {
+        match written {
+            Err(dilux_store::StoreError::Changed { .. }) => {
+                self.resealed -= 1;
+                self.unchanged += 1;
+                Ok(())
+            }
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// The value sealed again for `record`, when it needs it and opens; counts what happened.
+    fn reseal(&mut self, app: &App, sealed: Option<&str>, record: &str, whose: impl Fn() -> String) -> Option<String> {
+        let sealed = sealed?;
+        if !app.sealer.needs_reseal(sealed) {
+            self.unchanged += 1;
+            return None;
+        }
+        match app.sealer.open(sealed, record) {
+            Ok(p) => {
+                self.resealed += 1;
+                Some(app.sealer.seal(&p, record))
+            }
+            Err(_) => {
+                self.unreadable.push(whose());
+                None
+            }
+        }
+    }
 }

@@ -61,8 +61,10 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
                 "message": format!("{}: {why}", db.alias),
             }));
         }
-        let newest = recent.iter().filter(|r| r.database_id == db.id).max_by_key(|r| r.created_at);
-        if let Some((b, why)) = newest.and_then(|b| b.suspect.as_ref().map(|w| (b, w))) {
+        // Until an admin confirms them, every recent suspect backup keeps the alert up (the newest one named).
+        let suspect =
+            recent.iter().filter(|r| r.database_id == db.id && r.suspect.is_some()).max_by_key(|r| r.created_at);
+        if let Some((b, why)) = suspect.and_then(|b| b.suspect.as_ref().map(|w| (b, w))) {
             alerts.push(json!({
                 "kind": "suspect_backup",
                 "severity": "warning",
@@ -70,7 +72,7 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
                 "database_alias": db.alias,
                 "backup_id": b.id,
                 "message": format!(
-                    "{}: its newest backup ({}) is suspect: {why}",
+                    "{}: its backup of {} is suspect: {why}",
                     db.alias,
                     b.created_at.format("%Y-%m-%d %H:%M UTC")
                 ),

@@ -341,7 +341,17 @@ impl BackupPolicy {
     /// The tiers where `self` keeps fewer backups than `before` (an inactive tier keeps none): moving a
     /// database from `before` to `self` lets retention delete backups that would have stayed.
     pub fn keeps_less_than(&self, before: &BackupPolicy) -> Vec<BackupTier> {
-        let kept = |p: &BackupPolicy, t: BackupTier| if p.tier(t).enabled { p.tier(t).keep_count } else { 0 };
+        // What a tier covers: its count, and for hourly backups the hours between them too (24 kept every
+        // 12 hours reach back 12 days; every hour, one).
+        let kept = |p: &BackupPolicy, t: BackupTier| {
+            let c = p.tier(t);
+            let every = if t == BackupTier::Hourly { c.interval_hours.unwrap_or(1).max(1) } else { 1 };
+            if c.enabled {
+                u64::from(c.keep_count) * u64::from(every)
+            } else {
+                0
+            }
+        };
         TIERS.into_iter().filter(|t| kept(self, *t) < kept(before, *t)).collect()
     }
 
@@ -545,6 +555,9 @@ mod tests {
         let mut disabled = standard();
         disabled.yearly.enabled = false;
         assert_eq!(disabled.keeps_less_than(&standard()), vec![BackupTier::Yearly]);
+        let mut sparse = standard();
+        sparse.hourly.interval_hours = Some(12);
+        assert_eq!(standard().keeps_less_than(&sparse), vec![Hourly], "the same count, hourly instead of every 12 h");
     }
 
     #[test]

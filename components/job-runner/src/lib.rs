@@ -122,9 +122,12 @@ async fn suspect(ctx: &Ctx, row: &BackupResult, size: u64) -> Option<String> {
     );
     let mut before: Vec<BackupResult> =
         match store::query_all::<BackupResult>(&ctx.account, tables::HISTORY, &filter).await {
-            Ok(rows) => {
-                rows.into_iter().map(|(r, _)| r).filter(|r| r.id != row.id && r.created_at < row.created_at).collect()
-            }
+            // Suspect ones are no baseline: three tiny backups in a row must not make the fourth look normal.
+            Ok(rows) => rows
+                .into_iter()
+                .map(|(r, _)| r)
+                .filter(|r| r.id != row.id && r.created_at < row.created_at && r.suspect.is_none())
+                .collect(),
             Err(e) => {
                 log::event(COMPONENT, "suspect_check_skipped", &[("backup", &row.id), ("error", &e)]);
                 return None;

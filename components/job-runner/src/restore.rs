@@ -144,10 +144,6 @@ async fn mark_backup(ctx: &Ctx, row: &RestoreResult, v: Verification) -> Result<
         else {
             return Ok(()); // deleted by retention meanwhile
         };
-        // A restore whose content matched the manifest settles a suspect backup: it is what it says.
-        if v.result == dilux_domain::restore::VerificationResult::Passed {
-            backup.suspect = None;
-        }
         backup.last_verification = Some(v.clone());
         match store::replace(&ctx.account, tables::HISTORY, &pk, &rk, &backup, Some(&etag)).await {
             Err(e) if e.status() == Some(412) => continue,

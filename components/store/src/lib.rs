@@ -48,7 +48,7 @@ pub trait Records<T> {
 pub trait History {
     async fn query(&self, q: &HistoryQuery) -> StoreResult<Vec<BackupResult>>;
     async fn insert(&self, row: &BackupResult) -> StoreResult<()>;
-    /// Replaces an existing row (`NotFound`-free: a row deleted meanwhile is written again).
+    /// Replaces an existing row, whatever its version (a row deleted meanwhile is an error).
     async fn update(&self, row: &BackupResult) -> StoreResult<()>;
     async fn delete(&self, row: &BackupResult) -> StoreResult<()>;
 }

@@ -143,13 +143,21 @@ mod tests {
 
     #[test]
     fn the_job_runner_gets_storage_and_seal_keys_only() {
-        let all: HashMap<String, String> =
-            ["storage_connection_string", "seal_key", "tick_token", "dumper_token", "auth_dev_secret", "auth_mode"]
-                .iter()
-                .map(|k| (k.to_string(), "v".to_string()))
-                .collect();
+        let all: HashMap<String, String> = [
+            "storage_connection_string",
+            "backups_container",
+            "seal_key",
+            "seal_key_previous",
+            "tick_token",
+            "dumper_token",
+            "auth_dev_secret",
+            "auth_mode",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), "v".to_string()))
+        .collect();
         let mut seen: Vec<String> = job_runner_variables(&all).into_keys().collect();
         seen.sort();
-        assert_eq!(seen, ["seal_key", "storage_connection_string"]);
+        assert_eq!(seen, ["backups_container", "seal_key", "seal_key_previous", "storage_connection_string"]);
     }
 }

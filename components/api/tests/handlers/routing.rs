@@ -176,3 +176,33 @@ async fn the_document_names_every_status_a_route_can_answer() {
     }
     assert!(!codes("/api/health", "get").contains(&"503".to_string()), "liveness needs nothing");
 }
+
+#[tokio::test]
+async fn refused_dev_token_requests_are_counted_not_audited() {
+    let t = T::new();
+    let ask = || Request {
+        method: "POST".into(),
+        path: "/api/auth/dev-token".into(),
+        body: serde_json::to_vec(&json!({ "email": "a@b.c", "role": "root" })).unwrap(),
+        ..Default::default()
+    };
+    for _ in 0..20 {
+        assert_eq!(t.raw(ask()).await.status, 400);
+    }
+    assert!(t.mem.audit.all().is_empty(), "a flood of refused public calls writes no rows");
+    // In entra mode the route does not exist for anyone: still no rows.
+    let mut entra = t.with_sealer(dilux_domain::Sealer::from_base64_key(crate::SEAL_KEY).unwrap());
+    entra.app.auth = dilux_api::auth::AuthMode::Entra(dilux_api::auth::EntraConfig {
+        tenant: "t".into(),
+        client_id: "c".into(),
+        authority: "https://login.example.com".into(),
+        scope: "access_as_user".into(),
+        app_role: "Dilux.Access".into(),
+        first_admin: None,
+    });
+    for _ in 0..20 {
+        assert_eq!(entra.raw(ask()).await.status, 404);
+    }
+    assert!(t.mem.audit.all().is_empty());
+    assert_eq!(t.mem.audit.1.borrow().values().sum::<u64>(), 40, "all of them counted");
+}
