@@ -32,6 +32,8 @@ pub struct App {
     routes: Vec<Route>,
     pub ticks: Vec<Tick>,
     probe: Arc<ProbeService>,
+    /// Names besides loopback ones a loopback listener answers to.
+    extra_hosts: Vec<String>,
 }
 
 impl App {
@@ -84,7 +86,7 @@ impl App {
         }
         // Most specific first: exact routes, then longer wildcard prefixes.
         routes.sort_by_key(|r| (r.route.ends_with("/..."), std::cmp::Reverse(r.route.len())));
-        Ok(App { routes, ticks, probe })
+        Ok(App { routes, ticks, probe, extra_hosts: allowed_hosts(env) })
     }
 
     fn route_for(&self, path: &str) -> Option<&Route> {
@@ -101,8 +103,12 @@ impl App {
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
         // On a loopback listener only loopback names are served: a page elsewhere whose DNS name is
         // rebound to 127.0.0.1 cannot reach the app or the probe through the user's browser.
-        if loopback && !is_loopback_host(&host) {
-            return Ok(reply::error(421, "this address serves only requests for 127.0.0.1, localhost or [::1]"));
+        if loopback && !is_loopback_host(&host) && !self.extra_hosts.iter().any(|h| *h == host_name(&host)) {
+            return Ok(reply::error(
+                421,
+                "this address serves only requests for 127.0.0.1, localhost or [::1] (add other names the app is \
+                 reached by to DILUX_ALLOWED_HOSTS)",
+            ));
         }
         if path == dilux_domain::probe::PROBE_PATH {
             return Ok(self.probe.handle(req).await);
@@ -179,13 +185,26 @@ pub(crate) fn http1_builder() -> http1::Builder {
     builder
 }
 
-/// `Host` names a loopback listener answers to (any port).
-fn is_loopback_host(host: &str) -> bool {
+/// A `Host` header's name, without its port, in lower case.
+fn host_name(host: &str) -> String {
     let name = match host.rsplit_once(':') {
         Some((name, port)) if !port.contains(']') && port.chars().all(|c| c.is_ascii_digit()) => name,
         _ => host,
     };
-    ["127.0.0.1", "localhost", "[::1]"].contains(&name.to_ascii_lowercase().as_str())
+    name.to_ascii_lowercase()
+}
+
+/// `Host` names a loopback listener answers to (any port).
+fn is_loopback_host(host: &str) -> bool {
+    ["127.0.0.1", "localhost", "[::1]"].contains(&host_name(host).as_str())
+}
+
+/// Other names a loopback listener is reached by (a port forward's, a dev container's), from
+/// `DILUX_ALLOWED_HOSTS` (comma-separated).
+pub fn allowed_hosts(env: &HashMap<String, String>) -> Vec<String> {
+    env.get("DILUX_ALLOWED_HOSTS")
+        .map(|v| v.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
+        .unwrap_or_default()
 }
 
 /// Serves `app` on `listener` until the process ends.
@@ -232,7 +251,7 @@ pub fn spawn_ticks(ticks: &[Tick], base_url: String, token: Option<String>) {
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback_host;
+    use super::{allowed_hosts, host_name, is_loopback_host};
 
     #[test]
     fn only_loopback_names_pass_the_host_check() {
@@ -242,5 +261,8 @@ mod tests {
         for bad in ["evil.example.com", "evil.example.com:3000", "127.0.0.1.nip.io:3000", "", "localhost.evil:80"] {
             assert!(!is_loopback_host(bad), "{bad}");
         }
+        let env = [("DILUX_ALLOWED_HOSTS".to_string(), " Dev.Example.com ,box:8080".to_string())].into();
+        assert_eq!(allowed_hosts(&env), ["dev.example.com", "box:8080"]);
+        assert_eq!(host_name("Dev.Example.com:3000"), "dev.example.com");
     }
 }

@@ -76,6 +76,16 @@ pub async fn handle(app: Result<&App, &ApiError>, req: &Request) -> Response {
     if params.iter().any(|p| !dilux_domain::entity::valid_key(p)) {
         return Response::error(&ApiError::field("id", dilux_domain::entity::KEY_RULE));
     }
+    // So are ids given in the query, as the document says: never empty, never what a key cannot hold.
+    let query_ids = http::query_params(&req.query);
+    if let Some((name, _)) = query_ids
+        .iter()
+        .filter(|(n, _)| openapi::ID_PARAMS.contains(&n.as_str()) && route.query.iter().any(|(q, _)| q == n))
+        .find(|(_, v)| v.is_empty() || v.chars().count() > 256 || !dilux_domain::entity::valid_key(v))
+    {
+        let rule = format!("must be 1 to 256 characters and {}", dilux_domain::entity::KEY_RULE);
+        return Response::error(&ApiError::field(name, rule));
+    }
     let app = match (route.handler, app) {
         (Handler::Static(f), _) => return Response::json(route.ok, &f()),
         (Handler::App(_), Err(e)) => return Response::error(e),

@@ -24,13 +24,11 @@ pub fn document() -> Value {
             .path
             .split('/')
             .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": key_schema() }))
             .collect();
         params.extend(route.query.iter().map(|(name, description)| {
-            json!({
-                "name": name, "in": "query", "required": false, "description": description,
-                "schema": { "type": "string" },
-            })
+            let (schema, required) = query_schema(route.id, name);
+            json!({ "name": name, "in": "query", "required": required, "description": description, "schema": schema })
         }));
         let mut responses = Map::new();
         let mut success = json!({ "description": "success" });
@@ -145,4 +143,48 @@ mod tests {
             assert!(doc["components"]["schemas"][name].is_object(), "dangling $ref {name}");
         }
     }
+}
+
+/// What a Table key accepts (ids): 1 to 256 characters (the limit is 1 KiB of UTF-8), none of `/ \\ # ?` or
+/// control characters.
+fn key_schema() -> Value {
+    let pattern = "^[^/\\\\#?\\u0000-\\u001f\\u007f-\\u009f]+$";
+    json!({ "type": "string", "minLength": 1, "maxLength": 256, "pattern": pattern })
+}
+
+/// Query parameters that name records by id: checked like path ids before any handler runs.
+pub const ID_PARAMS: [&str; 5] = ["database_id", "engine_id", "policy_id", "resource_id", "user_id"];
+
+/// A query parameter's schema, exactly as its handler reads it, and whether it is required.
+fn query_schema(route: &str, name: &str) -> (Value, bool) {
+    let int = |max: u64| json!({ "type": "integer", "minimum": 1, "maximum": max });
+    let one_of = |values: &[&str]| json!({ "type": "string", "enum": values });
+    // Days up to 28: every month has them (a pattern cannot know February).
+    let ymd = "(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])";
+    let date = json!({ "type": "string", "format": "date", "pattern": format!("^{ymd}$") });
+    let schema = match (route, name) {
+        (_, "page_size") => int(200),
+        (_, "page") => int(u64::from(u32::MAX)),
+        ("AuditStats", "days") => int(366),
+        (_, "days") => int(3660),
+        (_, "from" | "to") => date,
+        (_, "engine_type") => one_of(&["mysql", "postgresql", "sqlserver"]),
+        ("ListBackups", "status") => one_of(&["pending", "in_progress", "completed", "failed", "cancelled"]),
+        ("ListRestores", "status") => one_of(&["pending", "in_progress", "completed", "failed"]),
+        ("ListAccessRequests", "status") => one_of(&["pending", "approved", "rejected", "all"]),
+        ("ListAudit", "status") => one_of(&["success", "failed"]),
+        (_, "triggered_by") => one_of(&["manual", "scheduler"]),
+        (_, "enabled" | "cascade" | "delete_backups" | "force") => one_of(&["true", "false"]),
+        (_, "blob_name") => json!({ "type": "string", "pattern": "^(mysql|postgresql|sqlserver)/[^/]+/[^/]+$" }),
+        // `next_cursor` of the previous page: `<partition>|<row>`.
+        ("ListBackups", "cursor") => json!({ "type": "string", "pattern": format!("^{ymd}\\|.+$") }),
+        ("ListAudit", "cursor") => {
+            json!({ "type": "string", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})(0[1-9]|1[0-2])\\|.+$" })
+        }
+        (_, n) if ID_PARAMS.contains(&n) => key_schema(),
+        _ => json!({ "type": "string" }),
+    };
+    let required =
+        matches!((route, name), ("DownloadBackup" | "DeleteBackup", "blob_name") | ("BackupStats", "database_id"));
+    (schema, required)
 }

@@ -206,3 +206,15 @@ async fn refused_dev_token_requests_are_counted_not_audited() {
     assert!(t.mem.audit.all().is_empty());
     assert_eq!(t.mem.audit.1.borrow().values().sum::<u64>(), 40, "all of them counted");
 }
+
+#[tokio::test]
+async fn ids_in_the_query_are_checked_like_ids_in_the_path() {
+    let t = T::new();
+    for q in ["database_id=", "database_id=a%23b", "database_id=%C2%9B"] {
+        let a = t.admin("GET", &format!("/api/backups/stats?{q}"), None).await;
+        assert_eq!((a.status, a.field()), (400, Some("database_id")), "{q}: {}", a.body);
+    }
+    let a = t.admin("GET", "/api/databases?policy_id=", None).await;
+    assert_eq!(a.field(), Some("policy_id"));
+    assert_eq!(t.admin("GET", "/api/backups/stats?database_id=some-db", None).await.status, 200);
+}
