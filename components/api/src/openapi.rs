@@ -121,30 +121,6 @@ pub fn document() -> Value {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn request_schemas_come_from_the_parsing_types() {
-        let doc = super::document();
-        let create = &doc["components"]["schemas"]["CreateEngine"];
-        assert_eq!(create["additionalProperties"], false, "{create}");
-        assert!(create["required"].as_array().unwrap().contains(&"engine_type".into()));
-        let put = &doc["paths"]["/api/engines/{id}"]["put"];
-        assert_eq!(
-            put["requestBody"]["content"]["application/json"]["schema"]["$ref"],
-            "#/components/schemas/UpdateEngine"
-        );
-        assert!(put["responses"]["412"].is_object());
-        assert!(put["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "If-Match"));
-        // Every $ref resolves.
-        let text = doc.to_string();
-        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
-            let name = piece.split('"').next().unwrap();
-            assert!(doc["components"]["schemas"][name].is_object(), "dangling $ref {name}");
-        }
-    }
-}
-
 /// What a Table key accepts (ids): 1 to 256 characters (the limit is 1 KiB of UTF-8), none of `/ \\ # ?` or
 /// control characters.
 fn key_schema() -> Value {
@@ -187,4 +163,28 @@ fn query_schema(route: &str, name: &str) -> (Value, bool) {
     let required =
         matches!((route, name), ("DownloadBackup" | "DeleteBackup", "blob_name") | ("BackupStats", "database_id"));
     (schema, required)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_schemas_come_from_the_parsing_types() {
+        let doc = super::document();
+        let create = &doc["components"]["schemas"]["CreateEngine"];
+        assert_eq!(create["additionalProperties"], false, "{create}");
+        assert!(create["required"].as_array().unwrap().contains(&"engine_type".into()));
+        let put = &doc["paths"]["/api/engines/{id}"]["put"];
+        assert_eq!(
+            put["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/UpdateEngine"
+        );
+        assert!(put["responses"]["412"].is_object());
+        assert!(put["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "If-Match"));
+        // Every $ref resolves.
+        let text = doc.to_string();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = piece.split('"').next().unwrap();
+            assert!(doc["components"]["schemas"][name].is_object(), "dangling $ref {name}");
+        }
+    }
 }
