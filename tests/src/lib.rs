@@ -149,6 +149,14 @@ pub struct Azurite {
     ports: [u16; 3],
 }
 
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self._proc.child.kill();
+        let _ = self._proc.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Azurite {
     pub fn start() -> Result<Self> {
         let dir = tempdir("azurite");
@@ -334,6 +342,10 @@ impl Drop for Postgres {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        // Its data directory (hundreds of MB) goes with it: runs must not fill the disk.
+        if let Some(dir) = self.data.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -343,6 +355,16 @@ pub struct Mariadb {
     _proc: Proc,
     pub port: u16,
     socket: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        // The server first (its own drop then finds it gone), then its data directory.
+        let _ = self._proc.child.kill();
+        let _ = self._proc.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Mariadb {
@@ -378,7 +400,7 @@ impl Mariadb {
             .context("cannot start mariadbd")?;
         let proc = Proc { child, name: "mariadbd".into() };
         wait_port(port, Duration::from_secs(60))?;
-        Ok(Mariadb { _proc: proc, port, socket })
+        Ok(Mariadb { _proc: proc, port, socket, dir })
     }
 
     fn client(&self, db: &str) -> Command {
