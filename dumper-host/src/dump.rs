@@ -513,7 +513,7 @@ pub(crate) async fn read_manifest(
         .map_err(|e| fail(ErrorClass::Corrupt, format!("the backup's manifest is unreadable: {e}")))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -521,7 +521,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn metadata<'a>(m: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn metadata<'a>(m: &'a [(String, String)], key: &str) -> Option<&'a str> {
     m.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 

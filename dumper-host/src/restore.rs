@@ -265,13 +265,14 @@ async fn client(
 }
 
 /// The source's size and recorded SHA-256, if it has one.
-async fn describe(storage: Option<&Storage>, source: &Source) -> Result<(u64, Option<String>), DumpFailure> {
+/// The source's size and, for a blob, its metadata (recorded SHA-256, manifest digest).
+async fn describe(storage: Option<&Storage>, source: &Source) -> Result<(u64, Vec<(String, String)>), DumpFailure> {
     match source {
         Source::File(path) => {
             let meta = tokio::fs::metadata(path)
                 .await
                 .map_err(|e| fail(ErrorClass::NotFound, format!("cannot read {}: {e}", path.display())))?;
-            Ok((meta.len(), None))
+            Ok((meta.len(), vec![]))
         }
         Source::Blob { container, name } => {
             let storage = storage.ok_or_else(|| fail(ErrorClass::StorageFailed, "no storage account is configured"))?;
@@ -283,8 +284,7 @@ async fn describe(storage: Option<&Storage>, source: &Source) -> Result<(u64, Op
                 return Err(fail(ErrorClass::NotFound, format!("backup file {container}/{name} does not exist")));
             }
             let props = blob::parse_properties(r).map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
-            let sha = props.metadata.iter().find(|(k, _)| k == "sha256").map(|(_, v)| v.clone());
-            Ok((props.content_length, sha))
+            Ok((props.content_length, props.metadata))
         }
     }
 }
@@ -342,16 +342,15 @@ async fn read_source(storage: Option<Storage>, source: Source, size: u64, tx: mp
     }
 }
 
-/// The backup's manifest, if it has one (a blob backup made before manifests existed has none).
-async fn load_manifest(storage: Option<&Storage>, source: &Source) -> Result<Option<Manifest>, DumpFailure> {
+/// The backup's manifest, if it has one (a blob backup made before manifests existed has none); `metadata`
+/// is the blob's, from [`describe`].
+async fn load_manifest(
+    storage: Option<&Storage>,
+    source: &Source,
+    metadata: &[(String, String)],
+) -> Result<Option<Manifest>, DumpFailure> {
     let (Some(storage), Source::Blob { container, name }) = (storage, source) else { return Ok(None) };
-    let req = blob::get_properties(&storage.account, Utc::now(), container, name);
-    let props = storage
-        .send("get blob properties", req)
-        .await
-        .and_then(blob::parse_properties)
-        .map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
-    crate::dump::read_manifest(storage, container, name, &props.metadata).await
+    crate::dump::read_manifest(storage, container, name, metadata).await
 }
 
 /// Dumps the restored database with the backup's tool and flags and compares it with the manifest.
@@ -391,9 +390,10 @@ pub async fn run_restore(
 ) -> Result<RestoreOutcome, DumpFailure> {
     let started = Instant::now();
     crate::dump::checked_name(&spec.database)?;
-    let (size, recorded) = describe(storage, &spec.source).await?;
+    let (size, metadata) = describe(storage, &spec.source).await?;
+    let recorded = crate::dump::metadata(&metadata, "sha256").map(str::to_string);
     let expected = spec.expected_sha256.clone().or(recorded).map(|s| s.to_ascii_lowercase());
-    let manifest = if verify { load_manifest(storage, &spec.source).await? } else { None };
+    let manifest = if verify { load_manifest(storage, &spec.source, &metadata).await? } else { None };
     create_database(spec, opts).await?;
     let mut restore_duration = Duration::ZERO;
     let fed = match feed(storage, spec, opts, size, expected.as_deref(), progress).await {
@@ -624,7 +624,7 @@ async fn feed(
         let short = fail(ErrorClass::Corrupt, format!("the backup ended after {stored} of {size} bytes"));
         return abort(child, stderr_task, spec, Some(short)).await;
     }
-    let sha: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let sha = crate::dump::hex(&hasher.finalize());
     if let Some(want) = expected.filter(|want| *want != sha) {
         let why =
             format!("SHA-256 mismatch: the stored backup hashes to {sha}, but {want} was recorded at backup time");
