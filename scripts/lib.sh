@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dilux/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 WASM_OUT="$ROOT/target/wasm"
 # chromium: the browser the UI tests drive (Debian's; browser downloads are not possible here).
-APT_PACKAGES=(postgresql mariadb-server mariadb-client ca-certificates chromium)
+APT_PACKAGES=(postgresql mariadb-server mariadb-client ca-certificates openssl chromium)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -3,7 +3,7 @@
 //! the database size; nothing touches the local disk.
 
 use std::io::Write as _;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use dilux_azure::blob;
 use dilux_domain::manifest::{manifest_blob, Manifest, Tally};
+use dilux_domain::tls::{Tls, TlsMode};
 use dilux_domain::{EngineType, ErrorClass};
 
 use crate::storage::Storage;
@@ -41,6 +42,7 @@ pub struct DumpSpec {
     pub engine: Engine,
     pub host: String,
     pub port: u16,
+    pub tls: Tls,
     pub database: String,
     pub username: String,
     pub password: String,
@@ -55,6 +57,7 @@ impl std::fmt::Debug for DumpSpec {
             .field("engine", &self.engine)
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("tls", &self.tls.mode)
             .field("database", &self.database)
             .field("username", &self.username)
             .field("blob_name", &self.blob_name)
@@ -204,8 +207,9 @@ fn bare_env(c: &mut Command) {
 }
 
 /// Everything that identifies a PostgreSQL target goes through the environment: nothing secret on
-/// argv, and a database name can never be read as an option or a conninfo string.
-pub(crate) fn pg_env(c: &mut Command, spec: &DumpSpec, opts: &DumpOptions) {
+/// argv, and a database name can never be read as an option or a conninfo string. The answer holds the
+/// descriptors the client must inherit (a CA bundle): keep it until the client has started.
+pub(crate) fn pg_env(c: &mut Command, spec: &DumpSpec, opts: &DumpOptions) -> Result<Inherited, DumpFailure> {
     bare_env(c);
     c.env("PGHOST", &spec.host)
         .env("PGPORT", spec.port.to_string())
@@ -217,6 +221,56 @@ pub(crate) fn pg_env(c: &mut Command, spec: &DumpSpec, opts: &DumpOptions) {
         .env("PGREQUIREAUTH", "scram-sha-256")
         .env("PGCONNECT_TIMEOUT", opts.connect_timeout_secs.to_string())
         .env("PGAPPNAME", "dilux-backup");
+    let mode = spec.tls.mode.effective(&spec.host);
+    c.env("PGSSLMODE", if mode == TlsMode::Auto { "require" } else { mode.as_str() });
+    let mut keep = Vec::new();
+    if mode == TlsMode::VerifyFull {
+        let ca = ca_path(c, &spec.tls, &mut keep)?;
+        c.env("PGSSLROOTCERT", ca);
+    }
+    Ok(keep)
+}
+
+/// Descriptors a client inherits (option file, CA bundle), open until it has started.
+pub(crate) type Inherited = Vec<OwnedFd>;
+
+/// The system's CA bundle (Debian's), which holds the roots Azure's database certificates chain to.
+const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Where a client finds the CAs to check the server's certificate against: the server's own bundle in
+/// an anonymous memory file (re-readable through `/dev/fd/N`, unlike a pipe; nothing on disk), else the
+/// system's.
+fn ca_path(c: &mut Command, tls: &Tls, keep: &mut Inherited) -> Result<String, DumpFailure> {
+    let Some(pem) = &tls.ca else {
+        // libpq 16+ also knows `system`; older ones need a file.
+        return Ok(if std::path::Path::new(SYSTEM_CAS).exists() { SYSTEM_CAS } else { "system" }.to_string());
+    };
+    let prepare = |e: std::io::Error| fail(ErrorClass::ToolFailed, format!("could not hand the CA bundle over: {e}"));
+    // SAFETY: the name is a NUL-terminated literal; the answer is a fresh descriptor or -1.
+    let fd = unsafe { libc::memfd_create(c"dilux-ca".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(prepare(std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd was just created and is owned here.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.write_all(pem.as_bytes()).map_err(prepare)?;
+    inherit(c, fd);
+    keep.push(file.into());
+    Ok(format!("/dev/fd/{fd}"))
+}
+
+/// Lets the child inherit `fd` (created close-on-exec, so concurrent spawns never get it).
+fn inherit(c: &mut Command, fd: RawFd) {
+    // SAFETY: only async-signal-safe calls between fork and exec: clear CLOEXEC on one fd.
+    unsafe {
+        c.pre_exec(move || {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Installed PostgreSQL client versions: (major, bin folder), oldest first.
@@ -282,8 +336,10 @@ pub(crate) async fn pg_tool_for(spec: &DumpSpec, opts: &DumpOptions, tool: &str)
     let (newest_major, newest_bin) = sets.last().cloned().expect("not empty");
     let mut c = Command::new(newest_bin.join("psql"));
     c.args(["-X", "-A", "-t", "--no-password", "-c", "SHOW server_version_num"]);
-    pg_env(&mut c, spec, opts);
-    let out = run_client(c, "psql", &spec.password, opts).await?;
+    let keep = pg_env(&mut c, spec, opts)?;
+    let out = run_client(c, "psql", &spec.password, opts).await;
+    drop(keep);
+    let out = out?;
     let num: u32 = out.trim().parse().unwrap_or(0);
     let major = if num >= 100_000 { num / 10_000 } else { num / 100 };
     if major > newest_major {
@@ -298,16 +354,16 @@ pub(crate) async fn pg_tool_for(spec: &DumpSpec, opts: &DumpOptions, tool: &str)
     Ok(bin.join(tool).to_string_lossy().into_owned())
 }
 
-fn build_command(spec: &DumpSpec, opts: &DumpOptions, pg_dump: &str) -> std::io::Result<(Command, Option<OwnedFd>)> {
+fn build_command(spec: &DumpSpec, opts: &DumpOptions, pg_dump: &str) -> Result<(Command, Inherited), DumpFailure> {
     match spec.engine {
         Engine::Postgresql => {
             let mut c = Command::new(pg_dump);
             c.args(["--no-password", "--format=plain", "--encoding=UTF8"]);
-            pg_env(&mut c, spec, opts);
-            Ok((c, None))
+            let keep = pg_env(&mut c, spec, opts)?;
+            Ok((c, keep))
         }
         Engine::Mysql => {
-            let (mut c, fd) = mysql_command(&opts.mysqldump, &spec.host, spec.port, &spec.username, &spec.password)?;
+            let (mut c, keep) = mysql_command(&opts.mysqldump, spec)?;
             c.args([
                 "--single-transaction",
                 "--routines",
@@ -320,43 +376,69 @@ fn build_command(spec: &DumpSpec, opts: &DumpOptions, pg_dump: &str) -> std::io:
                 "--",
             ])
             .arg(&spec.database);
-            Ok((c, Some(fd)))
+            Ok((c, keep))
         }
     }
 }
 
-/// A MariaDB/MySQL client command whose connection settings, password included, come from an option
-/// file on an inherited pipe (`--defaults-extra-file=/dev/fd/N`, which must be the first argument).
-pub(crate) fn mysql_command(
-    program: &str,
-    host: &str,
-    port: u16,
-    user: &str,
-    password: &str,
-) -> std::io::Result<(Command, OwnedFd)> {
-    let cnf = format!(
-        "[client]\nhost={}\nport={}\nuser={}\npassword={}\n",
-        option_value(host),
-        port,
-        option_value(user),
-        option_value(password)
-    );
-    let read_end = secret_pipe(cnf.as_bytes())?;
-    let fd = read_end.as_raw_fd();
+/// A MariaDB/MySQL client command whose connection settings, password and TLS included, come from an
+/// option file on an inherited pipe (`--defaults-extra-file=/dev/fd/N`, which must be the first argument).
+pub(crate) fn mysql_command(program: &str, conn: &DumpSpec) -> Result<(Command, Inherited), DumpFailure> {
     let mut c = Command::new(program);
     bare_env(&mut c);
-    c.arg(format!("--defaults-extra-file=/dev/fd/{fd}"));
-    // SAFETY: only async-signal-safe calls between fork and exec: clear CLOEXEC on one fd.
-    unsafe {
-        c.pre_exec(move || {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    let mut keep = Vec::new();
+    let mut cnf = format!(
+        "[client]\nhost={}\nport={}\nuser={}\npassword={}\n",
+        option_value(&conn.host),
+        conn.port,
+        option_value(&conn.username),
+        option_value(&conn.password)
+    );
+    // MariaDB's client has no "require without checking": with `ssl` alone it falls back to plain text
+    // when the server offers no TLS, so `require` is checked on the session (`require_tls`).
+    match conn.tls.mode.effective(&conn.host) {
+        TlsMode::Disable => cnf.push_str("skip-ssl\n"),
+        TlsMode::Auto | TlsMode::Prefer | TlsMode::Require => cnf.push_str("ssl\nssl-verify-server-cert=0\n"),
+        TlsMode::VerifyFull => {
+            let ca = ca_path(&mut c, &conn.tls, &mut keep)?;
+            cnf.push_str(&format!("ssl\nssl-verify-server-cert\nssl-ca={}\n", option_value(&ca)));
+        }
     }
-    Ok((c, read_end))
+    let read_end = secret_pipe(cnf.as_bytes())
+        .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare {program}: {e}")))?;
+    let fd = read_end.as_raw_fd();
+    // An option given after the file's would not be read from it, so the file comes first.
+    c.arg(format!("--defaults-extra-file=/dev/fd/{fd}"));
+    inherit(&mut c, fd);
+    keep.push(read_end);
+    Ok((c, keep))
+}
+
+/// With `require`, refuses a MariaDB/MySQL server whose session is not encrypted (its client would have
+/// fallen back to plain text): before any dump or restore sends it data.
+pub(crate) async fn require_tls(conn: &DumpSpec, opts: &DumpOptions) -> Result<(), DumpFailure> {
+    if conn.engine != Engine::Mysql || conn.tls.mode.effective(&conn.host) != TlsMode::Require {
+        return Ok(());
+    }
+    let client = crate::probe::mysql_client(opts);
+    let (mut c, keep) = mysql_command(&client, conn)?;
+    c.args(["--protocol=TCP", "--batch", "--skip-column-names"])
+        .arg(format!("--connect-timeout={}", opts.connect_timeout_secs))
+        .args(["-e", "SHOW SESSION STATUS LIKE 'Ssl_cipher'"]);
+    let out = run_client(c, &client, &conn.password, opts).await;
+    drop(keep);
+    let cipher = out?.lines().find_map(|l| l.split_once('\t').map(|(_, v)| v.trim().to_string())).unwrap_or_default();
+    if cipher.is_empty() {
+        return Err(fail(
+            ErrorClass::Tls,
+            format!(
+                "the server at {}:{} does not encrypt connections and this server's TLS mode is `require`; \
+                 enable TLS on the database server, or set the mode to `prefer` if it is on a trusted network",
+                conn.host, conn.port
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The dump tool, started, with its stdout to read and the tail of its stderr being kept.
@@ -378,10 +460,12 @@ async fn start_tool(spec: &DumpSpec, opts: &DumpOptions) -> Result<RunningTool, 
     checked_name(&spec.database)?;
     let pg_dump = match spec.engine {
         Engine::Postgresql => pg_tool_for(spec, opts, "pg_dump").await?,
-        Engine::Mysql => String::new(),
+        Engine::Mysql => {
+            require_tls(spec, opts).await?;
+            String::new()
+        }
     };
-    let (mut cmd, keep_fd) = build_command(spec, opts, &pg_dump)
-        .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare the dump tool: {e}")))?;
+    let (mut cmd, keep_fd) = build_command(spec, opts, &pg_dump)?;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).env("LC_ALL", "C");
     let mut child = cmd.spawn().map_err(|e| {
         let tool = match spec.engine {
@@ -804,6 +888,7 @@ mod tests {
         assert_eq!(redact("Access denied for 's3cr3t'", "s3cr3t"), "Access denied for '********'");
         assert_eq!(redact("pg_dump: port 1 failed", "p"), "pg_dump: port 1 failed");
         let spec = DumpSpec {
+            tls: Default::default(),
             engine: Engine::Mysql,
             host: "h".into(),
             port: 1,
@@ -834,6 +919,7 @@ mod tests {
     #[test]
     fn a_database_name_is_never_an_option() {
         let spec = DumpSpec {
+            tls: Default::default(),
             engine: Engine::Mysql,
             host: "h".into(),
             port: 1,
@@ -862,6 +948,7 @@ mod tests {
     fn password_is_never_on_the_command_line() {
         for engine in [Engine::Postgresql, Engine::Mysql] {
             let spec = DumpSpec {
+                tls: Default::default(),
                 engine,
                 host: "h".into(),
                 port: 1,
@@ -876,5 +963,55 @@ mod tests {
             let argv: Vec<String> = cmd.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
             assert!(argv.iter().all(|a| !a.contains("pw-on-argv")), "{argv:?}");
         }
+    }
+
+    #[test]
+    fn each_client_gets_the_servers_tls() {
+        use std::io::Read as _;
+        let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let spec = |engine, mode, host: &str| DumpSpec {
+            engine,
+            host: host.into(),
+            port: 1,
+            tls: Tls::for_host(mode, Some(ca), host),
+            database: "d".into(),
+            username: "u".into(),
+            password: "p".into(),
+            container: "c".into(),
+            blob_name: "b".into(),
+            metadata: vec![],
+        };
+        let env = |c: &Command, k: &str| {
+            c.as_std().get_envs().find(|(n, _)| *n == k).and_then(|(_, v)| v).map(|v| v.to_string_lossy().into_owned())
+        };
+        let opts = DumpOptions::default();
+        let (c, _keep) =
+            build_command(&spec(Engine::Postgresql, TlsMode::Auto, "db.example.com"), &opts, "pg_dump").unwrap();
+        assert_eq!(env(&c, "PGSSLMODE").as_deref(), Some("require"), "auto off this machine");
+        assert_eq!(env(&c, "PGSSLROOTCERT"), None, "require checks no certificate");
+        let (c, _keep) =
+            build_command(&spec(Engine::Postgresql, TlsMode::Auto, "127.0.0.1"), &opts, "pg_dump").unwrap();
+        assert_eq!(env(&c, "PGSSLMODE").as_deref(), Some("prefer"));
+        let (c, keep) =
+            build_command(&spec(Engine::Postgresql, TlsMode::VerifyFull, "db.example.com"), &opts, "pg_dump").unwrap();
+        assert_eq!(env(&c, "PGSSLMODE").as_deref(), Some("verify-full"));
+        let path = env(&c, "PGSSLROOTCERT").unwrap();
+        assert_eq!(path, format!("/dev/fd/{}", keep[0].as_raw_fd()));
+        // Readable as a file, more than once (libpq may open it per connection attempt).
+        for _ in 0..2 {
+            let proc_path = format!("/proc/self/fd/{}", keep[0].as_raw_fd());
+            assert_eq!(std::fs::read_to_string(proc_path).unwrap(), ca);
+        }
+
+        let option_file = |mode| {
+            let (_, keep) = build_command(&spec(Engine::Mysql, mode, "db.example.com"), &opts, "").unwrap();
+            let mut text = String::new();
+            std::fs::File::from(keep.into_iter().last().unwrap()).read_to_string(&mut text).unwrap();
+            text
+        };
+        assert!(option_file(TlsMode::Disable).ends_with("skip-ssl\n"));
+        assert!(option_file(TlsMode::Require).ends_with("ssl\nssl-verify-server-cert=0\n"));
+        let verify = option_file(TlsMode::VerifyFull);
+        assert!(verify.contains("ssl\nssl-verify-server-cert\nssl-ca=\"/dev/fd/"), "{verify}");
     }
 }

@@ -70,8 +70,7 @@ async fn table_count(spec: &RestoreSpec, opts: &DumpOptions, db: &str) -> Result
 
 /// Runs the server's own `mariadb-dump` with `args`, answering its (schema-only) output.
 async fn capture(spec: &RestoreSpec, opts: &DumpOptions, args: &[&str]) -> Result<Vec<u8>, DumpFailure> {
-    let (mut c, fd) = mysql_command(&opts.mysqldump, &spec.host, spec.port, &spec.username, &spec.password)
-        .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare mariadb-dump: {e}")))?;
+    let (mut c, fd) = mysql_command(&opts.mysqldump, &spec.conn(""))?;
     c.args(["--no-data", "--single-transaction", "--skip-comments", "--default-character-set=utf8mb4"])
         .args(["--protocol=TCP"])
         .args(args)
@@ -109,8 +108,7 @@ async fn capture(spec: &RestoreSpec, opts: &DumpOptions, args: &[&str]) -> Resul
 /// Feeds SQL to the client on stdin (no command-line limit), in `db` when given.
 async fn replay(spec: &RestoreSpec, opts: &DumpOptions, db: Option<&str>, sql: &[u8]) -> Result<(), DumpFailure> {
     let client = crate::probe::mysql_client(opts);
-    let (mut c, fd) = mysql_command(&client, &spec.host, spec.port, &spec.username, &spec.password)
-        .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare mariadb: {e}")))?;
+    let (mut c, fd) = mysql_command(&client, &spec.conn(""))?;
     c.args(["--protocol=TCP", "--default-character-set=utf8mb4", "--batch", "--max-allowed-packet=1G"])
         .args(db.map(|d| format!("--database={d}")))
         .stdin(Stdio::piped())

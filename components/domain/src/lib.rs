@@ -17,6 +17,7 @@ pub mod retention;
 pub mod schedule;
 pub mod secret;
 pub mod settings;
+pub mod tls;
 pub mod user;
 
 pub use backup::{BackupJob, BackupResult, BackupStatus, BackupTier, TriggeredBy};

@@ -22,6 +22,8 @@ pub struct ProbeRequest {
     /// Also answer the names of the server's databases.
     #[serde(default)]
     pub list_databases: bool,
+    #[serde(default)]
+    pub tls: crate::tls::Tls,
 }
 
 impl std::fmt::Debug for ProbeRequest {
@@ -108,6 +110,7 @@ mod tests {
             password: "s3cr3t-pass".into(),
             database: None,
             list_databases: true,
+            tls: Default::default(),
         };
         assert!(!format!("{r:?}").contains("s3cr3t"));
     }

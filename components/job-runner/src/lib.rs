@@ -5,6 +5,7 @@
 use chrono::Utc;
 use dilux_azure::Account;
 use dilux_azure_spin::{self as store, log};
+use dilux_domain::tls::{Tls, TlsMode};
 use dilux_domain::{tables, BackupJob, BackupResult, Database, Engine, EngineType, ErrorClass, Sealer};
 
 spin_sdk::wit_bindgen::generate!({
@@ -181,6 +182,7 @@ async fn prepare(ctx: &Ctx, job: &BackupJob) -> Result<dump::DumpRequest, Prepar
         engine: kind,
         host: engine.host.clone(),
         port: engine.port,
+        tls: engine.tls().into(),
         database: db.name.clone(),
         username,
         password,
@@ -217,6 +219,19 @@ impl TryFrom<EngineType> for dump::EngineKind {
             EngineType::Mysql => Ok(dump::EngineKind::Mysql),
             other => Err(Unsupported(other)),
         }
+    }
+}
+
+/// A server's TLS as the dump capability takes it (`auto` is resolved by [`Engine::tls`] already).
+impl From<Tls> for dump::TlsSettings {
+    fn from(t: Tls) -> Self {
+        let mode = match t.mode {
+            TlsMode::Disable => dump::TlsMode::Disable,
+            TlsMode::Prefer => dump::TlsMode::Prefer,
+            TlsMode::Auto | TlsMode::Require => dump::TlsMode::Require,
+            TlsMode::VerifyFull => dump::TlsMode::VerifyFull,
+        };
+        dump::TlsSettings { mode, ca: t.ca }
     }
 }
 

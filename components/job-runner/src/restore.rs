@@ -188,6 +188,7 @@ async fn request(ctx: &Ctx, row: &RestoreResult) -> Result<restore::RestoreReque
         engine: kind,
         host: engine.host.clone(),
         port: engine.port,
+        tls: engine.tls().into(),
         username,
         password,
         database,

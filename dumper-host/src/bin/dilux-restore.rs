@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use dilux_azure::Account;
+use dilux_domain::tls::{Tls, TlsMode};
 use dilux_dumper_host::dump::{DumpOptions, Engine};
 use dilux_dumper_host::restore::{run_restore, RestoreSpec, Source};
 use dilux_dumper_host::storage::Storage;
@@ -14,12 +15,15 @@ use dilux_dumper_host::storage::Storage;
 const USAGE: &str = "\
 usage: dilux-restore --engine postgresql|mysql --host HOST [--port PORT] --user USER --database NEW_DB
                      (--blob NAME [--container backups] | --file PATH [--sha256 HEX])
+                     [--tls disable|prefer|require|verify-full] [--tls-ca PEM_FILE]
 
 Restores one backup into NEW_DB, which it creates (it must not exist). A failed restore drops it again.
   --blob NAME          a backup in the storage account, e.g. postgresql/<database id>/20261201_020000_ab12cd34.sql.gz;
                        its SHA-256 metadata is checked while it streams
   --file PATH          a downloaded backup; --sha256 (from the backup's history row) is checked if given,
                        gzip's own checksum always is
+  --tls MODE           encryption of the database connection: require by default off this machine, prefer on
+                       its loopback; verify-full also checks the certificate against --tls-ca (else the system's CAs)
 
 Secrets never go on the command line:
   DILUX_STORAGE_CONNECTION_STRING  the storage account (for --blob)
@@ -34,11 +38,14 @@ struct Args {
     database: String,
     source: Source,
     sha256: Option<String>,
+    tls: TlsMode,
+    tls_ca: Option<String>,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let (mut engine, mut host, mut port, mut user, mut database) = (None, None, None, None, None);
     let (mut blob, mut container, mut file, mut sha256) = (None, "backups".to_string(), None, None);
+    let (mut tls, mut tls_ca) = (TlsMode::Auto, None);
     while let Some(arg) = it.next() {
         let mut val = || it.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
@@ -57,6 +64,19 @@ fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             "--container" => container = val()?,
             "--file" => file = Some(val()?),
             "--sha256" => sha256 = Some(val()?),
+            "--tls" => {
+                let v = val()?;
+                tls = serde_json::from_value(serde_json::Value::String(v.clone()))
+                    .ok()
+                    .filter(|m| *m != TlsMode::Auto)
+                    .with_context(|| format!("--tls `{v}`: use disable, prefer, require or verify-full"))?;
+            }
+            "--tls-ca" => {
+                let path = val()?;
+                let pem = std::fs::read_to_string(&path).with_context(|| format!("--tls-ca: cannot read {path}"))?;
+                dilux_domain::tls::validate_ca("--tls-ca", &pem)?;
+                tls_ca = Some(pem);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -78,6 +98,8 @@ fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         database: need(database, "--database")?,
         source,
         sha256,
+        tls,
+        tls_ca,
     })
 }
 
@@ -139,6 +161,7 @@ async fn run() -> anyhow::Result<()> {
     };
     let spec = RestoreSpec {
         engine: args.engine,
+        tls: Tls::for_host(args.tls, args.tls_ca.as_deref(), &args.host),
         host: args.host,
         port: args.port.unwrap_or(default_port),
         username: args.user,

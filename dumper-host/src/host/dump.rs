@@ -1,6 +1,7 @@
 //! `dilux:dumper/dump`: the one capability a job-runner guest gets, running a dump into a new blob.
 //! The WIT types meet the host's own here, through one `From` each way.
 
+use dilux_domain::tls::{Tls, TlsMode};
 use dilux_domain::ErrorClass;
 
 use super::job_runner::dilux::dumper::dump as wit;
@@ -20,6 +21,18 @@ impl From<wit::EngineKind> for dump::Engine {
             wit::EngineKind::Postgresql => dump::Engine::Postgresql,
             wit::EngineKind::Mysql => dump::Engine::Mysql,
         }
+    }
+}
+
+impl From<wit::TlsSettings> for Tls {
+    fn from(t: wit::TlsSettings) -> Self {
+        let mode = match t.mode {
+            wit::TlsMode::Disable => TlsMode::Disable,
+            wit::TlsMode::Prefer => TlsMode::Prefer,
+            wit::TlsMode::Require => TlsMode::Require,
+            wit::TlsMode::VerifyFull => TlsMode::VerifyFull,
+        };
+        Tls { mode, ca: t.ca }
     }
 }
 
@@ -47,6 +60,7 @@ impl From<wit::DumpRequest> for DumpSpec {
             engine: r.engine.into(),
             host: r.host,
             port: r.port,
+            tls: r.tls.into(),
             database: r.database,
             username: r.username,
             password: r.password,

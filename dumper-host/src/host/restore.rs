@@ -17,6 +17,7 @@ impl From<wit::RestoreRequest> for RestoreSpec {
             engine: r.engine.into(),
             host: r.host,
             port: r.port,
+            tls: r.tls.into(),
             username: r.username,
             password: r.password,
             database: r.database,

@@ -52,6 +52,7 @@ async fn main() -> Result<()> {
             [(Engine::Postgresql, "postgresql", pg.port, "postgres"), (Engine::Mysql, "mariadb", maria.port, "bench")]
         {
             let spec = DumpSpec {
+                tls: Default::default(),
                 engine,
                 host: "127.0.0.1".into(),
                 port,

@@ -39,6 +39,7 @@ async fn main() -> Result<()> {
         dilux_e2e::pg_bench_database(&pg, &db, size)?;
         let blob_name = format!("postgresql/{db}.sql.gz");
         let spec = DumpSpec {
+            tls: Default::default(),
             engine: Engine::Postgresql,
             host: "127.0.0.1".into(),
             port: pg.port,
@@ -86,6 +87,7 @@ async fn main() -> Result<()> {
         std::fs::remove_file(&file)?;
 
         let restore = RestoreSpec {
+            tls: Default::default(),
             engine: Engine::Postgresql,
             host: "127.0.0.1".into(),
             port: pg.port,

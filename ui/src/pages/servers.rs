@@ -75,7 +75,8 @@ pub fn Servers() -> impl IntoView {
         {show(engines, move |list: &Engines| view! {
             <table id="servers">
                 <thead><tr>
-                    <th>"Name"</th><th>"Type"</th><th>"Host"</th><th>"Databases"</th><th>"Credentials"</th><th></th>
+                    <th>"Name"</th><th>"Type"</th><th>"Host"</th><th>"TLS"</th><th>"Databases"</th>
+                    <th>"Credentials"</th><th></th>
                 </tr></thead>
                 <tbody>{list.engines.iter().map(|row| {
                     let e = row.engine.clone();
@@ -85,6 +86,7 @@ pub fn Servers() -> impl IntoView {
                             <td>{e.name.clone()}</td>
                             <td>{e.engine_type.as_str()}</td>
                             <td>{format!("{}:{}", e.host, e.port)}</td>
+                            <td class="tls">{e.tls_effective.as_str()}</td>
                             <td>{row.database_count}</td>
                             <td>{if e.has_password { "server credentials" } else { "per database" }}</td>
                             <td class="actions">
@@ -129,6 +131,8 @@ fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + 
     let port = RwSignal::new(e.as_ref().map(|e| e.port.to_string()).unwrap_or_default());
     let username = RwSignal::new(e.as_ref().and_then(|e| e.username.clone()).unwrap_or_default());
     let password = RwSignal::new(String::new());
+    let tls_mode = RwSignal::new(e.as_ref().map(|e| e.tls_mode).unwrap_or_default().as_str().to_string());
+    let tls_ca = RwSignal::new(e.as_ref().and_then(|e| e.tls_ca.clone()).unwrap_or_default());
     let apply_all = RwSignal::new(false);
     let message = RwSignal::new(None::<Result<String, String>>);
     let editing = existing.as_ref().map(|e| e.id.clone());
@@ -142,6 +146,10 @@ fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + 
         if !username.get_untracked().is_empty() {
             b["username"] = username.get_untracked().into();
             b["password"] = password.get_untracked().into();
+        }
+        b["tls_mode"] = tls_mode.get_untracked().into();
+        if !tls_ca.get_untracked().trim().is_empty() {
+            b["tls_ca"] = tls_ca.get_untracked().into();
         }
         b
     };
@@ -168,6 +176,9 @@ fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + 
                 }
             }
             b["apply_to_all_databases"] = apply_all.get_untracked().into();
+            if tls_ca.get_untracked().trim().is_empty() {
+                b["tls_ca"] = "".into(); // removes a stored bundle
+            }
         }
         saver.save(b, message, done.clone());
     };
@@ -194,6 +205,32 @@ fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + 
                     on:input=move |ev| port.set(event_target_value(&ev))
                 />
             </label>
+            <label>"TLS"
+                <select name="tls_mode" on:change=move |ev| tls_mode.set(event_target_value(&ev))>
+                    {[
+                        ("auto", "Automatic (require off this machine, prefer on it)"),
+                        ("verify-full", "Verify certificate and host name"),
+                        ("require", "Require encryption (certificate not checked)"),
+                        ("prefer", "Prefer encryption"),
+                        ("disable", "Disable (passwords cross the network readable)"),
+                    ]
+                        .into_iter()
+                        .map(|(v, label)| {
+                            view! { <option value=v selected=move || tls_mode.get() == v>{label}</option> }
+                        })
+                        .collect_view()}
+                </select>
+            </label>
+            <Show when=move || tls_mode.get() == "verify-full">
+                <label>"CA certificates (PEM; blank uses the system's, which Azure's servers chain to)"
+                    <textarea
+                        name="tls_ca"
+                        rows="4"
+                        prop:value=tls_ca
+                        on:input=move |ev| tls_ca.set(event_target_value(&ev))
+                    ></textarea>
+                </label>
+            </Show>
             <label>"Username (for discovery and databases using server credentials)"
                 <input
                     name="username"

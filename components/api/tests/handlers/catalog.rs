@@ -1,5 +1,6 @@
 //! Servers, databases, connection tests, discovery, policies and settings.
 
+use dilux_domain::tls::TlsMode;
 use dilux_domain::ErrorClass;
 use serde_json::json;
 
@@ -118,7 +119,7 @@ async fn moving_a_server_needs_its_password_again_and_forgets_its_databases_own(
     for body in [json!({ "host": "attacker.example.com" }), json!({ "port": 6543 })] {
         let a = t.admin("PUT", &format!("/api/engines/{e}"), Some(body)).await;
         assert_eq!((a.status, a.field()), (400, Some("password")), "{}", a.body);
-        assert!(a.message().contains("never sent to a new address"), "{}", a.body);
+        assert!(a.message().contains("never sent where it could be read"), "{}", a.body);
     }
     let kept = t.mem.engines.read(&e).unwrap();
     assert_eq!((kept.host.as_str(), kept.port), ("db1", 5432), "nothing changed");
@@ -132,6 +133,49 @@ async fn moving_a_server_needs_its_password_again_and_forgets_its_databases_own(
     assert!(t.mem.databases.read(&inherits).unwrap().use_engine_credentials);
     let test = t.admin("POST", &format!("/api/databases/{d}/test"), None).await;
     assert_eq!((test.status, test.code()), (409, Some("no_credentials")), "{}", test.body);
+}
+
+const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+#[tokio::test]
+async fn a_servers_tls_reaches_its_tests_and_weakening_it_needs_the_password() {
+    let t = T::new();
+    let e = t.engine("pg", "db.example.com").await;
+    let view = t.admin("GET", &format!("/api/engines/{e}"), None).await;
+    assert_eq!((view.body["tls_mode"].as_str(), view.body["tls_effective"].as_str()), (Some("auto"), Some("require")));
+    // Stronger needs nothing typed again; the probe gets the mode and the CA.
+    let verify = json!({ "tls_mode": "verify-full", "tls_ca": CA });
+    assert_eq!(t.admin("PUT", &format!("/api/engines/{e}"), Some(verify)).await.status, 200);
+    assert_eq!(t.admin("POST", &format!("/api/engines/{e}/test"), None).await.status, 200);
+    let asked = t.mem.dumper.asked().pop().unwrap();
+    assert_eq!((asked.tls.mode, asked.tls.ca.as_deref()), (TlsMode::VerifyFull, Some(CA)));
+    // Weaker, or another CA: the stored password is not sent until typed again.
+    for body in [
+        json!({ "tls_mode": "disable" }),
+        json!({ "tls_mode": "require" }),
+        json!({ "tls_ca": CA.replace("MIIB", "MIIC") }),
+        json!({ "tls_ca": "" }),
+    ] {
+        let a = t.admin("PUT", &format!("/api/engines/{e}"), Some(body.clone())).await;
+        assert_eq!((a.status, a.field()), (400, Some("password")), "{body}: {}", a.body);
+    }
+    assert_eq!(t.mem.engines.read(&e).unwrap().tls_mode, TlsMode::VerifyFull, "nothing changed");
+    let a =
+        t.admin("PUT", &format!("/api/engines/{e}"), Some(json!({ "tls_mode": "prefer", "password": "again" }))).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // Bad bundles name their field, on create and update; the test route takes TLS only without a server.
+    let bad = json!({ "name": "x", "engine_type": "mysql", "host": "h", "tls_ca": "not a certificate" });
+    let a = t.admin("POST", "/api/engines", Some(bad)).await;
+    assert_eq!((a.status, a.field()), (400, Some("tls_ca")), "{}", a.body);
+    let key = format!("{CA}-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----\n");
+    let a = t.admin("PUT", &format!("/api/engines/{e}"), Some(json!({ "tls_ca": key }))).await;
+    assert_eq!((a.status, a.field()), (400, Some("tls_ca")), "{}", a.body);
+    let a =
+        t.admin("POST", "/api/databases/test-connection", Some(json!({ "engine_id": e, "tls_mode": "disable" }))).await;
+    assert_eq!((a.status, a.field()), (400, Some("tls_mode")), "{}", a.body);
+    let adhoc = json!({ "engine_type": "mysql", "host": "10.1.2.3", "username": "u", "password": "p" });
+    assert_eq!(t.admin("POST", "/api/databases/test-connection", Some(adhoc)).await.status, 200);
+    assert_eq!(t.mem.dumper.asked().pop().unwrap().tls.mode, TlsMode::Require, "auto off this machine");
 }
 
 #[tokio::test]
