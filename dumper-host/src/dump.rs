@@ -400,8 +400,12 @@ pub(crate) fn mysql_command(program: &str, conn: &DumpSpec) -> Result<(Command, 
         TlsMode::Disable => cnf.push_str("skip-ssl\n"),
         TlsMode::Auto | TlsMode::Prefer | TlsMode::Require => cnf.push_str("ssl\nssl-verify-server-cert=0\n"),
         TlsMode::VerifyFull => {
-            let ca = ca_path(&mut c, &conn.tls, &mut keep)?;
-            cnf.push_str(&format!("ssl\nssl-verify-server-cert\nssl-ca={}\n", option_value(&ca)));
+            cnf.push_str("ssl\nssl-verify-server-cert\n");
+            // `system` is libpq's word; MariaDB's client then uses OpenSSL's default CAs.
+            match ca_path(&mut c, &conn.tls, &mut keep)? {
+                ca if ca == "system" => {}
+                ca => cnf.push_str(&format!("ssl-ca={}\n", option_value(&ca))),
+            }
         }
     }
     let read_end = secret_pipe(cnf.as_bytes())
@@ -414,31 +418,60 @@ pub(crate) fn mysql_command(program: &str, conn: &DumpSpec) -> Result<(Command, 
     Ok((c, keep))
 }
 
-/// With `require`, refuses a MariaDB/MySQL server whose session is not encrypted (its client would have
-/// fallen back to plain text): before any dump or restore sends it data.
+/// With `require`, refuses a MariaDB/MySQL server that offers no TLS (its client would fall back to plain
+/// text), from the server's greeting: before any password is sent, and before any dump or restore.
 pub(crate) async fn require_tls(conn: &DumpSpec, opts: &DumpOptions) -> Result<(), DumpFailure> {
     if conn.engine != Engine::Mysql || conn.tls.mode.effective(&conn.host) != TlsMode::Require {
         return Ok(());
     }
-    let client = crate::probe::mysql_client(opts);
-    let (mut c, keep) = mysql_command(&client, conn)?;
-    c.args(["--protocol=TCP", "--batch", "--skip-column-names"])
-        .arg(format!("--connect-timeout={}", opts.connect_timeout_secs))
-        .args(["-e", "SHOW SESSION STATUS LIKE 'Ssl_cipher'"]);
-    let out = run_client(c, &client, &conn.password, opts).await;
-    drop(keep);
-    let cipher = out?.lines().find_map(|l| l.split_once('\t').map(|(_, v)| v.trim().to_string())).unwrap_or_default();
-    if cipher.is_empty() {
-        return Err(fail(
+    let limit = Duration::from_secs(u64::from(opts.connect_timeout_secs));
+    let greeting = tokio::time::timeout(limit, mysql_greeting(&conn.host, conn.port)).await.map_err(|_| {
+        fail(ErrorClass::Timeout, format!("{}:{} sent no greeting within {}s", conn.host, conn.port, limit.as_secs()))
+    })??;
+    match greeting_offers_tls(&greeting) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(fail(
             ErrorClass::Tls,
             format!(
                 "the server at {}:{} does not encrypt connections and this server's TLS mode is `require`; \
                  enable TLS on the database server, or set the mode to `prefer` if it is on a trusted network",
                 conn.host, conn.port
             ),
-        ));
+        )),
+        Err(why) => Err(fail(ErrorClass::ToolFailed, format!("{}:{}: {why}", conn.host, conn.port))),
     }
-    Ok(())
+}
+
+/// The first packet a MariaDB/MySQL server sends on a new connection (at most 1 KiB of it).
+async fn mysql_greeting(host: &str, port: u16) -> Result<Vec<u8>, DumpFailure> {
+    use tokio::io::AsyncReadExt as _;
+    let unreachable = |e: std::io::Error| fail(ErrorClass::Unreachable, format!("can't connect to {host}:{port}: {e}"));
+    let mut s = tokio::net::TcpStream::connect((host, port)).await.map_err(unreachable)?;
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).await.map_err(unreachable)?;
+    let len = (usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16).min(1024);
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.map_err(unreachable)?;
+    Ok(payload)
+}
+
+/// Whether a greeting (protocol 10 handshake) has the CLIENT_SSL capability; an error packet's words
+/// otherwise.
+fn greeting_offers_tls(p: &[u8]) -> Result<bool, String> {
+    const CLIENT_SSL: u16 = 0x0800;
+    match p.first() {
+        Some(0x0a) => {}
+        Some(0xff) => {
+            let words = String::from_utf8_lossy(p.get(3..).unwrap_or_default()).into_owned();
+            return Err(format!("the server refused the connection: {words}"));
+        }
+        _ => return Err("this is not a MariaDB/MySQL server (unknown greeting)".into()),
+    }
+    let version_end = p.iter().skip(1).position(|b| *b == 0).ok_or("the server's greeting is cut short")? + 1;
+    // Version, NUL, thread id (4), first auth data (8), filler (1), then the low capability bytes.
+    let at = version_end + 1 + 4 + 8 + 1;
+    let caps = p.get(at..at + 2).ok_or("the server's greeting is cut short")?;
+    Ok(u16::from_le_bytes([caps[0], caps[1]]) & CLIENT_SSL != 0)
 }
 
 /// The dump tool, started, with its stdout to read and the tail of its stderr being kept.
@@ -1013,5 +1046,23 @@ mod tests {
         assert!(option_file(TlsMode::Require).ends_with("ssl\nssl-verify-server-cert=0\n"));
         let verify = option_file(TlsMode::VerifyFull);
         assert!(verify.contains("ssl\nssl-verify-server-cert\nssl-ca=\"/dev/fd/"), "{verify}");
+    }
+
+    #[test]
+    fn a_greeting_says_whether_the_server_offers_tls() {
+        let greeting = |caps: u16| {
+            let mut p = vec![0x0a];
+            p.extend_from_slice(b"10.11.19-MariaDB\0");
+            p.extend_from_slice(&[1, 0, 0, 0]);
+            p.extend_from_slice(b"12345678\0");
+            p.extend_from_slice(&caps.to_le_bytes());
+            p
+        };
+        assert_eq!(greeting_offers_tls(&greeting(0xf7fe)), Ok(false));
+        assert_eq!(greeting_offers_tls(&greeting(0xfffe)), Ok(true));
+        assert!(greeting_offers_tls(&greeting(0xfffe)[..20]).is_err(), "cut short");
+        let refused = [&[0xff, 0x6a, 0x04][..], b"Host '10.0.0.9' is blocked"].concat();
+        assert!(greeting_offers_tls(&refused).unwrap_err().contains("is blocked"));
+        assert!(greeting_offers_tls(b"SSH-2.0-OpenSSH").is_err());
     }
 }

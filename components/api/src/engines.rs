@@ -69,7 +69,7 @@ pub async fn create(cx: &Cx<'_>) -> ApiResult<Reply> {
         policy_id: input.policy_id.clone(),
         discovery_enabled: input.username.is_some(),
         tls_mode: input.tls_mode,
-        tls_ca: input.tls_ca.clone(),
+        tls_ca: input.tls_ca.clone().filter(|c| !c.is_empty()),
         created_at: cx.now,
         updated_at: cx.now,
     };

@@ -192,7 +192,7 @@ impl CreateEngine {
     pub fn validate(&self) -> Result<(), FieldError> {
         validate_name("name", &self.name)?;
         validate_host(&self.host)?;
-        if let Some(ca) = &self.tls_ca {
+        if let Some(ca) = self.tls_ca.as_deref().filter(|c| !c.is_empty()) {
             crate::tls::validate_ca("tls_ca", ca)?;
         }
         if self.port == Some(0) {

@@ -45,7 +45,7 @@ struct Args {
 fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let (mut engine, mut host, mut port, mut user, mut database) = (None, None, None, None, None);
     let (mut blob, mut container, mut file, mut sha256) = (None, "backups".to_string(), None, None);
-    let (mut tls, mut tls_ca) = (TlsMode::Auto, None);
+    let (mut tls, mut tls_ca) = (None, None);
     while let Some(arg) = it.next() {
         let mut val = || it.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
@@ -66,10 +66,12 @@ fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             "--sha256" => sha256 = Some(val()?),
             "--tls" => {
                 let v = val()?;
-                tls = serde_json::from_value(serde_json::Value::String(v.clone()))
-                    .ok()
-                    .filter(|m| *m != TlsMode::Auto)
-                    .with_context(|| format!("--tls `{v}`: use disable, prefer, require or verify-full"))?;
+                tls = Some(
+                    serde_json::from_value(serde_json::Value::String(v.clone()))
+                        .ok()
+                        .filter(|m| *m != TlsMode::Auto)
+                        .with_context(|| format!("--tls `{v}`: use disable, prefer, require or verify-full"))?,
+                );
             }
             "--tls-ca" => {
                 let path = val()?;
@@ -98,7 +100,12 @@ fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         database: need(database, "--database")?,
         source,
         sha256,
-        tls,
+        // A CA is given to have certificates checked.
+        tls: match (tls, &tls_ca) {
+            (None, Some(_)) => TlsMode::VerifyFull,
+            (Some(m), Some(_)) if m != TlsMode::VerifyFull => bail!("--tls-ca is used only with --tls verify-full"),
+            (m, _) => m.unwrap_or(TlsMode::Auto),
+        },
         tls_ca,
     })
 }

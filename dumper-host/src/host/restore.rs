@@ -97,6 +97,8 @@ async fn execute(
     let opts = &dumper.options;
     tracing::info!(source = ?spec.source, host = %spec.host, port = spec.port, database = %spec.database,
         verify, drill = drop_after, "restore started");
+    // Before anything talks to the server, a resumed swap included.
+    crate::dump::require_tls(&spec.conn(""), opts).await?;
     if let Some((original, previous)) = &swap {
         // A worker that died mid-swap left the copy marked: finish what it began.
         if restore::resume_swap(&spec, opts, original, previous).await? == restore::Resumed::Finished {
