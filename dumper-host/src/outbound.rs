@@ -2,6 +2,7 @@
 //! match (default port per scheme, or `*`), and `*.example.com` matches subdomains only.
 
 use std::future::Future;
+use std::time::Duration;
 
 use wasmtime_wasi_http::{RequestOptions, WasiHttpHooks};
 
@@ -65,6 +66,24 @@ impl OutboundPolicy {
     }
 }
 
+/// The longest a guest's outbound call may wait to connect, for the answer to begin, and between two pieces
+/// of it (wasmtime's defaults are 10 minutes each). A guest may ask for less. The first byte gets a minute:
+/// a connection test runs the database clients (their own connect timeout included) before it answers.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A guest's request options with every timeout at most the host's.
+pub fn capped(asked: Option<RequestOptions>) -> RequestOptions {
+    let asked = asked.unwrap_or_default();
+    let cap = |t: Option<Duration>, max: Duration| Some(t.map_or(max, |t| t.min(max)));
+    RequestOptions {
+        connect_timeout: cap(asked.connect_timeout, CONNECT_TIMEOUT),
+        first_byte_timeout: cap(asked.first_byte_timeout, FIRST_BYTE_TIMEOUT),
+        between_bytes_timeout: cap(asked.between_bytes_timeout, BETWEEN_BYTES_TIMEOUT),
+    }
+}
+
 type SendResult = wasmtime_wasi_http::Result<(
     http::Response<wasmtime_wasi_http::WasiBody>,
     Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
@@ -85,6 +104,7 @@ impl WasiHttpHooks for OutboundPolicy {
                 "outbound request denied: add the host to allowed_outbound_hosts in spin.toml");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        let options = Some(capped(options));
         Box::new(async move {
             use http_body_util::BodyExt;
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
@@ -107,6 +127,23 @@ impl AllowedHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guests_wait_at_most_the_hosts_timeouts() {
+        let none = capped(None);
+        assert_eq!(none.connect_timeout, Some(CONNECT_TIMEOUT));
+        assert_eq!(none.first_byte_timeout, Some(FIRST_BYTE_TIMEOUT));
+        assert_eq!(none.between_bytes_timeout, Some(BETWEEN_BYTES_TIMEOUT));
+        let asked = RequestOptions {
+            connect_timeout: Some(Duration::from_secs(2)),
+            first_byte_timeout: Some(Duration::from_secs(3600)),
+            between_bytes_timeout: None,
+        };
+        let c = capped(Some(asked));
+        assert_eq!(c.connect_timeout, Some(Duration::from_secs(2)), "less is kept");
+        assert_eq!(c.first_byte_timeout, Some(FIRST_BYTE_TIMEOUT), "more is capped");
+        assert_eq!(c.between_bytes_timeout, Some(BETWEEN_BYTES_TIMEOUT));
+    }
 
     #[test]
     fn spin_semantics() {

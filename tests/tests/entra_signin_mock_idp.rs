@@ -165,6 +165,24 @@ async fn entra_tokens_are_validated_and_the_first_user_becomes_admin() -> Result
     assert_eq!(idp.hits.load(Ordering::SeqCst), 1, "signing keys are fetched once and cached");
     let (_, first) = status(&app, M::GET, "/api/audit?action=signin_first_admin", &alice).await?;
     assert_eq!(first["logs"][0]["user_id"], "alice", "the bootstrap is audited: {first}");
+    // Each new token is one sign-in, however many requests it makes; the bootstrap was alice's first.
+    let signins = |v: &serde_json::Value| v["logs"].as_array().map(Vec::len).unwrap_or(99);
+    let (_, rows) = status(&app, M::GET, "/api/audit?action=signin", &alice).await?;
+    assert_eq!(signins(&rows), 0, "{rows}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // `iat` counts seconds
+    let alice_later = idp.token(&k1, "alice", CLIENT, true);
+    for _ in 0..3 {
+        assert_eq!(status(&app, M::GET, "/api/engines", &alice_later).await?.0, 200);
+    }
+    let (_, rows) = status(&app, M::GET, "/api/audit?action=signin", &alice).await?;
+    assert_eq!(signins(&rows), 1, "one sign-in for three requests: {rows}");
+    assert_eq!(
+        (rows["logs"][0]["user_id"].as_str(), rows["logs"][0]["status"].as_str()),
+        (Some("alice"), Some("success"))
+    );
+    let (_, users) = status(&app, M::GET, "/api/users", &alice_later).await?;
+    let row = users["users"].as_array().and_then(|u| u.iter().find(|u| u["id"] == "alice")).cloned();
+    assert!(row.as_ref().is_some_and(|r| r["last_sign_in_at"].is_string()), "shown to admins: {users}");
 
     for (why, token) in [
         ("another audience", idp.token(&k1, "alice", "someone-else", true)),

@@ -82,7 +82,10 @@ try {
   await page.check('#discover-dialog input[value=shop]');
   await page.screenshot({ path: `${shots}/servers-discover.png`, fullPage: true });
   await page.click('#import-databases');
-  await page.waitForSelector('#servers td:nth-child(4):has-text("1")');
+  await page.waitForSelector('#servers td:nth-child(5):has-text("1")');
+  // A server on this machine's loopback: `auto` TLS is `prefer` there (shown as the mode in use).
+  const tls = await page.textContent('#servers td.tls');
+  if (tls !== 'prefer') fail(`the servers table shows TLS "${tls}" for a loopback server, not "prefer"`);
   step('database-imported');
 
   // Edit the server: the form comes filled in; a blank password keeps the stored one.
@@ -126,11 +129,16 @@ try {
   await page.waitForSelector('#backups tr[data-status=completed]', { timeout: 120000 });
   await page.screenshot({ path: `${shots}/backups.png`, fullPage: true });
   step('backup-completed');
+  const historyBefore = await page.evaluate(() => history.length);
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#backups tr[data-status=completed] button.download')]);
   const file = await download.path();
   const bytes = readFileSync(file);
   if (bytes.length < 20 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) fail(`the download is not a gzip file (${bytes.length} bytes)`);
   console.log(`ui-download ${download.suggestedFilename()} ${bytes.length}`);
+  // The signed link is no page of this tab: not its address, not an entry of its history.
+  if (page.url().includes('sig=')) fail(`the download link became the page's address: ${page.url()}`);
+  const historyAfter = await page.evaluate(() => history.length);
+  if (historyAfter !== historyBefore) fail(`the download added ${historyAfter - historyBefore} history entries`);
   step('downloaded');
 
   // A second backup, then delete one of the two with the row's Delete and its confirmation.

@@ -101,6 +101,7 @@ pub async fn approve(cx: &Cx<'_>) -> ApiResult<Reply> {
         role: input.role,
         enabled: true,
         created_at: cx.now,
+        last_sign_in_at: None,
     };
     match cx.app.stores.users.insert(&user.id, &user).await {
         Err(StoreError::Conflict { .. }) => {

@@ -16,6 +16,7 @@ const SYSTEM_ACTIONS: &[(&str, &str)] = &[
     (dilux_domain::audit::BACKUP_DELETED_RETENTION, "backup"),
     (crate::entra::FIRST_ADMIN, "user"),
     (crate::entra::CLAIMED_REGISTRATION, "user"),
+    (crate::entra::SIGNIN, "user"),
 ];
 
 /// An audit row as answered: `details` (stored as text) is the JSON it is.

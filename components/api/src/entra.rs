@@ -23,6 +23,8 @@ const KEYS_MIN_REFETCH_SECONDS: i64 = 10;
 /// Audit actions of sign-ins (no route writes them).
 pub const FIRST_ADMIN: &str = "signin_first_admin";
 pub const CLAIMED_REGISTRATION: &str = "signin_claimed_registration";
+/// A known user's first request with a token issued after their last one's.
+pub const SIGNIN: &str = "signin";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EntraClaims {
@@ -45,6 +47,9 @@ pub struct EntraClaims {
     /// App roles (application tokens, or users assigned a role).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The token's `iat`, from the verified standard claims.
+    #[serde(skip)]
+    pub issued_at: Option<DateTime<Utc>>,
 }
 
 impl EntraClaims {
@@ -110,6 +115,7 @@ pub async fn verify(app: &App, token: &str, c: &EntraConfig, now: DateTime<Utc>)
     let claims = key
         .verify_token::<EntraClaims>(token, Some(options))
         .map_err(|_| unauthorized("the token is invalid, expired, or meant for another application; sign in again"))?;
+    let issued_at = claims.issued_at.and_then(|t| DateTime::from_timestamp(t.as_secs() as i64, 0));
     if !claims.custom.grants(c) {
         return Err(ApiError::new(
             Kind::NoAccess,
@@ -119,7 +125,7 @@ pub async fn verify(app: &App, token: &str, c: &EntraConfig, now: DateTime<Utc>)
             ),
         ));
     }
-    Ok(claims.custom)
+    Ok(EntraClaims { issued_at, ..claims.custom })
 }
 
 async fn audit(app: &App, action: &str, u: &User, req: &crate::Request, now: DateTime<Utc>) {
@@ -129,6 +135,29 @@ async fn audit(app: &App, action: &str, u: &User, req: &crate::Request, now: Dat
     if let Err(e) = app.stores.audit.insert(&row).await {
         crate::log::event("audit_write_failed", &[("action", &action), ("error", &e)]);
     }
+}
+
+/// Records (and audits) a sign-in when `token_issued` is newer than the user's last: once per token, whatever
+/// how many requests it makes. Of two requests with the same new token, only the one whose write wins
+/// audits it.
+async fn note_sign_in(
+    app: &App,
+    mut u: User,
+    etag: &str,
+    token_issued: DateTime<Utc>,
+    req: &crate::Request,
+    now: DateTime<Utc>,
+) -> User {
+    if !u.enabled || u.last_sign_in_at.is_some_and(|t| t >= token_issued) {
+        return u;
+    }
+    u.last_sign_in_at = Some(token_issued);
+    match app.stores.users.replace(&u.id.clone(), &u, Some(etag)).await {
+        Ok(_) => audit(app, SIGNIN, &u, req, now).await,
+        Err(StoreError::Changed { .. }) => {}
+        Err(e) => crate::log::event("signin_not_recorded", &[("user", &u.id), ("error", &e)]),
+    }
+    u
 }
 
 /// A known user gets in with their role, unless disabled.
@@ -150,13 +179,15 @@ pub async fn principal(
 ) -> ApiResult<Principal> {
     let users = &app.stores.users;
     let email = c.email.clone().or(c.preferred_username.clone()).unwrap_or_default();
-    if let Some((u, _)) = users.get(&c.oid).await? {
+    if let Some((u, etag)) = users.get(&c.oid).await? {
+        let u = note_sign_in(app, u, &etag, c.issued_at.unwrap_or(now), req, now).await;
         return admitted(u);
     }
     // Pre-registered by an admin under their email: claim that row with the real oid.
     if let Some(verified) = c.verified_email() {
         if let Some((mut u, _)) = users.get(&pending_user_key(&verified)).await? {
             u.id = c.oid.clone();
+            u.last_sign_in_at = Some(c.issued_at.unwrap_or(now));
             match users.insert(&u.id, &u).await {
                 Ok(()) | Err(StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -171,7 +202,16 @@ pub async fn principal(
         cfg.first_admin.as_deref().is_some_and(|f| f == c.oid || Some(f.to_string()) == c.verified_email());
     if is_first_admin && users.list().await?.is_empty() {
         let name = c.name.clone().unwrap_or_else(|| email.clone());
-        let first = User { id: c.oid.clone(), email, name, role: Role::Admin, enabled: true, created_at: now };
+        let signed_in = Some(c.issued_at.unwrap_or(now));
+        let first = User {
+            id: c.oid.clone(),
+            email,
+            name,
+            role: Role::Admin,
+            enabled: true,
+            created_at: now,
+            last_sign_in_at: signed_in,
+        };
         match users.insert(&first.id, &first).await {
             Ok(()) | Err(StoreError::Conflict { .. }) => {}
             Err(e) => return Err(e.into()),

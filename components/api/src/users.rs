@@ -32,7 +32,15 @@ pub async fn create(cx: &Cx<'_>) -> ApiResult<Reply> {
         return Err(ApiError::new(Kind::Duplicate, format!("{email} is already a user")));
     }
     let name = input.name.unwrap_or_else(|| email.clone());
-    let user = User { id: pending_user_key(&email), name, email, role: input.role, enabled: true, created_at: cx.now };
+    let user = User {
+        id: pending_user_key(&email),
+        name,
+        email,
+        role: input.role,
+        enabled: true,
+        created_at: cx.now,
+        last_sign_in_at: None,
+    };
     cx.app.stores.users.insert(&user.id, &user).await?;
     Ok(Reply::json(&user).about(&user.id, &user.email))
 }

@@ -75,6 +75,9 @@ pub struct User {
     pub role: Role,
     pub enabled: bool,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When the newest token they used was issued (each new one is a sign-in, audited as `signin`).
+    #[serde(default)]
+    pub last_sign_in_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `POST /api/users`: pre-registers someone by email; their Entra `oid` is learned at first sign-in.

@@ -65,9 +65,7 @@ pub fn Backups() -> impl IntoView {
                         "Download link ready (valid 15 minutes), SHA-256 {}",
                         v["sha256"].as_str().unwrap_or("?")
                     ))));
-                    if let Some(w) = web_sys::window() {
-                        let _ = w.location().set_href(&url);
-                    }
+                    save_link(&url);
                 }
                 Err(e) => message.set(Some(Err(e.message))),
             }
@@ -301,4 +299,18 @@ fn verified_cell(b: &dilux_domain::BackupResult) -> impl IntoView {
             .into_any()
         }
     }
+}
+
+/// Starts the download of `url` from a detached link: no navigation, so the signed link never becomes an
+/// entry of the tab's history, and `noreferrer` keeps this page's address from the storage service.
+fn save_link(url: &str) {
+    use wasm_bindgen::JsCast as _;
+    let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
+    let Some(a) = doc.create_element("a").ok().and_then(|e| e.dyn_into::<web_sys::HtmlAnchorElement>().ok()) else {
+        return;
+    };
+    a.set_href(url);
+    a.set_download("");
+    a.set_rel("noreferrer noopener");
+    a.click();
 }

@@ -102,7 +102,8 @@ pub fn Users() -> impl IntoView {
         {show(users, move |list: &Users| view! {
             <table id="users">
                 <thead><tr>
-                    <th>"Email"</th><th>"Name"</th><th>"Role"</th><th>"Enabled"</th><th>"Since"</th><th></th>
+                    <th>"Email"</th><th>"Name"</th><th>"Role"</th><th>"Enabled"</th><th>"Since"</th>
+                    <th>"Last sign-in"</th><th></th>
                 </tr></thead>
                 <tbody>{list.users.iter().map(|u| {
                     let (id1, id2, id3) = (u.id.clone(), u.id.clone(), u.id.clone());
@@ -119,6 +120,7 @@ pub fn Users() -> impl IntoView {
                             </td>
                             <td>{if enabled { "yes" } else { "no" }}</td>
                             <td>{when(&u.created_at)}</td>
+                            <td>{u.last_sign_in_at.as_ref().map(when).unwrap_or_else(|| "never".into())}</td>
                             <td class="actions">
                                 <button on:click=move |_| toggle(id2.clone(), enabled)>
                                     {if enabled { "Disable" } else { "Enable" }}
