@@ -52,7 +52,7 @@ pub async fn withdraw(app: &App, oid: &str) -> ApiResult<()> {
 }
 
 pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
-    let wanted = match cx.param("status").unwrap_or("pending") {
+    let wanted = match crate::http::typed(cx.query, "status").unwrap_or("pending") {
         "all" => None,
         s => Some(
             serde_json::from_value::<AccessRequestStatus>(s.into())

@@ -156,6 +156,7 @@ pub async fn authenticate(app: &App, req: &Request, now: DateTime<Utc>) -> ApiRe
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevTokenRequest {
+    #[schemars(regex(pattern = "@"), length(max = 254))]
     email: String,
     role: Role,
     #[serde(default)]
@@ -168,7 +169,7 @@ pub async fn dev_token(cx: &Cx<'_>) -> ApiResult<Reply> {
         return Err(ApiError::new(Kind::NotFound, "dev tokens exist only when auth_mode is dev"));
     };
     let input: DevTokenRequest = cx.body()?;
-    if !input.email.contains('@') || input.email.len() > 254 {
+    if !input.email.contains('@') || input.email.chars().count() > 254 {
         return Err(ApiError::field("email", "must be an email address"));
     }
     let name = input.name.unwrap_or_else(|| input.email.clone());

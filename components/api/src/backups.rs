@@ -123,16 +123,14 @@ pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
         filter.database_ids = ids;
     }
     let to = date_param(q, "to")?.unwrap_or(cx.now.date_naive());
+    // At most MAX_DAYS are searched; `from` after `to` finds nothing.
     let oldest = match date_param(q, "from")? {
-        Some(f) if f > to => return Err(ApiError::field("from", "must not be after `to`")),
-        Some(f) if (to - f).num_days() >= MAX_DAYS => {
-            return Err(ApiError::field("from", format!("the range may span at most {MAX_DAYS} days")))
-        }
-        Some(f) => f,
+        Some(f) => f.max(to - Duration::days(MAX_DAYS - 1)),
         None => to - Duration::days(days - 1),
     };
     let mut end = match &cursor {
-        Some((pk, _)) => NaiveDate::parse_from_str(pk, "%Y-%m-%d").map_err(|_| bad_cursor())?,
+        // Never past `to`: a forged cursor must not make the scan longer than the range.
+        Some((pk, _)) => NaiveDate::parse_from_str(pk, "%Y-%m-%d").map_err(|_| bad_cursor())?.min(to),
         None => to,
     };
     let mut items: Vec<(String, String, BackupResult)> = Vec::new();
@@ -170,14 +168,25 @@ pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
 /// paged by `marker`.
 pub async fn files(cx: &Cx<'_>) -> ApiResult<Reply> {
     let page_size = page_size(cx.query)?;
+    if cx.param("prefix").is_some_and(|p| p.chars().count() > 1024 || p.chars().any(char::is_control)) {
+        return Err(ApiError::field("prefix", "must be at most 1024 characters, none of them control characters"));
+    }
+    // Both filters: the database's files whose names also start with `prefix`.
     let prefix = match (cx.param("prefix"), cx.param("database_id")) {
-        (Some(_), Some(_)) => return Err(ApiError::field("prefix", "give either prefix or database_id, not both")),
-        (Some(p), None) => p.to_string(),
-        (None, Some(id)) => {
+        (p, Some(id)) => {
             let (db, _) = crate::databases::with_engine(cx.app, id).await?;
-            files_prefix(&db)
+            let own = files_prefix(&db);
+            match p {
+                None => Some(own),
+                Some(p) if p.starts_with(&own) => Some(p.to_string()),
+                Some(p) if own.starts_with(p) => Some(own),
+                Some(_) => None,
+            }
         }
-        (None, None) => String::new(),
+        (p, None) => Some(p.unwrap_or_default().to_string()),
+    };
+    let Some(prefix) = prefix else {
+        return Ok(Reply::json(&FileList { count: 0, files: vec![], next_marker: None }));
     };
     let page = cx.app.stores.files.list(&prefix, cx.param("marker"), Some(page_size as u32)).await?;
     let files: Vec<FileEntry> = page
@@ -365,6 +374,7 @@ pub async fn delete(cx: &Cx<'_>) -> ApiResult<Reply> {
 #[serde(deny_unknown_fields)]
 pub struct BulkDelete {
     /// 1 to 100 backup file names.
+    #[schemars(length(min = 1, max = 100), inner(regex(pattern = dilux_domain::schema::BLOB_NAME)))]
     blob_names: Vec<String>,
     /// Also delete a database's newest completed backup when listed.
     #[serde(default)]
@@ -376,6 +386,13 @@ pub async fn delete_bulk(cx: &Cx<'_>) -> ApiResult<Reply> {
     let input: BulkDelete = cx.body()?;
     if input.blob_names.is_empty() || input.blob_names.len() > 100 {
         return Err(ApiError::field("blob_names", "must list 1 to 100 backups"));
+    }
+    // Every name is checked before anything is deleted.
+    if let Some(bad) = input.blob_names.iter().find(|n| check_blob_name(n).is_err()) {
+        return Err(ApiError::field(
+            "blob_names",
+            format!("`{bad}` does not look like {{engine_type}}/{{database_id}}/{{YYYYMMDD_HHMMSS}}_{{id}}.{{ext}}"),
+        ));
     }
     let (mut deleted, mut failed) = (Vec::new(), Vec::new());
     for name in &input.blob_names {

@@ -51,7 +51,7 @@ pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
     let engine_id = cx.param("engine_id");
     let policy_id = cx.param("policy_id");
     let enabled = bool_param(q, "enabled")?;
-    let page = match cx.param("page") {
+    let page = match crate::http::typed(cx.query, "page") {
         None => 1,
         Some(s) => s
             .parse::<u32>()
@@ -99,7 +99,7 @@ pub async fn create(cx: &Cx<'_>) -> ApiResult<Reply> {
         .engines
         .get(&input.engine_id)
         .await?
-        .ok_or_else(|| ApiError::field("engine_id", format!("no engine `{}` exists", input.engine_id)))?;
+        .ok_or_else(|| ApiError::unknown("engine_id", format!("no engine `{}` exists", input.engine_id)))?;
     if input.use_engine_credentials && !engine.has_credentials() {
         return Err(ApiError::field(
             "use_engine_credentials",

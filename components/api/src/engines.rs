@@ -69,7 +69,7 @@ pub async fn create(cx: &Cx<'_>) -> ApiResult<Reply> {
         policy_id: input.policy_id.clone(),
         discovery_enabled: input.username.is_some(),
         tls_mode: input.tls_mode,
-        tls_ca: input.tls_ca.clone().filter(|c| !c.is_empty()),
+        tls_ca: input.tls_ca.clone().filter(|c| !c.trim().is_empty()),
         created_at: cx.now,
         updated_at: cx.now,
     };
@@ -110,12 +110,15 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
              is never sent where it could be read",
         ));
     }
+    // Well-formed, but with what the server has it would leave half a login: a conflict with its state.
     if engine.username.is_some() != engine.password_sealed.is_some() {
         let field = if engine.username.is_some() { "password" } else { "username" };
-        return Err(ApiError::field(field, "username and password go together"));
+        let why = format!("{field}: the server has no {field} to go with this one; give username and password");
+        return Err(ApiError::new(Kind::NoCredentials, why).on_field(field));
     }
     if input.apply_to_all_databases && !engine.has_credentials() {
-        return Err(ApiError::field("apply_to_all_databases", "the server has no username/password to apply"));
+        let why = "apply_to_all_databases: the server has no username/password to apply; give them first";
+        return Err(ApiError::new(Kind::NoCredentials, why).on_field("apply_to_all_databases"));
     }
     refuse_duplicate(app, &engine.host, engine.port, engine.engine_type, Some(id)).await?;
     if moved && !input.apply_to_all_databases {
@@ -179,9 +182,7 @@ pub async fn delete(cx: &Cx<'_>) -> ApiResult<Reply> {
     let (engine, _) = load(app, id).await?;
     let cascade = bool_param(cx.query, "cascade")?.unwrap_or(false);
     let with_backups = bool_param(cx.query, "delete_backups")?.unwrap_or(false);
-    if with_backups && !cascade {
-        return Err(ApiError::field("delete_backups", "needs cascade=true: backups go with their databases"));
-    }
+    // Without cascade there are no databases whose backups could go (a server with any is refused below).
     if with_backups {
         cx.require(dilux_domain::user::Permission::DeleteBackups, "deleting backups")?;
     }

@@ -141,6 +141,18 @@ impl ApiError {
         ApiError::new(Kind::NotFound, format!("{what} `{id}` does not exist"))
     }
 
+    /// The same error, naming the field it is about.
+    pub fn on_field(mut self, field: &str) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// 404 for an id in the body that names nothing: the field is right in form, but wrong in fact.
+    pub fn unknown(field: &str, message: impl Into<String>) -> Self {
+        let message = format!("{field}: {}", message.into());
+        ApiError { kind: Kind::NotFound, message, field: Some(field.into()) }
+    }
+
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         let message = format!("{field}: {}", message.into());
         ApiError { kind: Kind::InvalidField, message, field: Some(field.into()) }

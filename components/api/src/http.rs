@@ -201,8 +201,15 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     if body.trim_ascii_start().first() != Some(&b'{') {
         return Err(ApiError::new(Kind::InvalidBody, "the body must be a JSON object"));
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        let words = e.to_string();
+        ApiError::new(
+            Kind::InvalidBody,
+            format!("the body is not JSON: {}", words.split(" at line").next().unwrap_or("")),
+        )
+    })?;
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         // Unknown and missing fields carry their name in the message, not the path.
@@ -214,6 +221,23 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
         let message = inner.split(" at line").next().unwrap_or(&inner).to_string();
         ApiError::field(&field, message)
     })
+}
+
+/// `16476.0` is an integer to JSON Schema (a number whose fraction is zero), not to serde: read it as one.
+fn integral_floats_as_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // Exactly representable whole numbers only (|f| < 2^53).
+            if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                *v = if f < 0.0 { Value::from(f as i64) } else { Value::from(f as u64) };
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 fn extract_backticked(s: &str) -> Option<String> {
@@ -256,9 +280,15 @@ pub fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
 }
 
+/// A typed parameter's value as given: `name=` is an empty value (refused by the typed readers), not an
+/// absent one.
+pub fn typed<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
 /// A query value that must be one of an enum's JSON names (`choices` lists them for the message).
 pub fn enum_param<T: DeserializeOwned>(q: &[(String, String)], name: &str, choices: &str) -> ApiResult<Option<T>> {
-    param(q, name)
+    typed(q, name)
         .map(|s| {
             serde_json::from_value::<T>(serde_json::Value::String(s.into()))
                 .map_err(|_| ApiError::field(name, format!("must be one of {choices}")))
@@ -274,7 +304,7 @@ pub fn engine_type_param(q: &[(String, String)]) -> ApiResult<Option<dilux_domai
 /// A date `YYYY-MM-DD` from 1970 to 9999: within that, every date sum the handlers do (a few thousand days
 /// either way) stays a valid date.
 pub fn date_param(q: &[(String, String)], name: &str) -> ApiResult<Option<chrono::NaiveDate>> {
-    param(q, name)
+    typed(q, name)
         .map(|s| {
             chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
                 .ok()
@@ -285,7 +315,7 @@ pub fn date_param(q: &[(String, String)], name: &str) -> ApiResult<Option<chrono
 }
 
 pub fn bool_param(q: &[(String, String)], name: &str) -> ApiResult<Option<bool>> {
-    match param(q, name) {
+    match typed(q, name) {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
         Some("false") => Ok(Some(false)),
@@ -303,7 +333,7 @@ pub fn number_param<T>(
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
-    match param(q, name) {
+    match typed(q, name) {
         None => Ok(default),
         Some(s) => s.parse::<T>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
             ApiError::field(name, format!("must be a number from {} to {}", range.start(), range.end()))
@@ -313,7 +343,7 @@ where
 
 /// The `cursor` of a newest-first page: the (PartitionKey, RowKey) of the last row already shown.
 pub fn cursor_param(q: &[(String, String)]) -> ApiResult<Option<(String, String)>> {
-    match param(q, "cursor") {
+    match typed(q, "cursor") {
         None => Ok(None),
         Some(c) => c.split_once('|').map(|(p, r)| Some((p.to_string(), r.to_string()))).ok_or_else(bad_cursor),
     }

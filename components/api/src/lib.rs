@@ -81,9 +81,9 @@ pub async fn handle(app: Result<&App, &ApiError>, req: &Request) -> Response {
     if let Some((name, _)) = query_ids
         .iter()
         .filter(|(n, _)| openapi::ID_PARAMS.contains(&n.as_str()) && route.query.iter().any(|(q, _)| q == n))
-        .find(|(_, v)| v.is_empty() || v.chars().count() > 256 || !dilux_domain::entity::valid_key(v))
+        .find(|(_, v)| v.is_empty() || v.chars().count() > 260 || !dilux_domain::entity::valid_key(v))
     {
-        let rule = format!("must be 1 to 256 characters and {}", dilux_domain::entity::KEY_RULE);
+        let rule = format!("must be 1 to 260 characters and {}", dilux_domain::entity::KEY_RULE);
         return Response::error(&ApiError::field(name, rule));
     }
     let app = match (route.handler, app) {

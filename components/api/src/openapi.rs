@@ -55,8 +55,12 @@ pub fn document() -> Value {
         // conflicts with the state of things, a body over 64 KiB, storage that did not answer.
         if let Handler::App(_) = route.handler {
             let names = |p: &str| route.query.iter().any(|(n, _)| *n == p);
-            if route.path.contains('{') || ["blob_name", "database_id", "engine_id"].iter().any(|p| names(p)) {
-                responses.insert("404".into(), error("the resource named does not exist"));
+            let named = ["blob_name", "database_id", "engine_id"].iter().any(|p| names(p));
+            if route.path.contains('{') || named || route.body.is_some() {
+                responses.insert(
+                    "404".into(),
+                    error("the resource named (in the path, the query or the body) does not exist"),
+                );
             }
             if route.verb != Verb::Get || route.body.is_some() {
                 responses.insert("409".into(), error("conflicts with the state of things; the message says how"));
@@ -80,9 +84,14 @@ pub fn document() -> Value {
             operation["x-dilux-audit"] = json!({ "action": a.action, "resource_type": a.resource_type });
         }
         if let Some(body) = route.body {
+            let mut schema = (body.schema)(&mut g).to_value();
+            if !body.required {
+                // An optional body may also be JSON `null` (the defaults, like no body).
+                schema = json!({ "anyOf": [schema, { "type": "null" }] });
+            }
             operation["requestBody"] = json!({
                 "required": body.required,
-                "content": { "application/json": { "schema": (body.schema)(&mut g).to_value() } },
+                "content": { "application/json": { "schema": schema } },
             });
         }
         let verb = route.verb.as_str().to_ascii_lowercase();
@@ -121,11 +130,11 @@ pub fn document() -> Value {
     })
 }
 
-/// What a Table key accepts (ids): 1 to 256 characters (the limit is 1 KiB of UTF-8), none of `/ \\ # ?` or
-/// control characters.
+/// What a Table key accepts (ids): 1 to 260 characters (a pending user's id is `email:` and an address of up
+/// to 254), none of `/ \\ # ?` or control characters.
 fn key_schema() -> Value {
     let pattern = "^[^/\\\\#?\\u0000-\\u001f\\u007f-\\u009f]+$";
-    json!({ "type": "string", "minLength": 1, "maxLength": 256, "pattern": pattern })
+    json!({ "type": "string", "minLength": 1, "maxLength": 260, "pattern": pattern })
 }
 
 /// Query parameters that name records by id: checked like path ids before any handler runs.
@@ -151,7 +160,8 @@ fn query_schema(route: &str, name: &str) -> (Value, bool) {
         ("ListAudit", "status") => one_of(&["success", "failed"]),
         (_, "triggered_by") => one_of(&["manual", "scheduler"]),
         (_, "enabled" | "cascade" | "delete_backups" | "force") => one_of(&["true", "false"]),
-        (_, "blob_name") => json!({ "type": "string", "pattern": "^(mysql|postgresql|sqlserver)/[^/]+/[^/]+$" }),
+        (_, "blob_name") => json!({ "type": "string", "pattern": dilux_domain::schema::BLOB_NAME }),
+        (_, "prefix") => json!({ "type": "string", "maxLength": 1024, "pattern": dilux_domain::schema::NO_CONTROL }),
         // `next_cursor` of the previous page: `<partition>|<row>`.
         ("ListBackups", "cursor") => json!({ "type": "string", "pattern": format!("^{ymd}\\|.+$") }),
         ("ListAudit", "cursor") => {

@@ -52,7 +52,7 @@ pub async fn check_exists(app: &App, policy_id: Option<&str>) -> ApiResult<()> {
     if default_policies().iter().any(|p| p.id == id) || app.stores.policies.get(id).await?.is_some() {
         return Ok(());
     }
-    Err(ApiError::field("policy_id", format!("no backup policy `{id}` exists")))
+    Err(ApiError::unknown("policy_id", format!("no backup policy `{id}` exists")))
 }
 
 /// Moving a database from policy `from` to `to` where `to` keeps fewer backups of some tier lets retention

@@ -15,19 +15,38 @@ use crate::App;
 /// credentials apply unless others are given) or a host, port and type with credentials.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "dependentSchemas" = dilux_domain::schema::credentials_together(),
+    "anyOf" = [
+        { "required": ["engine_id"], "properties": { "engine_id": { "type": "string" } },
+          "not": { "anyOf": [{ "required": ["host"] }, { "required": ["port"] }, { "required": ["engine_type"] },
+                             { "required": ["tls_mode"] }, { "required": ["tls_ca"] }] } },
+        { "required": ["engine_type", "host", "username", "password"],
+          "properties": { "engine_id": { "type": "null" }, "engine_type": { "type": "string" },
+                          "host": { "type": "string" }, "username": { "type": "string" },
+                          "password": { "type": "string" } } },
+    ],
+))]
 pub struct TestConnectionRequest {
+    /// A registered server: its host, port, type and TLS; its credentials unless others are given.
+    #[schemars(regex(pattern = dilux_domain::schema::KEY), length(max = 260))]
     pub engine_id: Option<String>,
     pub engine_type: Option<EngineType>,
+    #[schemars(regex(pattern = dilux_domain::schema::HOST), length(min = 1, max = 253))]
     pub host: Option<String>,
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     /// The database to connect to; the server's default one when left out.
+    #[schemars(regex(pattern = dilux_domain::schema::DB_NAME), length(max = 64))]
     pub database: Option<String>,
+    #[schemars(regex(pattern = dilux_domain::schema::USERNAME), length(min = 1, max = 128))]
     pub username: Option<String>,
+    #[schemars(length(min = 1))]
     pub password: Option<String>,
     /// Without `engine_id`: the TLS to test with (as a server would be saved with it).
     #[serde(default)]
     pub tls_mode: TlsMode,
-    #[schemars(length(max = 32768))]
+    #[schemars(regex(pattern = dilux_domain::schema::CA_BUNDLE), length(max = 32768))]
     pub tls_ca: Option<String>,
 }
 
@@ -36,9 +55,12 @@ pub struct TestConnectionRequest {
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoverRequest {
+    /// At most 500 names of the server's databases.
     #[serde(default)]
+    #[schemars(length(max = 500), inner(regex(pattern = dilux_domain::schema::DB_NAME), length(max = 64)))]
     pub add: Vec<String>,
     /// Policy for the added databases; the server's, else the settings' default, when left out.
+    #[schemars(regex(pattern = dilux_domain::schema::KEY), length(max = 260))]
     pub policy_id: Option<String>,
 }
 
@@ -146,6 +168,9 @@ pub async fn test_connection(cx: &Cx<'_>) -> ApiResult<Reply> {
     if let Some(u) = &input.username {
         validate_username(u)?;
     }
+    if input.password.as_deref() == Some("") {
+        return Err(ApiError::field("password", "must not be empty"));
+    }
     let req = match &input.engine_id {
         Some(id) => {
             if input.host.is_some() || input.port.is_some() || input.engine_type.is_some() {
@@ -161,7 +186,7 @@ pub async fn test_connection(cx: &Cx<'_>) -> ApiResult<Reply> {
                 .engines
                 .get(id)
                 .await?
-                .ok_or_else(|| ApiError::field("engine_id", format!("no engine `{id}` exists")))?;
+                .ok_or_else(|| ApiError::unknown("engine_id", format!("no engine `{id}` exists")))?;
             match (input.username, input.password) {
                 (Some(username), Some(password)) => ProbeRequest {
                     engine_type: e.engine_type,
@@ -187,13 +212,14 @@ pub async fn test_connection(cx: &Cx<'_>) -> ApiResult<Reply> {
             let (Some(username), Some(password)) = (input.username, input.password) else {
                 return Err(ApiError::field("username", "is required without engine_id"));
             };
-            if let Some(ca) = &input.tls_ca {
+            let ca = input.tls_ca.as_deref().filter(|c| !c.trim().is_empty());
+            if let Some(ca) = ca {
                 dilux_domain::tls::validate_ca("tls_ca", ca)?;
             }
             let host = host.trim().to_string();
             ProbeRequest {
                 engine_type,
-                tls: Tls::for_host(input.tls_mode, input.tls_ca.as_deref(), &host),
+                tls: Tls::for_host(input.tls_mode, ca, &host),
                 host,
                 port: input.port.unwrap_or(engine_type.default_port()),
                 username,

@@ -38,7 +38,7 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
     crate::backups::check_blob_name(&input.blob_name)?;
     let backup = crate::backups::row_of_blob(app, &input.blob_name)
         .await?
-        .ok_or_else(|| ApiError::field("blob_name", format!("no backup `{}` is in the history", input.blob_name)))?;
+        .ok_or_else(|| ApiError::unknown("blob_name", format!("no backup `{}` is in the history", input.blob_name)))?;
     if backup.status != BackupStatus::Completed {
         return Err(ApiError::field("blob_name", "only a completed backup can be restored"));
     }
@@ -48,7 +48,7 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
         .engines
         .get(&engine_id)
         .await?
-        .ok_or_else(|| ApiError::field("target_engine_id", format!("no server `{engine_id}` exists")))?;
+        .ok_or_else(|| ApiError::unknown("target_engine_id", format!("no server `{engine_id}` exists")))?;
     if engine.engine_type != backup.database_type {
         return Err(ApiError::field(
             "target_engine_id",

@@ -153,7 +153,10 @@ const fn r(verb: Verb, path: &'static str, id: &'static str, handler: Handler, s
 
 const PAGE: (&str, &str) = ("page_size", "items per page");
 const ENGINE_TYPE: (&str, &str) = ("engine_type", "mysql, postgresql or sqlserver");
-const FROM: (&str, &str) = ("from", "first day, YYYY-MM-DD (UTC)");
+const FROM: (&str, &str) = (
+    "from",
+    "first day, YYYY-MM-DD (UTC); at most ten years before `to` are searched, and a `from` after `to` finds nothing",
+);
 const TO: (&str, &str) = ("to", "last day, YYYY-MM-DD (UTC)");
 const CURSOR: (&str, &str) = ("cursor", "next_cursor of the previous page");
 const BLOB_NAME: (&str, &str) = ("blob_name", "the backup file");
@@ -270,7 +273,7 @@ pub static ROUTES: &[Route] = &[
     r(Get, "/api/backups/files", "ListBackupFiles", h!(backups::files), "Backup files in the container")
         .needs(View)
         .query(&[
-            ("prefix", "name prefix, e.g. postgresql/{database_id}/"),
+            ("prefix", "name prefix, e.g. postgresql/{database_id}/; with database_id, of that database's files"),
             ("database_id", "one database's files"),
             PAGE,
             ("marker", "next_marker of the previous page"),

@@ -31,7 +31,7 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
     input.apply(&mut s)?;
     if let Some(id) = &input.default_policy_id {
         if !crate::policies::all(app).await?.contains_key(id) {
-            return Err(ApiError::field("default_policy_id", format!("no backup policy `{id}` exists")));
+            return Err(ApiError::unknown("default_policy_id", format!("no backup policy `{id}` exists")));
         }
     }
     s.updated_at = Some(cx.now);

@@ -171,20 +171,28 @@ impl EngineView {
 /// `POST /api/engines`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("dependentSchemas" = crate::schema::credentials_together()))]
 pub struct CreateEngine {
+    #[schemars(regex(pattern = crate::schema::NAME), length(max = 100))]
     pub name: String,
     pub engine_type: EngineType,
+    #[schemars(regex(pattern = crate::schema::HOST), length(min = 1, max = 253))]
     pub host: String,
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::user_password_only")]
     pub auth_method: AuthMethod,
+    #[schemars(regex(pattern = crate::schema::USERNAME), length(min = 1, max = 128))]
     pub username: Option<String>,
+    #[schemars(length(min = 1))]
     pub password: Option<String>,
+    #[schemars(regex(pattern = crate::schema::KEY), length(max = 260))]
     pub policy_id: Option<String>,
     #[serde(default)]
     pub tls_mode: TlsMode,
-    /// PEM CA certificates (at most 32 KiB); the system's CAs when left out.
-    #[schemars(length(max = 32768))]
+    /// PEM CA certificates (at most 32 KiB), used by `verify-full`; the system's CAs when left out.
+    #[schemars(regex(pattern = crate::schema::CA_BUNDLE), length(max = 32768))]
     pub tls_ca: Option<String>,
 }
 
@@ -192,7 +200,7 @@ impl CreateEngine {
     pub fn validate(&self) -> Result<(), FieldError> {
         validate_name("name", &self.name)?;
         validate_host(&self.host)?;
-        if let Some(ca) = self.tls_ca.as_deref().filter(|c| !c.is_empty()) {
+        if let Some(ca) = self.tls_ca.as_deref().filter(|c| !c.trim().is_empty()) {
             crate::tls::validate_ca("tls_ca", ca)?;
         }
         if self.port == Some(0) {
@@ -298,16 +306,24 @@ impl DatabaseView {
 /// `POST /api/databases`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("anyOf" = crate::schema::own_credentials_or_none()))]
 pub struct CreateDatabase {
+    #[schemars(regex(pattern = crate::schema::KEY), length(max = 260))]
     pub engine_id: String,
+    #[schemars(regex(pattern = crate::schema::DB_NAME), length(max = 64))]
     pub name: String,
+    #[schemars(regex(pattern = crate::schema::NAME), length(max = 100))]
     pub alias: Option<String>,
     #[serde(default = "yes")]
     pub use_engine_credentials: bool,
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::user_password_only")]
     pub auth_method: AuthMethod,
+    #[schemars(regex(pattern = crate::schema::USERNAME), length(min = 1, max = 128))]
     pub username: Option<String>,
+    #[schemars(length(min = 1))]
     pub password: Option<String>,
+    #[schemars(regex(pattern = crate::schema::KEY), length(max = 260))]
     pub policy_id: Option<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -319,7 +335,7 @@ fn yes() -> bool {
 
 impl CreateDatabase {
     pub fn validate(&self) -> Result<(), FieldError> {
-        if self.engine_id.trim().is_empty() {
+        if self.engine_id.is_empty() {
             return Err(FieldError::new("engine_id", "is required: every database belongs to a server (engine)"));
         }
         validate_db_name(&self.name)?;
@@ -350,11 +366,16 @@ impl CreateDatabase {
 #[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateDatabase {
+    #[schemars(regex(pattern = crate::schema::DB_NAME), length(max = 64))]
     pub name: Option<String>,
+    #[schemars(regex(pattern = crate::schema::NAME), length(max = 100))]
     pub alias: Option<String>,
     pub use_engine_credentials: Option<bool>,
+    #[schemars(regex(pattern = crate::schema::NOT_BLANK))]
     pub username: Option<String>,
+    #[schemars(length(min = 1))]
     pub password: Option<String>,
+    #[schemars(regex(pattern = crate::schema::KEY), length(max = 260))]
     pub policy_id: Option<String>,
     pub enabled: Option<bool>,
 }
@@ -440,8 +461,10 @@ pub fn validate_db_name(v: &str) -> Result<(), FieldError> {
     if v.starts_with('-') {
         return Err(FieldError::new("name", "must not start with '-'"));
     }
-    if v.len() > 64 {
-        return Err(FieldError::new("name", "must be at most 64 bytes (the MariaDB and PostgreSQL limit)"));
+    // MariaDB's limit; PostgreSQL's is 63 bytes, which no existing database's name exceeds (a restore
+    // creating one checks bytes: PostgreSQL would cut a longer name silently).
+    if v.chars().count() > 64 {
+        return Err(FieldError::new("name", "must be at most 64 characters (the MariaDB limit)"));
     }
     Ok(())
 }
@@ -470,7 +493,7 @@ fn validate_credentials(user: Option<&str>, pass: Option<&str>, required: bool) 
 
 /// User names reach the tools as option values: bounded, and never readable as an option.
 pub fn validate_username(u: &str) -> Result<(), FieldError> {
-    if u.is_empty() || u.len() > 128 || u.starts_with('-') {
+    if u.is_empty() || u.chars().count() > 128 || u.starts_with('-') {
         return Err(FieldError::new("username", "must be 1 to 128 characters and not start with '-'"));
     }
     Ok(())
@@ -551,15 +574,22 @@ mod tests {
 #[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEngine {
+    #[schemars(regex(pattern = crate::schema::NAME), length(max = 100))]
     pub name: Option<String>,
+    #[schemars(regex(pattern = crate::schema::HOST), length(min = 1, max = 253))]
     pub host: Option<String>,
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
+    #[schemars(regex(pattern = crate::schema::USERNAME), length(min = 1, max = 128))]
     pub username: Option<String>,
+    #[schemars(length(min = 1))]
     pub password: Option<String>,
+    #[schemars(regex(pattern = crate::schema::KEY), length(max = 260))]
     pub policy_id: Option<String>,
     pub tls_mode: Option<TlsMode>,
-    /// PEM CA certificates (at most 32 KiB); an empty string removes them (the system's CAs are used).
-    #[schemars(length(max = 32768))]
+    /// PEM CA certificates (at most 32 KiB), used by `verify-full`; blank removes them (the system's CAs
+    /// are used).
+    #[schemars(regex(pattern = crate::schema::CA_BUNDLE), length(max = 32768))]
     pub tls_ca: Option<String>,
     /// Also move every database with its own credentials onto the server's.
     #[serde(default)]
@@ -583,7 +613,7 @@ impl UpdateEngine {
         if self.password.as_deref() == Some("") {
             return Err(FieldError::new("password", "must not be empty"));
         }
-        if let Some(ca) = self.tls_ca.as_deref().filter(|c| !c.is_empty()) {
+        if let Some(ca) = self.tls_ca.as_deref().filter(|c| !c.trim().is_empty()) {
             crate::tls::validate_ca("tls_ca", ca)?;
         }
         Ok(())
@@ -612,7 +642,7 @@ impl UpdateEngine {
             e.tls_mode = m;
         }
         if let Some(ca) = &self.tls_ca {
-            e.tls_ca = Some(ca.clone()).filter(|c| !c.is_empty());
+            e.tls_ca = Some(ca.clone()).filter(|c| !c.trim().is_empty());
         }
         e.discovery_enabled = e.has_credentials();
         e.updated_at = now;

@@ -15,6 +15,7 @@ pub mod probe;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
+pub mod schema;
 pub mod secret;
 pub mod settings;
 pub mod tls;

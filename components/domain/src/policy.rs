@@ -38,12 +38,14 @@ pub struct TierConfig {
 pub struct VerifyPolicy {
     /// Days between drills, 1–365; none: no scheduled drill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 365))]
     pub every_days: Option<u32>,
     /// Also drill each new backup once it completed.
     #[serde(default)]
     pub after_each_backup: bool,
     /// The server drills restore onto (same engine type); the database's own server by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::KEY), length(max = 260))]
     pub drill_engine_id: Option<String>,
 }
 
@@ -94,19 +96,26 @@ pub struct BackupPolicy {
 /// are disabled.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("anyOf" = crate::schema::some_active_tier()))]
 pub struct PolicyInput {
+    #[schemars(regex(pattern = crate::schema::NAME), length(max = 100))]
     pub name: String,
     #[serde(default)]
     pub description: String,
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::hourly_tier")]
     pub hourly: TierConfig,
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::daily_tier")]
     pub daily: TierConfig,
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::weekly_tier")]
     pub weekly: TierConfig,
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::monthly_tier")]
     pub monthly: TierConfig,
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::yearly_tier")]
     pub yearly: TierConfig,
     #[serde(default)]
     pub verification: VerifyPolicy,
@@ -131,6 +140,7 @@ impl PolicyInput {
             verification: self.verification,
         };
         p.validate()?;
+        p.check_inactive_tiers()?;
         p.verification.validate()?;
         if p.active_tiers().next().is_none() {
             return Err(FieldError::new("daily", "a policy needs at least one enabled tier with keep_count above 0"));
@@ -421,6 +431,29 @@ impl BackupPolicy {
         } else {
             parts.join("/")
         }
+    }
+
+    /// The schedule fields given to tiers that are not active are checked too: nothing malformed is stored.
+    fn check_inactive_tiers(&self) -> Result<(), FieldError> {
+        use BackupTier::*;
+        for t in [Hourly, Daily, Weekly, Monthly, Yearly] {
+            let c = self.tier(t);
+            let f = |s: &str| format!("{}.{s}", t.as_str());
+            if c.time.is_some() {
+                parse_time(&f("time"), c.time.as_deref())?;
+            }
+            for (field, v, lo, hi) in [
+                ("interval_hours", c.interval_hours, 1, 12),
+                ("day_of_week", c.day_of_week, 0, 6),
+                ("day_of_month", c.day_of_month, 1, 28),
+                ("month", c.month, 1, 12),
+            ] {
+                if v.is_some() {
+                    in_range(&f(field), v, lo, hi)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The cron expression (UTC, 5 fields) of tier `t`, after validating its fields.

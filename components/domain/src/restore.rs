@@ -30,10 +30,13 @@ pub enum RestoreMode {
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// The backup file (as listed by `GET /api/backups`).
+    #[schemars(regex(pattern = crate::schema::BLOB_NAME))]
     pub blob_name: String,
     /// The server to restore onto, of the backup's engine type; the backup's own server by default.
+    #[schemars(regex(pattern = crate::schema::KEY), length(max = 260))]
     pub target_engine_id: Option<String>,
-    /// The new database's name; `<name>_restored_<YYYYMMDD_HHMMSS>` by default.
+    /// The new database's name, at most 63 bytes of UTF-8; `<name>_restored_<YYYYMMDD_HHMMSS>` by default.
+    #[schemars(regex(pattern = crate::schema::DB_NAME), length(max = 63))]
     pub target_database: Option<String>,
     #[serde(default)]
     pub mode: RestoreMode,
@@ -45,6 +48,9 @@ impl RestoreRequest {
     pub fn validate(&self) -> Result<(), FieldError> {
         if let Some(name) = &self.target_database {
             crate::engine::validate_db_name(name).map_err(|e| FieldError::new("target_database", e.message))?;
+            if name.len() > 63 {
+                return Err(FieldError::new("target_database", "must be at most 63 bytes (PostgreSQL cuts longer)"));
+            }
         }
         Ok(())
     }

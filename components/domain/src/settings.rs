@@ -40,13 +40,14 @@ impl Default for AppSettings {
 pub struct UpdateSettings {
     pub dark_mode: Option<bool>,
     pub access_requests_enabled: Option<bool>,
+    #[schemars(regex(pattern = crate::schema::KEY), length(max = 260))]
     pub default_policy_id: Option<String>,
 }
 
 impl UpdateSettings {
     pub fn apply(&self, s: &mut AppSettings) -> Result<(), FieldError> {
         if let Some(p) = &self.default_policy_id {
-            if p.trim().is_empty() {
+            if p.is_empty() {
                 return Err(FieldError::new("default_policy_id", "must name a policy"));
             }
             s.default_policy_id = p.clone();
@@ -80,6 +81,7 @@ impl Default for Preferences {
 #[serde(deny_unknown_fields)]
 pub struct UpdatePreferences {
     pub dark_mode: Option<bool>,
+    #[schemars(range(min = 10, max = 100))]
     pub page_size: Option<u32>,
 }
 
@@ -155,7 +157,7 @@ mod tests {
     #[test]
     fn settings_changes_are_checked_field_by_field() {
         let mut s = AppSettings::default();
-        let bad = UpdateSettings { default_policy_id: Some(" ".into()), dark_mode: Some(true), ..Default::default() };
+        let bad = UpdateSettings { default_policy_id: Some("".into()), dark_mode: Some(true), ..Default::default() };
         assert_eq!(bad.apply(&mut s).unwrap_err().field, "default_policy_id");
         assert!(!s.dark_mode, "nothing applied when a field is invalid");
         UpdateSettings { access_requests_enabled: Some(false), ..Default::default() }.apply(&mut s).unwrap();

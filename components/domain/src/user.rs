@@ -84,6 +84,7 @@ pub struct User {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schemars(regex(pattern = crate::schema::EMAIL), length(max = 254))]
     pub email: String,
     #[serde(default)]
     pub name: Option<String>,
@@ -107,7 +108,7 @@ pub fn pending_user_key(email: &str) -> String {
 impl CreateUser {
     pub fn validate(&self) -> Result<(), crate::FieldError> {
         let e = self.email.trim();
-        let valid = e.len() <= 254
+        let valid = e.chars().count() <= 254
             && e.split_once('@')
                 .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !e.contains(char::is_whitespace));
         if !valid {

@@ -60,10 +60,8 @@ async fn only_a_completed_backup_onto_a_server_of_its_engine_is_restored() {
         .await;
     let cases = [
         (json!({ "blob_name": failed.blob_name }), "blob_name"),
-        (json!({ "blob_name": "postgresql/x/20260101_000000_y.sql.gz" }), "blob_name"),
         (json!({ "blob_name": "../../etc" }), "blob_name"),
         (json!({ "blob_name": b.blob_name, "target_engine_id": my.body["id"] }), "target_engine_id"),
-        (json!({ "blob_name": b.blob_name, "target_engine_id": "nope" }), "target_engine_id"),
         (json!({ "blob_name": b.blob_name, "target_database": "-x" }), "target_database"),
         (json!({ "blob_name": b.blob_name, "mode": "replace", "confirm": "shopp" }), "confirm"),
         (json!({ "blob_name": b.blob_name, "mode": "replace" }), "confirm"),
@@ -73,6 +71,12 @@ async fn only_a_completed_backup_onto_a_server_of_its_engine_is_restored() {
         let a = t.admin("POST", "/api/backups/restore", Some(body.clone())).await;
         assert_eq!((a.status, a.field()), (400, Some(field)), "{body}: {}", a.body);
     }
+    let unknown = json!({ "blob_name": b.blob_name, "target_engine_id": "nope" });
+    let a = t.admin("POST", "/api/backups/restore", Some(unknown)).await;
+    assert_eq!((a.status, a.field()), (404, Some("target_engine_id")), "{}", a.body);
+    let unknown = json!({ "blob_name": "postgresql/x/20260101_000000_y.sql.gz" });
+    let a = t.admin("POST", "/api/backups/restore", Some(unknown)).await;
+    assert_eq!((a.status, a.field()), (404, Some("blob_name")), "{}", a.body);
     assert!(t.mem.restores.is_empty() && t.mem.restore_jobs.messages().is_empty(), "nothing written");
 }
 
