@@ -64,7 +64,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
     assert_eq!(s, 409, "the same server twice: {dup}");
 
     let (s, v) = call(&c, M::POST, u("/api/databases"), Some(json!({"engine_id": "nope", "name": "app"}))).await?;
-    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("engine_id")));
+    assert_eq!((s, v["error"]["field"].as_str()), (404, Some("engine_id")), "an id naming nothing: {v}");
     let id = created["id"].as_str().unwrap();
     let (s, db) = call(&c, M::POST, u("/api/databases"), Some(json!({"engine_id": id, "name": "app"}))).await?;
     assert_eq!(s, 201, "{db}");

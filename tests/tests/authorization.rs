@@ -151,7 +151,7 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
                 "/api/backups/restore",
                 "/api/backups/restore".into(),
                 Some(json!({"blob_name": blob})),
-                [400, 400, 403, 401],
+                [404, 404, 403, 401],
             ),
             (M::GET, "/api/restores", "/api/restores".into(), None, read),
             (M::GET, "/api/restores/{id}", "/api/restores/nope".into(), None, [404, 404, 404, 401]),

@@ -148,7 +148,7 @@ async fn scheduler_and_retention_follow_the_policies_exactly() -> Result<()> {
         .json(&json!({"engine_id": engine["id"], "name": "c", "policy_id": "nope"}))
         .send()
         .await?;
-    assert_eq!(bad.status().as_u16(), 400, "unknown policies are refused");
+    assert_eq!(bad.status().as_u16(), 404, "unknown policies are refused");
     let db_ids: Vec<&str> = ids.iter().map(|(i, _)| i.as_str()).collect();
     let status: Value =
         sim.c.get(format!("{}/api/system-status", app.url)).bearer_auth(&sim.token).send().await?.json().await?;
