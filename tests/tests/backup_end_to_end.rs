@@ -339,12 +339,18 @@ async fn backups_restore_identically_and_failures_are_classified() -> Result<()>
         404
     );
     let bad_blob = bad_row["blob_name"].as_str().unwrap();
+    // A malformed name refuses the whole list before anything is deleted; a missing file fails alone.
     let (s, bulk) = api
         .call(reqwest::Method::POST, "/api/backups/delete-bulk", Some(json!({"blob_names": [bad_blob, "mysql/../x"]})))
         .await?;
+    assert_eq!((s, bulk["error"]["field"].as_str()), (400, Some("blob_names")), "{bulk}");
+    let gone = "mysql/nobody/20260101_000000_00000000.sql.gz";
+    let (s, bulk) = api
+        .call(reqwest::Method::POST, "/api/backups/delete-bulk", Some(json!({"blob_names": [bad_blob, gone]})))
+        .await?;
     assert_eq!(s, 200);
     assert_eq!(bulk["deleted"], json!([bad_blob]), "{bulk}");
-    assert_eq!(bulk["failed"][0]["status"], 400, "{bulk}");
+    assert_eq!(bulk["failed"][0]["status"], 404, "{bulk}");
     let (_, all) = api.call(reqwest::Method::GET, "/api/backups", None).await?;
     assert_eq!(all["count"], 1, "only the PostgreSQL backup remains");
     Ok(())
