@@ -224,6 +224,8 @@ pub struct Postgres {
     pub superuser_password: String,
     bindir: PathBuf,
     data: PathBuf,
+    /// The server's options, to start it again the same way.
+    options: String,
 }
 
 impl Postgres {
@@ -295,19 +297,40 @@ impl Postgres {
             std::fs::write(data.join("pg_hba.conf"), hba)?;
             options += &format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", cert.display(), key.display());
         }
+        let pg = Postgres { port, superuser_password: superuser_password.into(), bindir, data, options };
+        pg.start_again()?;
+        Ok(pg)
+    }
+
+    /// Starts the server (again, after [`Postgres::kill`]) with its data and options.
+    pub fn start_again(&self) -> Result<()> {
+        let dir = self.data.parent().expect("the data directory has a parent");
         run(
-            as_user("postgres", bindir.join("pg_ctl").to_str().unwrap())
+            as_user("postgres", self.bindir.join("pg_ctl").to_str().unwrap())
                 .arg("-D")
-                .arg(&data)
+                .arg(&self.data)
                 .arg("-l")
                 .arg(dir.join("log"))
                 .arg("-o")
-                .arg(options)
+                .arg(&self.options)
                 .args(["-w", "start"]),
             "pg_ctl start",
         )?;
-        wait_port(port, Duration::from_secs(30))?;
-        Ok(Postgres { port, superuser_password: superuser_password.into(), bindir, data })
+        wait_port(self.port, Duration::from_secs(30))
+    }
+
+    /// Stops the server at once, as a crash would (`immediate`: every session is cut).
+    pub fn kill(&self) -> Result<()> {
+        run(
+            as_user("postgres", self.bindir.join("pg_ctl").to_str().unwrap()).arg("-D").arg(&self.data).args([
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ]),
+            "pg_ctl stop",
+        )
+        .map(|_| ())
     }
 
     fn client(&self, tool: &str, db: &str) -> Command {

@@ -72,7 +72,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_written() -> Resu
     let db_id = db["id"].as_str().unwrap();
     let (s, v) =
         call(&c, M::PUT, u(&format!("/api/databases/{db_id}")), Some(json!({"use_engine_credentials": false}))).await?;
-    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("use_engine_credentials")), "{v}");
+    assert_eq!((s, v["error"]["field"].as_str()), (409, Some("use_engine_credentials")), "{v}");
     let (s, v) =
         call(&c, M::PUT, u(&format!("/api/databases/{db_id}")), Some(json!({"alias": "App DB", "enabled": false})))
             .await?;

@@ -21,6 +21,8 @@ async fn backups_survive_a_dead_worker_and_a_lost_lease() -> Result<()> {
         "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5000) g",
     )?;
     a_worker_dying_right_after_its_commit_leaves_a_completed_backup(&az, &pg).await?;
+    a_worker_killed_mid_dump_is_replaced_and_the_job_completes(&az, &pg).await?;
+    a_database_server_dying_mid_dump_fails_the_backup_as_unreachable(&az, &pg).await?;
     a_worker_that_lost_its_lease_stops_and_the_next_one_backs_up(&az, &pg).await?;
     a_backup_nobody_runs_is_failed_by_the_sweeper(&az, &pg).await?;
     a_backup_far_smaller_than_before_is_suspect_until_an_admin_confirms_it(&az, &pg).await?;
@@ -104,6 +106,65 @@ async fn a_worker_dying_right_after_its_commit_leaves_a_completed_backup(az: &Az
     let (_, bytes) = api.download(done["blob_name"].as_str().unwrap()).await?;
     ensure!(dilux_e2e::sha256_hex(&bytes) == done["sha256"].as_str().unwrap_or_default(), "{done}");
     ensure!(done["manifest_rows"] == 5000, "the manifest came along: {done}");
+    Ok(())
+}
+
+/// The dumper-host is killed (SIGKILL) while its dump waits on a lock: once the lease lapses, the next
+/// worker runs the job again and commits one whole backup; the dead attempt left no blob.
+async fn a_worker_killed_mid_dump_is_replaced_and_the_job_completes(az: &Azurite, pg: &Postgres) -> Result<()> {
+    let manifest = dilux_e2e::root().join("spin.toml");
+    let mut lock = pg.hold_lock("shop", "t", 120)?;
+    let first = App::start_with(&az.connection_string, &manifest, &[("DILUX_WORKER_LEASE_SECS", "4"), NO_TICKS])?;
+    let api = Api::signed_in(&first, "admin").await?;
+    let db = database(&api, pg).await?;
+    let before = files(&api, &db).await?.len();
+    let id =
+        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    until_dumps(pg, 1, Duration::from_secs(30), "the first worker's dump never started").await?;
+    first.crash();
+    let second = App::start_with(
+        &az.connection_string,
+        &manifest,
+        &[("DILUX_WORKER_LEASE_SECS", "30"), ("DILUX_WORKER_IDLE_POLL_MS", "10"), NO_TICKS],
+    )?;
+    // The killed host's pg_dump is an orphan until it writes to its closed pipe; the second one starts beside it.
+    until_dumps(pg, 2, Duration::from_secs(30), "no worker took the job of the killed one").await?;
+    release_lock(pg, &mut lock, 120)?;
+    let api = Api::signed_in(&second, "admin").await?;
+    let done = api.wait_final(&db, &id, Duration::from_secs(120)).await?;
+    ensure!(done["status"] == "completed" && done["attempts"] == 2, "{done}");
+    let stored = files(&api, &db).await?;
+    ensure!(stored.len() == before + 1, "one new blob: {stored:?}");
+    let (_, bytes) = api.download(done["blob_name"].as_str().unwrap()).await?;
+    ensure!(dilux_e2e::sha256_hex(&bytes) == done["sha256"].as_str().unwrap_or_default(), "{done}");
+    let dump = String::from_utf8(dilux_e2e::gunzip(&bytes)?)?;
+    ensure!(dump.contains("PostgreSQL database dump complete"), "a whole dump");
+    Ok(())
+}
+
+/// The database server dies while a dump reads it: the backup fails as Unreachable with the tool's words
+/// and what to check, commits nothing, and the next backup (the server back) completes.
+async fn a_database_server_dying_mid_dump_fails_the_backup_as_unreachable(az: &Azurite, pg: &Postgres) -> Result<()> {
+    let manifest = dilux_e2e::root().join("spin.toml");
+    let mut lock = pg.hold_lock("shop", "t", 120)?;
+    let app = App::start_with(&az.connection_string, &manifest, &[NO_TICKS])?;
+    let api = Api::signed_in(&app, "admin").await?;
+    let db = database(&api, pg).await?;
+    let before = files(&api, &db).await?.len();
+    let id =
+        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    until_dumps(pg, 1, Duration::from_secs(30), "the dump never started").await?;
+    pg.kill()?;
+    let _ = lock.kill();
+    let _ = lock.wait();
+    let failed = api.wait_final(&db, &id, Duration::from_secs(120)).await?;
+    ensure!(failed["status"] == "failed" && failed["error_class"] == "Unreachable", "{failed}");
+    ensure!(files(&api, &db).await?.len() == before, "nothing committed");
+    pg.start_again()?;
+    let again =
+        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let done = api.wait_final(&db, &again, Duration::from_secs(120)).await?;
+    ensure!(done["status"] == "completed", "{done}");
     Ok(())
 }
 

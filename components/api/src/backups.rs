@@ -168,8 +168,10 @@ pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
 /// paged by `marker`.
 pub async fn files(cx: &Cx<'_>) -> ApiResult<Reply> {
     let page_size = page_size(cx.query)?;
-    if cx.param("prefix").is_some_and(|p| p.chars().count() > 1024 || p.chars().any(char::is_control)) {
-        return Err(ApiError::field("prefix", "must be at most 1024 characters, none of them control characters"));
+    for name in ["prefix", "marker"] {
+        if cx.param(name).is_some_and(|p| p.chars().count() > 1024 || p.chars().any(char::is_control)) {
+            return Err(ApiError::field(name, "must be at most 1024 characters, none of them control characters"));
+        }
     }
     // Both filters: the database's files whose names also start with `prefix`.
     let prefix = match (cx.param("prefix"), cx.param("database_id")) {

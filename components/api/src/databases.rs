@@ -155,7 +155,10 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
         crate::policies::check_keeps_as_much(cx, &from, to).await?;
     }
     let sealed = input.password.as_deref().map(|p| app.sealer.seal(p, id));
-    input.apply(&mut d, sealed, cx.now)?;
+    // The input was checked alone; what fails now fails against what is stored (no own password yet).
+    input.apply(&mut d, sealed, cx.now).map_err(|e| {
+        ApiError::new(crate::error::Kind::NoCredentials, format!("{}: {}", e.field, e.message)).on_field(&e.field)
+    })?;
     if d.use_engine_credentials && !engine.as_ref().is_some_and(Engine::has_credentials) {
         return Err(ApiError::field("use_engine_credentials", "the server has no username/password to inherit"));
     }

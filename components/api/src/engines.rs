@@ -103,12 +103,11 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
     // A stored password is never sent to a new address, nor over a connection that protects it less:
     // whoever moves the server or weakens its TLS types it again.
     let moved = engine.host != old_host || engine.port != old_port || old_tls.weakened_by(&engine.tls());
+    // Whether it is needed depends on what is stored: a conflict with the server's state, not a bad field.
     if moved && engine.password_sealed.is_some() && input.password.is_none() {
-        return Err(ApiError::field(
-            "password",
-            "is required again when host, port or a weaker TLS setting (or another CA) is saved: the stored one \
-             is never sent where it could be read",
-        ));
+        let why = "password: is required again when host, port or a weaker TLS setting (or another CA) is saved: \
+                   the stored one is never sent where it could be read";
+        return Err(ApiError::new(Kind::NoCredentials, why).on_field("password"));
     }
     // Well-formed, but with what the server has it would leave half a login: a conflict with its state.
     if engine.username.is_some() != engine.password_sealed.is_some() {

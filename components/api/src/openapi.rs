@@ -161,7 +161,9 @@ fn query_schema(route: &str, name: &str) -> (Value, bool) {
         (_, "triggered_by") => one_of(&["manual", "scheduler"]),
         (_, "enabled" | "cascade" | "delete_backups" | "force") => one_of(&["true", "false"]),
         (_, "blob_name") => json!({ "type": "string", "pattern": dilux_domain::schema::BLOB_NAME }),
-        (_, "prefix") => json!({ "type": "string", "maxLength": 1024, "pattern": dilux_domain::schema::NO_CONTROL }),
+        (_, "prefix" | "marker") => {
+            json!({ "type": "string", "maxLength": 1024, "pattern": dilux_domain::schema::NO_CONTROL })
+        }
         // `next_cursor` of the previous page: `<partition>|<row>`.
         ("ListBackups", "cursor") => json!({ "type": "string", "pattern": format!("^{ymd}\\|.+$") }),
         ("ListAudit", "cursor") => {

@@ -96,6 +96,9 @@ impl ErrorClass {
         } else if has(&["timeout expired", "timed out", "error 2013", "(110)", "lost connection"]) {
             ErrorClass::Timeout
         } else if has(&[
+            // The server went away mid-dump (crashed, restarted, shut down).
+            "server closed the connection unexpectedly",
+            "terminating connection due to",
             "connection refused",
             "could not translate host name",
             "error 2002",
@@ -155,6 +158,13 @@ mod tests {
             ("mariadb-dump: Got error: 2002: \"Can't connect to server on '127.0.0.1' (115)\"", Unreachable),
             ("pg_dump: error: connection to server at \"10.0.0.1\", port 5432 failed: timeout expired", Timeout),
             ("mariadb-dump: Got error: 2013: \"Lost connection to server at 'handshake'\"", Timeout),
+            (
+                concat!(
+                    "pg_dump: error: Dumping the contents of table \"t\" failed: PQgetResult() failed.\n",
+                    "pg_dump: detail: Error message from server: server closed the connection unexpectedly"
+                ),
+                Unreachable,
+            ),
             (
                 concat!(
                     "psql: error: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  pg_hba.conf ",

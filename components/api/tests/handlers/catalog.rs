@@ -121,7 +121,7 @@ async fn moving_a_server_needs_its_password_again_and_forgets_its_databases_own(
     let inherits = t.database(&e, "shop").await;
     for body in [json!({ "host": "attacker.example.com" }), json!({ "port": 6543 })] {
         let a = t.admin("PUT", &format!("/api/engines/{e}"), Some(body)).await;
-        assert_eq!((a.status, a.field()), (400, Some("password")), "{}", a.body);
+        assert_eq!((a.status, a.field()), (409, Some("password")), "{}", a.body);
         assert!(a.message().contains("never sent where it could be read"), "{}", a.body);
     }
     let kept = t.mem.engines.read(&e).unwrap();
@@ -160,7 +160,7 @@ async fn a_servers_tls_reaches_its_tests_and_weakening_it_needs_the_password() {
         json!({ "tls_ca": "" }),
     ] {
         let a = t.admin("PUT", &format!("/api/engines/{e}"), Some(body.clone())).await;
-        assert_eq!((a.status, a.field()), (400, Some("password")), "{body}: {}", a.body);
+        assert_eq!((a.status, a.field()), (409, Some("password")), "{body}: {}", a.body);
     }
     assert_eq!(t.mem.engines.read(&e).unwrap().tls_mode, TlsMode::VerifyFull, "nothing changed");
     let a =
