@@ -21,13 +21,13 @@ async fn backups_survive_a_dead_worker_and_a_lost_lease() -> Result<()> {
         "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5000) g",
     )?;
     a_worker_dying_right_after_its_commit_leaves_a_completed_backup(&az, &pg).await?;
-    a_worker_killed_mid_dump_is_replaced_and_the_job_completes(&az, &pg).await?;
-    a_database_server_dying_mid_dump_fails_the_backup_as_unreachable(&az, &pg).await?;
     a_worker_that_lost_its_lease_stops_and_the_next_one_backs_up(&az, &pg).await?;
     a_backup_nobody_runs_is_failed_by_the_sweeper(&az, &pg).await?;
     a_backup_far_smaller_than_before_is_suspect_until_an_admin_confirms_it(&az, &pg).await?;
     a_dump_past_its_deadline_is_stopped(&az, &pg).await?;
-    a_storage_outage_mid_dump_is_ridden_out(&mut az, &pg).await
+    a_storage_outage_mid_dump_is_ridden_out(&mut az, &pg).await?;
+    a_worker_killed_mid_dump_is_replaced_and_the_job_completes(&az, &pg).await?;
+    a_database_server_dying_mid_dump_fails_the_backup_as_unreachable(&az, &pg).await
 }
 
 /// Dump tools of `pg` running on this machine (a killed one leaves no command line).
@@ -87,8 +87,11 @@ async fn files(api: &Api, db: &str) -> Result<Vec<Value>> {
 async fn a_worker_dying_right_after_its_commit_leaves_a_completed_backup(az: &Azurite, pg: &Postgres) -> Result<()> {
     let manifest = dilux_e2e::root().join("spin.toml");
     let lease = ("DILUX_WORKER_LEASE_SECS", "2");
-    let mut app =
-        App::start_with(&az.connection_string, &manifest, &[lease, ("DILUX_TEST_CRASH_AT", "dump-committed")])?;
+    let mut app = App::start_with(
+        &az.connection_string,
+        &manifest,
+        &[lease, ("DILUX_TEST_CRASH_AT", "dump-committed"), NO_TICKS],
+    )?;
     let api = Api::signed_in(&app, "admin").await?;
     let db = database(&api, pg).await?;
     let id =
@@ -159,6 +162,7 @@ async fn a_database_server_dying_mid_dump_fails_the_backup_as_unreachable(az: &A
     let _ = lock.wait();
     let failed = api.wait_final(&db, &id, Duration::from_secs(120)).await?;
     ensure!(failed["status"] == "failed" && failed["error_class"] == "Unreachable", "{failed}");
+
     ensure!(files(&api, &db).await?.len() == before, "nothing committed");
     pg.start_again()?;
     let again =
