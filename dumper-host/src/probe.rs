@@ -81,20 +81,25 @@ pub async fn probe(req: &ProbeRequest, opts: &DumpOptions) -> ProbeResult {
     }
 }
 
-async fn probe_postgres(req: &ProbeRequest, opts: &DumpOptions) -> Result<(String, Vec<String>), DumpFailure> {
-    let target = DumpSpec {
-        engine: Engine::Postgresql,
+/// The probed server as the clients take a connection (its TLS included).
+fn target(req: &ProbeRequest, engine: Engine, database: &str) -> DumpSpec {
+    DumpSpec {
+        engine,
         host: req.host.clone(),
         port: req.port,
         tls: req.tls.clone(),
-        // Without a database, connect to the maintenance database every server has.
-        database: req.database.clone().unwrap_or_else(|| "postgres".into()),
+        database: database.to_string(),
         username: req.username.clone(),
         password: req.password.clone(),
         container: String::new(),
         blob_name: String::new(),
         metadata: vec![],
-    };
+    }
+}
+
+async fn probe_postgres(req: &ProbeRequest, opts: &DumpOptions) -> Result<(String, Vec<String>), DumpFailure> {
+    // Without a database, connect to the maintenance database every server has.
+    let target = target(req, Engine::Postgresql, req.database.as_deref().unwrap_or("postgres"));
     let sql = if req.list_databases {
         "SELECT 'v', current_setting('server_version') UNION ALL SELECT 'd', datname FROM pg_database"
     } else {
@@ -140,18 +145,7 @@ fn unescape_batch(s: &str) -> String {
 
 async fn probe_mysql(req: &ProbeRequest, opts: &DumpOptions) -> Result<(String, Vec<String>), DumpFailure> {
     let client = mysql_client(opts);
-    let target = DumpSpec {
-        engine: Engine::Mysql,
-        host: req.host.clone(),
-        port: req.port,
-        tls: req.tls.clone(),
-        database: String::new(),
-        username: req.username.clone(),
-        password: req.password.clone(),
-        container: String::new(),
-        blob_name: String::new(),
-        metadata: vec![],
-    };
+    let target = target(req, Engine::Mysql, "");
     crate::dump::require_tls(&target, opts).await?;
     let (mut c, fd) = mysql_command(&client, &target)?;
     c.args(["--protocol=TCP", "--batch", "--skip-column-names", "--default-character-set=utf8mb4"])

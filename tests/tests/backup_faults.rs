@@ -134,14 +134,7 @@ async fn a_worker_killed_mid_dump_is_replaced_and_the_job_completes(az: &Azurite
     until_dumps(pg, 2, Duration::from_secs(30), "no worker took the job of the killed one").await?;
     release_lock(pg, &mut lock, 120)?;
     let api = Api::signed_in(&second, "admin").await?;
-    let done = api.wait_final(&db, &id, Duration::from_secs(120)).await?;
-    ensure!(done["status"] == "completed" && done["attempts"] == 2, "{done}");
-    let stored = files(&api, &db).await?;
-    ensure!(stored.len() == before + 1, "one new blob: {stored:?}");
-    let (_, bytes) = api.download(done["blob_name"].as_str().unwrap()).await?;
-    ensure!(dilux_e2e::sha256_hex(&bytes) == done["sha256"].as_str().unwrap_or_default(), "{done}");
-    let dump = String::from_utf8(dilux_e2e::gunzip(&bytes)?)?;
-    ensure!(dump.contains("PostgreSQL database dump complete"), "a whole dump");
+    completed_on_the_second_attempt(&api, &db, &id, before).await?;
     Ok(())
 }
 
@@ -169,6 +162,20 @@ async fn a_database_server_dying_mid_dump_fails_the_backup_as_unreachable(az: &A
         api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
     let done = api.wait_final(&db, &again, Duration::from_secs(120)).await?;
     ensure!(done["status"] == "completed", "{done}");
+    Ok(())
+}
+
+/// Backup `id` completed on its second attempt as one new blob (beside `before` others) holding a whole dump
+/// whose SHA-256 is the recorded one.
+async fn completed_on_the_second_attempt(api: &Api, db: &str, id: &str, before: usize) -> Result<()> {
+    let done = api.wait_final(db, id, Duration::from_secs(120)).await?;
+    ensure!(done["status"] == "completed" && done["attempts"] == 2, "{done}");
+    let stored = files(api, db).await?;
+    ensure!(stored.len() == before + 1, "one new blob: {stored:?}");
+    let (_, bytes) = api.download(done["blob_name"].as_str().unwrap()).await?;
+    ensure!(dilux_e2e::sha256_hex(&bytes) == done["sha256"].as_str().unwrap_or_default(), "{done}");
+    let dump = String::from_utf8(dilux_e2e::gunzip(&bytes)?)?;
+    ensure!(dump.contains("PostgreSQL database dump complete"), "a whole dump, from one attempt");
     Ok(())
 }
 
@@ -213,14 +220,7 @@ async fn a_worker_that_lost_its_lease_stops_and_the_next_one_backs_up(az: &Azuri
         .await?;
     release_lock(pg, &mut lock, 120)?;
     let api = Api::signed_in(&second, "admin").await?;
-    let done = api.wait_final(&db, &id, Duration::from_secs(120)).await?;
-    ensure!(done["status"] == "completed" && done["attempts"] == 2, "{done}");
-    let stored = files(&api, &db).await?;
-    ensure!(stored.len() == before + 1, "one new blob: {stored:?}");
-    let (_, bytes) = api.download(done["blob_name"].as_str().unwrap()).await?;
-    ensure!(dilux_e2e::sha256_hex(&bytes) == done["sha256"].as_str().unwrap_or_default(), "{done}");
-    let dump = String::from_utf8(dilux_e2e::gunzip(&bytes)?)?;
-    ensure!(dump.contains("PostgreSQL database dump complete"), "a whole dump, from one attempt");
+    completed_on_the_second_attempt(&api, &db, &id, before).await?;
     drop(first);
     Ok(())
 }
