@@ -11,6 +11,15 @@ APT_PACKAGES=(postgresql mariadb-server mariadb-client ca-certificates openssl c
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# `step NAME FIRST_RUN COMMAND...`: runs one step, saying beforehand how long it takes on a first run
+# (measured on a fresh 2-core machine; later runs take seconds) and afterwards how long it took.
+step() {
+  local name="$1" first="$2" t0=$SECONDS; shift 2
+  log "$name (first run: $first; later runs: seconds)"
+  "$@"
+  log "$name: done in $((SECONDS - t0)) s"
+}
+
 install_apt() {
   local missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -134,4 +143,36 @@ build_host() {
   # feature unification, so wasmtime is compiled once, not twice.
   (cd "$ROOT" && cargo build --release)
   export DILUX_HOST_BIN="$CARGO_TARGET_DIR/release/dilux-dumper-host"
+}
+
+# Builds the tests and fails if that compiled again anything `cargo build --release` had built: a
+# dev-dependency turning on a feature the build lacks makes every crate above it, the host included,
+# compile twice (name such features in tests/Cargo.toml).
+build_tests() {
+  log "building the tests"
+  local built rc=0
+  built="$(mktemp)"
+  (cd "$ROOT" && cargo build --release --message-format=json) > "$built"
+  (cd "$ROOT" && cargo test --release --no-run --message-format=json-render-diagnostics) | python3 -c '
+import json, re, sys
+def artifacts(lines):
+    for line in lines:
+        if line.startswith("{"):
+            m = json.loads(line)
+            if m.get("reason") == "compiler-artifact" and not m["profile"]["test"]:
+                # A library built with other features has another hash in its file names (the copies
+                # cargo build makes of workspace libraries and binaries have none).
+                hashes = frozenset(re.findall(r"-([0-9a-f]{16})\.", " ".join(m["filenames"])))
+                yield (m["package_id"], m["target"]["name"]), m["fresh"], hashes
+built = {}
+for key, _, files in artifacts(open(sys.argv[1])):
+    built.setdefault(key, set()).add(files)
+again = sorted({f"{k[0]} {k[1]}" for k, fresh, files in artifacts(sys.stdin)
+                if k in built and (not fresh or files not in built[k])})
+if again:
+    sys.exit("the test build compiled again what cargo build had built:\n  " + "\n  ".join(again)
+             + "\na dev-dependency turns on a feature the build lacks: name it in tests/Cargo.toml")
+' "$built" || rc=$?
+  rm -f "$built"
+  return "$rc"
 }

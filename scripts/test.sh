@@ -8,6 +8,7 @@ install_all
 check_style
 build_components
 build_host
+build_tests
 export DILUX_PG_BINDIR="$(pg_bindir)"
 export DILUX_ROOT="$ROOT"
 
