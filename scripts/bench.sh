@@ -3,6 +3,8 @@
 #   scripts/bench.sh dump [SIZE_MB ...]    dump pipeline throughput and peak memory (default 128 512)
 #   scripts/bench.sh scheduler [N]         one scheduler tick over N databases in Azurite (default 10000)
 #   scripts/bench.sh restore [SIZE_MB ...] restore pipeline vs `psql -f` of the same dump (default 1024)
+#   scripts/bench.sh history [ROWS [DBS]]  history reads through the API with ROWS backups in Azurite
+#                                          (default 100000 over 100 databases) against their targets
 source "$(dirname "$0")/lib.sh"
 install_all
 build_components
@@ -13,5 +15,6 @@ case "$what" in
   dump) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-dump" "$@" ;;
   scheduler) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-scheduler" "$@" ;;
   restore) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-restore" "$@" ;;
-  *) echo "usage: scripts/bench.sh dump|scheduler|restore [args]" >&2; exit 2 ;;
+  history) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-history" "$@" ;;
+  *) echo "usage: scripts/bench.sh dump|scheduler|restore|history [args]" >&2; exit 2 ;;
 esac

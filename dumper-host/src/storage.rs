@@ -56,6 +56,8 @@ impl Storage {
         let r = match b.send().await {
             Ok(r) => r,
             Err(e) if e.is_builder() => return Outcome::Refused(e.without_url().to_string()),
+            // No connection: the service never saw the request.
+            Err(e) if e.is_connect() => return Outcome::Unsent(e.without_url().to_string()),
             Err(e) => return Outcome::Transport(e.without_url().to_string()),
         };
         let status = r.status().as_u16();

@@ -177,6 +177,11 @@ impl Azurite {
         Ok(())
     }
 
+    /// The blob, queue and table ports.
+    pub fn ports(&self) -> [u16; 3] {
+        self.ports
+    }
+
     /// Starts Azurite again on the same ports and data.
     pub fn restart(&mut self) -> Result<()> {
         self._proc = Self::spawn(&self.dir, self.ports)?.0;
@@ -644,6 +649,84 @@ impl App {
                 return Ok(App { _proc: proc, url: url.trim_end_matches('/').to_string() });
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------- lost answers
+
+/// A TCP proxy in front of one storage port that loses answers: the first `lose` connections whose
+/// request starts with `prefix` (e.g. `POST /devstoreaccount1/jobs/messages`) reach the service, which
+/// applies them, and the connection is then closed without its answer, as a network failure after the
+/// request would. Everything else passes both ways unchanged. Stops when dropped.
+pub struct LosingProxy {
+    pub port: u16,
+    lost: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LosingProxy {
+    pub fn start(upstream: u16, prefix: &str, lose: u32) -> Result<Self> {
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        listener.set_nonblocking(true)?;
+        let (lost, stop) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicBool::new(false)));
+        let (counted, stopping, prefix) = (lost.clone(), stop.clone(), prefix.as_bytes().to_vec());
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let (counted, prefix) = (counted.clone(), prefix.clone());
+                std::thread::spawn(move || {
+                    let _ = Self::serve(client, upstream, &prefix, &counted, lose);
+                });
+            }
+        });
+        Ok(LosingProxy { port, lost, stop })
+    }
+
+    fn serve(
+        mut client: std::net::TcpStream,
+        upstream: u16,
+        prefix: &[u8],
+        counted: &std::sync::atomic::AtomicU32,
+        lose: u32,
+    ) -> std::io::Result<()> {
+        use std::io::Read;
+        use std::sync::atomic::Ordering;
+        client.set_nonblocking(false)?;
+        let mut service = std::net::TcpStream::connect(("127.0.0.1", upstream))?;
+        let mut first = vec![0u8; 64 * 1024];
+        let n = client.read(&mut first)?;
+        service.write_all(&first[..n])?;
+        let (mut to_service, mut from_service) = (service.try_clone()?, service.try_clone()?);
+        let mut from_client = client.try_clone()?;
+        std::thread::spawn(move || std::io::copy(&mut from_client, &mut to_service));
+        let losing = first[..n].starts_with(prefix)
+            && counted.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| (c < lose).then_some(c + 1)).is_ok();
+        if losing {
+            // The service's answer is read (so the request was applied) and thrown away.
+            let mut answer = [0u8; 1];
+            from_service.read_exact(&mut answer)?;
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            return service.shutdown(std::net::Shutdown::Both);
+        }
+        std::io::copy(&mut from_service, &mut client)?;
+        client.shutdown(std::net::Shutdown::Write)
+    }
+
+    /// Answers lost so far.
+    pub fn lost(&self) -> u32 {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for LosingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -26,6 +26,7 @@ async fn backups_survive_a_dead_worker_and_a_lost_lease() -> Result<()> {
     a_backup_far_smaller_than_before_is_suspect_until_an_admin_confirms_it(&az, &pg).await?;
     a_dump_past_its_deadline_is_stopped(&az, &pg).await?;
     a_storage_outage_mid_dump_is_ridden_out(&mut az, &pg).await?;
+    a_lost_answer_to_queueing_a_job_queues_nothing_twice(&az, &pg).await?;
     a_worker_killed_mid_dump_is_replaced_and_the_job_completes(&az, &pg).await?;
     a_database_server_dying_mid_dump_fails_the_backup_as_unreachable(&az, &pg).await
 }
@@ -322,8 +323,44 @@ async fn a_dump_past_its_deadline_is_stopped(az: &Azurite, pg: &Postgres) -> Res
     Ok(())
 }
 
-/// Storage goes away while a dump uploads (Azurite stopped for 20 s): the dump waits it out and commits
-/// one complete backup, in one attempt.
+/// The queue takes a backup's job but the answer is lost on the way back: the API does not send it again
+/// (a second copy would be a second job). It says the backup was not queued and undoes its row, so the
+/// copy that did arrive finds no row and is dropped; asked again, it queues one backup.
+async fn a_lost_answer_to_queueing_a_job_queues_nothing_twice(az: &Azurite, pg: &Postgres) -> Result<()> {
+    let [blob, queue, table] = az.ports();
+    let prefix = format!("POST /devstoreaccount1/{}/messages", dilux_domain::JOBS_QUEUE);
+    let proxy = dilux_e2e::LosingProxy::start(queue, &prefix, 1)?;
+    let storage = dilux_azure::Account::azurite_connection_string(blob, proxy.port, table);
+    let app = App::start_with(&storage, &dilux_e2e::root().join("spin.toml"), &[NO_TICKS])?;
+    let api = Api::signed_in(&app, "admin").await?;
+    let db = database(&api, pg).await?;
+    let history = format!("/api/backups?database_id={db}");
+    let (before, rows_before) =
+        (files(&api, &db).await?.len(), api.call(reqwest::Method::GET, &history, None).await?.1);
+    let (status, v) = api.call(reqwest::Method::POST, &format!("/api/databases/{db}/backup"), None).await?;
+    ensure!(proxy.lost() == 1, "the answer was to be lost");
+    ensure!(status == 503 && v["error"]["message"].as_str().unwrap_or_default().contains("not queued"), "{status} {v}");
+    // The copy in the queue reaches a worker, which finds no row and drops it: no dump, no row, no file.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        let (_, h) = api.call(reqwest::Method::GET, &history, None).await?;
+        ensure!(h["count"] == rows_before["count"], "the undone backup is in the history: {h}");
+        ensure!(dumps_of(pg) == 0, "the lost job ran");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    ensure!(files(&api, &db).await?.len() == before, "no file");
+    let id =
+        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let done = api.wait_final(&db, &id, Duration::from_secs(120)).await?;
+    ensure!(done["status"] == "completed" && done["attempts"] == 1, "{done}");
+    let (_, h) = api.call(reqwest::Method::GET, &history, None).await?;
+    ensure!(h["count"].as_u64() == rows_before["count"].as_u64().map(|c| c + 1), "one backup: {h}");
+    ensure!(files(&api, &db).await?.len() == before + 1, "one file");
+    Ok(())
+}
+
+/// Storage goes away while a dump uploads (Azurite stopped for 60 s): the dump waits it out and commits
+/// one complete backup, in one attempt (its lease, 120 s, is renewed once storage is back).
 async fn a_storage_outage_mid_dump_is_ridden_out(az: &mut Azurite, pg: &Postgres) -> Result<()> {
     let manifest = dilux_e2e::root().join("spin.toml");
     pg.sql("shop", "INSERT INTO t SELECT g, repeat('v', 100) || g FROM generate_series(1, 20000) g")?;
@@ -337,7 +374,7 @@ async fn a_storage_outage_mid_dump_is_ridden_out(az: &mut Azurite, pg: &Postgres
     // Storage goes down, then the dump's data starts to flow.
     tokio::task::block_in_place(|| az.stop())?;
     release_lock(pg, &mut lock, 122)?;
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
     tokio::task::block_in_place(|| az.restart())?;
     let done = api.wait_final(&db, &id, Duration::from_secs(180)).await?;
     ensure!(done["status"] == "completed" && done["attempts"] == 1, "ridden out, not retried: {done}");

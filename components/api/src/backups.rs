@@ -73,9 +73,11 @@ pub async fn trigger(cx: &Cx<'_>) -> ApiResult<Reply> {
     app.stores.history.insert(&row).await?;
     let message = serde_json::to_string(&job).expect("jobs serialize");
     if let Err(e) = app.stores.jobs.put(&message).await {
-        // Nothing half-written: a pending row without a job would wait forever.
+        // Nothing half-written: a pending row without a job would wait forever, and a job that reached the
+        // queue although its answer was lost finds no row and is dropped.
         let _ = app.stores.history.delete(&row).await;
-        return Err(e.into());
+        let e = ApiError::from(e);
+        return Err(ApiError::new(e.kind, format!("the backup was not queued, nothing will run: {}", e.message)));
     }
     let answer = Triggered {
         job_id: job.id.clone(),

@@ -12,6 +12,10 @@ pub enum AzureError {
     /// No usable answer came back, however often it was tried (see [`crate::retry`]).
     #[error("{operation}: could not reach Azure Storage (attempts: {attempts}): {detail}")]
     Unreachable { operation: &'static str, attempts: u32, detail: String },
+    /// A request that must not be applied twice was sent, and its answer lost: it may or may not have
+    /// been applied, and was not repeated (see [`crate::retry::RetryPolicy::start_once`]).
+    #[error("{operation}: Azure Storage's answer was lost, so it may or may not have been applied: {detail}")]
+    Unconfirmed { operation: &'static str, detail: String },
     /// The request could not be built from the arguments.
     #[error("invalid argument `{field}`: {detail}")]
     InvalidArgument { field: &'static str, detail: String },
@@ -47,7 +51,7 @@ impl AzureError {
 
     /// Whether the request was given up on without a usable answer (worth trying again later).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, AzureError::Unreachable { .. })
+        matches!(self, AzureError::Unreachable { .. } | AzureError::Unconfirmed { .. })
     }
 
     pub fn is_not_found(&self) -> bool {

@@ -64,14 +64,23 @@ impl RetryPolicy {
     pub fn is_retryable(&self, outcome: &Outcome) -> bool {
         match outcome {
             Outcome::Answered(r) => is_retryable_status(r.status),
-            Outcome::Transport(_) => true,
+            Outcome::Unsent(_) | Outcome::Transport(_) => true,
             Outcome::Refused(_) => false,
         }
     }
 
-    /// Starts one request's way through this policy.
+    /// Starts one request's way through this policy: a request that may be applied twice (reads, puts,
+    /// deletes, conditional writes, inserts whose conflict is checked, see [`Retry::may_have_applied`]).
     pub fn start(&self, operation: &'static str) -> Retry {
-        Retry { policy: *self, operation, attempt: 0, last: String::new(), stop: false }
+        Retry { policy: *self, operation, attempt: 0, last: String::new(), stop: false, once: false, unsure: false }
+    }
+
+    /// Starts a request that must not be applied twice (Put Message: a second copy is a second job). It
+    /// is tried again only when the service cannot have applied it: no connection was made, or it
+    /// answered that it did not (throttled). After a lost answer it gives up with
+    /// [`AzureError::Unconfirmed`], and the caller undoes what the request would have completed.
+    pub fn start_once(&self, operation: &'static str) -> Retry {
+        Retry { once: true, ..self.start(operation) }
     }
 }
 
@@ -87,12 +96,21 @@ pub fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
+/// Whether the service may have applied a request that got this answer: it timed out or failed
+/// inside (408, 500, 504); throttling (429, 503) is refused before anything is done.
+fn may_have_applied(status: u16) -> bool {
+    matches!(status, 408 | 500 | 504)
+}
+
 /// How one attempt ended, as the transport saw it.
 #[derive(Debug)]
 pub enum Outcome {
     /// The service answered, with any status.
     Answered(Response),
-    /// No answer: connection refused or reset, timeout, name resolution.
+    /// No connection was made (refused, name resolution, connect timeout, TLS handshake): the service
+    /// never saw the request.
+    Unsent(String),
+    /// The request was sent, or may have been, but no whole answer came back (reset, read timeout).
     Transport(String),
     /// Trying again cannot help: the request cannot be sent (e.g. the platform denies the host).
     Refused(String),
@@ -106,6 +124,10 @@ pub struct Retry {
     attempt: u32,
     last: String,
     stop: bool,
+    /// Not to be applied twice ([`RetryPolicy::start_once`]).
+    once: bool,
+    /// An earlier attempt may have been applied with its answer lost.
+    unsure: bool,
 }
 
 impl Retry {
@@ -121,13 +143,27 @@ impl Retry {
     /// Records how the current attempt ended. `Some` is the answer for the caller's parser (which
     /// turns non-transient errors such as 404 into an [`AzureError`]); `None` means try again.
     pub fn record(&mut self, outcome: Outcome) -> Option<Response> {
-        self.stop = !self.policy.is_retryable(&outcome);
+        let unsure = match &outcome {
+            Outcome::Answered(r) => may_have_applied(r.status),
+            Outcome::Transport(_) => true,
+            Outcome::Unsent(_) | Outcome::Refused(_) => false,
+        };
+        self.stop = !self.policy.is_retryable(&outcome) || (self.once && unsure);
+        self.unsure |= unsure;
         match outcome {
             Outcome::Answered(r) if self.stop => return Some(r),
             Outcome::Answered(r) => self.last = describe(&r),
-            Outcome::Transport(detail) | Outcome::Refused(detail) => self.last = detail,
+            Outcome::Unsent(detail) | Outcome::Transport(detail) | Outcome::Refused(detail) => self.last = detail,
         }
         None
+    }
+
+    /// Whether an earlier attempt may have been applied although its answer was lost: an insert then
+    /// refused as a conflict (409), or a conditional write refused as changed (412), may be refused
+    /// because of itself. Such a caller reads the record and takes it as written if it holds exactly
+    /// what was sent.
+    pub fn may_have_applied(&self) -> bool {
+        self.unsure
     }
 
     /// The attempt under way (1-based), 0 before the first.
@@ -142,6 +178,9 @@ impl Retry {
 
     /// The error once no attempt is left.
     pub fn give_up(self) -> AzureError {
+        if self.once && self.unsure {
+            return AzureError::Unconfirmed { operation: self.operation, detail: self.last };
+        }
         AzureError::Unreachable { operation: self.operation, attempts: self.attempt, detail: self.last }
     }
 }
@@ -245,6 +284,46 @@ mod tests {
         assert!(r.record(Outcome::Refused("HttpRequestDenied".into())).is_none());
         assert_eq!(r.next_attempt(), None);
         assert!(matches!(r.give_up(), AzureError::Unreachable { attempts: 1, .. }));
+    }
+
+    #[test]
+    fn a_request_not_to_be_applied_twice_is_repeated_only_when_it_cannot_have_been_applied() {
+        let mut r = RetryPolicy::DEFAULT.start_once("put message");
+        assert!(r.next_attempt().is_some());
+        assert!(r.record(Outcome::Unsent("connection refused".into())).is_none());
+        assert!(r.next_attempt().is_some(), "never sent: tried again");
+        assert!(r.record(answer(503)).is_none());
+        assert!(r.next_attempt().is_some(), "throttled: tried again");
+        assert!(!r.may_have_applied());
+        assert!(r.record(Outcome::Transport("connection reset".into())).is_none());
+        assert_eq!(r.next_attempt(), None, "sent, answer lost: not repeated");
+        let e = r.give_up();
+        assert_eq!(e, AzureError::Unconfirmed { operation: "put message", detail: "connection reset".into() });
+        assert!(e.to_string().contains("may or may not have been applied"), "{e}");
+
+        // A timeout inside the service is handed to the parser, not repeated.
+        let mut r = RetryPolicy::DEFAULT.start_once("put message");
+        r.next_attempt();
+        assert_eq!(r.record(answer(500)).map(|x| x.status), Some(500));
+    }
+
+    #[test]
+    fn a_repeatable_request_says_when_an_earlier_attempt_may_have_been_applied() {
+        let mut r = RetryPolicy::DEFAULT.start("insert entity");
+        r.next_attempt();
+        r.record(Outcome::Unsent("connection refused".into()));
+        r.next_attempt();
+        r.record(answer(503));
+        assert!(!r.may_have_applied(), "neither reached the table");
+        r.next_attempt();
+        r.record(Outcome::Transport("read timeout".into()));
+        assert!(r.next_attempt().is_some(), "repeated: a conflict it meets is checked");
+        assert_eq!(r.record(answer(409)).map(|x| x.status), Some(409));
+        assert!(r.may_have_applied());
+        let mut r = RetryPolicy::DEFAULT.start("insert entity");
+        r.next_attempt();
+        r.record(answer(504));
+        assert!(r.may_have_applied());
     }
 
     #[test]

@@ -33,9 +33,14 @@ impl StoreError {
 /// Sends one request under dilux-azure's retry policy (Azurite resets connections under load).
 /// Non-2xx answers that are not transient come back as `Ok` for the caller's parser.
 pub async fn send(operation: &'static str, req: Request) -> Result<Response, StoreError> {
-    use dilux_azure::retry::{Outcome, RetryPolicy};
-    use spin_sdk::http::{ErrorCode, SendError};
-    let mut retry = RetryPolicy::DEFAULT.start(operation);
+    Ok(send_with(dilux_azure::retry::RetryPolicy::DEFAULT.start(operation), req).await?.0)
+}
+
+/// [`send`] under `retry`; also says whether an earlier attempt may have been applied with its answer
+/// lost ([`dilux_azure::retry::Retry::may_have_applied`]).
+pub async fn send_with(mut retry: dilux_azure::retry::Retry, req: Request) -> Result<(Response, bool), StoreError> {
+    use dilux_azure::retry::Outcome;
+    use spin_sdk::http::{ErrorCode as E, SendError};
     while let Some(pause) = retry.next_attempt() {
         if !pause.is_zero() {
             // spin-sdk 5 has no async timer: a blocking wasi:clocks wait, of this instance only.
@@ -64,13 +69,30 @@ pub async fn send(operation: &'static str, req: Request) -> Result<Response, Sto
             }
             // The host is not in allowed_outbound_hosts, or the URL is unusable: it stays that way.
             Err(
-                e @ (SendError::RequestConversion(_)
-                | SendError::Http(ErrorCode::HttpRequestDenied | ErrorCode::HttpRequestUriInvalid)),
+                e
+                @ (SendError::RequestConversion(_) | SendError::Http(E::HttpRequestDenied | E::HttpRequestUriInvalid)),
             ) => Outcome::Refused(e.to_string()),
+            // Failures before any byte of the request left: the service never saw it.
+            Err(
+                e @ SendError::Http(
+                    E::DnsTimeout
+                    | E::DnsError(_)
+                    | E::DestinationNotFound
+                    | E::DestinationUnavailable
+                    | E::DestinationIpProhibited
+                    | E::DestinationIpUnroutable
+                    | E::ConnectionRefused
+                    | E::ConnectionTimeout
+                    | E::TlsProtocolError
+                    | E::TlsCertificateError
+                    | E::TlsAlertReceived(_),
+                ),
+            ) => Outcome::Unsent(e.to_string()),
             Err(e) => Outcome::Transport(e.to_string()),
         };
         if let Some(resp) = retry.record(outcome) {
-            return Ok(resp);
+            let applied = retry.may_have_applied();
+            return Ok((resp, applied));
         }
     }
     match retry.give_up() {
@@ -167,9 +189,28 @@ pub async fn get<T: DeserializeOwned>(
 
 /// Inserts a new record; `Err` with status 409 when the key exists.
 pub async fn insert<T: Serialize>(a: &Account, tbl: &str, pk: &str, rk: &str, record: &T) -> Result<(), StoreError> {
-    let r = send("insert entity", table::insert_entity(a, Utc::now(), tbl, &to_entity(pk, rk, record))).await?;
-    table::parse_write(r, "insert entity")?;
-    Ok(())
+    insert_entity(a, tbl, &to_entity(pk, rk, record), false).await
+}
+
+/// Inserts an entity; `Err` with status 409 when its key exists — unless the row there is this very
+/// entity, written by an attempt whose answer was lost (this request's, or, with `unsure`, an earlier
+/// request's the caller made, such as a batch).
+pub async fn insert_entity(a: &Account, tbl: &str, e: &table::Entity, unsure: bool) -> Result<(), StoreError> {
+    let retry = dilux_azure::retry::RetryPolicy::DEFAULT.start("insert entity");
+    let (r, applied) = send_with(retry, table::insert_entity(a, Utc::now(), tbl, e)).await?;
+    match table::parse_write(r, "insert entity") {
+        Ok(_) => Ok(()),
+        Err(err) if err.is_conflict() && (applied || unsure) && holds(a, tbl, e).await? => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Whether the stored row of `e`'s keys holds exactly `e`: then a write refused as a conflict (409) or
+/// as changed (412) after a lost answer was refused because of itself.
+pub async fn holds(a: &Account, tbl: &str, e: &table::Entity) -> Result<bool, StoreError> {
+    let key = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let r = send("get entity", table::get_entity(a, Utc::now(), tbl, &key("PartitionKey"), &key("RowKey"))).await?;
+    Ok(table::parse_get_entity(r)?.is_some_and(|(stored, _)| dilux_domain::entity::same_entity(e, &stored)))
 }
 
 /// Replaces a record. `etag: Some` fails with 412 if it changed since it was read.
@@ -181,8 +222,14 @@ pub async fn replace<T: Serialize>(
     record: &T,
     etag: Option<&str>,
 ) -> Result<Option<String>, StoreError> {
-    let req = table::update_entity(a, Utc::now(), tbl, &to_entity(pk, rk, record), etag)?;
-    Ok(table::parse_write(send("update entity", req).await?, "update entity")?)
+    let e = to_entity(pk, rk, record);
+    let req = table::update_entity(a, Utc::now(), tbl, &e, etag)?;
+    let (r, applied) = send_with(dilux_azure::retry::RetryPolicy::DEFAULT.start("update entity"), req).await?;
+    match table::parse_write(r, "update entity") {
+        // Our own earlier attempt changed the ETag: the row is what we wrote (its new ETag is unknown).
+        Err(err) if err.status() == Some(412) && applied && holds(a, tbl, &e).await? => Ok(None),
+        other => Ok(other?),
+    }
 }
 
 /// Writes a record whether or not it exists (last writer wins): for rows that are only ever replaced
@@ -286,6 +333,11 @@ pub async fn history_by_database(
     Ok(out)
 }
 
+/// Queues a message. Never repeated after a lost answer (a second copy would be a second job): that
+/// fails as [`AzureError::Unconfirmed`], and the callers undo the job's row, so a copy that did arrive
+/// finds no row and is dropped.
 pub async fn put_message(a: &Account, q: &str, text: &str) -> Result<String, StoreError> {
-    Ok(queue::parse_put_message(send("put message", queue::put_message(a, Utc::now(), q, text)).await?)?)
+    let retry = dilux_azure::retry::RetryPolicy::DEFAULT.start_once("put message");
+    let (r, _) = send_with(retry, queue::put_message(a, Utc::now(), q, text)).await?;
+    Ok(queue::parse_put_message(r)?)
 }

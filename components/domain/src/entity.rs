@@ -48,6 +48,21 @@ pub fn to_entity<T: Serialize>(pk: &str, rk: &str, record: &T) -> Entity {
     e
 }
 
+/// Whether `stored` (as the service answers it) holds exactly the properties of `sent` (as
+/// [`to_entity`] builds it): the service's own (`Timestamp`, `odata.*`) and type annotations aside,
+/// numbers compared by value (a service may spell 2.0 as 2).
+pub fn same_entity(sent: &Entity, stored: &Entity) -> bool {
+    let own = |k: &&String| k.as_str() != "Timestamp" && !k.starts_with("odata.") && !k.contains("@odata.");
+    let equal = |a: &Value, b: &Value| match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    };
+    let (mine, theirs): (Vec<&String>, Vec<&String>) =
+        (sent.keys().filter(own).collect(), stored.keys().filter(own).collect());
+    mine.len() == theirs.len()
+        && mine.iter().all(|k| stored.get(k.as_str()).is_some_and(|v| equal(&sent[k.as_str()], v)))
+}
+
 /// Reads a record back from an entity (keys and annotations are ignored).
 pub fn from_entity<T: DeserializeOwned>(mut e: Entity) -> Result<T, serde_json::Error> {
     e.remove("PartitionKey");
@@ -100,6 +115,31 @@ mod tests {
         note: String,
         total_rows: u64,
         nested: Option<Vec<u32>>,
+    }
+
+    #[test]
+    fn a_stored_row_is_ours_only_if_it_holds_exactly_what_was_sent() {
+        let row = Row { note: "a".into(), total_rows: 7, nested: Some(vec![1]) };
+        let sent = to_entity("p", "r", &row);
+        let mut stored = sent.clone();
+        stored.insert("Timestamp".into(), "2026-12-01T10:00:00.1234567Z".into());
+        stored.insert("odata.etag".into(), "W/\"x\"".into());
+        stored.remove("total_rows@odata.type");
+        assert!(same_entity(&sent, &stored), "the service's own properties and annotations aside");
+        let mut two = to_entity("p", "r", &serde_json::json!({"ratio": 2.0}));
+        let mut answered = two.clone();
+        answered.insert("ratio".into(), serde_json::json!(2));
+        assert!(same_entity(&two, &answered), "2.0 spelled 2");
+        two.insert("ratio".into(), serde_json::json!(2.5));
+        assert!(!same_entity(&two, &answered));
+        let other = to_entity("p", "r", &Row { note: "b".into(), ..row });
+        assert!(!same_entity(&sent, &other), "another writer's row");
+        let mut more = stored.clone();
+        more.insert("extra".into(), "x".into());
+        assert!(!same_entity(&sent, &more), "a property we did not send");
+        let mut less = stored;
+        less.remove("note");
+        assert!(!same_entity(&sent, &less), "a property we sent is missing");
     }
 
     #[test]

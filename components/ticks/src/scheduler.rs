@@ -257,18 +257,19 @@ async fn write_grouped(ctx: &Ctx, tbl: &str, ops: Vec<(String, BatchOp)>) -> Vec
     for idx in by_pk.values() {
         for chunk in idx.chunks(table::MAX_BATCH) {
             let batch: Vec<BatchOp> = chunk.iter().map(|i| ops[*i].1.clone()).collect();
-            let mut outcome = run_batch(ctx, tbl, &batch).await;
+            let (mut outcome, mut unsure) = run_batch(ctx, tbl, &batch).await;
             if matches!(&outcome, Err(e) if e.status() == Some(404)) {
                 // A fresh account has no tables yet.
                 if store::ensure_app_storage(&ctx.account, &ctx.container).await.is_ok() {
-                    outcome = run_batch(ctx, tbl, &batch).await;
+                    let (again, was_unsure) = run_batch(ctx, tbl, &batch).await;
+                    (outcome, unsure) = (again, unsure || was_unsure);
                 }
             }
             match outcome {
                 Ok(()) => chunk.iter().for_each(|i| results[*i] = Some(Ok(()))),
                 Err(_) => {
                     for i in chunk {
-                        results[*i] = Some(single(ctx, tbl, &ops[*i].1).await);
+                        results[*i] = Some(single(ctx, tbl, &ops[*i].1, unsure).await);
                     }
                 }
             }
@@ -277,19 +278,36 @@ async fn write_grouped(ctx: &Ctx, tbl: &str, ops: Vec<(String, BatchOp)>) -> Vec
     results.into_iter().map(|r| r.expect("every operation was applied")).collect()
 }
 
-async fn run_batch(ctx: &Ctx, tbl: &str, ops: &[BatchOp]) -> Result<(), StoreError> {
+/// One batch, and whether an attempt of it may have been applied with its answer lost. Repeating a
+/// batch applies nothing twice (its inserts and conditional updates are refused the second time), but
+/// then the refusals are checked one by one.
+async fn run_batch(ctx: &Ctx, tbl: &str, ops: &[BatchOp]) -> (Result<(), StoreError>, bool) {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let req = table::batch(&ctx.account, Utc::now(), tbl, ops, &id)?;
-    Ok(table::parse_batch(store::send("batch", req).await?)?)
+    let req = match table::batch(&ctx.account, Utc::now(), tbl, ops, &id) {
+        Ok(r) => r,
+        Err(e) => return (Err(e.into()), false),
+    };
+    match store::send_with(dilux_azure::retry::RetryPolicy::DEFAULT.start("batch"), req).await {
+        Ok((r, unsure)) => (table::parse_batch(r).map_err(StoreError::from), unsure),
+        Err(e) => (Err(e), true),
+    }
 }
 
-async fn single(ctx: &Ctx, tbl: &str, op: &BatchOp) -> Result<(), StoreError> {
+/// One operation of a failed batch. `unsure`: the batch may have been applied, so an insert or a
+/// conditional update refused because the row is already what it writes succeeded.
+async fn single(ctx: &Ctx, tbl: &str, op: &BatchOp, unsure: bool) -> Result<(), StoreError> {
     let a = &ctx.account;
-    let req = match op {
-        BatchOp::Insert(e) => table::insert_entity(a, Utc::now(), tbl, e),
-        BatchOp::Update(e, etag) => table::update_entity(a, Utc::now(), tbl, e, etag.as_deref())?,
-        BatchOp::Delete { pk, rk } => table::delete_entity(a, Utc::now(), tbl, pk, rk, None),
+    let (e, req) = match op {
+        BatchOp::Insert(e) => return store::insert_entity(a, tbl, e, unsure).await,
+        BatchOp::Update(e, etag) => (e, table::update_entity(a, Utc::now(), tbl, e, etag.as_deref())?),
+        BatchOp::Delete { pk, rk } => {
+            let req = table::delete_entity(a, Utc::now(), tbl, pk, rk, None);
+            table::parse_write(store::send("write", req).await?, "write")?;
+            return Ok(());
+        }
     };
-    table::parse_write(store::send("write", req).await?, "write").map(|_| ())?;
-    Ok(())
+    match table::parse_write(store::send("write", req).await?, "write") {
+        Err(err) if err.status() == Some(412) && unsure && store::holds(a, tbl, e).await? => Ok(()),
+        other => other.map(|_| ()).map_err(StoreError::from),
+    }
 }
