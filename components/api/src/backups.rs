@@ -95,7 +95,7 @@ const MAX_PAGE: usize = 200;
 /// How far back the history list looks by default, and at most.
 const DEFAULT_DAYS: i64 = 90;
 const MAX_DAYS: i64 = 3660;
-/// Days fetched per Table query (one query per window of date partitions).
+/// The most days of date partitions one Table query of the list reads.
 const WINDOW_DAYS: i64 = 31;
 
 /// `page_size`, 1 to [`MAX_PAGE`] (default [`DEFAULT_PAGE`]).
@@ -135,10 +135,22 @@ pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
         Some((pk, _)) => NaiveDate::parse_from_str(pk, "%Y-%m-%d").map_err(|_| bad_cursor())?.min(to),
         None => to,
     };
-    let mut items: Vec<(String, String, BackupResult)> = Vec::new();
+    // Newest day first: one day (its newest rows only, in key order), then windows as wide as the rows
+    // found so far say the rest of the page needs, up to WINDOW_DAYS. A busy history fills a page from
+    // one query of one day, a filtered or quiet one from a few, never one per day of the range.
+    let (mut items, newest): (Vec<(String, String, BackupResult)>, _) = (Vec::new(), end);
+    let mut days = 1;
     while end >= oldest && items.len() <= page_size {
-        let start = (end - Duration::days(WINDOW_DAYS - 1)).max(oldest);
-        let window = HistoryQuery { from: Some(start), to: Some(end), ..filter.clone() };
+        let start = (end - Duration::days(days - 1)).max(oldest);
+        let one_day = start == end;
+        let cursor_day = cursor.as_ref().filter(|(pk, _)| one_day && *pk == end.format("%Y-%m-%d").to_string());
+        let window = HistoryQuery {
+            from: Some(start),
+            to: Some(end),
+            row_after: cursor_day.map(|(_, rk)| rk.clone()),
+            limit: one_day.then_some(page_size + 1 - items.len()),
+            ..filter.clone()
+        };
         let mut rows: Vec<(String, String, BackupResult)> = cx
             .app
             .stores
@@ -158,12 +170,24 @@ pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
             Some((cp, cr)) => p < cp || (p == cp && r > cr),
         }));
         end = start - Duration::days(1);
+        days = next_window(items.len(), page_size + 1, (newest - end).num_days().max(1));
     }
     let has_more = items.len() > page_size;
     items.truncate(page_size);
     let next_cursor = if has_more { items.last().map(|(p, r, _)| next_cursor(p, r)) } else { None };
     let backups: Vec<BackupResult> = items.into_iter().map(|(_, _, r)| r).collect();
     Ok(Reply::json(&BackupPage { count: backups.len(), backups, next_cursor }))
+}
+
+/// Days the next list query reads: as many as `have` rows found in `searched` days say the rest of
+/// `need` takes, with a margin, from 1 to [`WINDOW_DAYS`] (all of them when nothing was found yet).
+fn next_window(have: usize, need: usize, searched: i64) -> i64 {
+    if have == 0 {
+        return WINDOW_DAYS;
+    }
+    let per_day = have as f64 / searched as f64;
+    let days = (need.saturating_sub(have) as f64 / per_day * 1.25).ceil();
+    (days as i64).clamp(1, WINDOW_DAYS)
 }
 
 /// `GET /api/backups/files`: the files in the backups container (by `prefix` or one database),

@@ -273,11 +273,26 @@ pub async fn query_all<T: DeserializeOwned>(
     tbl: &str,
     filter: &str,
 ) -> Result<Vec<Tagged<T>>, StoreError> {
+    query_first(a, tbl, filter, None).await
+}
+
+/// The first `limit` records matching `filter` in key order (all without one), following
+/// continuations only as far as needed.
+pub async fn query_first<T: DeserializeOwned>(
+    a: &Account,
+    tbl: &str,
+    filter: &str,
+    limit: Option<usize>,
+) -> Result<Vec<Tagged<T>>, StoreError> {
     let mut out = Vec::new();
     let mut cont = None;
     loop {
+        let left = limit.map_or(1000, |l| l.saturating_sub(out.len()).min(1000)) as u32;
+        if left == 0 {
+            return Ok(out);
+        }
         let r =
-            send("query entities", table::query(a, Utc::now(), tbl, Some(filter), Some(1000), cont.as_ref())).await?;
+            send("query entities", table::query(a, Utc::now(), tbl, Some(filter), Some(left), cont.as_ref())).await?;
         let page = table::parse_query(r)?;
         for (e, etag) in page.entities {
             let key = e.get("RowKey").and_then(|v| v.as_str()).unwrap_or("").to_string();

@@ -123,6 +123,7 @@ pub fn history_filter(q: &HistoryQuery) -> String {
     parts.extend(q.engine_type.map(|t| format!("database_type eq {}", literal(t.as_str()))));
     parts.extend(q.blob_name.as_deref().map(|b| format!("blob_name eq {}", literal(b))));
     parts.extend(q.id.as_deref().map(|id| format!("id eq {}", literal(id))));
+    parts.extend(q.row_after.as_deref().map(|rk| format!("RowKey gt {}", literal(rk))));
     parts.join(" and ")
 }
 
@@ -131,7 +132,8 @@ pub struct AzureHistory(pub AzureStorage);
 #[async_trait(?Send)]
 impl History for AzureHistory {
     async fn query(&self, q: &HistoryQuery) -> StoreResult<Vec<BackupResult>> {
-        let rows = crate::query_all::<BackupResult>(&self.0.account, tables::HISTORY, &history_filter(q)).await?;
+        let (a, filter) = (&self.0.account, history_filter(q));
+        let rows = crate::query_first::<BackupResult>(a, tables::HISTORY, &filter, q.limit).await?;
         Ok(rows.into_iter().map(|(r, _)| r).collect())
     }
 

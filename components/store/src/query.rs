@@ -6,6 +6,8 @@ use dilux_domain::audit::AuditLog;
 use dilux_domain::{BackupResult, BackupStatus, EngineType, TriggeredBy};
 
 /// History rows by day partition (`from`..=`to`, UTC) and fields; an empty list matches anything.
+/// Rows come in key order — day partitions oldest first, within a day newest first — and `limit`
+/// keeps the first ones: the newest of one day, when `from` = `to`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HistoryQuery {
     pub from: Option<NaiveDate>,
@@ -16,6 +18,9 @@ pub struct HistoryQuery {
     pub engine_type: Option<EngineType>,
     pub blob_name: Option<String>,
     pub id: Option<String>,
+    /// Only rows whose RowKey sorts after this one (older rows of the same day): a cursor.
+    pub row_after: Option<String>,
+    pub limit: Option<usize>,
 }
 
 impl HistoryQuery {
@@ -34,6 +39,10 @@ impl HistoryQuery {
             && self.engine_type.is_none_or(|t| r.database_type == t)
             && self.blob_name.as_ref().is_none_or(|b| &r.blob_name == b)
             && self.id.as_ref().is_none_or(|id| &r.id == id)
+            && self
+                .row_after
+                .as_ref()
+                .is_none_or(|after| &dilux_domain::backup::history_keys(r.created_at, &r.id).1 > after)
     }
 }
 

@@ -126,9 +126,14 @@ impl<T: Clone> Records<T> for MemRecords<T> {
 
 /// The history, by backup id.
 #[derive(Clone, Default)]
-pub struct MemHistory(pub Shared<BTreeMap<String, BackupResult>>);
+pub struct MemHistory(pub Shared<BTreeMap<String, BackupResult>>, pub Shared<Vec<HistoryQuery>>);
 
 impl MemHistory {
+    /// The queries asked so far, and forgets them.
+    pub fn take_queries(&self) -> Vec<HistoryQuery> {
+        std::mem::take(&mut *self.1.borrow_mut())
+    }
+
     pub fn all(&self) -> Vec<BackupResult> {
         self.0.borrow().values().cloned().collect()
     }
@@ -141,7 +146,12 @@ impl MemHistory {
 #[async_trait(?Send)]
 impl History for MemHistory {
     async fn query(&self, q: &HistoryQuery) -> StoreResult<Vec<BackupResult>> {
-        Ok(self.0.borrow().values().filter(|r| q.matches(r)).cloned().collect())
+        self.1.borrow_mut().push(q.clone());
+        let mut rows: Vec<BackupResult> = self.0.borrow().values().filter(|r| q.matches(r)).cloned().collect();
+        // Table order: by partition, then RowKey.
+        rows.sort_by_key(|r| dilux_domain::backup::history_keys(r.created_at, &r.id));
+        rows.truncate(q.limit.unwrap_or(usize::MAX));
+        Ok(rows)
     }
 
     async fn insert(&self, row: &BackupResult) -> StoreResult<()> {

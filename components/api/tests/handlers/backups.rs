@@ -91,6 +91,41 @@ async fn the_history_is_newest_first_filtered_and_paged_by_cursor() {
 }
 
 #[tokio::test]
+async fn a_busy_day_fills_the_first_page_from_one_query_and_paging_finds_every_row_once() {
+    let (t, d) = setup().await;
+    let mut want = Vec::new();
+    for minutes in 0..7 {
+        let mut r = backup(&t, &d, 0, BackupStatus::Completed);
+        t.mem.history.0.borrow_mut().remove(&r.id);
+        r.created_at = now() - Duration::minutes(minutes);
+        t.mem.history.put(r.clone());
+        want.push(r);
+    }
+    // Sparse older ones, 40 and 85 days back: found by wider windows, not a query per day.
+    want.push(backup(&t, &d, 40, BackupStatus::Failed));
+    want.push(backup(&t, &d, 85, BackupStatus::Completed));
+    want.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+    t.mem.history.take_queries();
+    let first = t.admin("GET", &format!("/api/backups?database_id={d}&page_size=5"), None).await.body;
+    let queries = t.mem.history.take_queries();
+    assert_eq!(queries.len(), 1, "one query of today: {queries:?}");
+    assert_eq!((queries[0].from, queries[0].limit), (queries[0].to, Some(6)), "today's newest 6 only");
+    let mut seen: Vec<String> = Vec::new();
+    let mut page = first;
+    loop {
+        seen.extend(page["backups"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap().to_string()));
+        let Some(c) = page["next_cursor"].as_str() else { break };
+        let url = format!("/api/backups?database_id={d}&page_size=5&cursor={}", c.replace('|', "%7C"));
+        page = t.admin("GET", &url, None).await.body;
+    }
+    assert_eq!(seen, want.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), "every row once, newest first");
+    t.mem.history.take_queries();
+    t.admin("GET", &format!("/api/backups?database_id={d}&status=cancelled"), None).await;
+    let queries = t.mem.history.take_queries().len();
+    assert!(queries <= 4, "90 quiet days in {queries} queries, not 90");
+}
+
+#[tokio::test]
 async fn history_query_values_are_checked_by_name() {
     let (t, _) = setup().await;
     for (q, field) in [
