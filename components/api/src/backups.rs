@@ -457,16 +457,13 @@ pub async fn confirm(cx: &Cx<'_>) -> ApiResult<Reply> {
 /// `GET /api/backups/stats?database_id=…`: counts by status, stored bytes, newest success.
 pub async fn stats(cx: &Cx<'_>) -> ApiResult<Reply> {
     let id = cx.param("database_id").ok_or_else(|| ApiError::field("database_id", "is required"))?;
-    let rows = cx.app.stores.history.query(&HistoryQuery::database(id)).await?;
-    let count = |s: BackupStatus| rows.iter().filter(|r| r.status == s).count();
-    let completed: Vec<&BackupResult> = rows.iter().filter(|r| r.status == BackupStatus::Completed).collect();
-    Ok(Reply::json(&serde_json::json!({
-        "database_id": id,
-        "total": rows.len(),
-        "completed": count(BackupStatus::Completed),
-        "failed": count(BackupStatus::Failed),
-        "in_flight": count(BackupStatus::Pending) + count(BackupStatus::InProgress),
-        "total_size_bytes": completed.iter().filter_map(|r| r.file_size_bytes).sum::<i64>(),
-        "last_success": completed.iter().map(|r| r.created_at).max(),
-    })))
+    let stats = cx.app.stores.history.stats(id).await?;
+    Ok(Reply::json(&DatabaseStats { database_id: id.to_string(), stats }))
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct DatabaseStats {
+    pub database_id: String,
+    #[serde(flatten)]
+    pub stats: dilux_domain::backup::HistoryStats,
 }

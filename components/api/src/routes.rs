@@ -298,7 +298,8 @@ pub static ROUTES: &[Route] = &[
         .returns(schema::<dilux_domain::BackupResult>),
     r(Get, "/api/backups/stats", "BackupStats", h!(backups::stats), "Counts and stored bytes of a database's backups")
         .needs(View)
-        .query(&[("database_id", "the database")]),
+        .query(&[("database_id", "the database")])
+        .returns(schema::<backups::DatabaseStats>),
     r(Get, "/api/retention/preview", "RetentionPreview", h!(backups::retention_preview), "What retention would delete")
         .needs(View)
         .query(&[("database_id", "one database")]),

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use dilux_azure::table::literal;
 use dilux_azure::{blob, queue, Account, BlobSas, SasPermissions};
 use dilux_domain::audit::AuditLog;
+use dilux_domain::backup::{HistoryStats, StatsFields};
 use dilux_domain::manifest::{manifest_blob, MANIFEST_SUFFIX};
 use dilux_domain::probe::{ProbeRequest, ProbeResult, PROBE_PATH};
 use dilux_domain::{tables, BackupResult};
@@ -135,6 +136,32 @@ impl History for AzureHistory {
         let (a, filter) = (&self.0.account, history_filter(q));
         let rows = crate::query_first::<BackupResult>(a, tables::HISTORY, &filter, q.limit).await?;
         Ok(rows.into_iter().map(|(r, _)| r).collect())
+    }
+
+    async fn stats(&self, database_id: &str) -> StoreResult<HistoryStats> {
+        use dilux_azure::table;
+        let (a, filter) = (&self.0.account, format!("database_id eq {}", literal(database_id)));
+        let (mut stats, mut cont) = (HistoryStats::default(), None);
+        loop {
+            let names = StatsFields::NAMES;
+            let req =
+                table::query_select(a, Utc::now(), tables::HISTORY, Some(&filter), names, Some(1000), cont.as_ref());
+            let page = table::parse_query(crate::send("query entities", req).await.map_err(AzureStoreError::from)?)
+                .map_err(AzureStoreError::from)?;
+            for (e, _) in page.entities {
+                let fields: StatsFields =
+                    dilux_domain::entity::from_entity(e).map_err(|e| AzureStoreError::Corrupt {
+                        table: tables::HISTORY.into(),
+                        key: database_id.into(),
+                        detail: e.to_string(),
+                    })?;
+                stats.add(&fields);
+            }
+            match page.continuation {
+                Some(c) => cont = Some(c),
+                None => return Ok(stats),
+            }
+        }
     }
 
     async fn insert(&self, row: &BackupResult) -> StoreResult<()> {

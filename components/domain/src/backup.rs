@@ -180,6 +180,56 @@ pub struct BackupResult {
     pub suspect: Option<String>,
 }
 
+/// The fields of a history row a database's stats need, read alone (`$select`) so that counting a long
+/// history moves a few bytes per row, not the whole row.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct StatsFields {
+    pub status: BackupStatus,
+    #[serde(default)]
+    pub file_size_bytes: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl StatsFields {
+    /// Their names, as stored.
+    pub const NAMES: &'static [&'static str] = &["status", "file_size_bytes", "created_at"];
+}
+
+impl From<&BackupResult> for StatsFields {
+    fn from(r: &BackupResult) -> Self {
+        StatsFields { status: r.status, file_size_bytes: r.file_size_bytes, created_at: r.created_at }
+    }
+}
+
+/// One database's history in numbers: backups by state, bytes stored, the newest success.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct HistoryStats {
+    pub total: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Queued or running.
+    pub in_flight: u64,
+    /// Of the completed backups.
+    pub total_size_bytes: i64,
+    pub last_success: Option<DateTime<Utc>>,
+}
+
+impl HistoryStats {
+    pub fn add(&mut self, f: &StatsFields) {
+        self.total += 1;
+        match f.status {
+            BackupStatus::Completed => {
+                self.completed += 1;
+                self.total_size_bytes = self.total_size_bytes.saturating_add(f.file_size_bytes.unwrap_or(0));
+                self.last_success = self.last_success.max(Some(f.created_at));
+            }
+            BackupStatus::Failed => self.failed += 1,
+            BackupStatus::Pending | BackupStatus::InProgress => self.in_flight += 1,
+            BackupStatus::Cancelled => {}
+        }
+    }
+}
+
 /// A completed backup under this fraction of its predecessors' median size is suspect.
 pub const SUSPECT_FRACTION: f64 = 0.10;
 /// Completed backups compared (the newest ones before it); fewer than [`SUSPECT_MIN_HISTORY`] decide nothing.

@@ -12,6 +12,7 @@ mod query;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dilux_domain::audit::AuditLog;
+use dilux_domain::backup::HistoryStats;
 use dilux_domain::policy::PolicyRow;
 use dilux_domain::probe::{ProbeRequest, ProbeResult};
 use dilux_domain::restore::RestoreResult;
@@ -47,6 +48,8 @@ pub trait Records<T> {
 #[async_trait(?Send)]
 pub trait History {
     async fn query(&self, q: &HistoryQuery) -> StoreResult<Vec<BackupResult>>;
+    /// One database's stats, from its rows' [`StatsFields`](dilux_domain::backup::StatsFields) only.
+    async fn stats(&self, database_id: &str) -> StoreResult<HistoryStats>;
     async fn insert(&self, row: &BackupResult) -> StoreResult<()>;
     /// Replaces an existing row, whatever its version (a row deleted meanwhile is an error).
     async fn update(&self, row: &BackupResult) -> StoreResult<()>;

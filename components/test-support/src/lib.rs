@@ -154,6 +154,14 @@ impl History for MemHistory {
         Ok(rows)
     }
 
+    async fn stats(&self, database_id: &str) -> StoreResult<dilux_domain::backup::HistoryStats> {
+        let mut stats = dilux_domain::backup::HistoryStats::default();
+        for r in self.0.borrow().values().filter(|r| r.database_id == database_id) {
+            stats.add(&r.into());
+        }
+        Ok(stats)
+    }
+
     async fn insert(&self, row: &BackupResult) -> StoreResult<()> {
         if self.0.borrow().contains_key(&row.id) {
             return Err(StoreError::Conflict { what: format!("backup `{}`", row.id) });

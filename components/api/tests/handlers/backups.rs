@@ -256,14 +256,18 @@ async fn deleting_a_database_with_its_backups_refuses_while_one_runs() {
 #[tokio::test]
 async fn stats_count_by_status_and_sum_stored_bytes() {
     let (t, d) = setup().await;
-    backup(&t, &d, 1, BackupStatus::Completed);
+    let newest = backup(&t, &d, 1, BackupStatus::Completed);
     backup(&t, &d, 2, BackupStatus::Completed);
     backup(&t, &d, 3, BackupStatus::Failed);
+    backup(&t, &d, 0, BackupStatus::Pending);
+    backup(&t, "other", 0, BackupStatus::Completed);
     let s = t.admin("GET", &format!("/api/backups/stats?database_id={d}"), None).await.body;
     assert_eq!(
-        (s["completed"].as_u64(), s["failed"].as_u64(), s["total_size_bytes"].as_u64()),
-        (Some(2), Some(1), Some(2000))
+        (s["total"].as_u64(), s["completed"].as_u64(), s["failed"].as_u64(), s["in_flight"].as_u64()),
+        (Some(4), Some(2), Some(1), Some(1))
     );
+    assert_eq!(s["total_size_bytes"].as_u64(), Some(2000));
+    assert_eq!(s["last_success"], serde_json::to_value(newest.created_at).unwrap());
     assert_eq!(t.admin("GET", "/api/backups/stats", None).await.field(), Some("database_id"));
 }
 
