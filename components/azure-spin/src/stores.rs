@@ -146,8 +146,7 @@ impl History for AzureHistory {
             let names = StatsFields::NAMES;
             let req =
                 table::query_select(a, Utc::now(), tables::HISTORY, Some(&filter), names, Some(1000), cont.as_ref());
-            let page = table::parse_query(crate::send("query entities", req).await.map_err(AzureStoreError::from)?)
-                .map_err(AzureStoreError::from)?;
+            let page = table::parse_query(crate::send("query entities", req).await?).map_err(AzureStoreError::from)?;
             for (e, _) in page.entities {
                 let fields: StatsFields =
                     dilux_domain::entity::from_entity(e).map_err(|e| AzureStoreError::Corrupt {
