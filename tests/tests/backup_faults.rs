@@ -73,6 +73,20 @@ async fn database(api: &Api, pg: &Postgres) -> Result<String> {
     Ok(d["id"].as_str().unwrap().to_string())
 }
 
+/// Asks for a backup of `db`; answers its id.
+async fn backup(api: &Api, db: &str) -> Result<String> {
+    Ok(api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string())
+}
+
+/// A dumper-host that takes over a job at once (it polls every 10 ms and holds leases for 30 s).
+fn second_worker(az: &Azurite, manifest: &std::path::Path) -> Result<App> {
+    App::start_with(
+        &az.connection_string,
+        manifest,
+        &[("DILUX_WORKER_LEASE_SECS", "30"), ("DILUX_WORKER_IDLE_POLL_MS", "10"), NO_TICKS],
+    )
+}
+
 async fn row(api: &Api, db: &str, id: &str) -> Result<Value> {
     let v = api.call(reqwest::Method::GET, &format!("/api/backups?database_id={db}"), None).await?.1;
     Ok(v["backups"].as_array().and_then(|a| a.iter().find(|r| r["id"] == id)).cloned().unwrap_or(Value::Null))
@@ -95,8 +109,7 @@ async fn a_worker_dying_right_after_its_commit_leaves_a_completed_backup(az: &Az
     )?;
     let api = Api::signed_in(&app, "admin").await?;
     let db = database(&api, pg).await?;
-    let id =
-        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let id = backup(&api, &db).await?;
     ensure!(app.exited_within(Duration::from_secs(120)), "the worker was to die right after the commit");
     ensure!(row(&api_of(&az.connection_string).await?.1, &db, &id).await?["status"] == "in_progress");
 
@@ -122,15 +135,10 @@ async fn a_worker_killed_mid_dump_is_replaced_and_the_job_completes(az: &Azurite
     let api = Api::signed_in(&first, "admin").await?;
     let db = database(&api, pg).await?;
     let before = files(&api, &db).await?.len();
-    let id =
-        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let id = backup(&api, &db).await?;
     until_dumps(pg, 1, Duration::from_secs(30), "the first worker's dump never started").await?;
     first.crash();
-    let second = App::start_with(
-        &az.connection_string,
-        &manifest,
-        &[("DILUX_WORKER_LEASE_SECS", "30"), ("DILUX_WORKER_IDLE_POLL_MS", "10"), NO_TICKS],
-    )?;
+    let second = second_worker(az, &manifest)?;
     // The killed host's pg_dump is an orphan until it writes to its closed pipe; the second one starts beside it.
     until_dumps(pg, 2, Duration::from_secs(30), "no worker took the job of the killed one").await?;
     release_lock(pg, &mut lock, 120)?;
@@ -148,8 +156,7 @@ async fn a_database_server_dying_mid_dump_fails_the_backup_as_unreachable(az: &A
     let api = Api::signed_in(&app, "admin").await?;
     let db = database(&api, pg).await?;
     let before = files(&api, &db).await?.len();
-    let id =
-        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let id = backup(&api, &db).await?;
     until_dumps(pg, 1, Duration::from_secs(30), "the dump never started").await?;
     pg.kill()?;
     let _ = lock.kill();
@@ -159,8 +166,7 @@ async fn a_database_server_dying_mid_dump_fails_the_backup_as_unreachable(az: &A
 
     ensure!(files(&api, &db).await?.len() == before, "nothing committed");
     pg.start_again()?;
-    let again =
-        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let again = backup(&api, &db).await?;
     let done = api.wait_final(&db, &again, Duration::from_secs(120)).await?;
     ensure!(done["status"] == "completed", "{done}");
     Ok(())
@@ -206,16 +212,11 @@ async fn a_worker_that_lost_its_lease_stops_and_the_next_one_backs_up(az: &Azuri
     let api = Api::signed_in(&first, "admin").await?;
     let db = database(&api, pg).await?;
     let before = files(&api, &db).await?.len();
-    let id =
-        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let id = backup(&api, &db).await?;
     until_dumps(pg, 1, Duration::from_secs(30), "the first worker's dump never started").await?;
     // The second worker takes the job when the lapsed lease lets it reappear (6 s); the first notices a tick
     // later (8 s) and stops its dump: one dump runs again. (Both wait on the lock meanwhile.)
-    let second = App::start_with(
-        &az.connection_string,
-        &manifest,
-        &[("DILUX_WORKER_LEASE_SECS", "30"), ("DILUX_WORKER_IDLE_POLL_MS", "10"), NO_TICKS],
-    )?;
+    let second = second_worker(az, &manifest)?;
     until_dumps(pg, 2, Duration::from_secs(30), "the second worker never got the job").await?;
     until_dumps(pg, 1, Duration::from_secs(10), "the first worker did not stop its dump after losing the lease")
         .await?;
@@ -233,8 +234,7 @@ async fn a_backup_nobody_runs_is_failed_by_the_sweeper(az: &Azurite, pg: &Postgr
         App::start_without_worker(&az.connection_string, &[NO_TICKS, ("SPIN_VARIABLE_ALLOW_CLOCK_OVERRIDE", "true")])?;
     let api = Api::signed_in(&app, "admin").await?;
     let db = database(&api, pg).await?;
-    let id =
-        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let id = backup(&api, &db).await?;
     let sweep = |hours: i64| {
         let at = (chrono::Utc::now() + chrono::Duration::hours(hours)).to_rfc3339().replace('+', "%2B");
         let url = format!("{}/internal/ticks/sweeper?now={at}", app.url);
@@ -281,10 +281,7 @@ async fn a_backup_far_smaller_than_before_is_suspect_until_an_admin_confirms_it(
     pg.sql("shop", "TRUNCATE t")?;
     let mut tiny = Vec::new();
     for _ in 0..4 {
-        let id = api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = backup(&api, &db).await?;
         let done = api.wait_final(&db, &id, Duration::from_secs(60)).await?;
         let why = done["suspect"].as_str().unwrap_or_default();
         ensure!(done["status"] == "completed" && why.contains("under 10% of the usual"), "{done}");
@@ -312,8 +309,7 @@ async fn a_dump_past_its_deadline_is_stopped(az: &Azurite, pg: &Postgres) -> Res
     let app = App::start_with(&az.connection_string, &manifest, &[NO_TICKS, ("DILUX_DUMP_DEADLINE_HOURS", "0.001")])?;
     let api = Api::signed_in(&app, "admin").await?;
     let db = database(&api, pg).await?;
-    let id =
-        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let id = backup(&api, &db).await?;
     let done = api.wait_final(&db, &id, Duration::from_secs(60)).await?;
     release_lock(pg, &mut lock, 121)?;
     let why = done["error_message"].as_str().unwrap_or_default();
@@ -349,8 +345,7 @@ async fn a_lost_answer_to_queueing_a_job_queues_nothing_twice(az: &Azurite, pg: 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     ensure!(files(&api, &db).await?.len() == before, "no file");
-    let id =
-        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let id = backup(&api, &db).await?;
     let done = api.wait_final(&db, &id, Duration::from_secs(120)).await?;
     ensure!(done["status"] == "completed" && done["attempts"] == 1, "{done}");
     let (_, h) = api.call(reqwest::Method::GET, &history, None).await?;
@@ -368,8 +363,7 @@ async fn a_storage_outage_mid_dump_is_ridden_out(az: &mut Azurite, pg: &Postgres
     let app = App::start_with(&az.connection_string, &manifest, &[NO_TICKS])?;
     let api = Api::signed_in(&app, "admin").await?;
     let db = database(&api, pg).await?;
-    let id =
-        api.post(&format!("/api/databases/{db}/backup"), Value::Null).await?["backup_id"].as_str().unwrap().to_string();
+    let id = backup(&api, &db).await?;
     until_dumps(pg, 1, Duration::from_secs(30), "the dump never started").await?;
     // Storage goes down, then the dump's data starts to flow.
     tokio::task::block_in_place(|| az.stop())?;

@@ -222,12 +222,23 @@ pub async fn replace<T: Serialize>(
     record: &T,
     etag: Option<&str>,
 ) -> Result<Option<String>, StoreError> {
-    let e = to_entity(pk, rk, record);
-    let req = table::update_entity(a, Utc::now(), tbl, &e, etag)?;
+    update_entity(a, tbl, &to_entity(pk, rk, record), etag, false).await
+}
+
+/// Replaces an entity; answers the new ETag. `etag: Some` fails with 412 if it changed since it was read —
+/// unless the row is this very entity, written by an attempt whose answer was lost (this request's, or,
+/// with `unsure`, an earlier request's the caller made, such as a batch); its new ETag is then unknown.
+pub async fn update_entity(
+    a: &Account,
+    tbl: &str,
+    e: &table::Entity,
+    etag: Option<&str>,
+    unsure: bool,
+) -> Result<Option<String>, StoreError> {
+    let req = table::update_entity(a, Utc::now(), tbl, e, etag)?;
     let (r, applied) = send_with(dilux_azure::retry::RetryPolicy::DEFAULT.start("update entity"), req).await?;
     match table::parse_write(r, "update entity") {
-        // Our own earlier attempt changed the ETag: the row is what we wrote (its new ETag is unknown).
-        Err(err) if err.status() == Some(412) && applied && holds(a, tbl, &e).await? => Ok(None),
+        Err(err) if err.status() == Some(412) && (applied || unsure) && holds(a, tbl, e).await? => Ok(None),
         other => Ok(other?),
     }
 }
@@ -273,15 +284,16 @@ pub async fn query_all<T: DeserializeOwned>(
     tbl: &str,
     filter: &str,
 ) -> Result<Vec<Tagged<T>>, StoreError> {
-    query_first(a, tbl, filter, None).await
+    query_first(a, tbl, filter, &[], None).await
 }
 
 /// The first `limit` records matching `filter` in key order (all without one), following
-/// continuations only as far as needed.
+/// continuations only as far as needed; only the `select`ed properties are read (all when empty).
 pub async fn query_first<T: DeserializeOwned>(
     a: &Account,
     tbl: &str,
     filter: &str,
+    select: &[&str],
     limit: Option<usize>,
 ) -> Result<Vec<Tagged<T>>, StoreError> {
     let mut out = Vec::new();
@@ -291,9 +303,8 @@ pub async fn query_first<T: DeserializeOwned>(
         if left == 0 {
             return Ok(out);
         }
-        let r =
-            send("query entities", table::query(a, Utc::now(), tbl, Some(filter), Some(left), cont.as_ref())).await?;
-        let page = table::parse_query(r)?;
+        let req = table::query_select(a, Utc::now(), tbl, Some(filter), select, Some(left), cont.as_ref());
+        let page = table::parse_query(send("query entities", req).await?)?;
         for (e, etag) in page.entities {
             let key = e.get("RowKey").and_then(|v| v.as_str()).unwrap_or("").to_string();
             out.push((decode(tbl, &key, e)?, etag));

@@ -134,33 +134,18 @@ pub struct AzureHistory(pub AzureStorage);
 impl History for AzureHistory {
     async fn query(&self, q: &HistoryQuery) -> StoreResult<Vec<BackupResult>> {
         let (a, filter) = (&self.0.account, history_filter(q));
-        let rows = crate::query_first::<BackupResult>(a, tables::HISTORY, &filter, q.limit).await?;
+        let rows = crate::query_first::<BackupResult>(a, tables::HISTORY, &filter, &[], q.limit).await?;
         Ok(rows.into_iter().map(|(r, _)| r).collect())
     }
 
     async fn stats(&self, database_id: &str) -> StoreResult<HistoryStats> {
-        use dilux_azure::table;
         let (a, filter) = (&self.0.account, format!("database_id eq {}", literal(database_id)));
-        let (mut stats, mut cont) = (HistoryStats::default(), None);
-        loop {
-            let names = StatsFields::NAMES;
-            let req =
-                table::query_select(a, Utc::now(), tables::HISTORY, Some(&filter), names, Some(1000), cont.as_ref());
-            let page = table::parse_query(crate::send("query entities", req).await?).map_err(AzureStoreError::from)?;
-            for (e, _) in page.entities {
-                let fields: StatsFields =
-                    dilux_domain::entity::from_entity(e).map_err(|e| AzureStoreError::Corrupt {
-                        table: tables::HISTORY.into(),
-                        key: database_id.into(),
-                        detail: e.to_string(),
-                    })?;
-                stats.add(&fields);
-            }
-            match page.continuation {
-                Some(c) => cont = Some(c),
-                None => return Ok(stats),
-            }
-        }
+        // RowKey too, so that an unreadable row is named.
+        let select = [StatsFields::NAMES, &["RowKey"]].concat();
+        let rows = crate::query_first::<StatsFields>(a, tables::HISTORY, &filter, &select, None).await?;
+        let mut stats = HistoryStats::default();
+        rows.iter().for_each(|(fields, _)| stats.add(fields));
+        Ok(stats)
     }
 
     async fn insert(&self, row: &BackupResult) -> StoreResult<()> {

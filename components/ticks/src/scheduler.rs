@@ -297,17 +297,13 @@ async fn run_batch(ctx: &Ctx, tbl: &str, ops: &[BatchOp]) -> (Result<(), StoreEr
 /// conditional update refused because the row is already what it writes succeeded.
 async fn single(ctx: &Ctx, tbl: &str, op: &BatchOp, unsure: bool) -> Result<(), StoreError> {
     let a = &ctx.account;
-    let (e, req) = match op {
-        BatchOp::Insert(e) => return store::insert_entity(a, tbl, e, unsure).await,
-        BatchOp::Update(e, etag) => (e, table::update_entity(a, Utc::now(), tbl, e, etag.as_deref())?),
+    match op {
+        BatchOp::Insert(e) => store::insert_entity(a, tbl, e, unsure).await,
+        BatchOp::Update(e, etag) => store::update_entity(a, tbl, e, etag.as_deref(), unsure).await.map(|_| ()),
         BatchOp::Delete { pk, rk } => {
             let req = table::delete_entity(a, Utc::now(), tbl, pk, rk, None);
             table::parse_write(store::send("write", req).await?, "write")?;
-            return Ok(());
+            Ok(())
         }
-    };
-    match table::parse_write(store::send("write", req).await?, "write") {
-        Err(err) if err.status() == Some(412) && unsure && store::holds(a, tbl, e).await? => Ok(()),
-        other => other.map(|_| ()).map_err(StoreError::from),
     }
 }
