@@ -2,6 +2,7 @@
 //! interface a guest imports has its own file: [`variables`] (`fermyon:spin/variables`) and [`dump`]
 //! (`dilux:dumper/dump`).
 
+pub mod compiled;
 pub mod dump;
 pub mod restore;
 pub mod variables;
@@ -109,18 +110,10 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// The engine (with the on-disk compilation cache) and a linker offering everything our guests import.
+/// The engine and a linker offering everything our guests import.
 pub fn engine_and_linker() -> anyhow::Result<(Engine, Linker<HostState>)> {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    match wasmtime::Cache::from_file(None) {
-        Ok(cache) => {
-            config.cache(Some(cache));
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "wasmtime compilation cache unavailable; components compile on every start")
-        }
-    }
     let engine = Engine::new(&config)?;
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -131,10 +124,9 @@ pub fn engine_and_linker() -> anyhow::Result<(Engine, Linker<HostState>)> {
     Ok((engine, linker))
 }
 
+/// Loads a component, compiled on the first start and kept in [`compiled::default_dir`] for the next.
 pub fn load_component(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
-    Component::from_file(engine, path)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("cannot load component {}: build it first (scripts/build.sh)", path.display()))
+    compiled::load(engine, path, compiled::default_dir().as_deref())
 }
 
 #[cfg(test)]
