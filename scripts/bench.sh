@@ -9,6 +9,8 @@ source "$(dirname "$0")/lib.sh"
 install_all
 build_components
 build_host
+log "building the benchmarks"
+(cd "$ROOT" && cargo build --release --bins)
 export DILUX_PG_BINDIR="$(pg_bindir)" DILUX_ROOT="$ROOT"
 what="${1:-dump}"; shift || true
 case "$what" in

@@ -57,7 +57,7 @@ pub fn load(engine: &Engine, path: &Path, dir: Option<&Path>) -> anyhow::Result<
         .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot compile component {}", path.display()))?;
     if let Err(e) = store(dir, &entry, &compiled) {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot keep the compiled component; it compiles again next start");
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot keep the compiled component; it compiles next start");
     }
     // SAFETY: `compiled` was produced just now by this engine.
     unsafe { Component::deserialize(engine, &compiled) }
