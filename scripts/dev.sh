@@ -7,9 +7,9 @@ PORT="${DILUX_PORT:-3000}"
 STATE="$ROOT/.dilux"
 mkdir -p "$STATE/azurite"
 
-step "step 1 of 3: tools (apt, npm, PyPI, cargo)" "about 4 minutes" install_all
+step "step 1 of 3: tools (apt, npm, PyPI, cargo)" "about 2 minutes" install_all
 step "step 2 of 3: the Wasm components and the web UI" "about 6 minutes" build_components
-step "step 3 of 3: the dumper-host (native, with wasmtime)" "about 11 minutes" build_host
+step "step 3 of 3: the dumper-host (native, with wasmtime)" "about 9 minutes" build_host
 
 # Local secrets, made once and kept (0600) so sealed passwords stay readable across restarts; shared
 # tokens are 43 random characters (the app refuses fewer than 32), and shorter ones from older files
