@@ -142,7 +142,7 @@ mod tests {
         // A damaged entry is compiled again and replaced, never trusted.
         fs::write(&entry, b"not machine code").unwrap();
         load(&engine, &wasm, Some(&cache)).unwrap();
-        assert_eq!(entries(), [entry.clone()]);
+        assert_eq!(entries(), std::slice::from_ref(&entry));
         assert_ne!(fs::read(&entry).unwrap(), b"not machine code");
 
         // Other bytes (a custom section added) are another entry.
