@@ -6,12 +6,16 @@
 #   bash scripts/fuzz-api.sh [extra schemathesis options]
 source "$(dirname "$0")/lib.sh"
 
-SCHEMATHESIS_VERSION=4.32.5
+FUZZ="$ROOT/scripts/fuzz"
 VENV="$HOME/.cache/dilux/venv-schemathesis"
-if ! "$VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
-  log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI)"
+# Every package pinned (fuzz/requirements.txt); the venv is made again when that list changes.
+want="$(sha256sum "$FUZZ/requirements.txt" | cut -c1-16)"
+if [ "$(cat "$VENV/.requirements" 2>/dev/null)" != "$want" ]; then
+  log "installing schemathesis (PyPI, versions in scripts/fuzz/requirements.txt)"
+  rm -rf "$VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r "$FUZZ/requirements.txt"
+  echo "$want" > "$VENV/.requirements"
 fi
 install_node_tools
 build_components
@@ -44,5 +48,6 @@ log "fuzzing http://127.0.0.1:$app/api/openapi.json"
 # From the scratch folder: schemathesis keeps a cache of earlier failures in its working directory, and
 # every run must be like CI's first.
 cd "$work"
-"$VENV/bin/st" --config-file "$ROOT/scripts/schemathesis.toml" run "http://127.0.0.1:$app/api/openapi.json" --header "Authorization: Bearer $bearer" \
+# PYTHONPATH: fuzz/sitecustomize.py, a fix for threads parsing at once in Python 3.11.
+PYTHONPATH="$FUZZ" "$VENV/bin/st" --config-file "$FUZZ/schemathesis.toml" run "http://127.0.0.1:$app/api/openapi.json" --header "Authorization: Bearer $bearer" \
   --checks all --max-examples 20 --workers 2 --request-timeout 10 --seed 1 "$@"

@@ -6,8 +6,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dilux/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 WASM_OUT="$ROOT/target/wasm"
-# chromium: the browser the UI tests drive (Debian's; browser downloads are not possible here).
-APT_PACKAGES=(postgresql mariadb-server mariadb-client ca-certificates openssl chromium)
+# chromium: the browser the UI tests drive (Debian's; browser downloads are not possible here); zstd: the CLI
+# users restore downloaded backups with, and the benchmarks' shell baseline.
+APT_PACKAGES=(postgresql mariadb-server mariadb-client ca-certificates openssl chromium zstd)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -2,23 +2,25 @@
 //! Put Block List with `If-None-Match: *`. Memory is bounded by block size × blocks in flight, whatever
 //! the database size; nothing touches the local disk.
 
+use std::collections::VecDeque;
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use flate2::{write::GzEncoder, Compression};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::task::JoinSet;
 
 use dilux_azure::blob;
+use dilux_domain::compression::Compression;
 use dilux_domain::manifest::{manifest_blob, Manifest, Tally};
 use dilux_domain::tls::{Tls, TlsMode};
 use dilux_domain::{EngineType, ErrorClass};
 
+use crate::codec;
 use crate::storage::Storage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,7 @@ pub struct DumpSpec {
     pub password: String,
     pub container: String,
     pub blob_name: String,
+    pub compression: Compression,
     pub metadata: Vec<(String, String)>,
 }
 
@@ -61,6 +64,7 @@ impl std::fmt::Debug for DumpSpec {
             .field("database", &self.database)
             .field("username", &self.username)
             .field("blob_name", &self.blob_name)
+            .field("compression", &self.compression)
             .finish_non_exhaustive()
     }
 }
@@ -96,7 +100,6 @@ pub struct DumpOptions {
     /// Kill the tool when it produced nothing for this long (mariadb-dump can hang forever).
     pub stall_timeout: Duration,
     pub connect_timeout_secs: u32,
-    pub compression_level: u32,
     /// Tally and store the manifest (always, but for `bench-dump` measuring what it costs).
     pub manifest: bool,
     /// A dump running longer than this is stopped (Timeout), whatever it is doing.
@@ -118,7 +121,6 @@ impl Default for DumpOptions {
             blocks_in_flight: 4,
             stall_timeout: Duration::from_secs(300),
             connect_timeout_secs: 15,
-            compression_level: 6,
             manifest: true,
             deadline: Duration::from_secs(24 * 3600),
             exit_wait: Duration::from_secs(60),
@@ -489,6 +491,18 @@ pub(crate) fn checked_name(name: &str) -> Result<(), DumpFailure> {
     })
 }
 
+/// The dump tool exactly as a backup starts it (program, flags, environment, inherited descriptors — keep
+/// them until it is spawned), for benchmarks that compare backups with shell pipelines of the same tool.
+pub async fn tool_command(spec: &DumpSpec, opts: &DumpOptions) -> Result<(Command, Vec<OwnedFd>), DumpFailure> {
+    let pg_dump = match spec.engine {
+        Engine::Postgresql => pg_tool_for(spec, opts, "pg_dump").await?,
+        Engine::Mysql => String::new(),
+    };
+    let (mut cmd, keep) = build_command(spec, opts, &pg_dump)?;
+    cmd.stdin(Stdio::null()).env("LC_ALL", "C");
+    Ok((cmd, keep))
+}
+
 async fn start_tool(spec: &DumpSpec, opts: &DumpOptions) -> Result<RunningTool, DumpFailure> {
     checked_name(&spec.database)?;
     let pg_dump = match spec.engine {
@@ -703,6 +717,11 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
 
 async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> Result<DumpOutcome, DumpFailure> {
     let started = Instant::now();
+    spec.compression.validate("compression").map_err(|e| fail(ErrorClass::InvalidJob, e.to_string()))?;
+    if !spec.blob_name.ends_with(&format!(".{}", spec.compression.extension())) {
+        let why = format!("{} does not end with .{}", spec.blob_name, spec.compression.extension());
+        return Err(fail(ErrorClass::InvalidJob, format!("the blob name must say its compression: {why}")));
+    }
     if let Some(done) = committed(storage, spec).await? {
         return Ok(done);
     }
@@ -742,6 +761,7 @@ async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> 
     }
 
     metadata.push(("sha256".into(), sha.clone()));
+    metadata.push(("compression".into(), format!("{}-{}", spec.compression.algorithm(), spec.compression.level())));
     metadata.push(("uncompressed_bytes".into(), uncompressed.to_string()));
     let req = blob::put_block_list(
         &storage.account,
@@ -749,7 +769,7 @@ async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> 
         &spec.container,
         &spec.blob_name,
         &ids,
-        "application/gzip",
+        spec.compression.content_type(),
         &metadata,
         false,
     );
@@ -800,6 +820,9 @@ enum PumpError {
 
 /// Reads the tool's output, compresses, hashes and uploads it in blocks. Returns the block ids in
 /// order, bytes read, bytes stored and the hex SHA-256 of what was stored.
+///
+/// Compression runs on the blocking pool, a member at a time, several at once: the tool, the
+/// compressors and the uploads all progress together, and this task only moves buffers.
 async fn pump(
     storage: &Storage,
     spec: &DumpSpec,
@@ -808,8 +831,10 @@ async fn pump(
     stdout: &mut tokio::process::ChildStdout,
     tally: &TallyThread,
 ) -> Result<(Vec<String>, u64, u64, String), PumpError> {
-    let mut gz =
-        Some(GzEncoder::new(Vec::with_capacity(opts.block_size + (1 << 16)), Compression::new(opts.compression_level)));
+    let compression = spec.compression;
+    let mut member = Vec::with_capacity(codec::MEMBER);
+    let mut compressing: VecDeque<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>> = VecDeque::new();
+    let mut block: Vec<u8> = Vec::with_capacity(opts.block_size + codec::MEMBER);
     let mut hasher = Sha256::new();
     let mut ids: Vec<String> = Vec::new();
     let mut uploads: JoinSet<Result<(), String>> = JoinSet::new();
@@ -827,6 +852,21 @@ async fn pump(
             r.check("put block").map(|_| ()).map_err(|e| e.to_string())
         });
     };
+    // Takes the oldest member once compressed; a full block goes to storage.
+    macro_rules! settle_oldest {
+        () => {{
+            let done = compressing.pop_front().expect("a member is compressing");
+            let out = done
+                .await
+                .map_err(|e| PumpError::Read(format!("compression stopped: {e}")))?
+                .map_err(|e| PumpError::Read(format!("compression failed: {e}")))?;
+            block.extend_from_slice(&out);
+            if block.len() >= block_size_for(opts.block_size, ids.len()) {
+                let data = std::mem::replace(&mut block, Vec::with_capacity(opts.block_size + codec::MEMBER));
+                send_block(data, &mut hasher, &mut stored_total, &mut ids, &mut uploads, opts, &upload).await?;
+            }
+        }};
+    }
 
     loop {
         let n = match tokio::time::timeout(opts.stall_timeout, stdout.read(&mut chunk)).await {
@@ -834,49 +874,62 @@ async fn pump(
             Ok(Err(e)) => return Err(PumpError::Read(format!("reading the dump tool's output failed: {e}"))),
             Ok(Ok(n)) => n,
         };
-        if n > 0 {
-            read_total += n as u64;
-            tally.feed(&chunk[..n]).await;
-            gz.as_mut()
-                .expect("encoder lives until the end")
-                .write_all(&chunk[..n])
-                .map_err(|e| PumpError::Read(e.to_string()))?;
-        }
-        let target = block_size_for(opts.block_size, ids.len());
+        read_total += n as u64;
+        tally.feed(&chunk[..n]).await;
+        member.extend_from_slice(&chunk[..n]);
         let finished = n == 0;
-        let data = if finished {
-            Some(gz.take().expect("finished once").finish().map_err(|e| PumpError::Read(e.to_string()))?)
-        } else if gz.as_ref().is_some_and(|g| g.get_ref().len() >= target) {
-            let g = gz.as_mut().expect("checked above");
-            Some(std::mem::replace(g.get_mut(), Vec::with_capacity(target + (1 << 16))))
-        } else {
-            None
-        };
-        if let Some(data) = data {
-            if !data.is_empty() {
-                if ids.len() >= blob::MAX_BLOCKS {
-                    return Err(PumpError::Storage("the dump exceeds Azure's 50 000-block limit for one blob".into()));
-                }
-                hasher.update(&data);
-                stored_total += data.len() as u64;
-                // Bound memory: wait for a slot before queueing another block.
-                while uploads.len() >= opts.blocks_in_flight {
-                    if let Some(r) = uploads.join_next().await {
-                        r.map_err(|e| PumpError::Storage(e.to_string()))?.map_err(PumpError::Storage)?;
-                    }
-                }
-                upload(data, &mut ids, &mut uploads);
+        // At the end, the last member (an empty one if the tool wrote nothing: still a valid file).
+        if member.len() >= codec::MEMBER || (finished && (!member.is_empty() || read_total == 0)) {
+            while compressing.len() >= compressors() {
+                settle_oldest!();
             }
+            let data = std::mem::replace(&mut member, Vec::with_capacity(codec::MEMBER));
+            compressing.push_back(tokio::task::spawn_blocking(move || codec::compress(compression, &data)));
         }
         if finished {
             break;
         }
+    }
+    while !compressing.is_empty() {
+        settle_oldest!();
+    }
+    if !block.is_empty() {
+        send_block(block, &mut hasher, &mut stored_total, &mut ids, &mut uploads, opts, &upload).await?;
     }
     while let Some(r) = uploads.join_next().await {
         r.map_err(|e| PumpError::Storage(e.to_string()))?.map_err(PumpError::Storage)?;
     }
     let sha = hex(&hasher.finalize());
     Ok((ids, read_total, stored_total, sha))
+}
+
+/// Members compressing at once: one per core, and one more so a core never waits for the next.
+fn compressors() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
+}
+
+/// Hashes `data` and queues its upload, first waiting for a slot: memory stays bounded.
+async fn send_block(
+    data: Vec<u8>,
+    hasher: &mut Sha256,
+    stored_total: &mut u64,
+    ids: &mut Vec<String>,
+    uploads: &mut JoinSet<Result<(), String>>,
+    opts: &DumpOptions,
+    upload: &impl Fn(Vec<u8>, &mut Vec<String>, &mut JoinSet<Result<(), String>>),
+) -> Result<(), PumpError> {
+    if ids.len() >= blob::MAX_BLOCKS {
+        return Err(PumpError::Storage("the dump exceeds Azure's 50 000-block limit for one blob".into()));
+    }
+    hasher.update(&data);
+    *stored_total += data.len() as u64;
+    while uploads.len() >= opts.blocks_in_flight {
+        if let Some(r) = uploads.join_next().await {
+            r.map_err(|e| PumpError::Storage(e.to_string()))?.map_err(PumpError::Storage)?;
+        }
+    }
+    upload(data, ids, uploads);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -930,6 +983,7 @@ mod tests {
             password: "s3cr3t".into(),
             container: "c".into(),
             blob_name: "b".into(),
+            compression: Compression::default(),
             metadata: vec![],
         };
         assert!(!format!("{spec:?}").contains("s3cr3t"));
@@ -961,6 +1015,7 @@ mod tests {
             password: "p".into(),
             container: "c".into(),
             blob_name: "b".into(),
+            compression: Compression::default(),
             metadata: vec![],
         };
         let (cmd, _fd) = build_command(&spec, &DumpOptions::default(), "pg_dump").unwrap();
@@ -990,6 +1045,7 @@ mod tests {
                 password: "pw-on-argv?".into(),
                 container: "c".into(),
                 blob_name: "b".into(),
+                compression: Compression::default(),
                 metadata: vec![],
             };
             let (cmd, _fd) = build_command(&spec, &DumpOptions::default(), "pg_dump").unwrap();
@@ -1012,6 +1068,7 @@ mod tests {
             password: "p".into(),
             container: "c".into(),
             blob_name: "b".into(),
+            compression: Compression::default(),
             metadata: vec![],
         };
         let env = |c: &Command, k: &str| {

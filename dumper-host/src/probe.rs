@@ -93,6 +93,8 @@ fn target(req: &ProbeRequest, engine: Engine, database: &str) -> DumpSpec {
         password: req.password.clone(),
         container: String::new(),
         blob_name: String::new(),
+        // Nothing is stored.
+        compression: Default::default(),
         metadata: vec![],
     }
 }

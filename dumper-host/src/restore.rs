@@ -6,13 +6,11 @@
 //! the SHA-256 recorded at backup time (checked before the client is told the input ended, so a
 //! mismatch never commits). Memory is bounded by two download ranges plus one decompressed slice.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use flate2::write::GzDecoder;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
@@ -32,7 +30,7 @@ pub enum Source {
         container: String,
         name: String,
     },
-    /// A downloaded `.sql.gz`.
+    /// A downloaded backup (`.sql.zst` or `.sql.gz`).
     File(PathBuf),
 }
 
@@ -78,7 +76,7 @@ pub struct RestoreOutcome {
     /// The SHA-256 of the stored bytes, as verified.
     pub sha256: String,
     /// Whether it was compared with a recorded one (a file restored without `--sha256` is only checked
-    /// by gzip's own CRC).
+    /// by its format's own checksums).
     pub verified: bool,
     /// The whole run, and the restore alone (without the check after it: the recovery time).
     pub duration: Duration,
@@ -118,6 +116,8 @@ impl RestoreSpec {
             password: self.password.clone(),
             container: String::new(),
             blob_name: String::new(),
+            // Only ever tallied, never stored.
+            compression: Default::default(),
             metadata: vec![],
         }
     }
@@ -537,7 +537,7 @@ pub(crate) fn crash_point(point: &str) {
     }
 }
 
-/// Streams the source through hash and gunzip into the client; answers (stored, restored, sha256).
+/// Streams the source through hash and decompression into the client; answers (stored, restored, sha256).
 async fn feed(
     storage: Option<&Storage>,
     spec: &RestoreSpec,
@@ -576,7 +576,7 @@ async fn feed(
     progress(0, size);
 
     let mut hasher = Sha256::new();
-    let mut gz = GzDecoder::new(Vec::with_capacity(1 << 20));
+    let mut decoder = crate::codec::Decoder::default();
     let (mut stored, mut restored) = (0u64, 0u64);
     let mut client_ok = true;
     // A damaged stream is read to its end anyway: the hash then names the cause (an altered blob).
@@ -594,22 +594,31 @@ async fn feed(
         let mut fed = stored - piece.len() as u64;
         for slice in piece.chunks(SLICE) {
             fed += slice.len() as u64;
-            if let Err(e) = gz.write_all(slice) {
-                damaged = Some(format!("the backup is not a valid gzip stream ({e})"));
+            if let Err(e) = decoder.push(slice) {
+                damaged = Some(e);
                 continue 'read;
             }
-            let out = std::mem::take(gz.get_mut());
-            restored += out.len() as u64;
-            match tokio::time::timeout(opts.stall_timeout, stdin.write_all(&out)).await {
-                Ok(Ok(())) => {}
-                // The client stopped reading: it failed, and its own words say why.
-                Ok(Err(_)) => {
-                    client_ok = false;
-                    break 'read;
-                }
-                Err(_) => {
-                    let why = format!("the server accepted nothing for {}s", opts.stall_timeout.as_secs());
-                    return abort(child, stderr_task, spec, Some(fail(ErrorClass::Timeout, why))).await;
+            loop {
+                let out = match decoder.pull() {
+                    Ok(Some(out)) => out,
+                    Ok(None) => break,
+                    Err(e) => {
+                        damaged = Some(e);
+                        continue 'read;
+                    }
+                };
+                restored += out.len() as u64;
+                match tokio::time::timeout(opts.stall_timeout, stdin.write_all(&out)).await {
+                    Ok(Ok(())) => {}
+                    // The client stopped reading: it failed, and its own words say why.
+                    Ok(Err(_)) => {
+                        client_ok = false;
+                        break 'read;
+                    }
+                    Err(_) => {
+                        let why = format!("the server accepted nothing for {}s", opts.stall_timeout.as_secs());
+                        return abort(child, stderr_task, spec, Some(fail(ErrorClass::Timeout, why))).await;
+                    }
                 }
             }
             // What the server has taken, not what was downloaded ahead of it.
@@ -629,9 +638,10 @@ async fn feed(
             format!("SHA-256 mismatch: the stored backup hashes to {sha}, but {want} was recorded at backup time");
         return abort(child, stderr_task, spec, Some(fail(ErrorClass::Corrupt, why))).await;
     }
-    // gzip's trailer (CRC-32 and length) catches a truncated or damaged stream even without a hash.
-    let tail = match damaged.map_or_else(|| gz.try_finish().map_err(|e| e.to_string()), Err) {
-        Ok(()) => std::mem::take(gz.get_mut()),
+    // Each format's own checks (gzip's CRC-32 and length, zstd's frame checksum) catch a truncated or
+    // damaged stream even without a hash.
+    let tail = match damaged.map_or_else(|| decoder.finish(), Err) {
+        Ok(tail) => tail,
         Err(e) => {
             let bad = fail(ErrorClass::Corrupt, format!("the backup stream is incomplete or damaged: {e}"));
             return abort(child, stderr_task, spec, Some(bad)).await;

@@ -896,10 +896,16 @@ pub fn sha256_hex(b: &[u8]) -> String {
     sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
 }
 
-pub fn gunzip(b: &[u8]) -> Result<Vec<u8>> {
+/// A stored backup's dump, read with the formats' own standard readers (not the product's): zstd frames
+/// or gzip members, told apart by their first bytes.
+pub fn decompress(b: &[u8]) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(b).read_to_end(&mut out).context("the backup is not valid gzip")?;
+    if b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::stream::read::Decoder::new(b)?.read_to_end(&mut out).context("the backup is not valid zstd")?;
+    } else {
+        flate2::read::MultiGzDecoder::new(b).read_to_end(&mut out).context("the backup is not valid gzip")?;
+    }
     Ok(out)
 }
 

@@ -1,5 +1,6 @@
 //! The spine, end to end and through the HTTP API only: register servers and databases, back them
-//! up, download through the SAS link, restore into fresh databases, and compare every table.
+//! up (zstd by default, then on a gzip policy), download through the SAS link, restore into fresh databases
+//! (with the clients, and with the product), and compare every table.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use dilux_e2e::{
-    gunzip, process_command_lines, process_environments, sha256_hex, Api, App, Azurite, Mariadb, Postgres,
+    decompress, process_command_lines, process_environments, sha256_hex, Api, App, Azurite, Mariadb, Postgres,
 };
 use serde_json::json;
 
@@ -259,14 +260,15 @@ async fn backups_restore_identically_and_failures_are_classified() -> Result<()>
         let blob = row["blob_name"].as_str().unwrap();
         assert!(
             blob.starts_with(&format!("{engine}/{}/", row["database_id"].as_str().unwrap()))
-                && blob.ends_with(".sql.gz"),
-            "{blob}"
+                && blob.ends_with(".sql.zst"),
+            "zstd by default: {blob}"
         );
+        assert_eq!(row["file_format"], "sql.zst");
         let (link, bytes) = api.download(blob).await?;
         assert_eq!(bytes.len() as u64, row["file_size_bytes"].as_u64().unwrap(), "stored size matches history");
         assert_eq!(sha256_hex(&bytes), row["sha256"].as_str().unwrap(), "stored SHA-256 matches history");
         assert_eq!(link["sha256"], row["sha256"]);
-        let sql = gunzip(&bytes)?;
+        let sql = decompress(&bytes)?;
         assert_eq!(sql.len() as u64, row["uncompressed_size_bytes"].as_u64().unwrap());
         if engine == "postgresql" {
             // Dumped by the pg_dump of the server's own major version, so the server's psql restores it.
@@ -353,5 +355,40 @@ async fn backups_restore_identically_and_failures_are_classified() -> Result<()>
     assert_eq!(bulk["failed"][0]["status"], 404, "{bulk}");
     let (_, all) = api.call(reqwest::Method::GET, "/api/backups", None).await?;
     assert_eq!(all["count"], 1, "only the PostgreSQL backup remains");
+    // The same databases on a gzip policy: `.sql.gz` files any gunzip reads, and the product restores them.
+    let mut gzip = json!({"name": "Gzip for old tools", "daily": {"enabled": true, "keep_count": 3, "time": "02:00"}});
+    gzip["compression"] = json!({"algorithm": "gzip", "level": 1});
+    let gzip = api.post("/api/backup-policies", gzip).await?;
+    for (db, engine) in [(&pg_db, "postgresql"), (&maria_db, "mysql")] {
+        let id = db["id"].as_str().unwrap();
+        let (s, v) = api
+            .call(reqwest::Method::PUT, &format!("/api/databases/{id}"), Some(json!({"policy_id": gzip["id"]})))
+            .await?;
+        assert_eq!(s, 200, "{v}");
+        let job = api.post(&format!("/api/databases/{id}/backup"), json!({})).await?;
+        let row = api.wait_final(id, job["backup_id"].as_str().unwrap(), Duration::from_secs(180)).await?;
+        assert_eq!((row["status"].as_str(), row["file_format"].as_str()), (Some("completed"), Some("sql.gz")), "{row}");
+        let (_, bytes) = api.download(row["blob_name"].as_str().unwrap()).await?;
+        assert_eq!(&bytes[..2], &[0x1f, 0x8b], "a gzip file");
+        let target = format!("shop_gzip_{}", &engine[..5]);
+        if engine == "mysql" {
+            // The backup user reads `shop` only; restoring makes a database, and a trigger defined by root.
+            maria.sql(
+                "",
+                &format!(
+                    "GRANT ALL ON `{target}`.* TO 'dilux'@'127.0.0.1'; GRANT SET USER ON *.* TO 'dilux'@'127.0.0.1'"
+                ),
+            )?;
+        }
+        let restore = json!({"blob_name": row["blob_name"], "target_database": target});
+        let rid = api.post("/api/backups/restore", restore).await?["restore_id"].as_str().unwrap().to_string();
+        let done = api.wait_restore(&rid, Duration::from_secs(180)).await?;
+        assert_eq!(done["status"], "completed", "{done}");
+        if engine == "postgresql" {
+            assert_eq!(pg_fingerprint(&pg, &target)?, pg_fingerprint(&pg, "shop")?);
+        } else {
+            assert_eq!(maria_fingerprint(&maria, &target)?, maria_fingerprint(&maria, "shop")?);
+        }
+    }
     Ok(())
 }

@@ -181,7 +181,7 @@ async fn completed_on_the_second_attempt(api: &Api, db: &str, id: &str, before: 
     ensure!(stored.len() == before + 1, "one new blob: {stored:?}");
     let (_, bytes) = api.download(done["blob_name"].as_str().unwrap()).await?;
     ensure!(dilux_e2e::sha256_hex(&bytes) == done["sha256"].as_str().unwrap_or_default(), "{done}");
-    let dump = String::from_utf8(dilux_e2e::gunzip(&bytes)?)?;
+    let dump = String::from_utf8(dilux_e2e::decompress(&bytes)?)?;
     ensure!(dump.contains("PostgreSQL database dump complete"), "a whole dump, from one attempt");
     Ok(())
 }
@@ -374,7 +374,7 @@ async fn a_storage_outage_mid_dump_is_ridden_out(az: &mut Azurite, pg: &Postgres
     ensure!(done["status"] == "completed" && done["attempts"] == 1, "ridden out, not retried: {done}");
     let (_, bytes) = api.download(done["blob_name"].as_str().unwrap()).await?;
     ensure!(dilux_e2e::sha256_hex(&bytes) == done["sha256"].as_str().unwrap_or_default(), "{done}");
-    let dump = String::from_utf8(dilux_e2e::gunzip(&bytes)?)?;
+    let dump = String::from_utf8(dilux_e2e::decompress(&bytes)?)?;
     ensure!(dump.contains("PostgreSQL database dump complete") && dump.contains("vvvv"), "a whole dump");
     ensure!(done["manifest_rows"] == 20000, "{done}");
     Ok(())

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use dilux_e2e::{gunzip, Api, App, Azurite, Postgres};
+use dilux_e2e::{decompress, Api, App, Azurite, Postgres};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +37,7 @@ async fn postgres_17_is_dumped_with_pg_dump_17_and_restores() -> Result<()> {
     let row = api.wait_final(id, job["backup_id"].as_str().unwrap(), Duration::from_secs(120)).await?;
     assert_eq!(row["status"], "completed", "{row}");
     let (_, bytes) = api.download(row["blob_name"].as_str().unwrap()).await?;
-    let sql = gunzip(&bytes)?;
+    let sql = decompress(&bytes)?;
     let head = String::from_utf8_lossy(&sql[..sql.len().min(4096)]).to_string();
     assert!(head.contains("Dumped by pg_dump version 17."), "{head}");
     pg.sql("postgres", "CREATE DATABASE app_restored")?;

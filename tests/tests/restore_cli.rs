@@ -304,7 +304,7 @@ async fn backups_restore_with_the_app_gone_and_nothing_bad_is_kept() -> Result<(
     // A blob altered after the backup — still valid gzip, one row changed — restores nothing.
     let get = dilux_azure::blob::get_blob(&storage.account, Utc::now(), "backups", &pg_blob);
     let original = storage.send("get", get).await?.check("get blob")?.body;
-    let sql = String::from_utf8(dilux_e2e::gunzip(&original)?)?;
+    let sql = String::from_utf8(dilux_e2e::decompress(&original)?)?;
     assert!(sql.contains("ñandú!"), "the dump holds the rows");
     let altered = sql.replacen("ñandú!", "ñandú?", 1);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

@@ -181,7 +181,7 @@ async fn drills_prove_each_backup_restores_and_name_what_does_not() -> Result<()
     // the next day's drill fails naming the table and the difference, and the alert is raised.
     let storage = Storage::new(dilux_azure::Account::from_connection_string(&az.connection_string)?);
     let get = blob::get_blob(&storage.account, Utc::now(), "backups", pg_backup["blob_name"].as_str().unwrap());
-    let sql = String::from_utf8(dilux_e2e::gunzip(&storage.send("get", get).await?.check("get")?.body)?)?;
+    let sql = String::from_utf8(dilux_e2e::decompress(&storage.send("get", get).await?.check("get")?.body)?)?;
     let row = sql.lines().find(|l| l.starts_with("42\t")).expect("row 42 is in the COPY block").to_string();
     rewrite_backup(&storage, pg_backup, &sql.replacen(&format!("{row}\n"), "", 1)).await?;
     let t1 = t0 + chrono::Duration::days(1) + chrono::Duration::minutes(1);

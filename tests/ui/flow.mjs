@@ -133,7 +133,10 @@ try {
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#backups tr[data-status=completed] button.download')]);
   const file = await download.path();
   const bytes = readFileSync(file);
-  if (bytes.length < 20 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) fail(`the download is not a gzip file (${bytes.length} bytes)`);
+  // zstd, the default policy's compression: the frame's magic number, and the name says so.
+  const zstd = [0x28, 0xb5, 0x2f, 0xfd].every((b, i) => bytes[i] === b);
+  if (bytes.length < 20 || !zstd) fail(`the download is not a zstd file (${bytes.length} bytes)`);
+  if (!download.suggestedFilename().endsWith('.sql.zst')) fail(`the download is named ${download.suggestedFilename()}`);
   console.log(`ui-download ${download.suggestedFilename()} ${bytes.length}`);
   // The signed link is no page of this tab: not its address, not an entry of its history.
   if (page.url().includes('sig=')) fail(`the download link became the page's address: ${page.url()}`);
@@ -211,10 +214,13 @@ try {
   await page.waitForSelector('#policy-summary:has-text("7d/4w")');
   await page.waitForSelector('#policy-editor .words:has-text("weekly on Sunday at 03:00 UTC, keep 4")');
   await page.fill('#policy-drills input[name=drill-every-days]', '7');
+  await page.selectOption('#policy-compression select[name=compression-algorithm]', 'gzip');
+  await page.fill('#policy-compression input[name=compression-level]', '9');
   await page.screenshot({ path: `${shots}/policies-edit.png`, fullPage: true });
   await page.click('#save-policy');
   await page.waitForSelector('#policies td:has-text("Nightly")');
   await page.waitForSelector('#policies tr:has-text("Nightly") .drills:has-text("restore drill every 7 days")');
+  await page.waitForSelector('#policies tr:has-text("Nightly") .compression:has-text("compressed with gzip level 9")');
   step('policy-created');
 
   await visit(page, 'Storage', 'Storage', 'storage');

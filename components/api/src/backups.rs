@@ -68,7 +68,10 @@ pub async fn trigger(cx: &Cx<'_>) -> ApiResult<Reply> {
             format!("a backup of this database is already {state} (id {}); wait for it to finish", r.id),
         ));
     }
-    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Manual, vec![], cx.now);
+    // Compressed as its policy says; a policy gone since (its row deleted) leaves the default.
+    let policy_id = dilux_domain::policy::effective_policy_id(&db, Some(&engine));
+    let compression = crate::policies::all(app).await?.get(&policy_id).map(|p| p.compression).unwrap_or_default();
+    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Manual, vec![], cx.now).compressed(compression);
     let row = BackupResult::pending(&job, &db.name, &db.alias, &engine.id);
     app.stores.history.insert(&row).await?;
     let message = serde_json::to_string(&job).expect("jobs serialize");

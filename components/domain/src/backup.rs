@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::compression::Compression;
 use crate::{EngineType, ErrorClass};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -77,6 +78,13 @@ pub struct BackupJob {
     pub history_pk: String,
     pub history_rk: String,
     pub blob_name: String,
+    /// Messages queued before policies chose were all gzip level 6.
+    #[serde(default = "legacy_compression")]
+    pub compression: Compression,
+}
+
+fn legacy_compression() -> Compression {
+    Compression::LEGACY
 }
 
 impl BackupJob {
@@ -89,8 +97,10 @@ impl BackupJob {
     ) -> Self {
         let id = uuid::Uuid::new_v4().to_string();
         let (history_pk, history_rk) = history_keys(now, &id);
+        let compression = Compression::default();
         BackupJob {
-            blob_name: blob_name(engine_type, database_id, now, &id),
+            blob_name: blob_name(engine_type, database_id, now, &id, compression),
+            compression,
             id,
             database_id: database_id.into(),
             engine_type,
@@ -100,6 +110,13 @@ impl BackupJob {
             history_pk,
             history_rk,
         }
+    }
+
+    /// The job with `compression` (its policy's); the blob name's extension follows.
+    pub fn compressed(mut self, compression: Compression) -> Self {
+        self.blob_name = blob_name(self.engine_type, &self.database_id, self.created_at, &self.id, compression);
+        self.compression = compression;
+        self
     }
 }
 
@@ -118,7 +135,13 @@ pub const PENDING_BOUND: chrono::Duration = chrono::Duration::hours(12);
 pub const RUNNING_BOUND: chrono::Duration = chrono::Duration::hours(48);
 
 /// `{engine_type}/{database_id}/{YYYYMMDD_HHMMSS}_{backup id prefix}.{format}`
-pub fn blob_name(engine_type: EngineType, database_id: &str, at: DateTime<Utc>, backup_id: &str) -> String {
+pub fn blob_name(
+    engine_type: EngineType,
+    database_id: &str,
+    at: DateTime<Utc>,
+    backup_id: &str,
+    compression: Compression,
+) -> String {
     // The backup id's first characters keep two backups started in the same second apart.
     let tag: String = backup_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
     format!(
@@ -126,7 +149,7 @@ pub fn blob_name(engine_type: EngineType, database_id: &str, at: DateTime<Utc>, 
         engine_type.as_str(),
         database_id,
         at.format("%Y%m%d_%H%M%S"),
-        engine_type.dump_format()
+        engine_type.dump_format(compression)
     )
 }
 
@@ -273,7 +296,7 @@ impl BackupResult {
             completed_at: None,
             duration_seconds: None,
             blob_name: job.blob_name.clone(),
-            file_format: job.engine_type.dump_format().into(),
+            file_format: job.engine_type.dump_format(job.compression).into(),
             file_size_bytes: None,
             uncompressed_size_bytes: None,
             sha256: None,
@@ -367,9 +390,20 @@ mod tests {
     fn blob_names_follow_the_layout() {
         let t = Utc.with_ymd_and_hms(2024, 1, 15, 0, 0, 7).unwrap();
         assert_eq!(
-            blob_name(EngineType::Mysql, "db-1", t, "1a2b3c4d-ffff"),
+            blob_name(EngineType::Mysql, "db-1", t, "1a2b3c4d-ffff", Compression::LEGACY),
             "mysql/db-1/20240115_000007_1a2b3c4d.sql.gz"
         );
+        let job = BackupJob::new("db-1", EngineType::Postgresql, TriggeredBy::Manual, vec![], t)
+            .compressed(Compression::Gzip { level: 1 });
+        assert!(job.blob_name.ends_with(".sql.gz"), "{}", job.blob_name);
+        assert_eq!(BackupResult::pending(&job, "d", "d", "e").file_format, "sql.gz");
+        let zstd = BackupJob::new("db-1", EngineType::Postgresql, TriggeredBy::Manual, vec![], t);
+        assert!(zstd.blob_name.ends_with(".sql.zst"), "{}", zstd.blob_name);
+        // A message from before the choice existed reads as what it made: gzip level 6.
+        let mut old = serde_json::to_value(&job).unwrap();
+        old.as_object_mut().unwrap().remove("compression");
+        let old: BackupJob = serde_json::from_value(old).unwrap();
+        assert_eq!(old.compression, Compression::LEGACY);
     }
 
     #[test]

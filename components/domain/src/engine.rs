@@ -33,9 +33,9 @@ impl EngineType {
     }
 
     /// File format of this engine's dumps as stored.
-    pub fn dump_format(self) -> &'static str {
+    pub fn dump_format(self, compression: crate::compression::Compression) -> &'static str {
         match self {
-            EngineType::Mysql | EngineType::Postgresql => "sql.gz",
+            EngineType::Mysql | EngineType::Postgresql => compression.extension(),
             EngineType::Sqlserver => "bacpac",
         }
     }

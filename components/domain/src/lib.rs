@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod compression;
 pub mod config;
 pub mod drill;
 pub mod engine;

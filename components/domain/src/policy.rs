@@ -7,6 +7,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::compression::Compression;
 use crate::{BackupTier, FieldError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
@@ -90,6 +91,9 @@ pub struct BackupPolicy {
     pub yearly: TierConfig,
     #[serde(default)]
     pub verification: VerifyPolicy,
+    /// How new backups are compressed (policies stored before the choice existed: zstd level 3).
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 /// `POST /api/backup-policies` and `PUT /api/backup-policies/{id}`: the whole policy; tiers left out
@@ -119,6 +123,9 @@ pub struct PolicyInput {
     pub yearly: TierConfig,
     #[serde(default)]
     pub verification: VerifyPolicy,
+    /// How its backups are compressed; zstd level 3 when left out.
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 impl PolicyInput {
@@ -138,8 +145,10 @@ impl PolicyInput {
             monthly: self.monthly,
             yearly: self.yearly,
             verification: self.verification,
+            compression: self.compression,
         };
         p.validate()?;
+        p.compression.validate("compression")?;
         p.check_inactive_tiers()?;
         p.verification.validate()?;
         if p.active_tiers().next().is_none() {
@@ -162,6 +171,8 @@ pub struct PolicyRow {
     pub tiers: String,
     #[serde(default)]
     pub verification: VerifyPolicy,
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -189,6 +200,7 @@ impl From<&BackupPolicy> for PolicyRow {
             is_system: p.is_system,
             tiers: serde_json::to_string(&tiers).expect("tiers serialize"),
             verification: p.verification.clone(),
+            compression: p.compression,
         }
     }
 }
@@ -209,6 +221,7 @@ impl TryFrom<PolicyRow> for BackupPolicy {
             monthly: t.monthly,
             yearly: t.yearly,
             verification: r.verification,
+            compression: r.compression,
         })
     }
 }
@@ -281,6 +294,7 @@ pub fn default_policies() -> Vec<BackupPolicy> {
             monthly: monthly(true, 12),
             yearly: yearly(true, 3),
             verification: VerifyPolicy::default(),
+            compression: Compression::default(),
         },
         BackupPolicy {
             id: DEFAULT_POLICY_ID.into(),
@@ -293,6 +307,7 @@ pub fn default_policies() -> Vec<BackupPolicy> {
             monthly: monthly(true, 2),
             yearly: yearly(true, 1),
             verification: VerifyPolicy::default(),
+            compression: Compression::default(),
         },
         BackupPolicy {
             id: "development".into(),
@@ -305,6 +320,7 @@ pub fn default_policies() -> Vec<BackupPolicy> {
             monthly: monthly(false, 0),
             yearly: yearly(false, 0),
             verification: VerifyPolicy::default(),
+            compression: Compression::default(),
         },
     ]
 }

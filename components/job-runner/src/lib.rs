@@ -5,6 +5,7 @@
 use chrono::Utc;
 use dilux_azure::Account;
 use dilux_azure_spin::{self as store, log};
+use dilux_domain::compression::Compression;
 use dilux_domain::tls::{Tls, TlsMode};
 use dilux_domain::{tables, BackupJob, BackupResult, Database, Engine, EngineType, ErrorClass, Sealer};
 
@@ -188,6 +189,10 @@ async fn prepare(ctx: &Ctx, job: &BackupJob) -> Result<dump::DumpRequest, Prepar
         password,
         container: ctx.container.clone(),
         blob_name: job.blob_name.clone(),
+        compression: match job.compression {
+            Compression::Zstd { level } => dump::Compression::Zstd(level),
+            Compression::Gzip { level } => dump::Compression::Gzip(level),
+        },
         metadata: vec![
             ("database_id".into(), db.id.clone()),
             ("engine_type".into(), engine.engine_type.as_str().into()),

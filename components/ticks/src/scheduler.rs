@@ -227,7 +227,7 @@ fn plan(
     if due.is_empty() {
         return if changed { Plan::Save { state, etag } } else { Plan::UpToDate };
     }
-    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Scheduler, due, now);
+    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Scheduler, due, now).compressed(policy.compression);
     state.start(&job);
     let row = BackupResult::pending(&job, &db.name, &db.alias, &db.engine_id);
     Plan::Queue { state, etag, job, row }

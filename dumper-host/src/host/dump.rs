@@ -1,6 +1,7 @@
 //! `dilux:dumper/dump`: the one capability a job-runner guest gets, running a dump into a new blob.
 //! The WIT types meet the host's own here, through one `From` each way.
 
+use dilux_domain::compression::Compression;
 use dilux_domain::tls::{Tls, TlsMode};
 use dilux_domain::ErrorClass;
 
@@ -66,6 +67,10 @@ impl From<wit::DumpRequest> for DumpSpec {
             password: r.password,
             container: r.container,
             blob_name: r.blob_name,
+            compression: match r.compression {
+                wit::Compression::Zstd(level) => Compression::Zstd { level },
+                wit::Compression::Gzip(level) => Compression::Gzip { level },
+            },
             metadata: r.metadata,
         }
     }

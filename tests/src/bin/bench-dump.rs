@@ -1,16 +1,25 @@
-//! `bench-dump`: measures the dump pipeline (tool → gzip → SHA-256 → Block Blob) against real
-//! PostgreSQL, MariaDB and Azurite, and prints throughput and peak memory per database size. The
-//! memory figure is what shows streaming works: it must not grow with the database. Each dump runs
-//! twice side by side: without the manifest tally (the baseline) and with it (what backups do), and
-//! `ratio` is their time ratio; `tally_mib_per_s` is the tally alone over the same SQL, from memory.
+//! `bench-dump`: the dump pipeline (tool → compression → SHA-256 → Block Blob) against real PostgreSQL,
+//! MariaDB and Azurite, side by side with the shell pipelines a user would script, in one run on the same
+//! databases. The shell runs the very command a backup runs (`dump::tool_command`):
+//!
+//! - `tool_s`: `tool > /dev/null`, the limit; `sh_zstd3_s`: `tool | zstd -3 > /dev/null`;
+//!   `sh_gzip6_s`: `tool | gzip -6 > /dev/null`;
+//! - `zstd3_s`, `gzip6_s`, `gzip1_s`: backups with that compression, manifest included;
+//!   `zstd3_nomanifest_s`: without the manifest tally (what the tally costs);
+//! - ratios: `zstd3/sh` and `gzip6/sh` (the app's own overhead, target ≤ 1.05), `zstd3/tool` (target ≤ 1.15
+//!   for PostgreSQL), `sh_gzip6/gzip1` (how much faster than the scripted gzip, target ≥ 2.0);
+//! - `peak_rss_mib`: this process's peak resident memory after each size's backups: it must not grow with
+//!   the database.
 //!
 //! usage: bench-dump [SIZE_MB ...]   (default: 128 512)
 
+use std::process::Stdio;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use dilux_azure::{blob, Account};
-use dilux_dumper_host::dump::{run_dump, DumpOptions, DumpSpec, Engine};
+use dilux_domain::compression::Compression;
+use dilux_dumper_host::dump::{run_dump, tool_command, DumpOptions, DumpSpec, Engine};
 use dilux_dumper_host::storage::Storage;
 use dilux_e2e::{memory_mib, Azurite, Mariadb, Postgres};
 
@@ -18,6 +27,10 @@ use dilux_e2e::{memory_mib, Azurite, Mariadb, Postgres};
 async fn main() -> Result<()> {
     let sizes: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![128, 512] } else { sizes };
+    for tool in ["zstd", "gzip"] {
+        let found = std::process::Command::new(tool).arg("--version").stdout(Stdio::null()).status();
+        anyhow::ensure!(found.is_ok(), "`{tool}` is needed for the shell baselines (scripts/bench.sh installs it)");
+    }
     let az = Azurite::start()?;
     let pg = Postgres::start("bench-pw")?;
     let maria = Mariadb::start()?;
@@ -31,8 +44,8 @@ async fn main() -> Result<()> {
     )?;
     let opts = DumpOptions::from_env();
     println!(
-        "engine      size_mb  raw_mib  stored_mib  no_manifest_s  seconds  ratio  raw_mib_per_s  rss_before_mib  \
-         peak_rss_mib  tally_mib_per_s"
+        "engine     size_mb raw_mib tool_s sh_zstd3_s zstd3_s zstd3/sh zstd3/tool zst_mib zstd3_nomanifest_s \
+         sh_gzip6_s gzip6_s gzip6/sh gz6_mib gzip1_s sh_gzip6/gzip1 peak_rss_mib tally_mib_per_s"
     );
     for size in sizes {
         let rows = dilux_e2e::bench_rows(size);
@@ -60,41 +73,86 @@ async fn main() -> Result<()> {
                 username: user.into(),
                 password: "bench-pw".into(),
                 container: "bench".into(),
-                blob_name: format!("{name}/{db}.sql.gz"),
+                blob_name: String::new(),
+                compression: Compression::default(),
                 metadata: vec![],
             };
-            let baseline_spec = DumpSpec { blob_name: format!("{name}/{db}-baseline.sql.gz"), ..spec.clone() };
-            let no_manifest = DumpOptions { manifest: false, ..opts.clone() };
-            let t = Instant::now();
-            run_dump(&storage, &baseline_spec, &no_manifest).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            let baseline = t.elapsed().as_secs_f64();
-            let before = memory_mib("VmRSS:");
+            let tool = shell(&spec, &opts, None).await?;
+            let sh_zstd = shell(&spec, &opts, Some(("zstd", "-3"))).await?;
+            let sh_gzip = shell(&spec, &opts, Some(("gzip", "-6"))).await?;
+            let backup = |c: Compression, tag: &str, opts: DumpOptions| {
+                let spec = DumpSpec {
+                    compression: c,
+                    blob_name: format!("{name}/{db}-{tag}.{}", c.extension()),
+                    ..spec.clone()
+                };
+                let storage = storage.clone();
+                async move {
+                    let t = Instant::now();
+                    let out = run_dump(&storage, &spec, &opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    anyhow::Ok((t.elapsed().as_secs_f64(), out, spec.blob_name))
+                }
+            };
             dilux_e2e::reset_peak();
-            let t = Instant::now();
-            let out = run_dump(&storage, &spec, &opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            let secs = t.elapsed().as_secs_f64();
-            let raw = out.uncompressed_bytes as f64 / (1 << 20) as f64;
+            let (zstd3, z, zst_blob) = backup(Compression::Zstd { level: 3 }, "zstd3", opts.clone()).await?;
+            let (zstd3_plain, ..) = backup(
+                Compression::Zstd { level: 3 },
+                "zstd3-nomanifest",
+                DumpOptions { manifest: false, ..opts.clone() },
+            )
+            .await?;
+            let (gzip6, g, _) = backup(Compression::Gzip { level: 6 }, "gzip6", opts.clone()).await?;
+            let (gzip1, ..) = backup(Compression::Gzip { level: 1 }, "gzip1", opts.clone()).await?;
             let peak = memory_mib("VmHWM:");
-            let tally = tally_rate(&storage, &spec.blob_name, engine).await?;
+            let tally = tally_rate(&storage, &zst_blob, engine).await?;
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
             println!(
-                "{name:<10} {size:>8} {raw:>8.0} {:>11.0} {baseline:>14.1} {secs:>8.1} {:>6.2} {:>14.1} {before:>15.0} \
-                 {peak:>13.0} {tally:>16.0}",
-                out.compressed_bytes as f64 / (1 << 20) as f64,
-                secs / baseline,
-                raw / secs,
+                "{name:<10} {size:>7} {:>7.0} {tool:>6.1} {sh_zstd:>10.1} {zstd3:>7.1} {:>8.2} {:>10.2} {:>7.0} \
+                 {zstd3_plain:>18.1} {sh_gzip:>10.1} {gzip6:>7.1} {:>8.2} {:>7.0} {gzip1:>7.1} {:>14.2} {peak:>12.0} \
+                 {tally:>15.0}",
+                mib(z.uncompressed_bytes),
+                zstd3 / sh_zstd,
+                zstd3 / tool,
+                mib(z.compressed_bytes),
+                gzip6 / sh_gzip,
+                mib(g.compressed_bytes),
+                sh_gzip / gzip1,
             );
         }
     }
     Ok(())
 }
 
+/// Seconds of `tool | compressor level > /dev/null` (or `tool > /dev/null`), the tool as backups run it.
+async fn shell(spec: &DumpSpec, opts: &DumpOptions, compressor: Option<(&str, &str)>) -> Result<f64> {
+    let (mut cmd, keep) = tool_command(spec, opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t = Instant::now();
+    let ok = match compressor {
+        None => {
+            let s = cmd.stdout(Stdio::null()).status().await?;
+            drop(keep);
+            s.success()
+        }
+        Some((program, level)) => {
+            let mut dump = cmd.stdout(Stdio::piped()).spawn()?;
+            drop(keep);
+            let out: Stdio = dump.stdout.take().context("piped")?.try_into()?;
+            let squeezed =
+                tokio::process::Command::new(program).args([level, "-c"]).stdin(out).stdout(Stdio::null()).status();
+            let (a, b) = tokio::join!(dump.wait(), squeezed);
+            a?.success() && b?.success()
+        }
+    };
+    anyhow::ensure!(ok, "the shell pipeline failed ({compressor:?})");
+    Ok(t.elapsed().as_secs_f64())
+}
+
 /// MiB/s of the manifest tally alone over the blob's SQL (decompressed ahead, outside the timing).
 async fn tally_rate(storage: &Storage, blob_name: &str, engine: Engine) -> Result<f64> {
     let req = blob::get_blob(&storage.account, chrono::Utc::now(), "bench", blob_name);
-    let gz = storage.send("get", req).await?.check("get blob")?.body;
-    let mut sql = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut sql)?;
-    drop(gz);
+    let stored = storage.send("get", req).await?.check("get blob")?.body;
+    let sql = dilux_e2e::decompress(&stored)?;
+    drop(stored);
     let mut tally = dilux_domain::manifest::Tally::new(engine.into());
     let t = Instant::now();
     for chunk in sql.chunks(256 << 10) {

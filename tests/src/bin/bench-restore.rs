@@ -1,9 +1,10 @@
-//! `bench-restore`: the restore pipeline (Block Blob ranges → SHA-256 → gunzip → psql) against the
+//! `bench-restore`: the restore pipeline (Block Blob ranges → SHA-256 → decompress → psql) against the
 //! baseline it must stay close to, `psql -X -v ON_ERROR_STOP=1 -f` of the same plain dump from a local
 //! file, both into fresh databases of the same server, in one run. Prints times, the ratio, throughput
 //! and the pipeline's peak memory, which must not grow with the database; then the same restore with
 //! the content check a drill makes (dump of the restored database compared with the manifest), and
-//! what that check costs.
+//! what that check costs. One row per stored format (zstd level 3, gzip level 6), against the same
+//! baseline.
 //!
 //! usage: bench-restore [SIZE_MB ...]   (default: 1024)
 
@@ -12,6 +13,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context as _, Result};
 use dilux_azure::{blob, Account};
+use dilux_domain::compression::Compression;
 use dilux_dumper_host::dump::{run_dump, DumpOptions, DumpSpec, Engine};
 use dilux_dumper_host::restore::{run_restore, RestoreSpec, Source};
 use dilux_dumper_host::storage::Storage;
@@ -31,47 +33,53 @@ async fn main() -> Result<()> {
     let psql = std::path::PathBuf::from(std::env::var("DILUX_PG_BINDIR").context("set DILUX_PG_BINDIR")?).join("psql");
     let work = dilux_e2e::tempdir("bench-restore");
     println!(
-        "size_mb  sql_mib  stored_mib  psql_file_s  dilux_s  ratio  dilux_sql_mib_per_s  rss_before_mib  peak_rss_mib  \
-         checked_s  check_s  checked_peak_rss_mib"
+        "size_mb  format  sql_mib  stored_mib  psql_file_s  dilux_s  ratio  dilux_sql_mib_per_s  rss_before_mib  \
+         peak_rss_mib  checked_s  check_s  checked_peak_rss_mib"
     );
     for size in sizes {
         let db = format!("bench{size}");
         dilux_e2e::pg_bench_database(&pg, &db, size)?;
-        let blob_name = format!("postgresql/{db}.sql.gz");
-        let spec = DumpSpec {
-            tls: Default::default(),
-            engine: Engine::Postgresql,
-            host: "127.0.0.1".into(),
-            port: pg.port,
-            database: db.clone(),
-            username: "postgres".into(),
-            password: "bench-pw".into(),
-            container: "bench".into(),
-            blob_name: blob_name.clone(),
-            metadata: vec![],
-        };
-        let dumped = run_dump(&storage, &spec, &opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let formats = [Compression::Zstd { level: 3 }, Compression::Gzip { level: 6 }];
+        let mut dumps = Vec::new();
+        for c in formats {
+            let spec = DumpSpec {
+                tls: Default::default(),
+                engine: Engine::Postgresql,
+                host: "127.0.0.1".into(),
+                port: pg.port,
+                database: db.clone(),
+                username: "postgres".into(),
+                password: "bench-pw".into(),
+                container: "bench".into(),
+                blob_name: format!("postgresql/{db}.{}", c.extension()),
+                compression: c,
+                metadata: vec![],
+            };
+            let dumped = run_dump(&storage, &spec, &opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            dumps.push((c, spec.blob_name, dumped));
+        }
 
         // The baseline's input: the very same plain dump, as a local file (not timed).
+        let (c, blob_name, dumped) = &dumps[0];
         let file = work.join(format!("{db}.sql"));
-        let gz = std::process::Command::new("sh")
+        let unpack = std::process::Command::new("sh")
             .arg("-c")
-            .arg("exec gzip -dc > \"$OUT\"")
+            .arg(format!("exec {} -dc > \"$OUT\"", c.algorithm()))
             .env("OUT", &file)
             .stdin(Stdio::piped())
             .spawn()?;
         {
-            let mut stdin = gz.stdin.as_ref().context("gzip stdin")?;
+            let mut stdin = unpack.stdin.as_ref().context("decompressor's stdin")?;
             let mut start = 0;
             while start < dumped.compressed_bytes {
                 let len = (8u64 << 20).min(dumped.compressed_bytes - start);
-                let req = blob::get_blob_range(&storage.account, chrono::Utc::now(), "bench", &blob_name, start, len);
+                let req = blob::get_blob_range(&storage.account, chrono::Utc::now(), "bench", blob_name, start, len);
                 let body = storage.send("get", req).await?.check("get blob")?.body;
                 std::io::Write::write_all(&mut stdin, &body)?;
                 start += len;
             }
         }
-        ensure!(gz.wait_with_output()?.status.success(), "gunzip of the dump failed");
+        ensure!(unpack.wait_with_output()?.status.success(), "decompress of the dump failed");
 
         pg.sql("postgres", &format!("CREATE DATABASE {db}_psql"))?;
         let t = Instant::now();
@@ -86,52 +94,58 @@ async fn main() -> Result<()> {
         ensure!(out.status.success(), "psql -f failed: {}", String::from_utf8_lossy(&out.stderr));
         std::fs::remove_file(&file)?;
 
-        let restore = RestoreSpec {
-            tls: Default::default(),
-            engine: Engine::Postgresql,
-            host: "127.0.0.1".into(),
-            port: pg.port,
-            username: "postgres".into(),
-            password: "bench-pw".into(),
-            database: format!("{db}_dilux"),
-            source: Source::Blob { container: "bench".into(), name: blob_name.clone() },
-            expected_sha256: None,
-            restore_id: "bench".into(),
-            keep_mark: false,
-        };
-        let before = memory_mib("VmRSS:");
-        reset_peak();
-        let t = Instant::now();
-        let o = run_restore(Some(&storage), &restore, &opts, false, &|_, _| {})
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let ours = t.elapsed().as_secs_f64();
-        ensure!(o.verified, "the restore checked the recorded SHA-256");
-        let count = |d: &str| pg.sql(d, "SELECT count(*) FROM t").map(|s| s.trim().to_string());
-        ensure!(count(&format!("{db}_dilux"))? == count(&db)?, "the restore holds every row");
-        let sql_mib = o.uncompressed_bytes as f64 / (1 << 20) as f64;
-        let peak = memory_mib("VmHWM:");
-        // The same restore, checked against the manifest as every app restore and drill is.
-        let checked_spec = RestoreSpec { database: format!("{db}_checked"), ..restore.clone() };
-        reset_peak();
-        let t = Instant::now();
-        let c = run_restore(Some(&storage), &checked_spec, &opts, true, &|_, _| {})
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let checked = t.elapsed().as_secs_f64();
-        let check = c.check.context("the check ran")?;
-        let comparison = check.comparison.context("the dump left a manifest")?;
-        ensure!(comparison.passed(), "the restored copy matches: {}", comparison.summary());
-        println!(
-            "{size:>7} {sql_mib:>8.0} {:>11.0} {baseline:>12.1} {ours:>8.1} {:>6.2} {:>20.1} {before:>15.0} \
-             {peak:>13.0} {checked:>10.1} {:>8.1} {:>21.0}",
-            o.compressed_bytes as f64 / (1 << 20) as f64,
-            ours / baseline,
-            sql_mib / ours,
-            check.duration.as_secs_f64(),
-            memory_mib("VmHWM:")
-        );
-        for d in [format!("{db}_psql"), format!("{db}_dilux"), format!("{db}_checked"), db] {
+        for (c, blob_name, _) in &dumps {
+            let restore = RestoreSpec {
+                tls: Default::default(),
+                engine: Engine::Postgresql,
+                host: "127.0.0.1".into(),
+                port: pg.port,
+                username: "postgres".into(),
+                password: "bench-pw".into(),
+                database: format!("{db}_dilux_{}", c.algorithm()),
+                source: Source::Blob { container: "bench".into(), name: blob_name.clone() },
+                expected_sha256: None,
+                restore_id: "bench".into(),
+                keep_mark: false,
+            };
+            let before = memory_mib("VmRSS:");
+            reset_peak();
+            let t = Instant::now();
+            let o = run_restore(Some(&storage), &restore, &opts, false, &|_, _| {})
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let ours = t.elapsed().as_secs_f64();
+            ensure!(o.verified, "the restore checked the recorded SHA-256");
+            let count = |d: &str| pg.sql(d, "SELECT count(*) FROM t").map(|s| s.trim().to_string());
+            ensure!(count(&restore.database)? == count(&db)?, "the restore holds every row");
+            let sql_mib = o.uncompressed_bytes as f64 / (1 << 20) as f64;
+            let peak = memory_mib("VmHWM:");
+            // The same restore, checked against the manifest as every app restore and drill is.
+            let checked_spec = RestoreSpec { database: format!("{db}_checked_{}", c.algorithm()), ..restore.clone() };
+            reset_peak();
+            let t = Instant::now();
+            let with_check = run_restore(Some(&storage), &checked_spec, &opts, true, &|_, _| {})
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let checked = t.elapsed().as_secs_f64();
+            let check = with_check.check.context("the check ran")?;
+            let comparison = check.comparison.context("the dump left a manifest")?;
+            ensure!(comparison.passed(), "the restored copy matches: {}", comparison.summary());
+            println!(
+                "{size:>7} {:>7} {sql_mib:>8.0} {:>11.0} {baseline:>12.1} {ours:>8.1} {:>6.2} {:>20.1} {before:>15.0} \
+                 {peak:>13.0} {checked:>10.1} {:>8.1} {:>21.0}",
+                c.algorithm(),
+                o.compressed_bytes as f64 / (1 << 20) as f64,
+                ours / baseline,
+                sql_mib / ours,
+                check.duration.as_secs_f64(),
+                memory_mib("VmHWM:")
+            );
+            for d in [&restore.database, &checked_spec.database] {
+                pg.sql("postgres", &format!("DROP DATABASE {d}"))?;
+            }
+        }
+        for d in [format!("{db}_psql"), db] {
             pg.sql("postgres", &format!("DROP DATABASE {d}"))?;
         }
     }

@@ -1,6 +1,7 @@
 //! Policies: each tier's schedule in words and the policy's summary (`12h/7d/4w/2m/1y`); admins
 //! create, edit (system ones too) and delete (not system ones, not ones in use).
 
+use dilux_domain::compression::Compression;
 use dilux_domain::policy::{BackupPolicy, TierConfig, TIERS};
 use dilux_domain::user::Permission;
 use dilux_domain::BackupTier;
@@ -48,6 +49,7 @@ pub fn Policies() -> impl IntoView {
                 ..Default::default()
             },
             verification: Default::default(),
+            compression: Default::default(),
         }))
     };
     let remove = move |id: String| {
@@ -87,6 +89,9 @@ pub fn Policies() -> impl IntoView {
                             <td class="summary">
                                 {p.summary()}
                                 <div class="hint drills">{p.verification.describe()}</div>
+                                <div class="hint compression">
+                                    {format!("compressed with {}", p.compression.describe())}
+                                </div>
                             </td>
                             <td><ul class="tiers">{TIERS.iter().map(|t| view! {
                                 <li>{format!("{}: {}", t.as_str(), p.describe(*t))}</li>
@@ -129,7 +134,8 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
             "weekly": p.weekly,
             "monthly": p.monthly,
             "yearly": p.yearly,
-            "verification": p.verification
+            "verification": p.verification,
+            "compression": p.compression
         });
         let done = done.clone();
         leptos::task::spawn_local(async move {
@@ -280,6 +286,49 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
                 <p class="hint">
                     "The newest backup is restored into a scratch database, every table compared with the backup's \
                      manifest (exact rows and content), then dropped."
+                </p>
+            </fieldset>
+            <fieldset class="compression" id="policy-compression">
+                <legend>"Compression"</legend>
+                <label>"Algorithm"
+                    <select
+                        name="compression-algorithm"
+                        prop:value=move || draft.with(|p| p.compression.algorithm().to_string())
+                        on:change=move |ev| {
+                            let algorithm = event_target_value(&ev);
+                            draft.update(|p| {
+                                p.compression = match algorithm.as_str() {
+                                    "gzip" => Compression::Gzip { level: 6 },
+                                    _ => Compression::Zstd { level: 3 },
+                                }
+                            })
+                        }
+                    >
+                        <option value="zstd">"zstd (.sql.zst)"</option>
+                        <option value="gzip">"gzip (.sql.gz)"</option>
+                    </select>
+                </label>
+                <label>"Level"
+                    <input
+                        type="number"
+                        min="1"
+                        max=move || if draft.with(|p| p.compression.algorithm() == "gzip") { "9" } else { "19" }
+                        name="compression-level"
+                        prop:value=move || draft.with(|p| p.compression.level().to_string())
+                        on:input=move |ev| {
+                            let Ok(level) = event_target_value(&ev).trim().parse() else { return };
+                            draft.update(|p| {
+                                p.compression = match p.compression {
+                                    Compression::Gzip { .. } => Compression::Gzip { level },
+                                    Compression::Zstd { .. } => Compression::Zstd { level },
+                                }
+                            })
+                        }
+                    />
+                </label>
+                <p class="hint">
+                    "For new backups; every earlier one still restores. zstd level 3 stores about what gzip level 6 \
+                     does, several times faster; gzip suits tools that read nothing else."
                 </p>
             </fieldset>
             <p>"Summary: " <strong id="policy-summary">{move || draft.with(|p| p.summary())}</strong></p>

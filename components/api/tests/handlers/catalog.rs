@@ -493,3 +493,42 @@ async fn a_seal_key_rotation_reseals_every_password_so_the_old_key_can_go() {
     }
     assert_eq!(t.admin("POST", &format!("/api/engines/{e}/test"), None).await.code(), Some("unreadable_secret"));
 }
+
+#[tokio::test]
+async fn a_policys_compression_names_new_backups_and_bad_levels_name_the_field() {
+    let t = T::new();
+    let std = t.admin("GET", "/api/backup-policies/production-standard", None).await.body;
+    assert_eq!(std["compression"], json!({ "algorithm": "zstd", "level": 3 }), "the default");
+    let mut gzip = policy("Legacy tools");
+    gzip["compression"] = json!({ "algorithm": "gzip", "level": 9 });
+    let created = t.admin("POST", "/api/backup-policies", Some(gzip.clone())).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["compression"]["algorithm"], "gzip");
+    for (bad, field) in [
+        (json!({ "algorithm": "gzip", "level": 10 }), "compression.level"),
+        (json!({ "algorithm": "zstd", "level": 0 }), "compression.level"),
+        (json!({ "algorithm": "brotli", "level": 3 }), "compression.algorithm"),
+    ] {
+        let mut p = policy("Bad");
+        p["compression"] = bad;
+        let a = t.admin("POST", "/api/backup-policies", Some(p)).await;
+        assert_eq!((a.status, a.field()), (400, Some(field)), "{}", a.body);
+    }
+    assert!(t.mem.policies.all().iter().all(|p| p.name != "Bad"), "nothing written");
+
+    // Back up now: the database's policy decides; the row says the format.
+    let e = t.engine("pg", "db1").await;
+    let id = created.body["id"].as_str().unwrap();
+    let on_gzip =
+        t.admin("POST", "/api/databases", Some(json!({ "engine_id": e, "name": "old", "policy_id": id }))).await;
+    let on_default = t.database(&e, "new").await;
+    for (db, ext) in [(on_gzip.body["id"].as_str().unwrap().to_string(), "sql.gz"), (on_default, "sql.zst")] {
+        let a = t.call("operator", "POST", &format!("/api/databases/{db}/backup"), None).await;
+        assert_eq!(a.status, 202, "{}", a.body);
+        assert!(a.body["blob_name"].as_str().unwrap().ends_with(&format!(".{ext}")), "{}", a.body);
+        let row = t.mem.history.all().into_iter().find(|r| r.database_id == db).unwrap();
+        assert_eq!(row.file_format, ext);
+    }
+    let jobs: Vec<serde_json::Value> = t.mem.jobs.messages().iter().map(|m| serde_json::from_str(m).unwrap()).collect();
+    assert_eq!(jobs[0]["compression"], json!({ "algorithm": "gzip", "level": 9 }));
+}
