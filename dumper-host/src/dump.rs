@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -583,13 +584,14 @@ fn stalled(opts: &DumpOptions) -> DumpFailure {
 /// The manifest tally on a thread of its own, off the pump's path: the pump hands it each chunk it
 /// read (a bounded queue, so memory stays flat) and collects the manifest at the end.
 pub(crate) struct TallyThread {
-    tx: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    tx: Option<tokio::sync::mpsc::Sender<Arc<Vec<u8>>>>,
     handle: std::thread::JoinHandle<Manifest>,
 }
 
 impl TallyThread {
     pub(crate) fn spawn(engine: Engine) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        // A few pieces ahead: a tally thread the scheduler left waiting a moment must not stall the dump.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(4);
         let handle = std::thread::spawn(move || {
             let mut tally = Tally::new(engine.into());
             while let Some(chunk) = rx.blocking_recv() {
@@ -607,8 +609,15 @@ impl TallyThread {
     }
 
     pub(crate) async fn feed(&self, data: &[u8]) {
+        if self.tx.is_some() {
+            self.feed_shared(Arc::new(data.to_vec())).await;
+        }
+    }
+
+    /// The same bytes the compressor gets, without a copy.
+    pub(crate) async fn feed_shared(&self, data: Arc<Vec<u8>>) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(data.to_vec()).await;
+            let _ = tx.send(data).await;
         }
     }
 
@@ -839,7 +848,6 @@ async fn pump(
     let mut ids: Vec<String> = Vec::new();
     let mut uploads: JoinSet<Result<(), String>> = JoinSet::new();
     let (mut read_total, mut stored_total) = (0u64, 0u64);
-    let mut chunk = vec![0u8; 256 * 1024];
 
     let upload = |data: Vec<u8>, ids: &mut Vec<String>, uploads: &mut JoinSet<Result<(), String>>| {
         let id = blob::block_id(attempt, ids.len() as u32);
@@ -869,21 +877,21 @@ async fn pump(
     }
 
     loop {
-        let n = match tokio::time::timeout(opts.stall_timeout, stdout.read(&mut chunk)).await {
+        // Straight into the member: the tool's bytes are copied nowhere else.
+        let n = match tokio::time::timeout(opts.stall_timeout, stdout.read_buf(&mut member)).await {
             Err(_) => return Err(PumpError::Stalled),
             Ok(Err(e)) => return Err(PumpError::Read(format!("reading the dump tool's output failed: {e}"))),
             Ok(Ok(n)) => n,
         };
         read_total += n as u64;
-        tally.feed(&chunk[..n]).await;
-        member.extend_from_slice(&chunk[..n]);
         let finished = n == 0;
         // At the end, the last member (an empty one if the tool wrote nothing: still a valid file).
         if member.len() >= codec::MEMBER || (finished && (!member.is_empty() || read_total == 0)) {
             while compressing.len() >= compressors() {
                 settle_oldest!();
             }
-            let data = std::mem::replace(&mut member, Vec::with_capacity(codec::MEMBER));
+            let data = Arc::new(std::mem::replace(&mut member, Vec::with_capacity(codec::MEMBER)));
+            tally.feed_shared(data.clone()).await;
             compressing.push_back(tokio::task::spawn_blocking(move || codec::compress(compression, &data)));
         }
         if finished {
@@ -903,9 +911,9 @@ async fn pump(
     Ok((ids, read_total, stored_total, sha))
 }
 
-/// Members compressing at once: one per core, and one more so a core never waits for the next.
+/// Members compressing at once: one per core (more only wait for a core, holding memory meanwhile).
 fn compressors() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Hashes `data` and queues its upload, first waiting for a slot: memory stays bounded.

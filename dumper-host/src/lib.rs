@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod dump;
+pub mod heap;
 pub mod host;
 pub mod manifest;
 mod maria_swap;

@@ -77,6 +77,7 @@ async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    dilux_dumper_host::heap::bound();
     let filter = tracing_subscriber::EnvFilter::try_from_env("DILUX_LOG")
         .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();

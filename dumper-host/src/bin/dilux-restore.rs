@@ -144,6 +144,7 @@ fn mib(b: u64) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    dilux_dumper_host::heap::bound();
     if let Err(e) = run().await {
         eprintln!("dilux-restore: {e:#}");
         std::process::exit(1);

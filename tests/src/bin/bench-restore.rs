@@ -21,6 +21,8 @@ use dilux_e2e::{memory_mib, reset_peak, Azurite, Postgres};
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // As the dumper-host does: peak memory is measured with its allocator settings.
+    dilux_dumper_host::heap::bound();
     let sizes: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![1024] } else { sizes };
     let az = Azurite::start()?;
