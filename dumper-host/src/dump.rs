@@ -220,10 +220,13 @@ pub(crate) fn pg_env(c: &mut Command, spec: &DumpSpec, opts: &DumpOptions) -> Re
         .env("PGDATABASE", &spec.database)
         .env("PGPASSWORD", &spec.password)
         // A server (or an impostor at its address) that asks for anything but SCRAM gets no password:
-        // enforced by libpq 16 and later, which probes and newer servers' dumps use.
+        // enforced by libpq 16 and later, which every client loads (see `newer_libpq`).
         .env("PGREQUIREAUTH", "scram-sha-256")
         .env("PGCONNECT_TIMEOUT", opts.connect_timeout_secs.to_string())
         .env("PGAPPNAME", "dilux-backup");
+    if let Some(lib) = newer_libpq(std::path::Path::new(c.as_std().get_program()), opts) {
+        c.env("LD_LIBRARY_PATH", lib);
+    }
     let mode = spec.tls.mode.effective(&spec.host);
     c.env("PGSSLMODE", if mode == TlsMode::Auto { "require" } else { mode.as_str() });
     let mut keep = Vec::new();
@@ -290,6 +293,17 @@ pub(crate) fn pg_toolsets(dir: &std::path::Path) -> Vec<(u32, std::path::PathBuf
         .collect();
     v.sort();
     v
+}
+
+/// The newest toolset's library folder, for a client of a toolset older than 16. Older libpq ignores
+/// `PGREQUIREAUTH` and answers a server asking for a cleartext password with the password; the same
+/// tool loading libpq 18 refuses to (libpq.so.5 keeps its interface across versions, and the toolsets'
+/// binaries find their libraries through RUNPATH, which `LD_LIBRARY_PATH` overrides).
+fn newer_libpq(program: &std::path::Path, opts: &DumpOptions) -> Option<std::path::PathBuf> {
+    let sets = pg_toolsets(opts.pg_tools_dir.as_deref()?);
+    let (newest, newest_bin) = sets.last()?;
+    let (major, _) = sets.iter().find(|(_, bin)| program.parent() == Some(bin.as_path()))?;
+    (*major < 16 && *newest >= 16).then(|| newest_bin.with_file_name("lib"))
 }
 
 /// Runs a database client to completion with a deadline: its stdout on success, otherwise a
@@ -965,6 +979,41 @@ mod tests {
         }
         let sets: Vec<u32> = pg_toolsets(&d).into_iter().map(|(m, _)| m).collect();
         assert_eq!(sets, vec![14, 17]);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn old_toolsets_load_a_libpq_that_enforces_scram() {
+        let d = std::env::temp_dir().join(format!("dilux-libpq-{}", std::process::id()));
+        for v in ["14.23.0", "15.19.0", "18.6.0"] {
+            std::fs::create_dir_all(d.join(v).join("bin")).unwrap();
+            std::fs::write(d.join(v).join("bin/pg_dump"), "").unwrap();
+        }
+        let opts = DumpOptions { pg_tools_dir: Some(d.clone()), ..Default::default() };
+        let spec = DumpSpec {
+            tls: Default::default(),
+            engine: Engine::Postgresql,
+            host: "h".into(),
+            port: 1,
+            database: "d".into(),
+            username: "u".into(),
+            password: "p".into(),
+            container: "c".into(),
+            blob_name: "b".into(),
+            compression: Compression::default(),
+            metadata: vec![],
+        };
+        let library = |version: &str| {
+            let tool = d.join(version).join("bin/pg_dump");
+            let (c, _keep) = build_command(&spec, &opts, tool.to_str().unwrap()).unwrap();
+            let env = c.as_std().get_envs().find(|(k, _)| *k == "LD_LIBRARY_PATH").and_then(|(_, v)| v);
+            env.map(std::path::PathBuf::from)
+        };
+        assert_eq!(library("14.23.0"), Some(d.join("18.6.0/lib")));
+        assert_eq!(library("15.19.0"), Some(d.join("18.6.0/lib")));
+        assert_eq!(library("18.6.0"), None, "its own libpq enforces it");
+        let (c, _keep) = build_command(&spec, &opts, "pg_dump").unwrap();
+        assert!(c.as_std().get_envs().all(|(k, _)| k != "LD_LIBRARY_PATH"), "a tool from PATH is left alone");
         std::fs::remove_dir_all(d).unwrap();
     }
 
