@@ -970,6 +970,23 @@ mod tests {
 
     use super::*;
 
+    /// A target on host `h`, port 1, user `u`, into blob `b` of container `c`.
+    fn spec_of(engine: Engine, database: &str, password: &str) -> DumpSpec {
+        DumpSpec {
+            tls: Default::default(),
+            engine,
+            host: "h".into(),
+            port: 1,
+            database: database.into(),
+            username: "u".into(),
+            password: password.into(),
+            container: "c".into(),
+            blob_name: "b".into(),
+            compression: Compression::default(),
+            metadata: vec![],
+        }
+    }
+
     #[test]
     fn toolsets_are_found_by_major_version() {
         let d = std::env::temp_dir().join(format!("dilux-pgsets-{}", std::process::id()));
@@ -990,19 +1007,7 @@ mod tests {
             std::fs::write(d.join(v).join("bin/pg_dump"), "").unwrap();
         }
         let opts = DumpOptions { pg_tools_dir: Some(d.clone()), ..Default::default() };
-        let spec = DumpSpec {
-            tls: Default::default(),
-            engine: Engine::Postgresql,
-            host: "h".into(),
-            port: 1,
-            database: "d".into(),
-            username: "u".into(),
-            password: "p".into(),
-            container: "c".into(),
-            blob_name: "b".into(),
-            compression: Compression::default(),
-            metadata: vec![],
-        };
+        let spec = spec_of(Engine::Postgresql, "d", "p");
         let library = |version: &str| {
             let tool = d.join(version).join("bin/pg_dump");
             let (c, _keep) = build_command(&spec, &opts, tool.to_str().unwrap()).unwrap();
@@ -1030,19 +1035,7 @@ mod tests {
     fn redaction_and_debug_hide_the_password() {
         assert_eq!(redact("Access denied for 's3cr3t'", "s3cr3t"), "Access denied for '********'");
         assert_eq!(redact("pg_dump: port 1 failed", "p"), "pg_dump: port 1 failed");
-        let spec = DumpSpec {
-            tls: Default::default(),
-            engine: Engine::Mysql,
-            host: "h".into(),
-            port: 1,
-            database: "d".into(),
-            username: "u".into(),
-            password: "s3cr3t".into(),
-            container: "c".into(),
-            blob_name: "b".into(),
-            compression: Compression::default(),
-            metadata: vec![],
-        };
+        let spec = spec_of(Engine::Mysql, "d", "s3cr3t");
         assert!(!format!("{spec:?}").contains("s3cr3t"));
     }
 
@@ -1062,19 +1055,7 @@ mod tests {
 
     #[test]
     fn a_database_name_is_never_an_option() {
-        let spec = DumpSpec {
-            tls: Default::default(),
-            engine: Engine::Mysql,
-            host: "h".into(),
-            port: 1,
-            database: "--all-databases".into(),
-            username: "u".into(),
-            password: "p".into(),
-            container: "c".into(),
-            blob_name: "b".into(),
-            compression: Compression::default(),
-            metadata: vec![],
-        };
+        let spec = spec_of(Engine::Mysql, "--all-databases", "p");
         let (cmd, _fd) = build_command(&spec, &DumpOptions::default(), "pg_dump").unwrap();
         let argv: Vec<String> = cmd.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(argv[argv.len() - 2..], ["--", "--all-databases"], "{argv:?}");
@@ -1092,19 +1073,7 @@ mod tests {
     #[test]
     fn password_is_never_on_the_command_line() {
         for engine in [Engine::Postgresql, Engine::Mysql] {
-            let spec = DumpSpec {
-                tls: Default::default(),
-                engine,
-                host: "h".into(),
-                port: 1,
-                database: "d".into(),
-                username: "u".into(),
-                password: "pw-on-argv?".into(),
-                container: "c".into(),
-                blob_name: "b".into(),
-                compression: Compression::default(),
-                metadata: vec![],
-            };
+            let spec = spec_of(engine, "d", "pw-on-argv?");
             let (cmd, _fd) = build_command(&spec, &DumpOptions::default(), "pg_dump").unwrap();
             let argv: Vec<String> = cmd.as_std().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
             assert!(argv.iter().all(|a| !a.contains("pw-on-argv")), "{argv:?}");
