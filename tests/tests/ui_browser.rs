@@ -24,6 +24,10 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
     )?;
     let app = App::start(&az.connection_string)?;
     let shots = root().join("target/ui-screenshots");
+    // Only this run's screenshots count.
+    let _ = std::fs::remove_dir_all(&shots);
+    let work = dilux_e2e::tempdir("ui-flow");
+    let download = work.join("download");
     let out = Command::new("node")
         .arg(root().join("tests/ui/flow.mjs"))
         .env("DILUX_URL", &app.url)
@@ -31,6 +35,7 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
         .env("PG_PORT", pg.port.to_string())
         .env("PG_PASSWORD", PG_PASSWORD)
         .env("SHOTS", &shots)
+        .env("DOWNLOAD_TO", &download)
         .output()
         .context("cannot run node (scripts/dev.sh or scripts/test.sh installs what the UI test needs)")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -69,11 +74,17 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
             std::fs::read(shots.join(format!("{page}.png"))).with_context(|| format!("no screenshot of {page}"))?;
         ensure!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{page}.png is not a real screenshot");
     }
+    // The downloaded file is the whole backup: it decompresses to its end (zstd checks every frame) and
+    // holds every row.
+    let sql = String::from_utf8(dilux_e2e::decompress(&std::fs::read(&download)?)?)?;
+    ensure!(sql.contains("COPY public.orders") && sql.contains("1000\torder 1000\n"), "the download holds the rows");
+    ensure!(sql.contains("PostgreSQL database dump complete"), "the download is the complete dump");
     // What the browser restored is really there, row for row.
     let count = |db: &str| pg.sql(db, "SELECT count(*), sum(length(note)) FROM orders");
     ensure!(count("shop_from_ui")? == count("shop")?, "the restore from the browser holds every row");
     let kept = pg.sql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'shop_before_restore_%'")?;
     ensure!(kept.trim() == "1", "the replaced original is kept aside: {kept}");
+    let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
 

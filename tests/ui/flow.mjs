@@ -2,7 +2,7 @@
 // database, back it up, watch it complete on the Backups page, download it, restore it into a new
 // database; then sign in as a viewer
 // and find no controls that change anything. Saves a screenshot of every page it visits.
-// Called by tests/tests/ui_browser.rs with DILUX_URL, PG_PORT, PG_PASSWORD, SHOTS, DILUX_ROOT.
+// Called by tests/tests/ui_browser.rs with DILUX_URL, PG_PORT, PG_PASSWORD, SHOTS, DOWNLOAD_TO, DILUX_ROOT.
 import { createRequire } from 'node:module';
 import { mkdirSync, readFileSync } from 'node:fs';
 
@@ -137,6 +137,8 @@ try {
   const zstd = [0x28, 0xb5, 0x2f, 0xfd].every((b, i) => bytes[i] === b);
   if (bytes.length < 20 || !zstd) fail(`the download is not a zstd file (${bytes.length} bytes)`);
   if (!download.suggestedFilename().endsWith('.sql.zst')) fail(`the download is named ${download.suggestedFilename()}`);
+  // Kept for the test, which decompresses it whole (node has no zstd) and looks for the rows.
+  await download.saveAs(process.env.DOWNLOAD_TO);
   console.log(`ui-download ${download.suggestedFilename()} ${bytes.length}`);
   // The signed link is no page of this tab: not its address, not an entry of its history.
   if (page.url().includes('sig=')) fail(`the download link became the page's address: ${page.url()}`);
