@@ -925,9 +925,10 @@ async fn pump(
     Ok((ids, read_total, stored_total, sha))
 }
 
-/// Members compressing at once: one per core (more only wait for a core, holding memory meanwhile).
+/// Members compressing at once: one per core (more only wait for a core, holding memory meanwhile), four at
+/// most — that already outruns every dump tool, and a big machine's cores must not multiply the memory.
 fn compressors() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+    std::thread::available_parallelism().map_or(2, |n| n.get()).min(4)
 }
 
 /// Hashes `data` and queues its upload, first waiting for a slot: memory stays bounded.
