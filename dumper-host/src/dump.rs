@@ -507,18 +507,8 @@ pub(crate) fn checked_name(name: &str) -> Result<(), DumpFailure> {
 }
 
 /// The dump tool exactly as a backup starts it (program, flags, environment, inherited descriptors — keep
-/// them until it is spawned), for benchmarks that compare backups with shell pipelines of the same tool.
+/// them until it is spawned); benchmarks compare backups with shell pipelines of this very command.
 pub async fn tool_command(spec: &DumpSpec, opts: &DumpOptions) -> Result<(Command, Vec<OwnedFd>), DumpFailure> {
-    let pg_dump = match spec.engine {
-        Engine::Postgresql => pg_tool_for(spec, opts, "pg_dump").await?,
-        Engine::Mysql => String::new(),
-    };
-    let (mut cmd, keep) = build_command(spec, opts, &pg_dump)?;
-    cmd.stdin(Stdio::null()).env("LC_ALL", "C");
-    Ok((cmd, keep))
-}
-
-async fn start_tool(spec: &DumpSpec, opts: &DumpOptions) -> Result<RunningTool, DumpFailure> {
     checked_name(&spec.database)?;
     let pg_dump = match spec.engine {
         Engine::Postgresql => pg_tool_for(spec, opts, "pg_dump").await?,
@@ -527,13 +517,16 @@ async fn start_tool(spec: &DumpSpec, opts: &DumpOptions) -> Result<RunningTool, 
             String::new()
         }
     };
-    let (mut cmd, keep_fd) = build_command(spec, opts, &pg_dump)?;
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).env("LC_ALL", "C");
+    let (mut cmd, keep) = build_command(spec, opts, &pg_dump)?;
+    cmd.stdin(Stdio::null()).env("LC_ALL", "C");
+    Ok((cmd, keep))
+}
+
+async fn start_tool(spec: &DumpSpec, opts: &DumpOptions) -> Result<RunningTool, DumpFailure> {
+    let (mut cmd, keep_fd) = tool_command(spec, opts).await?;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| {
-        let tool = match spec.engine {
-            Engine::Postgresql => &pg_dump,
-            Engine::Mysql => &opts.mysqldump,
-        };
+        let tool = cmd.as_std().get_program().to_string_lossy();
         let why = format!(
             "could not start `{tool}`: {e}; install it or set its path \
              (DILUX_PG_TOOLS_DIR, DILUX_PG_DUMP, DILUX_MYSQLDUMP)"
@@ -741,9 +734,10 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
 async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> Result<DumpOutcome, DumpFailure> {
     let started = Instant::now();
     spec.compression.validate("compression").map_err(|e| fail(ErrorClass::InvalidJob, e.to_string()))?;
-    if !spec.blob_name.ends_with(&format!(".{}", spec.compression.extension())) {
-        let why = format!("{} does not end with .{}", spec.blob_name, spec.compression.extension());
-        return Err(fail(ErrorClass::InvalidJob, format!("the blob name must say its compression: {why}")));
+    let extension = format!(".{}", spec.compression.extension());
+    if !spec.blob_name.ends_with(&extension) {
+        let why = format!("the blob name must say its compression: {} does not end with {extension}", spec.blob_name);
+        return Err(fail(ErrorClass::InvalidJob, why));
     }
     if let Some(done) = committed(storage, spec).await? {
         return Ok(done);
@@ -1086,17 +1080,9 @@ mod tests {
         use std::io::Read as _;
         let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
         let spec = |engine, mode, host: &str| DumpSpec {
-            engine,
             host: host.into(),
-            port: 1,
             tls: Tls::for_host(mode, Some(ca), host),
-            database: "d".into(),
-            username: "u".into(),
-            password: "p".into(),
-            container: "c".into(),
-            blob_name: "b".into(),
-            compression: Compression::default(),
-            metadata: vec![],
+            ..spec_of(engine, "d", "p")
         };
         let env = |c: &Command, k: &str| {
             c.as_std().get_envs().find(|(n, _)| *n == k).and_then(|(_, v)| v).map(|v| v.to_string_lossy().into_owned())

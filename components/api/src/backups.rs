@@ -69,8 +69,11 @@ pub async fn trigger(cx: &Cx<'_>) -> ApiResult<Reply> {
         ));
     }
     // Compressed as its policy says; a policy gone since (its row deleted) leaves the default.
-    let policy_id = dilux_domain::policy::effective_policy_id(&db, Some(&engine));
-    let compression = crate::policies::all(app).await?.get(&policy_id).map(|p| p.compression).unwrap_or_default();
+    let compression = match crate::policies::load(app, &effective_policy_id(&db, Some(&engine))).await {
+        Ok((policy, _)) => policy.compression,
+        Err(e) if e.kind == Kind::NotFound => Default::default(),
+        Err(e) => return Err(e),
+    };
     let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Manual, vec![], cx.now).compressed(compression);
     let row = BackupResult::pending(&job, &db.name, &db.alias, &engine.id);
     app.stores.history.insert(&row).await?;

@@ -106,7 +106,7 @@ pub async fn list(cx: &Cx<'_>) -> ApiResult<Reply> {
 }
 
 /// A policy and its stored version (`None`: a system policy never edited has no row yet).
-async fn load(app: &App, id: &str) -> ApiResult<(BackupPolicy, Option<String>)> {
+pub(crate) async fn load(app: &App, id: &str) -> ApiResult<(BackupPolicy, Option<String>)> {
     if let Some((row, etag)) = app.stores.policies.get(id).await? {
         return Ok((decode(row)?, Some(etag)));
     }
