@@ -435,18 +435,23 @@ pub(crate) fn mysql_command(program: &str, conn: &DumpSpec) -> Result<(Command, 
     Ok((c, keep))
 }
 
+/// Proof that [`require_tls`] passed, which a restore asks for: checked once, before anything else talks
+/// to the server.
+#[derive(Debug)]
+pub struct TlsChecked(());
+
 /// With `require`, refuses a MariaDB/MySQL server that offers no TLS (its client would fall back to plain
 /// text), from the server's greeting: before any password is sent, and before any dump or restore.
-pub(crate) async fn require_tls(conn: &DumpSpec, opts: &DumpOptions) -> Result<(), DumpFailure> {
+pub async fn require_tls(conn: &DumpSpec, opts: &DumpOptions) -> Result<TlsChecked, DumpFailure> {
     if conn.engine != Engine::Mysql || conn.tls.mode.effective(&conn.host) != TlsMode::Require {
-        return Ok(());
+        return Ok(TlsChecked(()));
     }
     let limit = Duration::from_secs(u64::from(opts.connect_timeout_secs));
     let greeting = tokio::time::timeout(limit, mysql_greeting(&conn.host, conn.port)).await.map_err(|_| {
         fail(ErrorClass::Timeout, format!("{}:{} sent no greeting within {}s", conn.host, conn.port, limit.as_secs()))
     })??;
     match greeting_offers_tls(&greeting) {
-        Ok(true) => Ok(()),
+        Ok(true) => Ok(TlsChecked(())),
         Ok(false) => Err(fail(
             ErrorClass::Tls,
             format!(
@@ -799,7 +804,7 @@ async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> 
             .ok_or_else(|| fail(ErrorClass::StorageFailed, "the commit was refused"));
     }
     answer.check("put block list").map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
-    crate::restore::crash_point("dump-committed");
+    crate::test_hooks::crash_point("dump-committed");
     Ok(DumpOutcome {
         compressed_bytes: compressed,
         uncompressed_bytes: uncompressed,

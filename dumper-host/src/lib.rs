@@ -13,4 +13,5 @@ mod reply;
 pub mod restore;
 pub mod server;
 pub mod storage;
+pub mod test_hooks;
 pub mod worker;

@@ -146,6 +146,9 @@ async fn main() -> anyhow::Result<()> {
     let conn =
         vars.get("storage_connection_string").context("the worker needs the storage_connection_string variable")?;
     let storage = Storage::new(Account::from_connection_string(conn)?);
+    if dilux_dumper_host::test_hooks::arm(&env, storage.account.is_local_emulator()) {
+        tracing::warn!("DILUX_TEST_* fault injection ignored: it works only against the local storage emulator");
+    }
     let (engine, linker) = host::engine_and_linker()?;
     let component = host::load_component(&engine, path)?;
     // The job-runner (not a Spin component) sees only the application variables it needs and may reach

@@ -16,9 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use dilux_domain::ErrorClass;
 
 use crate::dump::{fail, mysql_command, redact, DumpFailure, DumpOptions};
-use crate::restore::{
-    admin_sql, crash_point, drop_database, marker, mysql_ident, sql_literal, RestoreSpec, Resumed, MARIA_MARKER,
-};
+use crate::restore::{admin_sql, drop_database, marker, mysql_ident, sql_literal, RestoreSpec, Resumed, MARIA_MARKER};
 
 /// A saved schema (triggers, routines, events, views) beyond this is refused, not held.
 const MAX_SCHEMA: usize = 32 << 20;
@@ -284,7 +282,7 @@ pub async fn swap_in(
         }
         tracing::warn!(database = %original, error = %e.message, "the rename reported a failure but took place");
     }
-    crash_point("swap-renamed");
+    crate::test_hooks::crash_point("swap-renamed");
     rebuild(spec, opts, original, previous, &old.saved, &new.saved).await
 }
 

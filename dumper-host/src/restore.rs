@@ -105,7 +105,7 @@ const PG_MAINTENANCE_DB: &str = "postgres";
 
 impl RestoreSpec {
     /// The connection as the dump helpers take it, to `database`.
-    pub(crate) fn conn(&self, database: &str) -> DumpSpec {
+    pub fn conn(&self, database: &str) -> DumpSpec {
         DumpSpec {
             engine: self.engine,
             host: self.host.clone(),
@@ -378,13 +378,14 @@ async fn check(spec: &RestoreSpec, opts: &DumpOptions, manifest: Option<&Manifes
 
 /// Restores the backup of `spec.source` into the new database `spec.database`, and with `verify`
 /// compares what came back with the backup's manifest (the database keeps its mark until then).
-/// `progress` hears bytes of the source done out of its size.
+/// `progress` hears bytes of the source done out of its size; `_tls` says the server's TLS was checked.
 pub async fn run_restore(
     storage: Option<&Storage>,
     spec: &RestoreSpec,
     opts: &DumpOptions,
     verify: bool,
     progress: &(dyn Fn(u64, u64) + Sync),
+    _tls: &crate::dump::TlsChecked,
 ) -> Result<RestoreOutcome, DumpFailure> {
     let started = Instant::now();
     crate::dump::checked_name(&spec.database)?;
@@ -392,7 +393,6 @@ pub async fn run_restore(
     let recorded = crate::dump::metadata(&metadata, "sha256").map(str::to_string);
     let expected = spec.expected_sha256.clone().or(recorded).map(|s| s.to_ascii_lowercase());
     let manifest = if verify { load_manifest(storage, &spec.source, &metadata).await? } else { None };
-    crate::dump::require_tls(&spec.conn(""), opts).await?;
     create_database(spec, opts).await?;
     let mut restore_duration = Duration::ZERO;
     let fed = match feed(storage, spec, opts, size, expected.as_deref(), progress).await {
@@ -466,7 +466,7 @@ pub async fn swap_in(
             format!("the restore succeeded, but `{original}` could not be renamed ({}); it is unchanged", e.message);
         return Err(fail(e.class, why));
     }
-    crash_point("swap-renamed");
+    crate::test_hooks::crash_point("swap-renamed");
     let swap = format!("ALTER DATABASE {} RENAME TO {}", pg_ident(&spec.database), pg_ident(original));
     if let Err(e) = admin_sql(spec, opts, &swap).await {
         let back = format!("ALTER DATABASE {} RENAME TO {}", pg_ident(previous), pg_ident(original));
@@ -527,14 +527,6 @@ pub async fn resume_swap(
         return Ok(Resumed::Finished);
     }
     Ok(Resumed::NotStarted)
-}
-
-/// Tests only: `DILUX_TEST_CRASH_AT=<point>` kills this process at that point, as a crash would.
-pub(crate) fn crash_point(point: &str) {
-    if std::env::var("DILUX_TEST_CRASH_AT").is_ok_and(|p| p == point) {
-        eprintln!("DILUX_TEST_CRASH_AT={point}: aborting");
-        std::process::abort();
-    }
 }
 
 /// Streams the source through hash and decompression into the client; answers (stored, restored, sha256).

@@ -194,9 +194,9 @@ fn host_name(host: &str) -> String {
     name.to_ascii_lowercase()
 }
 
-/// `Host` names a loopback listener answers to (any port).
+/// `Host` names a loopback listener answers to (any port): the rule database hosts follow too.
 fn is_loopback_host(host: &str) -> bool {
-    ["127.0.0.1", "localhost", "[::1]"].contains(&host_name(host).as_str())
+    dilux_domain::tls::is_loopback_host(&host_name(host))
 }
 
 /// Other names a loopback listener is reached by (a port forward's, a dev container's), from
@@ -255,7 +255,8 @@ mod tests {
 
     #[test]
     fn only_loopback_names_pass_the_host_check() {
-        for ok in ["127.0.0.1:3000", "localhost:3000", "LOCALHOST", "[::1]:8080", "127.0.0.1"] {
+        for ok in ["127.0.0.1:3000", "localhost:3000", "LOCALHOST", "[::1]:8080", "127.0.0.1", "127.0.0.2:80", "[::1]"]
+        {
             assert!(is_loopback_host(ok), "{ok}");
         }
         for bad in ["evil.example.com", "evil.example.com:3000", "127.0.0.1.nip.io:3000", "", "localhost.evil:80"] {

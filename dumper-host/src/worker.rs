@@ -130,7 +130,7 @@ impl Worker {
         let keeper = {
             let (storage, q, id, receipt, lease) =
                 (self.storage.clone(), self.options.queue.clone(), msg.id.clone(), receipt.clone(), self.options.lease);
-            let hold_back = std::env::var("DILUX_TEST_HOLD_LEASE").is_ok_and(|v| v == "1");
+            let hold_back = crate::test_hooks::hold_lease();
             async move {
                 let (mut renewed, mut held) = (tokio::time::Instant::now(), 0);
                 loop {

@@ -94,6 +94,18 @@ try {
   await page.fill('#edit-server-form input[name=name]', 'Local PostgreSQL (main)');
   await page.click('#edit-server-form #test-server');
   await page.waitForSelector('#edit-server-form .ok:has-text("Connection OK")');
+  // The test is of what the form would save: its TLS with the stored password. `require` fails against this
+  // server (it has no TLS); `disable` is weaker than the saved `prefer`, so the stored password is not sent.
+  const tlsSelect = '#edit-server-form select[name=tls_mode]';
+  await page.selectOption(tlsSelect, 'require');
+  await page.click('#edit-server-form #test-server');
+  await page.waitForSelector('#edit-server-form .error:has-text("Connection failed")');
+  await page.selectOption(tlsSelect, 'disable');
+  await page.click('#edit-server-form #test-server');
+  await page.waitForSelector('#edit-server-form .error:has-text("weaker TLS")');
+  await page.selectOption(tlsSelect, 'auto');
+  await page.click('#edit-server-form #test-server');
+  await page.waitForSelector('#edit-server-form .ok:has-text("Connection OK")');
   await page.click('#edit-server-form #save-server');
   await page.waitForSelector('#servers td:has-text("Local PostgreSQL (main)")');
   step('server-edited');

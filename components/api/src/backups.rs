@@ -80,10 +80,14 @@ pub async fn trigger(cx: &Cx<'_>) -> ApiResult<Reply> {
     let message = serde_json::to_string(&job).expect("jobs serialize");
     if let Err(e) = app.stores.jobs.put(&message).await {
         // Nothing half-written: a pending row without a job would wait forever, and a job that reached the
-        // queue although its answer was lost finds no row and is dropped.
-        let _ = app.stores.history.delete(&row).await;
-        let e = ApiError::from(e);
-        return Err(ApiError::new(e.kind, format!("the backup was not queued, nothing will run: {}", e.message)));
+        // queue although its answer was lost finds no row and is dropped. A worker that took it already
+        // keeps its row: the backup runs, and saying it will not would be wrong.
+        if !app.stores.history.withdraw(&row).await.unwrap_or(true) {
+            crate::log::event("backup_queued_despite_lost_answer", &[("backup", &job.id)]);
+        } else {
+            let e = ApiError::from(e);
+            return Err(ApiError::new(e.kind, format!("the backup was not queued, nothing will run: {}", e.message)));
+        }
     }
     let answer = Triggered {
         job_id: job.id.clone(),

@@ -19,8 +19,7 @@ use crate::App;
     "dependentSchemas" = dilux_domain::schema::credentials_together(),
     "anyOf" = [
         { "required": ["engine_id"], "properties": { "engine_id": { "type": "string" } },
-          "not": { "anyOf": [{ "required": ["host"] }, { "required": ["port"] }, { "required": ["engine_type"] },
-                             { "required": ["tls_mode"] }, { "required": ["tls_ca"] }] } },
+          "not": { "anyOf": [{ "required": ["host"] }, { "required": ["port"] }, { "required": ["engine_type"] }] } },
         { "required": ["engine_type", "host", "username", "password"],
           "properties": { "engine_id": { "type": "null" }, "engine_type": { "type": "string" },
                           "host": { "type": "string" }, "username": { "type": "string" },
@@ -28,7 +27,9 @@ use crate::App;
     ],
 ))]
 pub struct TestConnectionRequest {
-    /// A registered server: its host, port, type and TLS; its credentials unless others are given.
+    /// A registered server: its host, port and type; its credentials unless others are given; its TLS
+    /// unless `tls_mode` or `tls_ca` are given (the stored password only over a TLS as strong as the saved
+    /// one, so an edit form tests what it would save).
     #[schemars(regex(pattern = dilux_domain::schema::KEY), length(max = 260))]
     pub engine_id: Option<String>,
     pub engine_type: Option<EngineType>,
@@ -43,9 +44,8 @@ pub struct TestConnectionRequest {
     pub username: Option<String>,
     #[schemars(length(min = 1))]
     pub password: Option<String>,
-    /// Without `engine_id`: the TLS to test with (as a server would be saved with it).
-    #[serde(default)]
-    pub tls_mode: TlsMode,
+    /// The TLS to test with, as a server would be saved with it (`auto` when only `tls_ca` is given).
+    pub tls_mode: Option<TlsMode>,
     #[schemars(regex(pattern = dilux_domain::schema::CA_BUNDLE), length(max = 32768))]
     pub tls_ca: Option<String>,
 }
@@ -176,10 +176,6 @@ pub async fn test_connection(cx: &Cx<'_>) -> ApiResult<Reply> {
             if input.host.is_some() || input.port.is_some() || input.engine_type.is_some() {
                 return Err(ApiError::field("engine_id", "give either engine_id or host/port/engine_type, not both"));
             }
-            // The saved server's TLS applies: a weaker one is saved (with the password typed again) first.
-            if input.tls_mode != TlsMode::Auto || input.tls_ca.is_some() {
-                return Err(ApiError::field("tls_mode", "applies without engine_id; the server's own TLS is used"));
-            }
             let (e, _) = cx
                 .app
                 .stores
@@ -187,10 +183,14 @@ pub async fn test_connection(cx: &Cx<'_>) -> ApiResult<Reply> {
                 .get(id)
                 .await?
                 .ok_or_else(|| ApiError::unknown("engine_id", format!("no engine `{id}` exists")))?;
+            let tls = match (input.tls_mode, input.tls_ca.as_deref()) {
+                (None, None) => e.tls(),
+                (mode, ca) => Tls::for_host(mode.unwrap_or_default(), form_ca(ca)?, &e.host),
+            };
             match (input.username, input.password) {
                 (Some(username), Some(password)) => ProbeRequest {
                     engine_type: e.engine_type,
-                    tls: e.tls(),
+                    tls,
                     host: e.host,
                     port: e.port,
                     username,
@@ -198,7 +198,13 @@ pub async fn test_connection(cx: &Cx<'_>) -> ApiResult<Reply> {
                     database: input.database,
                     list_databases: false,
                 },
-                _ => engine_request(cx.app, &e, input.database, false)?,
+                // The stored password never goes where the saved TLS would not let it.
+                _ if e.tls().weakened_by(&tls) => {
+                    let why = "password: is required to test a weaker TLS setting (or another CA) than the saved \
+                               one: the stored one is never sent where it could be read";
+                    return Err(ApiError::new(Kind::NoCredentials, why).on_field("password"));
+                }
+                _ => ProbeRequest { tls, ..engine_request(cx.app, &e, input.database, false)? },
             }
         }
         None => {
@@ -212,14 +218,11 @@ pub async fn test_connection(cx: &Cx<'_>) -> ApiResult<Reply> {
             let (Some(username), Some(password)) = (input.username, input.password) else {
                 return Err(ApiError::field("username", "is required without engine_id"));
             };
-            let ca = input.tls_ca.as_deref().filter(|c| !c.trim().is_empty());
-            if let Some(ca) = ca {
-                dilux_domain::tls::validate_ca("tls_ca", ca)?;
-            }
+            let ca = form_ca(input.tls_ca.as_deref())?;
             let host = host.trim().to_string();
             ProbeRequest {
                 engine_type,
-                tls: Tls::for_host(input.tls_mode, ca, &host),
+                tls: Tls::for_host(input.tls_mode.unwrap_or_default(), ca, &host),
                 host,
                 port: input.port.unwrap_or(engine_type.default_port()),
                 username,
@@ -231,6 +234,15 @@ pub async fn test_connection(cx: &Cx<'_>) -> ApiResult<Reply> {
     };
     let target = format!("{}:{}", req.host, req.port);
     Ok(Reply::json(&ask(cx.app, &req).await?).about("", &target))
+}
+
+/// A CA bundle typed in a form: none when blank.
+fn form_ca(ca: Option<&str>) -> ApiResult<Option<&str>> {
+    let ca = ca.filter(|c| !c.trim().is_empty());
+    if let Some(ca) = ca {
+        dilux_domain::tls::validate_ca("tls_ca", ca)?;
+    }
+    Ok(ca)
 }
 
 /// `POST /api/engines/{id}/discover`: the server's databases flagged `exists` / `system`; with `add`,

@@ -105,9 +105,15 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
     app.stores.restores.insert(&row.id, &row).await?;
     let message = serde_json::to_string(&RestoreJob::new(&row.id)).expect("jobs serialize");
     if let Err(e) = app.stores.restore_jobs.put(&message).await {
-        // Nothing half-written: a pending restore without a job would wait forever.
-        let _ = app.stores.restores.delete(&row.id).await;
-        return Err(e.into());
+        // Nothing half-written: a pending restore without a job would wait forever. One a worker already
+        // took (its answer was lost, the message arrived) runs, and keeps its row.
+        let waiting = |r: &RestoreResult| r.status == BackupStatus::Pending;
+        if !app.stores.restores.withdraw(&row.id, &waiting).await.unwrap_or(true) {
+            crate::log::event("restore_queued_despite_lost_answer", &[("restore", &row.id)]);
+        } else {
+            let e = ApiError::from(e);
+            return Err(ApiError::new(e.kind, format!("the restore was not queued, nothing will run: {}", e.message)));
+        }
     }
     let answer = Requested {
         restore_id: row.id.clone(),

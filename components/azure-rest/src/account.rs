@@ -91,10 +91,10 @@ impl Account {
     /// The local emulator: its well-known account on loopback endpoints only. What only tests and local
     /// runs may do (dev sign-in, a caller-chosen clock, plain-http links) checks this.
     pub fn is_local_emulator(&self) -> bool {
+        // The URL's host as `http` parses it (userinfo, port and path apart), compared exactly.
         let loopback = |endpoint: &str| {
-            let rest = endpoint.strip_prefix("http://").or_else(|| endpoint.strip_prefix("https://"));
-            let host = rest.map(|r| r.split('/').next().unwrap_or_default()).unwrap_or_default();
-            let host = host.rsplit_once(':').map_or(host, |(h, port)| if port.contains(']') { host } else { h });
+            let uri = endpoint.parse::<http::Uri>().ok();
+            let host = uri.as_ref().filter(|u| u.scheme().is_some()).and_then(|u| u.host()).unwrap_or_default();
             ["127.0.0.1", "localhost", "[::1]"].contains(&host)
         };
         self.name == DEV_ACCOUNT
@@ -149,6 +149,10 @@ mod tests {
         assert!(!Account::from_connection_string(&remote).unwrap().is_local_emulator(), "not loopback");
         let sneaky = Account::azurite_connection_string(1, 2, 3).replace("127.0.0.1:2", "127.0.0.1.evil.com:2");
         assert!(!Account::from_connection_string(&sneaky).unwrap().is_local_emulator());
+        let userinfo = Account::azurite_connection_string(1, 2, 3).replace("127.0.0.1:2", "127.0.0.1:2@evil.com");
+        assert!(!Account::from_connection_string(&userinfo).unwrap().is_local_emulator(), "the host is evil.com");
+        let v6 = Account::azurite_connection_string(1, 2, 3).replace("127.0.0.1", "[::1]");
+        assert!(Account::from_connection_string(&v6).unwrap().is_local_emulator());
         assert!(!Account::with_token("devstoreaccount1", "t".into()).is_local_emulator());
         let plain = Account::from_connection_string(&remote).unwrap();
         assert!(!plain.may_hand_out("http://10.0.0.7:1/devstoreaccount1/c/b?sig=x"), "never in the clear");

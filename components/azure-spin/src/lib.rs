@@ -278,6 +278,27 @@ pub async fn delete_if(a: &Account, tbl: &str, pk: &str, rk: &str, etag: &str) -
     Ok(())
 }
 
+/// Takes back the row of a job whose message may not have been queued, unless a worker has it: `false`
+/// when the row is no longer `waiting` (a worker started it between the Put Message and now, so the
+/// job runs and the row must stay for its result), `true` when it is gone. The delete names the version
+/// read, so a worker starting it in between wins.
+pub async fn withdraw<T: DeserializeOwned>(
+    a: &Account,
+    tbl: &str,
+    pk: &str,
+    rk: &str,
+    waiting: impl Fn(&T) -> bool,
+) -> Result<bool, StoreError> {
+    let Some((row, etag)) = get::<T>(a, tbl, pk, rk).await? else { return Ok(true) };
+    if !waiting(&row) {
+        return Ok(false);
+    }
+    match delete_if(a, tbl, pk, rk, &etag).await {
+        Err(e) if e.status() == Some(412) => Ok(false),
+        other => other.map(|_| true),
+    }
+}
+
 /// Every record matching `filter`, following continuations.
 pub async fn query_all<T: DeserializeOwned>(
     a: &Account,
@@ -360,8 +381,8 @@ pub async fn history_by_database(
 }
 
 /// Queues a message. Never repeated after a lost answer (a second copy would be a second job): that
-/// fails as [`AzureError::Unconfirmed`], and the callers undo the job's row, so a copy that did arrive
-/// finds no row and is dropped.
+/// fails as [`AzureError::Unconfirmed`], and the callers [`withdraw`] the job's row, so a copy that did
+/// arrive finds no row and is dropped — or, if a worker already took it, the row stays and the job runs.
 pub async fn put_message(a: &Account, q: &str, text: &str) -> Result<String, StoreError> {
     let retry = dilux_azure::retry::RetryPolicy::DEFAULT.start_once("put message");
     let (r, _) = send_with(retry, queue::put_message(a, Utc::now(), q, text)).await?;

@@ -87,6 +87,10 @@ impl<T: Serialize + DeserializeOwned> Records<T> for TableRecords<T> {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         Ok(crate::delete(&self.storage.account, self.table, self.pk, key).await?)
     }
+
+    async fn withdraw(&self, key: &str, waiting: &dyn for<'a> Fn(&'a T) -> bool) -> StoreResult<bool> {
+        Ok(crate::withdraw(&self.storage.account, self.table, self.pk, key, waiting).await?)
+    }
 }
 
 fn enum_text<E: Serialize>(e: E) -> String {
@@ -162,6 +166,12 @@ impl History for AzureHistory {
     async fn delete(&self, row: &BackupResult) -> StoreResult<()> {
         let (pk, rk) = dilux_domain::backup::history_keys(row.created_at, &row.id);
         Ok(crate::delete(&self.0.account, tables::HISTORY, &pk, &rk).await?)
+    }
+
+    async fn withdraw(&self, row: &BackupResult) -> StoreResult<bool> {
+        let (pk, rk) = dilux_domain::backup::history_keys(row.created_at, &row.id);
+        let waiting = |r: &BackupResult| r.status == dilux_domain::BackupStatus::Pending;
+        Ok(crate::withdraw(&self.0.account, tables::HISTORY, &pk, &rk, waiting).await?)
     }
 }
 

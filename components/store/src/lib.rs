@@ -42,6 +42,9 @@ pub trait Records<T> {
     async fn upsert(&self, key: &str, record: &T) -> StoreResult<()>;
     /// Deleting a missing record is not an error.
     async fn delete(&self, key: &str) -> StoreResult<()>;
+    /// Deletes the record of a job whose message may not have been queued, unless it is no longer
+    /// `waiting` (a worker took the job): answers whether it is gone.
+    async fn withdraw(&self, key: &str, waiting: &dyn for<'a> Fn(&'a T) -> bool) -> StoreResult<bool>;
 }
 
 /// The backup history (one row per backup, partitioned by day).
@@ -54,6 +57,9 @@ pub trait History {
     /// Replaces an existing row, whatever its version (a row deleted meanwhile is an error).
     async fn update(&self, row: &BackupResult) -> StoreResult<()>;
     async fn delete(&self, row: &BackupResult) -> StoreResult<()>;
+    /// Deletes the pending row of a job whose message may not have been queued, unless a worker took
+    /// the job meanwhile (then the row stays for its result): answers whether it is gone.
+    async fn withdraw(&self, row: &BackupResult) -> StoreResult<bool>;
 }
 
 /// The audit trail (partitioned by month).

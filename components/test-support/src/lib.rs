@@ -122,6 +122,15 @@ impl<T: Clone> Records<T> for MemRecords<T> {
         self.rows.borrow_mut().remove(key);
         Ok(())
     }
+
+    async fn withdraw(&self, key: &str, waiting: &dyn for<'a> Fn(&'a T) -> bool) -> StoreResult<bool> {
+        let mut rows = self.rows.borrow_mut();
+        if rows.get(key).is_some_and(|(r, _)| !waiting(r)) {
+            return Ok(false);
+        }
+        rows.remove(key);
+        Ok(true)
+    }
 }
 
 /// The history, by backup id.
@@ -179,6 +188,15 @@ impl History for MemHistory {
         self.0.borrow_mut().remove(&row.id);
         Ok(())
     }
+
+    async fn withdraw(&self, row: &BackupResult) -> StoreResult<bool> {
+        let mut rows = self.0.borrow_mut();
+        if rows.get(&row.id).is_some_and(|r| r.status != dilux_domain::BackupStatus::Pending) {
+            return Ok(false);
+        }
+        rows.remove(&row.id);
+        Ok(true)
+    }
 }
 
 /// The audit trail, in insertion order.
@@ -213,11 +231,16 @@ impl Audit for MemAudit {
     }
 }
 
-/// The jobs queue; `fail` makes every put fail (a queue outage).
+/// The jobs queue; `fail` makes every put fail (a queue outage); `lose_answers` delivers each message
+/// and then fails the put as a lost answer does; `on_delivery` runs as a message arrives (a worker that
+/// takes the job at once).
 #[derive(Clone, Default)]
 pub struct MemJobs {
     pub messages: Shared<Vec<String>>,
     pub fail: Shared<bool>,
+    pub lose_answers: Shared<bool>,
+    #[allow(clippy::type_complexity)]
+    pub on_delivery: Shared<Option<Box<dyn Fn(&str)>>>,
 }
 
 impl MemJobs {
@@ -233,6 +256,13 @@ impl Jobs for MemJobs {
             return Err(StoreError::Unavailable { operation: "put message".into(), detail: "queue is down".into() });
         }
         self.messages.borrow_mut().push(message.to_string());
+        if let Some(worker) = &*self.on_delivery.borrow() {
+            worker(message);
+        }
+        if *self.lose_answers.borrow() {
+            let detail = "the connection closed before the answer: the message may have been queued".into();
+            return Err(StoreError::Unavailable { operation: "put message".into(), detail });
+        }
         Ok(())
     }
 

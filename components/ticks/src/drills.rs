@@ -115,9 +115,14 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
                 counts.queued += 1;
             }
             Err(e) => {
-                // The next tick finds the row gone, counts no result, and queues the drill again.
-                log::event(COMPONENT, "enqueue_failed", &[("database", &db.id), ("error", &e)]);
-                let _ = store::delete(a, tables::RESTORES, RESTORE_PK, &row.id).await;
+                // The next tick finds the row gone, counts no result, and queues the drill again — unless a
+                // worker took the message whose answer was lost: that drill runs.
+                let waiting = |r: &RestoreResult| r.status == BackupStatus::Pending;
+                if store::withdraw(a, tables::RESTORES, RESTORE_PK, &row.id, waiting).await.unwrap_or(true) {
+                    log::event(COMPONENT, "enqueue_failed", &[("database", &db.id), ("error", &e)]);
+                } else {
+                    counts.queued += 1;
+                }
             }
         }
     }

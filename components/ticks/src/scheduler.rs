@@ -153,7 +153,12 @@ pub async fn tick(ctx: &Ctx) -> Result<serde_json::Value, StoreError> {
             let r = store::put_message(&ctx.account, dilux_domain::JOBS_QUEUE, &message).await;
             if r.is_err() {
                 // Undo the row: the next tick finds the job gone, counts a failure and retries after RETRY_AFTER.
-                let _ = store::delete(&ctx.account, tables::HISTORY, &job.history_pk, &job.history_rk).await;
+                // Unless a worker took the message whose answer was lost: that backup runs.
+                let (pk, rk) = (&job.history_pk, &job.history_rk);
+                let waiting = |r: &BackupResult| r.status == BackupStatus::Pending;
+                if !store::withdraw(&ctx.account, tables::HISTORY, pk, rk, waiting).await.unwrap_or(true) {
+                    return Ok(String::new());
+                }
             }
             r
         });

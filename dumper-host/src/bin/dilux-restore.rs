@@ -190,7 +190,12 @@ async fn run() -> anyhow::Result<()> {
             eprintln!("restoring: {:.1} of {:.1} MiB ({pct:.0}%)", mib(done), mib(total));
         }
     };
-    let o = run_restore(storage.as_ref(), &spec, &DumpOptions::from_env(), true, &progress).await.map_err(|f| {
+    let opts = DumpOptions::from_env();
+    let restored = match dilux_dumper_host::dump::require_tls(&spec.conn(""), &opts).await {
+        Ok(tls) => run_restore(storage.as_ref(), &spec, &opts, true, &progress, &tls).await,
+        Err(f) => Err(f),
+    };
+    let o = restored.map_err(|f| {
         use dilux_domain::ErrorClass as C;
         let connection = matches!(f.class, C::AuthFailed | C::PermissionDenied | C::Unreachable | C::Timeout | C::Tls);
         let hint = if connection || f.class == C::Corrupt { format!("\n{}", f.class.hint()) } else { String::new() };

@@ -98,7 +98,7 @@ async fn execute(
     tracing::info!(source = ?spec.source, host = %spec.host, port = spec.port, database = %spec.database,
         verify, drill = drop_after, "restore started");
     // Before anything talks to the server, a resumed swap included.
-    crate::dump::require_tls(&spec.conn(""), opts).await?;
+    let tls = crate::dump::require_tls(&spec.conn(""), opts).await?;
     if let Some((original, previous)) = &swap {
         // A worker that died mid-swap left the copy marked: finish what it began.
         if restore::resume_swap(&spec, opts, original, previous).await? == restore::Resumed::Finished {
@@ -117,7 +117,7 @@ async fn execute(
         progress.done.store(done, Ordering::Relaxed);
         progress.total.store(total, Ordering::Relaxed);
     };
-    let mut result = restore::run_restore(Some(&dumper.storage), &spec, opts, verify, &report).await;
+    let mut result = restore::run_restore(Some(&dumper.storage), &spec, opts, verify, &report, &tls).await;
     if let (Ok(o), Some((original, previous))) = (&result, &swap) {
         // A restore that does not match its backup is never swapped in for the original.
         let differs = o.check.as_ref().and_then(|c| c.comparison.as_ref()).filter(|c| !c.passed());

@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{ensure, Context as _, Result};
 use dilux_azure::{blob, Account};
 use dilux_domain::compression::Compression;
-use dilux_dumper_host::dump::{run_dump, DumpOptions, DumpSpec, Engine};
+use dilux_dumper_host::dump::{require_tls, run_dump, DumpOptions, DumpSpec, Engine};
 use dilux_dumper_host::restore::{run_restore, RestoreSpec, Source};
 use dilux_dumper_host::storage::Storage;
 use dilux_e2e::{memory_mib, reset_peak, Azurite, Postgres};
@@ -110,10 +110,11 @@ async fn main() -> Result<()> {
                 restore_id: "bench".into(),
                 keep_mark: false,
             };
+            let tls = require_tls(&restore.conn(""), &opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             let before = memory_mib("VmRSS:");
             reset_peak();
             let t = Instant::now();
-            let o = run_restore(Some(&storage), &restore, &opts, false, &|_, _| {})
+            let o = run_restore(Some(&storage), &restore, &opts, false, &|_, _| {}, &tls)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let ours = t.elapsed().as_secs_f64();
@@ -126,7 +127,7 @@ async fn main() -> Result<()> {
             let checked_spec = RestoreSpec { database: format!("{db}_checked_{}", c.algorithm()), ..restore.clone() };
             reset_peak();
             let t = Instant::now();
-            let with_check = run_restore(Some(&storage), &checked_spec, &opts, true, &|_, _| {})
+            let with_check = run_restore(Some(&storage), &checked_spec, &opts, true, &|_, _| {}, &tls)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let checked = t.elapsed().as_secs_f64();

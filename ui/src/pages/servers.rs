@@ -154,13 +154,31 @@ fn ServerForm(existing: Option<EngineView>, on_done: impl Fn() + Clone + Send + 
         b
     };
     let edit_id = editing.clone();
-    // Editing without a new password: test what is stored.
+    let saved_at = e.as_ref().map(|e| (e.host.clone(), e.port.to_string()));
+    // Editing without a new password: the stored credentials, with the TLS in the form (the API refuses a
+    // weaker one), at the saved address (a new one needs the password, as saving does).
     let test = move |_| {
-        connection_test(
-            message,
-            edit_id.clone().filter(|_| password.get_untracked().is_empty()).map(|id| format!("/api/engines/{id}/test")),
-            body(),
-        )
+        let b = body();
+        let b = match &edit_id {
+            Some(id) if password.get_untracked().is_empty() => {
+                let moved = saved_at.as_ref().is_some_and(|(h, p)| {
+                    host.get_untracked().trim() != h.as_str() || port.get_untracked().trim() != p.as_str()
+                });
+                if moved {
+                    let why = "Type the password again to test a new host or port: the stored one is never sent \
+                               to another address.";
+                    message.set(Some(Err(why.into())));
+                    return;
+                }
+                let mut t = json!({ "engine_id": id, "tls_mode": b["tls_mode"] });
+                if let Some(ca) = b.get("tls_ca") {
+                    t["tls_ca"] = ca.clone();
+                }
+                t
+            }
+            _ => b,
+        };
+        connection_test(message, None, b)
     };
     let done = on_done.clone();
     let save = move |ev: leptos::ev::SubmitEvent| {

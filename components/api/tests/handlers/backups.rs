@@ -60,6 +60,32 @@ async fn a_queue_outage_leaves_no_pending_row_behind() {
 }
 
 #[tokio::test]
+async fn a_lost_answer_keeps_the_row_only_of_a_job_a_worker_already_took() {
+    let (t, d) = setup().await;
+    *t.mem.jobs.lose_answers.borrow_mut() = true;
+    let a = t.admin("POST", &format!("/api/databases/{d}/backup"), None).await;
+    assert_eq!(a.status, 503);
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("not queued"), "{}", a.body);
+    assert!(t.mem.history.all().is_empty(), "the copy that arrived finds no row and is dropped");
+    // This time a worker starts the job between the Put Message and the API's undo.
+    let history = t.mem.history.clone();
+    *t.mem.jobs.on_delivery.borrow_mut() = Some(Box::new(move |_| {
+        for mut r in history.all().into_iter().filter(|r| r.status == BackupStatus::Pending) {
+            r.start(now());
+            history.put(r);
+        }
+    }));
+    let a = t.admin("POST", &format!("/api/databases/{d}/backup"), None).await;
+    assert_eq!(a.status, 202, "the backup runs: {}", a.body);
+    let rows = t.mem.history.all();
+    assert_eq!(rows.len(), 1, "the running job's row stays for its result");
+    assert_eq!(
+        (rows[0].id.as_str(), rows[0].status),
+        (a.body["backup_id"].as_str().unwrap(), BackupStatus::InProgress)
+    );
+}
+
+#[tokio::test]
 async fn a_database_whose_server_is_gone_is_409_orphaned() {
     let (t, d) = setup().await;
     let e = t.mem.databases.read(&d).unwrap().engine_id;

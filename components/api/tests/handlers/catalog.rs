@@ -166,16 +166,35 @@ async fn a_servers_tls_reaches_its_tests_and_weakening_it_needs_the_password() {
     let a =
         t.admin("PUT", &format!("/api/engines/{e}"), Some(json!({ "tls_mode": "prefer", "password": "again" }))).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    // Bad bundles name their field, on create and update; the test route takes TLS only without a server.
+    // Bad bundles name their field, on create and update.
     let bad = json!({ "name": "x", "engine_type": "mysql", "host": "h", "tls_ca": "not a certificate" });
     let a = t.admin("POST", "/api/engines", Some(bad)).await;
     assert_eq!((a.status, a.field()), (400, Some("tls_ca")), "{}", a.body);
     let key = format!("{CA}-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----\n");
     let a = t.admin("PUT", &format!("/api/engines/{e}"), Some(json!({ "tls_ca": key }))).await;
     assert_eq!((a.status, a.field()), (400, Some("tls_ca")), "{}", a.body);
-    let a =
-        t.admin("POST", "/api/databases/test-connection", Some(json!({ "engine_id": e, "tls_mode": "disable" }))).await;
-    assert_eq!((a.status, a.field()), (400, Some("tls_mode")), "{}", a.body);
+    // An edit form's test: the saved server, its stored password, the form's TLS — never a weaker one.
+    let test = |body: serde_json::Value| t.admin("POST", "/api/databases/test-connection", Some(body));
+    let a = test(json!({ "engine_id": e, "tls_mode": "require" })).await;
+    assert_eq!(a.status, 200, "prefer → require protects the password more: {}", a.body);
+    let probe = t.mem.dumper.asked().pop().unwrap();
+    assert_eq!((probe.tls.mode, probe.password.as_str()), (TlsMode::Require, "again"), "the stored one");
+    let verify = json!({ "tls_mode": "verify-full", "tls_ca": CA });
+    assert_eq!(t.admin("PUT", &format!("/api/engines/{e}"), Some(verify)).await.status, 200);
+    let asked = t.mem.dumper.asked().len();
+    let other_ca = json!({ "engine_id": e, "tls_mode": "verify-full", "tls_ca": CA.replace("MIIB", "MIIC") });
+    for weaker in [json!({ "engine_id": e, "tls_mode": "prefer" }), other_ca, json!({ "engine_id": e, "tls_ca": "" })] {
+        let a = test(weaker.clone()).await;
+        assert_eq!((a.status, a.field()), (409, Some("password")), "{weaker}: {}", a.body);
+    }
+    assert_eq!(t.mem.dumper.asked().len(), asked, "the stored password went nowhere");
+    assert_eq!(test(json!({ "engine_id": e, "tls_mode": "verify-full", "tls_ca": CA })).await.status, 200);
+    assert_eq!(test(json!({ "engine_id": e })).await.status, 200, "without TLS fields, the saved TLS");
+    let typed = json!({ "engine_id": e, "tls_mode": "disable", "username": "u", "password": "typed" });
+    assert_eq!(test(typed).await.status, 200, "a typed password may be tested over anything");
+    assert_eq!(t.mem.dumper.asked().pop().unwrap().tls.mode, TlsMode::Disable);
+    let a = test(json!({ "engine_id": e, "tls_mode": "verify-full", "tls_ca": "not a certificate" })).await;
+    assert_eq!((a.status, a.field()), (400, Some("tls_ca")), "{}", a.body);
     let adhoc = json!({ "engine_type": "mysql", "host": "10.1.2.3", "username": "u", "password": "p" });
     assert_eq!(t.admin("POST", "/api/databases/test-connection", Some(adhoc)).await.status, 200);
     assert_eq!(t.mem.dumper.asked().pop().unwrap().tls.mode, TlsMode::Require, "auto off this machine");

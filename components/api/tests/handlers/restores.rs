@@ -128,6 +128,27 @@ async fn a_queue_outage_leaves_no_pending_restore() {
 }
 
 #[tokio::test]
+async fn a_lost_answer_keeps_only_a_restore_a_worker_already_took() {
+    let (t, _, b) = setup().await;
+    *t.mem.restore_jobs.lose_answers.borrow_mut() = true;
+    let a = t.admin("POST", "/api/backups/restore", Some(json!({ "blob_name": b.blob_name }))).await;
+    assert_eq!(a.status, 503);
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("not queued"), "{}", a.body);
+    assert!(t.mem.restores.is_empty());
+    let restores = t.mem.restores.clone();
+    *t.mem.restore_jobs.on_delivery.borrow_mut() = Some(Box::new(move |_| {
+        for mut r in restores.all() {
+            r.start(now());
+            restores.put(&r.id.clone(), r);
+        }
+    }));
+    let a = t.admin("POST", "/api/backups/restore", Some(json!({ "blob_name": b.blob_name }))).await;
+    assert_eq!(a.status, 202, "the restore runs: {}", a.body);
+    let rows = t.mem.restores.all();
+    assert_eq!((rows.len(), rows[0].status), (1, BackupStatus::InProgress));
+}
+
+#[tokio::test]
 async fn replacing_needs_an_admin_and_the_typed_name() {
     let (t, _, b) = setup().await;
     let body = json!({ "blob_name": b.blob_name, "mode": "replace", "confirm": "shop" });
