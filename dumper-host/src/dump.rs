@@ -860,7 +860,8 @@ async fn pump(
     let mut hasher = Sha256::new();
     let mut ids: Vec<String> = Vec::new();
     let mut uploads: JoinSet<Result<(), String>> = JoinSet::new();
-    let (mut read_total, mut stored_total) = (0u64, 0u64);
+    let mut read_total = 0u64;
+    let mut stored_total = crate::metrics::global().staged();
 
     let upload = |data: Vec<u8>, ids: &mut Vec<String>, uploads: &mut JoinSet<Result<(), String>>| {
         let id = blob::block_id(attempt, ids.len() as u32);
@@ -921,7 +922,7 @@ async fn pump(
         r.map_err(|e| PumpError::Storage(e.to_string()))?.map_err(PumpError::Storage)?;
     }
     let sha = hex(&hasher.finalize());
-    Ok((ids, read_total, stored_total, sha))
+    Ok((ids, read_total, stored_total.total(), sha))
 }
 
 /// Members compressing at once: one per core (more only wait for a core, holding memory meanwhile), four at
@@ -934,7 +935,7 @@ fn compressors() -> usize {
 async fn send_block(
     data: Vec<u8>,
     hasher: &mut Sha256,
-    stored_total: &mut u64,
+    stored_total: &mut crate::metrics::Staged<'_>,
     ids: &mut Vec<String>,
     uploads: &mut JoinSet<Result<(), String>>,
     opts: &DumpOptions,
@@ -944,7 +945,7 @@ async fn send_block(
         return Err(PumpError::Storage("the dump exceeds Azure's 50 000-block limit for one blob".into()));
     }
     hasher.update(&data);
-    *stored_total += data.len() as u64;
+    stored_total.add(data.len() as u64);
     while uploads.len() >= opts.blocks_in_flight {
         if let Some(r) = uploads.join_next().await {
             r.map_err(|e| PumpError::Storage(e.to_string()))?.map_err(PumpError::Storage)?;

@@ -6,6 +6,7 @@ pub mod heap;
 pub mod host;
 pub mod manifest;
 mod maria_swap;
+pub mod metrics;
 pub mod outbound;
 pub mod probe;
 pub mod probe_service;

@@ -20,11 +20,11 @@ usage: dilux-dumper-host [--manifest spin.toml] [--listen ADDR] [--job-runner jo
                          [--no-serve] [--probe-listen ADDR]
 
   --manifest PATH      the Spin manifest (default spin.toml)
-  --listen ADDR        where the app is served, its probe endpoint included (default 127.0.0.1:3000)
+  --listen ADDR        where the app is served, its probe endpoint and /metrics included (default 127.0.0.1:3000)
   --job-runner PATH    also run the backup worker with this job-runner component
   --no-serve           do not serve the app (in production Spin serves it); the probe endpoint
                        /internal/dumper/probe is still served, on --probe-listen, else on --listen
-  --probe-listen ADDR  serve the probe endpoint (Bearer dumper_token) on ADDR, on its own
+  --probe-listen ADDR  serve the probe endpoint and /metrics (Bearer dumper_token) on ADDR, on its own
                        (default: the environment's DILUX_PROBE_LISTEN)
 
 Variables come from SPIN_VARIABLE_<NAME> environment variables, as with Spin.";
@@ -105,7 +105,16 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let probe = Arc::new(ProbeService::new(vars.get("dumper_token").cloned(), dump_options.clone())?);
+    let storage = match vars.get("storage_connection_string") {
+        Some(conn) => Some(Storage::new(Account::from_connection_string(conn)?)),
+        None => None,
+    };
+    let mut probe = ProbeService::new(vars.get("dumper_token").cloned(), dump_options.clone())?;
+    if let (Some(storage), Some(_)) = (&storage, &args.job_runner) {
+        let queues = vec![dilux_domain::JOBS_QUEUE.into(), dilux_domain::restore::RESTORE_JOBS_QUEUE.into()];
+        probe = probe.with_queues(storage.clone(), queues);
+    }
+    let probe = Arc::new(probe);
 
     if let Some(listener) = app_listener {
         let addr = listener.local_addr()?;
@@ -143,9 +152,7 @@ async fn main() -> anyhow::Result<()> {
         std::future::pending::<()>().await;
         return Ok(());
     };
-    let conn =
-        vars.get("storage_connection_string").context("the worker needs the storage_connection_string variable")?;
-    let storage = Storage::new(Account::from_connection_string(conn)?);
+    let storage = storage.context("the worker needs the storage_connection_string variable")?;
     if dilux_dumper_host::test_hooks::arm(&env, storage.account.is_local_emulator()) {
         tracing::warn!("DILUX_TEST_* fault injection ignored: it works only against the local storage emulator");
     }

@@ -1,7 +1,7 @@
 //! The probe service: `POST /internal/dumper/probe` (Bearer `dumper_token`) runs a connection test or
 //! database listing for the API, which cannot run database clients itself; `GET` reports the
-//! installed tools. A worker serves it on its own listener ([`serve`]); the local Spin runner
-//! serves it beside the app's routes.
+//! installed tools. `GET /metrics` (the same token) is Prometheus' view of this host. A worker serves
+//! both on its own listener ([`serve`]); the local Spin runner serves them beside the app's routes.
 
 use std::sync::Arc;
 
@@ -12,8 +12,15 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use std::time::Duration;
+
+use chrono::Utc;
+use dilux_azure::queue;
+
 use crate::dump::DumpOptions;
+use crate::metrics::METRICS_PATH;
 use crate::reply;
+use crate::storage::Storage;
 
 /// Probe requests carry one small JSON document.
 const MAX_BODY: usize = 64 * 1024;
@@ -22,22 +29,68 @@ pub struct ProbeService {
     /// `None`: connection tests are off.
     token: Option<SharedToken>,
     options: DumpOptions,
+    /// The jobs queues whose depth [`METRICS_PATH`] reports.
+    queues: Option<(Storage, Vec<String>)>,
 }
+
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How long a scrape waits for each queue's depth (storage down must not hang Prometheus).
+const DEPTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ProbeService {
     /// `token`: `dumper_token`; unset or empty turns connection tests off, a short one is refused.
     pub fn new(token: Option<String>, options: DumpOptions) -> Result<Self, dilux_domain::config::ConfigError> {
         let token = token.filter(|t| !t.is_empty()).map(|t| SharedToken::new("dumper_token", &t)).transpose()?;
-        Ok(ProbeService { token, options })
+        Ok(ProbeService { token, options, queues: None })
+    }
+
+    /// Reports the depth of `queues` on `storage` with the metrics.
+    pub fn with_queues(self, storage: Storage, queues: Vec<String>) -> Self {
+        ProbeService { queues: Some((storage, queues)), ..self }
+    }
+
+    /// `None` when the request may go on; the refusal otherwise. The probe and the metrics share the token.
+    fn refuse(&self, req: &hyper::Request<hyper::body::Incoming>) -> Option<hyper::Response<HyperOutgoingBody>> {
+        let Some(token) = &self.token else {
+            return Some(reply::error(503, "the probe and metrics are off: set the dumper_token variable"));
+        };
+        if !token.admits(req.headers().get("authorization").and_then(|h| h.to_str().ok())) {
+            return Some(reply::error(401, "a valid dumper token is required"));
+        }
+        None
+    }
+
+    /// Answers one request to [`METRICS_PATH`]: Prometheus' text format, queue depths read now.
+    pub async fn metrics(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<HyperOutgoingBody> {
+        if let Some(refused) = self.refuse(&req) {
+            return refused;
+        }
+        if req.method() != hyper::Method::GET {
+            return reply::error(405, "metrics are GET");
+        }
+        let mut depths = Vec::new();
+        let Some((storage, queues)) = &self.queues else {
+            return reply::with_type(200, PROMETHEUS_TEXT, crate::metrics::global().render(&depths).into_bytes());
+        };
+        for queue in queues {
+            let ask = storage.send("get queue metadata", queue::get_metadata(&storage.account, Utc::now(), queue));
+            match tokio::time::timeout(DEPTH_TIMEOUT, ask).await {
+                Ok(Ok(r)) => match queue::parse_approximate_count(r) {
+                    Ok(n) => depths.push((queue.clone(), n)),
+                    Err(e) => tracing::debug!(queue = %queue, error = %e, "queue depth unknown"),
+                },
+                Ok(Err(e)) => tracing::debug!(queue = %queue, error = %e, "queue depth unknown"),
+                Err(_) => tracing::debug!(queue = %queue, "queue depth unknown: storage did not answer in time"),
+            }
+        }
+        reply::with_type(200, PROMETHEUS_TEXT, crate::metrics::global().render(&depths).into_bytes())
     }
 
     /// Answers one request to [`PROBE_PATH`].
     pub async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<HyperOutgoingBody> {
-        let Some(token) = &self.token else {
-            return reply::error(503, "connection tests are off: set the dumper_token variable");
-        };
-        if !token.admits(req.headers().get("authorization").and_then(|h| h.to_str().ok())) {
-            return reply::error(401, "a valid dumper token is required");
+        if let Some(refused) = self.refuse(&req) {
+            return refused;
         }
         if req.method() == hyper::Method::GET {
             let tools = crate::probe::tools(&self.options);
@@ -73,10 +126,10 @@ pub async fn serve(service: Arc<ProbeService>, listener: TcpListener) -> std::io
             let svc = hyper::service::service_fn(move |req| {
                 let service = service.clone();
                 async move {
-                    Ok::<_, std::convert::Infallible>(if req.uri().path() == PROBE_PATH {
-                        service.handle(req).await
-                    } else {
-                        reply::error(404, "this listener serves only the probe endpoint")
+                    Ok::<_, std::convert::Infallible>(match req.uri().path() {
+                        PROBE_PATH => service.handle(req).await,
+                        METRICS_PATH => service.metrics(req).await,
+                        _ => reply::error(404, "this listener serves only the probe endpoint and the metrics"),
                     })
                 }
             });

@@ -113,6 +113,9 @@ impl App {
         if path == dilux_domain::probe::PROBE_PATH {
             return Ok(self.probe.handle(req).await);
         }
+        if path == crate::metrics::METRICS_PATH {
+            return Ok(self.probe.metrics(req).await);
+        }
         let Some(route) = self.route_for(&path) else {
             return Ok(reply::error(404, "no route matches this path"));
         };

@@ -172,6 +172,12 @@ impl Worker {
             }
         };
         let r = receipt.lock().await.clone();
+        let settled = match &outcome {
+            Ok(JobOutcome::Done) => "done",
+            Ok(JobOutcome::RetryLater(_)) => "retry_later",
+            Err(_) => "guest_failed",
+        };
+        crate::metrics::global().job_settled(&self.options.queue, settled);
         let (req, op) = match &outcome {
             Ok(JobOutcome::Done) => (
                 queue::delete_message(&self.storage.account, Utc::now(), &self.options.queue, &msg.id, &r),

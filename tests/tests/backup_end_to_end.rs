@@ -306,6 +306,37 @@ async fn backups_restore_identically_and_failures_are_classified() -> Result<()>
         .await?;
     assert_eq!(s, 404, "a failed backup leaves no file behind: {missing}");
 
+    // Prometheus sees the same: two dumps completed, one refused login, nothing left running or queued.
+    let http = reqwest::Client::new();
+    let scrape = http.get(format!("{}/metrics", app.url));
+    assert_eq!(scrape.try_clone().unwrap().send().await?.status(), 401, "metrics need the dumper token");
+    let pg_id = pg_db["id"].as_str().unwrap();
+    let expected = [
+        "dilux_dumps_total{engine=\"postgresql\",outcome=\"completed\"} 1".to_string(),
+        "dilux_dumps_total{engine=\"mysql\",outcome=\"completed\"} 1".into(),
+        "dilux_dumps_total{engine=\"postgresql\",outcome=\"AuthFailed\"} 1".into(),
+        "dilux_dump_duration_seconds_count{engine=\"postgresql\"} 1".into(),
+        "dilux_jobs_total{queue=\"backup-jobs\",outcome=\"done\"} 3".into(),
+        "dilux_queue_depth{queue=\"backup-jobs\"} 0".into(),
+        "dilux_dumps_running 0".into(),
+        "dilux_dump_bytes_in_flight 0".into(),
+    ];
+    // The worker counts a job once it has settled its message, just after the row's last write.
+    let since = Instant::now();
+    let text = loop {
+        let text = scrape.try_clone().unwrap().bearer_auth(dilux_e2e::DUMPER_TOKEN).send().await?.text().await?;
+        let missing: Vec<&String> = expected.iter().filter(|e| !text.lines().any(|l| l == e.as_str())).collect();
+        if missing.is_empty() {
+            break text;
+        }
+        assert!(since.elapsed() < Duration::from_secs(15), "{missing:?} missing from /metrics:\n{text}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let last = format!("dilux_last_success_timestamp_seconds{{database_id=\"{pg_id}\"}} ");
+    let at: i64 = text.lines().find_map(|l| l.strip_prefix(&last)).expect("the database's last success").parse()?;
+    let finished = chrono::DateTime::parse_from_rfc3339(pg_row["completed_at"].as_str().unwrap())?.timestamp();
+    assert!((at - finished).abs() <= 5, "last success {at} vs the row's {finished}");
+
     // History is newest first.
     let (_, all) = api.call(reqwest::Method::GET, "/api/backups", None).await?;
     let times: Vec<&str> =

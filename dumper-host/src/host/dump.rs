@@ -106,15 +106,22 @@ impl wit::Host for HostState {
         let spec = DumpSpec::from(r);
         tracing::info!(blob = %spec.blob_name, engine = ?spec.engine, host = %spec.host, port = spec.port,
             database = %spec.database, "dump started");
+        let metrics = crate::metrics::global();
+        let engine = dilux_domain::EngineType::from(spec.engine).as_str();
+        let _running = metrics.dump_running();
         match dump::run_dump(&dumper.storage, &spec, &dumper.options).await {
             Ok(o) => {
                 tracing::info!(blob = %spec.blob_name, bytes = o.compressed_bytes, raw_bytes = o.uncompressed_bytes,
                     seconds = o.duration.as_secs_f64(), tables = o.manifest.tables.len(), rows = o.manifest.rows(),
                     "dump completed");
+                let database_id = dump::metadata(&spec.metadata, "database_id");
+                let now = chrono::Utc::now().timestamp();
+                metrics.dump_completed(engine, database_id, o.duration, o.compressed_bytes, now);
                 Ok(o.into())
             }
             Err(f) => {
                 tracing::warn!(blob = %spec.blob_name, class = %f.class, error = %f.message, "dump failed");
+                metrics.dump_failed(engine, &f.class.to_string());
                 Err(f.into())
             }
         }

@@ -95,6 +95,8 @@ async fn execute(
     let (verify, drop_after) = (r.verify || swap.is_some(), r.drop_after);
     let spec = RestoreSpec::from(r);
     let opts = &dumper.options;
+    let metrics = crate::metrics::global();
+    let _running = metrics.restore_running();
     tracing::info!(source = ?spec.source, host = %spec.host, port = spec.port, database = %spec.database,
         verify, drill = drop_after, "restore started");
     // Before anything talks to the server, a resumed swap included.
@@ -103,6 +105,7 @@ async fn execute(
         // A worker that died mid-swap left the copy marked: finish what it began.
         if restore::resume_swap(&spec, opts, original, previous).await? == restore::Resumed::Finished {
             tracing::info!(database = %original, previous = %previous, "restore completed (an earlier swap finished)");
+            metrics.restore_finished("completed");
             return Ok(wit::RestoreOutcome {
                 compressed_bytes: 0,
                 uncompressed_bytes: 0,
@@ -140,10 +143,12 @@ async fn execute(
             o.previous_copy = swap.map(|(_, previous)| previous);
             tracing::info!(database = %spec.database, bytes = o.compressed_bytes, raw_bytes = o.uncompressed_bytes,
                 ms = o.duration_ms, previous = ?o.previous_copy, "restore completed");
+            metrics.restore_finished("completed");
             Ok(o)
         }
         Err(f) => {
             tracing::warn!(database = %spec.database, class = %f.class, error = %f.message, "restore failed");
+            metrics.restore_finished(&f.class.to_string());
             Err(f.into())
         }
     }
