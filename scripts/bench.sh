@@ -5,6 +5,8 @@
 #   scripts/bench.sh restore [SIZE_MB ...] restore pipeline vs `psql -f` of the same dump (default 1024)
 #   scripts/bench.sh history [ROWS [DBS]]  history reads through the API with ROWS backups in Azurite
 #                                          (default 100000 over 100 databases) against their targets
+#   scripts/bench.sh workers [DBS [ROWS]]  backups per minute with 1, 2 and 3 workers on one queue
+#                                          (default 60 databases of 40000 rows)
 source "$(dirname "$0")/lib.sh"
 install_all
 build_components
@@ -18,5 +20,6 @@ case "$what" in
   scheduler) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-scheduler" "$@" ;;
   restore) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-restore" "$@" ;;
   history) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-history" "$@" ;;
-  *) echo "usage: scripts/bench.sh dump|scheduler|restore|history [args]" >&2; exit 2 ;;
+  workers) cd "$ROOT" && "$CARGO_TARGET_DIR/release/bench-workers" "$@" ;;
+  *) echo "usage: scripts/bench.sh dump|scheduler|restore|history|workers [args]" >&2; exit 2 ;;
 esac

@@ -609,6 +609,20 @@ impl App {
         false
     }
 
+    /// One series of its `/metrics` (0 before it first appears), e.g. `dilux_dumps_running`.
+    pub async fn metric(&self, series: &str) -> Result<u64> {
+        let text = reqwest::Client::new()
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(DUMPER_TOKEN)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let prefix = format!("{series} ");
+        Ok(text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(Ok(0), str::parse)?)
+    }
+
     /// Kills the app as a crash would (SIGKILL: no cleanup of any kind).
     pub fn crash(mut self) {
         let _ = self._proc.child.kill();
@@ -792,6 +806,29 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         bail!("backup {backup_id} did not finish within {within:?}")
+    }
+
+    /// Queues one backup of each database; answers (database id, backup id) pairs.
+    pub async fn back_up_each(&self, databases: &[String]) -> Result<Vec<(String, String)>> {
+        let mut jobs = Vec::new();
+        for db in databases {
+            let j = self.post(&format!("/api/databases/{db}/backup"), serde_json::Value::Null).await?;
+            jobs.push((db.clone(), j["backup_id"].as_str().context("a backup id")?.to_string()));
+        }
+        Ok(jobs)
+    }
+
+    /// Waits for every job of [`Api::back_up_each`]; answers their rows, failing on any that did not complete.
+    pub async fn all_completed(&self, jobs: &[(String, String)], within: Duration) -> Result<Vec<serde_json::Value>> {
+        let mut rows = Vec::new();
+        for (db, id) in jobs {
+            let row = self.wait_final(db, id, within).await?;
+            if row["status"] != "completed" {
+                bail!("backup {id} of {db} did not complete: {row}");
+            }
+            rows.push(row);
+        }
+        Ok(rows)
     }
 
     /// Registers a server (`engine_type` on 127.0.0.1:`port`) and its database `db`, on `policy_id` when
