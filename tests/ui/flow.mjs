@@ -248,6 +248,13 @@ try {
   await visit(page, 'Settings', 'Settings', 'settings');
   await page.check('#pref-dark');
   await page.waitForFunction(() => document.body.classList.contains('dark'));
+  // Status: Azurite starts with blob soft delete off; an admin turns it on from the page.
+  await visit(page, 'Status', 'Status', 'status');
+  await page.waitForSelector('#soft-delete:has-text("off")');
+  await page.waitForSelector('li.alert:has-text("blob soft delete is off")');
+  await page.click('#enable-soft-delete');
+  await page.waitForSelector('#soft-delete:has-text("on, 14 days")');
+  if (await page.$('li.alert:has-text("blob soft delete is off")')) fail('the alert stays after soft delete went on');
   await page.click('nav.sidebar >> text=Dashboard');
   await page.waitForFunction(() => !document.querySelector('main .loading'));
   await page.screenshot({ path: `${shots}/dashboard-dark.png`, fullPage: true });
@@ -272,6 +279,8 @@ try {
   if (await viewer.$('#backups button.download')) fail('viewer can download backups');
   if (await viewer.$('#backups button.restore')) fail('viewer can restore backups');
   for (const link of ['Users', 'Audit']) if (await viewer.$(`nav.sidebar >> text=${link}`)) fail(`viewer sees ${link}`);
+  await visit(viewer, 'Status', 'Status', 'viewer-status');
+  await viewer.waitForSelector('#soft-delete:has-text("on, 14 days")');
   await visit(viewer, 'Policies', 'Policies', 'viewer-policies');
   if (await viewer.$('#add-policy, #policies button')) fail('viewer can edit policies');
   step('viewer-read-only');

@@ -432,6 +432,17 @@ pub static ROUTES: &[Route] = &[
         .returns(schema::<settings::Resealed>),
     r(Get, "/api/system-status", "SystemStatus", h!(status::system_status), "Storage, queue, dumper-host and alerts")
         .needs(View),
+    r(
+        Post,
+        "/api/system-status/soft-delete",
+        "EnableSoftDelete",
+        h!(status::enable_soft_delete),
+        "Turn on soft delete",
+    )
+    .needs(ManageSettings)
+    .audited("storage_soft_delete_enabled", "settings")
+    .body(schema::<status::SoftDelete>)
+    .returns(schema::<dilux_store::Protection>),
 ];
 
 fn health() -> serde_json::Value {

@@ -149,11 +149,29 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
     if dumper["reachable"] != true {
         alerts.push(json!({ "kind": "dumper_unreachable", "severity": "error", "message": dumper["message"] }));
     }
+    // Whether a deleted or overwritten backup can be brought back. Credentials that may not read the account's
+    // settings leave it unknown, not the status page broken.
+    let protection = match stores.files.protection().await {
+        Ok(p) => {
+            if p.soft_delete_days.is_none() && !p.immutability_policy && !p.legal_hold && !p.version_immutability {
+                alerts.push(json!({
+                    "kind": "backups_unprotected", "severity": "warning",
+                    "message": "blob soft delete is off and the backups container is not immutable: a backup deleted \
+                                or overwritten (by mistake, or by ransomware with the storage key) cannot be \
+                                recovered; turn soft delete on here, and versioning and container soft delete on the \
+                                storage account",
+                }));
+            }
+            json!({ "known": true, "soft_delete_days": p.soft_delete_days, "immutability_policy": p.immutability_policy,
+                    "legal_hold": p.legal_hold, "version_immutability": p.version_immutability })
+        }
+        Err(e) => json!({ "known": false, "message": e.to_string() }),
+    };
     let tick_view = |t: Option<&TickRecord>| t.map(|t| json!({ "at": t.at, "ok": t.ok, "detail": t.detail }));
     let degraded = alerts.iter().any(|a| a["severity"] == "error");
     Ok(Reply::json(&json!({
         "status": if degraded { "degraded" } else { "healthy" },
-        "storage": { "reachable": true },
+        "storage": { "reachable": true, "protection": protection },
         "queue": { "name": dilux_domain::JOBS_QUEUE, "depth": queue_depth },
         "dumper_host": dumper,
         "scheduler": { "last_tick": tick_view(scheduler) },
@@ -165,4 +183,26 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
         "failing_databases": failing,
         "alerts": alerts,
     })))
+}
+
+/// `POST /api/system-status/soft-delete`: how long deleted or overwritten backups stay recoverable.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SoftDelete {
+    /// Days, 1 to 365.
+    #[schemars(range(min = 1, max = 365))]
+    pub days: u32,
+}
+
+/// `POST /api/system-status/soft-delete`: turns blob soft delete on for the storage account (the identity must
+/// be allowed to change the Blob service's properties); answers the protection read back.
+pub async fn enable_soft_delete(cx: &Cx<'_>) -> ApiResult<Reply> {
+    let input: SoftDelete = cx.body()?;
+    if !(1..=365).contains(&input.days) {
+        return Err(crate::error::ApiError::field("days", "must be between 1 and 365"));
+    }
+    let files = &cx.app.stores.files;
+    files.enable_soft_delete(input.days).await?;
+    let p = files.protection().await?;
+    Ok(Reply::json(&p).about("", &format!("soft delete {} days", input.days)))
 }

@@ -175,6 +175,72 @@ pub fn parse_delete_blob(r: Response) -> Result<(), AzureError> {
     r.check("delete blob").map(|_| ())
 }
 
+/// What keeps backups recoverable after a delete or an overwrite, as the data plane reports it: blob soft
+/// delete (Blob service properties) and the container's immutability (container properties). Versioning and
+/// container soft delete are management-plane settings the data plane does not show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Protection {
+    /// Days a deleted or overwritten blob is kept; `None` when soft delete is off.
+    pub soft_delete_days: Option<u32>,
+    /// A time-based retention policy on the container.
+    pub immutability_policy: bool,
+    pub legal_hold: bool,
+    /// Version-level immutability on the container.
+    pub version_immutability: bool,
+}
+
+fn service_url(a: &Account) -> String {
+    format!("{}/?restype=service&comp=properties", a.blob_endpoint)
+}
+
+pub fn get_service_properties(a: &Account, now: DateTime<Utc>) -> Request {
+    build(a, now, "GET", service_url(a), vec![], vec![])
+}
+
+/// Blob soft delete's retention from the service properties: `None` when it is off.
+pub fn parse_soft_delete(r: Response) -> Result<Option<u32>, AzureError> {
+    let r = r.check("get blob service properties")?;
+    let doc = String::from_utf8_lossy(&r.body);
+    // Logging has a RetentionPolicy with the same inner tags: only the DeleteRetentionPolicy block counts.
+    let Some(policy) = xml::blocks(&doc, "DeleteRetentionPolicy").into_iter().next() else { return Ok(None) };
+    if !xml::first(policy, "Enabled").is_some_and(|e| e.eq_ignore_ascii_case("true")) {
+        return Ok(None);
+    }
+    Ok(xml::first(policy, "Days").and_then(|d| d.trim().parse().ok()))
+}
+
+/// Turns blob soft delete on, keeping deleted and overwritten blobs `days` days (1–365). Only this element is
+/// sent: the service's other properties stay as they are.
+pub fn set_soft_delete(a: &Account, now: DateTime<Utc>, days: u32) -> Request {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><StorageServiceProperties><DeleteRetentionPolicy>\
+         <Enabled>true</Enabled><Days>{days}</Days></DeleteRetentionPolicy></StorageServiceProperties>"
+    );
+    let headers = vec![("content-type".into(), "application/xml".into())];
+    build(a, now, "PUT", service_url(a), headers, body.into_bytes())
+}
+
+pub fn parse_set_service_properties(r: Response) -> Result<(), AzureError> {
+    r.check("set blob service properties").map(|_| ())
+}
+
+pub fn get_container_properties(a: &Account, now: DateTime<Utc>, container: &str) -> Request {
+    build(a, now, "HEAD", format!("{}/{}?restype=container", a.blob_endpoint, container), vec![], vec![])
+}
+
+/// The container's immutability, into `p`; a container not created yet has none.
+pub fn parse_container_protection(r: Response, p: &mut Protection) -> Result<(), AzureError> {
+    if r.status == 404 {
+        return Ok(());
+    }
+    let r = r.check("get container properties")?;
+    let yes = |h: &str| r.header(h).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    p.immutability_policy = yes("x-ms-has-immutability-policy");
+    p.legal_hold = yes("x-ms-has-legal-hold");
+    p.version_immutability = yes("x-ms-immutable-storage-with-versioning-enabled");
+    Ok(())
+}
+
 /// One page of blob names under `prefix`; `max_results` caps the page (Azure's own cap is 5 000).
 pub fn list_blobs(
     a: &Account,
@@ -241,6 +307,29 @@ mod tests {
         assert_eq!(block_id(&a, 0).len(), base64::engine::general_purpose::STANDARD.encode("block-00000000").len());
         assert_ne!(block_id(&a, 1), block_id(&a, 2));
         assert_ne!(block_id(&a, 1), block_id(&b, 1));
+    }
+
+    #[test]
+    fn soft_delete_is_read_from_its_own_policy_block() {
+        let answer = |body: &str| Response { status: 200, headers: vec![], body: body.as_bytes().to_vec() };
+        let logging_on = "<StorageServiceProperties><Logging><RetentionPolicy><Enabled>true</Enabled><Days>9</Days>\
+            </RetentionPolicy></Logging><DeleteRetentionPolicy><Enabled>false</Enabled></DeleteRetentionPolicy>\
+            </StorageServiceProperties>";
+        assert_eq!(parse_soft_delete(answer(logging_on)).unwrap(), None, "the logs' retention is not soft delete");
+        let on = "<StorageServiceProperties><DeleteRetentionPolicy><Enabled>true</Enabled><Days>14</Days>\
+            <AllowPermanentDelete>false</AllowPermanentDelete></DeleteRetentionPolicy></StorageServiceProperties>";
+        assert_eq!(parse_soft_delete(answer(on)).unwrap(), Some(14));
+        assert_eq!(parse_soft_delete(answer("<StorageServiceProperties/>")).unwrap(), None);
+        let set = set_soft_delete(&dev(), Utc::now(), 7);
+        assert_eq!((set.method.as_str(), set.url.ends_with("/?restype=service&comp=properties")), ("PUT", true));
+        assert!(String::from_utf8_lossy(&set.body).contains("<Enabled>true</Enabled><Days>7</Days>"));
+        let mut p = Protection::default();
+        let headers = vec![
+            ("x-ms-has-legal-hold".into(), "true".into()),
+            ("x-ms-has-immutability-policy".into(), "false".into()),
+        ];
+        parse_container_protection(Response { status: 200, headers, body: vec![] }, &mut p).unwrap();
+        assert_eq!(p, Protection { legal_hold: true, ..Default::default() });
     }
 
     #[test]

@@ -14,8 +14,8 @@ use dilux_domain::probe::{ProbeRequest, ProbeResult, PROBE_PATH};
 use dilux_domain::{tables, BackupResult};
 use dilux_store::HourCount;
 use dilux_store::{
-    AuditQuery, Dumper, FileItem, FilePage, FileProperties, Files, History, HistoryQuery, KeySource, ReadLink, Records,
-    ServiceError, StoreResult, Stores, Tagged,
+    AuditQuery, Dumper, FileItem, FilePage, FileProperties, Files, History, HistoryQuery, KeySource, Protection,
+    ReadLink, Records, ServiceError, StoreResult, Stores, Tagged,
 };
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -328,6 +328,28 @@ impl Files for AzureFiles {
             return Err(dilux_store::StoreError::Unsupported(msg.into()));
         }
         Ok(ReadLink { url: sas.url, expires_at: sas.expires_at })
+    }
+
+    async fn protection(&self) -> StoreResult<Protection> {
+        let s = &self.0;
+        let service = crate::send("get blob service properties", blob::get_service_properties(&s.account, Utc::now()));
+        let soft_delete_days = blob::parse_soft_delete(service.await?).map_err(AzureStoreError::from)?;
+        let mut p = blob::Protection { soft_delete_days, ..Default::default() };
+        let container = blob::get_container_properties(&s.account, Utc::now(), &s.container);
+        let answer = crate::send("get container properties", container).await?;
+        blob::parse_container_protection(answer, &mut p).map_err(AzureStoreError::from)?;
+        Ok(Protection {
+            soft_delete_days: p.soft_delete_days,
+            immutability_policy: p.immutability_policy,
+            legal_hold: p.legal_hold,
+            version_immutability: p.version_immutability,
+        })
+    }
+
+    async fn enable_soft_delete(&self, days: u32) -> StoreResult<()> {
+        let req = blob::set_soft_delete(&self.0.account, Utc::now(), days);
+        let answer = crate::send("set blob service properties", req).await?;
+        Ok(blob::parse_set_service_properties(answer).map_err(AzureStoreError::from)?)
     }
 }
 

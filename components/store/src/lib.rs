@@ -111,6 +111,18 @@ pub struct FileProperties {
     pub sha256: Option<String>,
 }
 
+/// What keeps backups recoverable after a delete or an overwrite (what the storage's data plane shows).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct Protection {
+    /// Days a deleted or overwritten backup stays recoverable; `None`: soft delete is off.
+    pub soft_delete_days: Option<u32>,
+    /// A time-based retention (immutability) policy on the backups container.
+    pub immutability_policy: bool,
+    pub legal_hold: bool,
+    /// Version-level immutability on the backups container.
+    pub version_immutability: bool,
+}
+
 /// A short-lived read-only URL of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadLink {
@@ -131,6 +143,10 @@ pub trait Files {
     async fn read_small(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
     /// [`StoreError::Unsupported`] when the credentials cannot sign links (no account key).
     fn read_link(&self, name: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> StoreResult<ReadLink>;
+    /// Soft delete and the container's immutability.
+    async fn protection(&self) -> StoreResult<Protection>;
+    /// Turns blob soft delete on for `days` (1–365).
+    async fn enable_soft_delete(&self, days: u32) -> StoreResult<()>;
 }
 
 /// The dumper-host's probe: connection tests and discovery with the real clients.

@@ -18,7 +18,7 @@ use dilux_domain::probe::{ProbeRequest, ProbeResult};
 use dilux_domain::BackupResult;
 use dilux_store::{
     Audit, AuditQuery, Dumper, FileItem, FilePage, FileProperties, Files, History, HistoryQuery, Jobs, KeySource,
-    ReadLink, Records, ServiceError, StoreError, StoreResult, Stores, Tagged,
+    Protection, ReadLink, Records, ServiceError, StoreError, StoreResult, Stores, Tagged,
 };
 
 type Shared<T> = Rc<RefCell<T>>;
@@ -279,16 +279,18 @@ pub struct MemFile {
     pub content: Vec<u8>,
 }
 
-/// The backup files; `can_sign: false` is storage reached without an account key.
+/// The backup files; `can_sign: false` is storage reached without an account key; `protection` is the
+/// account's soft delete and the container's immutability.
 #[derive(Clone)]
 pub struct MemFiles {
     pub files: Shared<BTreeMap<String, MemFile>>,
     pub can_sign: Shared<bool>,
+    pub protection: Shared<Protection>,
 }
 
 impl Default for MemFiles {
     fn default() -> Self {
-        MemFiles { files: Rc::default(), can_sign: Rc::new(RefCell::new(true)) }
+        MemFiles { files: Rc::default(), can_sign: Rc::new(RefCell::new(true)), protection: Rc::default() }
     }
 }
 
@@ -348,6 +350,15 @@ impl Files for MemFiles {
             return Err(StoreError::Unsupported("download links need an account key".into()));
         }
         Ok(ReadLink { url: format!("https://memory.invalid/backups/{name}?sig=test"), expires_at: now + ttl })
+    }
+
+    async fn protection(&self) -> StoreResult<Protection> {
+        Ok(self.protection.borrow().clone())
+    }
+
+    async fn enable_soft_delete(&self, days: u32) -> StoreResult<()> {
+        self.protection.borrow_mut().soft_delete_days = Some(days);
+        Ok(())
     }
 }
 

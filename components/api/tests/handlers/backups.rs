@@ -384,6 +384,35 @@ async fn the_status_page_reports_the_queue_the_dumper_and_missed_backups() {
 }
 
 #[tokio::test]
+async fn unprotected_backups_are_alerted_and_an_admin_turns_soft_delete_on() {
+    let (t, _) = setup().await;
+    let s = t.call("viewer", "GET", "/api/system-status", None).await.body;
+    assert_eq!(s["storage"]["protection"]["soft_delete_days"], json!(null), "{s}");
+    assert!(s["alerts"].to_string().contains("backups_unprotected"), "{s}");
+    let on = json!({ "days": 14 });
+    for role in ["viewer", "operator"] {
+        let a = t.call(role, "POST", "/api/system-status/soft-delete", Some(on.clone())).await;
+        assert_eq!(a.status, 403, "{role}: it changes the storage account");
+    }
+    for (bad, why) in [(json!({ "days": 0 }), "at least a day"), (json!({ "days": 366 }), "at most a year")] {
+        let a = t.admin("POST", "/api/system-status/soft-delete", Some(bad)).await;
+        assert_eq!((a.status, a.field()), (400, Some("days")), "{why}: {}", a.body);
+    }
+    assert_eq!(t.mem.files.protection.borrow().soft_delete_days, None, "nothing changed");
+    let a = t.admin("POST", "/api/system-status/soft-delete", Some(on)).await;
+    assert_eq!((a.status, a.body["soft_delete_days"].as_u64()), (200, Some(14)), "{}", a.body);
+    assert!(t.audit().contains(&("storage_soft_delete_enabled".into(), "success".into())));
+    let s = t.call("viewer", "GET", "/api/system-status", None).await.body;
+    assert_eq!(s["storage"]["protection"]["soft_delete_days"], 14);
+    assert!(!s["alerts"].to_string().contains("backups_unprotected"), "{s}");
+    // A container under a legal hold is protected too.
+    t.mem.files.protection.borrow_mut().soft_delete_days = None;
+    t.mem.files.protection.borrow_mut().legal_hold = true;
+    let s = t.call("viewer", "GET", "/api/system-status", None).await.body;
+    assert!(!s["alerts"].to_string().contains("backups_unprotected"), "{s}");
+}
+
+#[tokio::test]
 async fn a_suspect_backup_is_alerted_kept_out_of_the_keep_windows_and_confirmed_by_an_admin() {
     let (t, d) = setup().await;
     let older = backup(&t, &d, 2, BackupStatus::Completed);
