@@ -983,3 +983,46 @@ pub fn pg_bench_database(pg: &Postgres, db: &str, size_mb: u64) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// Writes history rows straight into the Table (Azure's batches of up to 100 rows of one day partition, eight
+/// batches in flight): history as big as a test or benchmark needs, without running that many backups.
+pub async fn store_history(
+    storage: &dilux_dumper_host::storage::Storage,
+    rows: &[dilux_domain::BackupResult],
+) -> Result<()> {
+    use chrono::Utc;
+    use dilux_azure::table::{self, BatchOp};
+    use dilux_domain::{backup::history_keys, entity::to_entity, tables};
+    let created = table::create_table(&storage.account, Utc::now(), tables::HISTORY);
+    table::parse_create_table(storage.send("create table", created).await?)?;
+    // Each day's open batch, by partition.
+    let mut by_day: Vec<(String, Vec<BatchOp>)> = Vec::new();
+    let mut open: std::collections::HashMap<String, usize> = Default::default();
+    for row in rows {
+        let (pk, rk) = history_keys(row.created_at, &row.id);
+        let op = BatchOp::Insert(to_entity(&pk, &rk, row));
+        match open.get(&pk).copied().filter(|i| by_day[*i].1.len() < 100) {
+            Some(i) => by_day[i].1.push(op),
+            None => {
+                open.insert(pk.clone(), by_day.len());
+                by_day.push((pk, vec![op]));
+            }
+        }
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (n, (_, ops)) in by_day.into_iter().enumerate() {
+        if set.len() >= 8 {
+            set.join_next().await.context("a batch")???;
+        }
+        let s = storage.clone();
+        set.spawn(async move {
+            let req = table::batch(&s.account, Utc::now(), tables::HISTORY, &ops, &format!("b{n}"))?;
+            table::parse_batch(s.send("batch", req).await?)?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(())
+}

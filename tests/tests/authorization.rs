@@ -145,6 +145,7 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
                 admin_only,
             ),
             (M::GET, "/api/backups/stats", format!("/api/backups/stats?database_id={dbid}"), None, read),
+            (M::GET, "/api/backups/daily", "/api/backups/daily?days=3".into(), None, read),
             (M::POST, "/api/backups/{id}/confirm", "/api/backups/nope/confirm".into(), None, [404, 403, 403, 401]),
             (
                 M::POST,
@@ -229,6 +230,13 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
             (M::PUT, "/api/settings", "/api/settings".into(), Some(json!({"dark_mode": false})), admin_only),
             (M::POST, "/api/settings/reseal", "/api/settings/reseal".into(), None, admin_only),
             (M::GET, "/api/system-status", "/api/system-status".into(), None, read),
+            (
+                M::POST,
+                "/api/system-status/soft-delete",
+                "/api/system-status/soft-delete".into(),
+                Some(json!({"days": 7})),
+                admin_only,
+            ),
         ];
         if i == 0 {
             // The document and this independent list name exactly the same routes, both ways.

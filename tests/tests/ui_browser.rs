@@ -90,6 +90,56 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
 
 /// Entra ID sign-in in the browser, against a MOCK identity provider (tests/ui/entra.mjs; Entra ID
 /// cannot run here): the authorization-code flow with PKCE, and a forged callback refused.
+/// More backups on one day than a page of history holds (the dashboard once counted the newest 200 rows):
+/// the chart and "Backups today" show every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_counts_every_backup_of_a_busy_day() -> Result<()> {
+    use dilux_domain::{BackupJob, BackupResult, EngineType, TriggeredBy};
+    let az = Azurite::start()?;
+    let app = App::start_without_worker(&az.connection_string, &[("DILUX_TICKS", "off")])?;
+    let storage =
+        dilux_dumper_host::storage::Storage::new(dilux_azure::Account::from_connection_string(&az.connection_string)?);
+    // Noon yesterday and the first minutes of today (UTC), so that no run crosses a day with them.
+    let today = chrono::Utc::now().date_naive();
+    let noon = (today - chrono::Duration::days(1)).and_hms_opt(12, 0, 0).unwrap().and_utc();
+    let row = |i: i64, at: chrono::DateTime<chrono::Utc>, ok: bool| {
+        let job = BackupJob::new(&format!("db-{}", i % 40), EngineType::Postgresql, TriggeredBy::Scheduler, vec![], at);
+        let mut r = BackupResult::pending(&job, "db", "db", "engine");
+        if ok {
+            r.complete(at, 1000, 4000, "0".repeat(64));
+        } else {
+            r.fail(at, dilux_domain::ErrorClass::Unreachable, "down");
+        }
+        r
+    };
+    let mut rows: Vec<BackupResult> =
+        (0..230).map(|i| row(i, noon + chrono::Duration::seconds(i), i % 23 != 0)).collect();
+    let midnight = today.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    rows.extend((0..7).map(|i| row(i, midnight + chrono::Duration::seconds(i), true)));
+    dilux_e2e::store_history(&storage, &rows).await?;
+    // Its own folder: the other browser test clears target/ui-screenshots when it starts.
+    let shots = dilux_e2e::tempdir("ui-dashboard");
+    let out = Command::new("node")
+        .arg(root().join("tests/ui/dashboard.mjs"))
+        .env("DILUX_URL", &app.url)
+        .env("DILUX_ROOT", root())
+        .env("SHOTS", &shots)
+        .env("BUSY_DAY", noon.format("%Y-%m-%d").to_string())
+        .env("BUSY_COMPLETED", "220")
+        .env("BUSY_FAILED", "10")
+        .env("TODAY_TOTAL", "7")
+        .output()
+        .context("cannot run node")?;
+    let _ = std::fs::remove_dir_all(&shots);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains("dashboard ok"),
+        "the dashboard check failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 #[test]
 fn entra_sign_in_with_pkce_against_a_mock_identity_provider() -> Result<()> {
     let az = Azurite::start()?;

@@ -471,6 +471,21 @@ pub async fn stats(cx: &Cx<'_>) -> ApiResult<Reply> {
     Ok(Reply::json(&DatabaseStats { database_id: id.to_string(), stats }))
 }
 
+/// `GET /api/backups/daily`: backups per UTC day of the last `days` days (today included), every day
+/// present, counted from the rows themselves (only the fields counted are read), so the figures are exact
+/// however many backups a day holds.
+pub async fn daily(cx: &Cx<'_>) -> ApiResult<Reply> {
+    let days: i64 = number_param(cx.query, "days", 1..=MAX_DAILY_DAYS, 14)?;
+    let to = cx.now.date_naive();
+    let from = to - Duration::days(days - 1);
+    let q = HistoryQuery { from: Some(from), to: Some(to), ..Default::default() };
+    let rows = cx.app.stores.history.fields(&q).await?;
+    Ok(Reply::json(&dilux_domain::backup::Daily::count(from, to, &rows)))
+}
+
+/// The most days `GET /api/backups/daily` counts at once.
+const MAX_DAILY_DAYS: i64 = 90;
+
 #[derive(Serialize, schemars::JsonSchema)]
 pub struct DatabaseStats {
     pub database_id: String,

@@ -300,6 +300,10 @@ pub static ROUTES: &[Route] = &[
         .needs(View)
         .query(&[("database_id", "the database")])
         .returns(schema::<backups::DatabaseStats>),
+    r(Get, "/api/backups/daily", "BackupsPerDay", h!(backups::daily), "Backups per day by state, with stored bytes")
+        .needs(View)
+        .query(&[("days", "how many days back, today included: 1 to 90 (default 14)")])
+        .returns(schema::<dilux_domain::backup::Daily>),
     r(Get, "/api/retention/preview", "RetentionPreview", h!(backups::retention_preview), "What retention would delete")
         .needs(View)
         .query(&[("database_id", "one database")]),

@@ -152,6 +152,14 @@ impl History for AzureHistory {
         Ok(stats)
     }
 
+    async fn fields(&self, q: &HistoryQuery) -> StoreResult<Vec<StatsFields>> {
+        let (a, filter) = (&self.0.account, history_filter(q));
+        // RowKey too, so that an unreadable row is named.
+        let select = [StatsFields::NAMES, &["RowKey"]].concat();
+        let rows = crate::query_first::<StatsFields>(a, tables::HISTORY, &filter, &select, None).await?;
+        Ok(rows.into_iter().map(|(r, _)| r).collect())
+    }
+
     async fn insert(&self, row: &BackupResult) -> StoreResult<()> {
         let (pk, rk) = dilux_domain::backup::history_keys(row.created_at, &row.id);
         Ok(crate::insert_or_init(&self.0.account, &self.0.container, tables::HISTORY, &pk, &rk, row).await?)

@@ -225,7 +225,7 @@ impl From<&BackupResult> for StatsFields {
 }
 
 /// One database's history in numbers: backups by state, bytes stored, the newest success.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HistoryStats {
     pub total: u64,
     pub completed: u64,
@@ -250,6 +250,57 @@ impl HistoryStats {
             BackupStatus::Pending | BackupStatus::InProgress => self.in_flight += 1,
             BackupStatus::Cancelled => {}
         }
+    }
+}
+
+/// Backups of one UTC day, by state, with the bytes its completed ones stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DayCounts {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    pub completed: u64,
+    pub failed: u64,
+    /// Queued or running.
+    pub in_flight: u64,
+    pub stored_bytes: i64,
+}
+
+/// Every day of a range, oldest first (days without backups included: gaps are what a DBA looks for), and the
+/// range's totals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Daily {
+    pub days: Vec<DayCounts>,
+    pub totals: HistoryStats,
+}
+
+impl Daily {
+    /// The days `from` to `to` (inclusive) counted from `rows`; rows outside the range are left out.
+    pub fn count<'a>(
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        rows: impl IntoIterator<Item = &'a StatsFields>,
+    ) -> Daily {
+        let mut days: Vec<DayCounts> = from
+            .iter_days()
+            .take_while(|d| *d <= to)
+            .map(|d| DayCounts { day: d.format("%Y-%m-%d").to_string(), ..Default::default() })
+            .collect();
+        let mut totals = HistoryStats::default();
+        for r in rows {
+            let Some(i) = (r.created_at.date_naive() - from).num_days().try_into().ok() else { continue };
+            let Some(day) = days.get_mut::<usize>(i) else { continue };
+            totals.add(r);
+            match r.status {
+                BackupStatus::Completed => {
+                    day.completed += 1;
+                    day.stored_bytes = day.stored_bytes.saturating_add(r.file_size_bytes.unwrap_or(0));
+                }
+                BackupStatus::Failed => day.failed += 1,
+                BackupStatus::Pending | BackupStatus::InProgress => day.in_flight += 1,
+                BackupStatus::Cancelled => {}
+            }
+        }
+        Daily { days, totals }
     }
 }
 
@@ -371,8 +422,34 @@ impl BackupResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::entity::{from_entity, to_entity};
     use chrono::TimeZone;
+
+    #[test]
+    fn every_day_of_the_range_is_counted_and_nothing_outside_it() {
+        let at = |d: &str, h: u32| format!("{d}T{h:02}:00:00Z").parse::<DateTime<Utc>>().unwrap();
+        let row = |d: &str, h: u32, status: BackupStatus, size: Option<i64>| StatsFields {
+            status,
+            file_size_bytes: size,
+            created_at: at(d, h),
+        };
+        let mut rows = vec![
+            row("2026-11-30", 23, BackupStatus::Completed, Some(5)),
+            row("2026-12-03", 0, BackupStatus::Completed, Some(5)),
+            row("2026-12-01", 1, BackupStatus::Failed, None),
+            row("2026-12-02", 9, BackupStatus::InProgress, None),
+        ];
+        rows.extend((0..250).map(|i| row("2026-12-02", i % 24, BackupStatus::Completed, Some(10))));
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let d = Daily::count(day("2026-12-01"), day("2026-12-02"), &rows);
+        assert_eq!(d.days.iter().map(|d| d.day.as_str()).collect::<Vec<_>>(), ["2026-12-01", "2026-12-02"]);
+        assert_eq!((d.days[0].completed, d.days[0].failed), (0, 1));
+        assert_eq!((d.days[1].completed, d.days[1].in_flight, d.days[1].stored_bytes), (250, 1, 2500));
+        assert_eq!((d.totals.total, d.totals.completed, d.totals.failed), (252, 250, 1), "the edges are outside");
+        let quiet = Daily::count(day("2026-12-05"), day("2026-12-07"), &rows);
+        assert_eq!((quiet.days.len(), quiet.totals.total), (3, 0), "empty days are there, with zeros");
+    }
 
     #[test]
     fn newer_rows_sort_first_within_a_day() {

@@ -53,6 +53,8 @@ pub trait History {
     async fn query(&self, q: &HistoryQuery) -> StoreResult<Vec<BackupResult>>;
     /// One database's stats, from its rows' [`StatsFields`](dilux_domain::backup::StatsFields) only.
     async fn stats(&self, database_id: &str) -> StoreResult<HistoryStats>;
+    /// The [`StatsFields`](dilux_domain::backup::StatsFields) alone of the rows `q` matches (no limit).
+    async fn fields(&self, q: &HistoryQuery) -> StoreResult<Vec<dilux_domain::backup::StatsFields>>;
     async fn insert(&self, row: &BackupResult) -> StoreResult<()>;
     /// Replaces an existing row, whatever its version (a row deleted meanwhile is an error).
     async fn update(&self, row: &BackupResult) -> StoreResult<()>;

@@ -171,6 +171,11 @@ impl History for MemHistory {
         Ok(stats)
     }
 
+    async fn fields(&self, q: &HistoryQuery) -> StoreResult<Vec<dilux_domain::backup::StatsFields>> {
+        self.1.borrow_mut().push(q.clone());
+        Ok(self.0.borrow().values().filter(|r| q.matches(r)).map(Into::into).collect())
+    }
+
     async fn insert(&self, row: &BackupResult) -> StoreResult<()> {
         if self.0.borrow().contains_key(&row.id) {
             return Err(StoreError::Conflict { what: format!("backup `{}`", row.id) });

@@ -10,15 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use chrono::Utc;
-use dilux_azure::table::{self, BatchOp};
+use dilux_azure::table;
 use dilux_azure::Account;
-use dilux_domain::entity::to_entity;
 use dilux_domain::{tables, BackupJob, BackupResult, EngineType, TriggeredBy};
 use dilux_dumper_host::storage::Storage;
 use dilux_e2e::{App, Azurite};
-
-/// Rows per batch (an entity group: one day partition).
-const BATCH: usize = 100;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -74,37 +70,17 @@ fn median(mut times: Vec<Duration>) -> Duration {
 
 /// `rows` completed backups, newest now, one every `365 days / rows`, database by database in turn.
 async fn store_rows(storage: &Storage, rows: usize, dbs: usize) -> Result<()> {
-    let created = table::create_table(&storage.account, Utc::now(), tables::HISTORY);
-    table::parse_create_table(storage.send("create table", created).await?)?;
     let now = Utc::now();
     let step = chrono::Duration::seconds(365 * 86_400 / rows.max(1) as i64).max(chrono::Duration::seconds(1));
-    let mut by_day: Vec<(String, Vec<BatchOp>)> = Vec::new();
-    for i in 0..rows {
-        let at = now - step * i as i32;
-        let db = format!("db-{:04}", i % dbs);
-        let job = BackupJob::new(&db, EngineType::Postgresql, TriggeredBy::Scheduler, vec![], at);
-        let mut row = BackupResult::pending(&job, &db, &db, "engine");
-        row.complete(at, 1_000_000 + i as u64, 4_000_000, "0".repeat(64));
-        let op = BatchOp::Insert(to_entity(&job.history_pk, &job.history_rk, &row));
-        match by_day.last_mut() {
-            Some((pk, ops)) if *pk == job.history_pk && ops.len() < BATCH => ops.push(op),
-            _ => by_day.push((job.history_pk.clone(), vec![op])),
-        }
-    }
-    let mut set = tokio::task::JoinSet::new();
-    for (n, (_, ops)) in by_day.into_iter().enumerate() {
-        if set.len() >= 8 {
-            set.join_next().await.unwrap()??;
-        }
-        let s = storage.clone();
-        set.spawn(async move {
-            let req = table::batch(&s.account, Utc::now(), tables::HISTORY, &ops, &format!("b{n}"))?;
-            table::parse_batch(s.send("batch", req).await?)?;
-            anyhow::Ok(())
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r??;
-    }
-    Ok(())
+    let history: Vec<BackupResult> = (0..rows)
+        .map(|i| {
+            let at = now - step * i as i32;
+            let db = format!("db-{:04}", i % dbs);
+            let job = BackupJob::new(&db, EngineType::Postgresql, TriggeredBy::Scheduler, vec![], at);
+            let mut row = BackupResult::pending(&job, &db, &db, "engine");
+            row.complete(at, 1_000_000 + i as u64, 4_000_000, "0".repeat(64));
+            row
+        })
+        .collect();
+    dilux_e2e::store_history(storage, &history).await
 }

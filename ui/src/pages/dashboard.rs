@@ -1,8 +1,8 @@
 //! Dashboard: how many databases, today's backups, success rate, stored bytes, recent backups,
-//! alerts, and two small charts (backups per day by status, stored bytes over time).
+//! alerts, and two small charts (backups per day by status, stored bytes over time). The counts come
+//! from the API's per-day figures, exact however many backups a day holds.
 
-use std::collections::BTreeMap;
-
+use dilux_domain::backup::{Daily, DayCounts};
 use dilux_domain::{BackupResult, BackupStatus};
 use leptos::prelude::*;
 use serde::Deserialize;
@@ -18,16 +18,12 @@ struct History {
 
 const DAYS: i64 = 14;
 
-fn today() -> String {
-    let d = js_sys::Date::new_0();
-    format!("{:04}-{:02}-{:02}", d.get_utc_full_year(), d.get_utc_month() + 1, d.get_utc_date())
-}
-
 #[component]
 pub fn Dashboard() -> impl IntoView {
     let reload = RwSignal::new(0);
     let dbs = fetched::<Value>(|| "/api/databases?page_size=1".into(), reload);
-    let history = fetched::<History>(|| format!("/api/backups?days={DAYS}&page_size=200"), reload);
+    let history = fetched::<History>(|| format!("/api/backups?days={DAYS}&page_size=10"), reload);
+    let daily = fetched::<Daily>(|| format!("/api/backups/daily?days={DAYS}"), reload);
     let status = fetched::<Value>(|| "/api/system-status".into(), reload);
     // What the backups occupy now, from the files themselves (retention included).
     let stored = RwSignal::new(None::<Result<u64, String>>);
@@ -52,11 +48,9 @@ pub fn Dashboard() -> impl IntoView {
                 <div class="label">"Databases"</div>
                 <div class="value" id="stat-databases">{db_count}</div>
             </div>
-            {show(history, |h: &History| {
-                let today = today();
-                let todays = h.backups.iter().filter(|b| b.created_at.format("%Y-%m-%d").to_string() == today).count();
-                let done = h.backups.iter().filter(|b| b.status == BackupStatus::Completed).count();
-                let failed = h.backups.iter().filter(|b| b.status == BackupStatus::Failed).count();
+            {show(daily, |d: &Daily| {
+                let todays = d.days.last().map(|t| t.completed + t.failed + t.in_flight).unwrap_or(0);
+                let (done, failed) = (d.totals.completed, d.totals.failed);
                 let rate = if done + failed == 0 {
                     "—".to_string()
                 } else {
@@ -128,7 +122,7 @@ pub fn Dashboard() -> impl IntoView {
             })}
         </section>
         <section class="charts">
-            {show(history, |h: &History| charts(&h.backups))}
+            {show(daily, |d: &Daily| charts(&d.days))}
         </section>
         <section>
             <h2>"Recent backups"</h2>
@@ -154,45 +148,28 @@ pub fn status_name(s: BackupStatus) -> &'static str {
 }
 
 /// Bars per day: completed and failed backups, and the bytes stored by that day's backups.
-fn charts(rows: &[BackupResult]) -> impl IntoView {
-    // Every one of the last DAYS days gets a bar, backups or not: gaps are what a DBA looks for.
-    let mut per_day: BTreeMap<String, (u32, u32, i64)> = BTreeMap::new();
-    if let Ok(end) = chrono::NaiveDate::parse_from_str(&today(), "%Y-%m-%d") {
-        for i in 0..DAYS {
-            per_day.insert((end - chrono::Duration::days(i)).format("%Y-%m-%d").to_string(), Default::default());
-        }
-    }
-    for r in rows {
-        let e = per_day.entry(r.created_at.format("%Y-%m-%d").to_string()).or_default();
-        match r.status {
-            BackupStatus::Completed => {
-                e.0 += 1;
-                e.2 += r.file_size_bytes.unwrap_or(0);
-            }
-            BackupStatus::Failed => e.1 += 1,
-            _ => {}
-        }
-    }
-    let most = per_day.values().map(|(c, f, _)| c + f).max().unwrap_or(1).max(1) as f64;
+fn charts(days: &[DayCounts]) -> impl IntoView {
+    let most = days.iter().map(|d| d.completed + d.failed).max().unwrap_or(1).max(1) as f64;
     let mut total = 0i64;
-    let cumulative: Vec<(String, i64)> = per_day
+    let cumulative: Vec<(String, i64)> = days
         .iter()
-        .map(|(d, (_, _, b))| {
-            total += b;
-            (d.clone(), total)
+        .map(|d| {
+            total += d.stored_bytes;
+            (d.day.clone(), total)
         })
         .collect();
     let biggest = cumulative.last().map(|(_, b)| *b).unwrap_or(1).max(1) as f64;
     view! {
         <div class="chart">
             <h3>"Backups per day"</h3>
-            <div class="bars">{per_day.iter().map(|(day, (ok, failed, _))| {
-                let title = format!("{day}: {ok} completed, {failed} failed");
+            <div class="bars" id="backups-per-day">{days.iter().map(|d| {
+                let (ok, failed) = (d.completed, d.failed);
+                let title = format!("{}: {ok} completed, {failed} failed", d.day);
                 view! {
-                    <div class="bar" title=title>
-                        <div class="seg failed" style=format!("height:{}%", 100.0 * *failed as f64 / most)></div>
-                        <div class="seg completed" style=format!("height:{}%", 100.0 * *ok as f64 / most)></div>
-                        <span>{day[5..].to_string()}</span>
+                    <div class="bar" title=title data-day=d.day.clone()>
+                        <div class="seg failed" style=format!("height:{}%", 100.0 * failed as f64 / most)></div>
+                        <div class="seg completed" style=format!("height:{}%", 100.0 * ok as f64 / most)></div>
+                        <span>{d.day[5..].to_string()}</span>
                     </div>
                 }
             }).collect_view()}</div>

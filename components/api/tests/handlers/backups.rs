@@ -384,6 +384,32 @@ async fn the_status_page_reports_the_queue_the_dumper_and_missed_backups() {
 }
 
 #[tokio::test]
+async fn backups_per_day_are_exact_beyond_any_page() {
+    let (t, d) = setup().await;
+    for _ in 0..250 {
+        backup(&t, &d, 0, BackupStatus::Completed);
+    }
+    backup(&t, &d, 2, BackupStatus::Failed);
+    backup(&t, &d, 20, BackupStatus::Completed);
+    let a = t.call("viewer", "GET", "/api/backups/daily", None).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let days = a.body["days"].as_array().unwrap();
+    assert_eq!(days.len(), 14, "every day of the default range, today included");
+    assert_eq!(days[13]["day"].as_str(), Some(now().format("%Y-%m-%d").to_string().as_str()));
+    assert_eq!((days[13]["completed"].as_u64(), days[13]["stored_bytes"].as_i64()), (Some(250), Some(250_000)));
+    assert_eq!((days[11]["failed"].as_u64(), days[12]["completed"].as_u64()), (Some(1), Some(0)));
+    assert_eq!((a.body["totals"]["completed"].as_u64(), a.body["totals"]["failed"].as_u64()), (Some(250), Some(1)));
+    let month = t.call("viewer", "GET", "/api/backups/daily?days=30", None).await.body;
+    assert_eq!(month["totals"]["total"], 252, "the backup of 20 days ago is inside 30 days");
+    for bad in ["0", "91", "two"] {
+        assert_eq!(
+            t.call("viewer", "GET", &format!("/api/backups/daily?days={bad}"), None).await.field(),
+            Some("days")
+        );
+    }
+}
+
+#[tokio::test]
 async fn unprotected_backups_are_alerted_and_an_admin_turns_soft_delete_on() {
     let (t, _) = setup().await;
     let s = t.call("viewer", "GET", "/api/system-status", None).await.body;
