@@ -151,6 +151,7 @@ fn query_schema(route: &str, name: &str) -> (Value, bool) {
         (_, "page_size") => int(200),
         (_, "page") => int(u64::from(u32::MAX)),
         ("AuditStats", "days") => int(366),
+        ("BackupsPerDay", "days") => int(90),
         (_, "days") => int(3660),
         (_, "from" | "to") => date,
         (_, "engine_type") => one_of(&["mysql", "postgresql", "sqlserver"]),
