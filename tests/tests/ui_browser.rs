@@ -2,7 +2,7 @@
 //! running app, Azurite and a real PostgreSQL: sign in, add a server and a database, back it up, watch
 //! it complete, download it, restore it into a new database; a viewer finds no controls that change
 //! anything. Screenshots of every
-//! page land in target/ui-screenshots.
+//! page land in target/ui-screenshots (the Entra sign-in's in target/ui-screenshots-entra).
 
 use std::process::Command;
 
@@ -156,7 +156,10 @@ fn entra_sign_in_with_pkce_against_a_mock_identity_provider() -> Result<()> {
             ("SPIN_VARIABLE_ENTRA_FIRST_ADMIN", "oid-dana"),
         ],
     )?;
-    let shots = root().join("target/ui-screenshots");
+    // Its own folder, cleared first: the flow test clears target/ui-screenshots as it starts (the two run side
+    // by side), and a PNG left by an earlier run must not pass for this run's.
+    let shots = root().join("target/ui-screenshots-entra");
+    let _ = std::fs::remove_dir_all(&shots);
     let out = Command::new("node")
         .arg(root().join("tests/ui/entra.mjs"))
         .env("DILUX_URL", &app.url)

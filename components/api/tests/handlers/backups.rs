@@ -384,6 +384,31 @@ async fn the_status_page_reports_the_queue_the_dumper_and_missed_backups() {
 }
 
 #[tokio::test]
+async fn a_scheduler_silent_for_minutes_or_failing_is_an_error_alert() {
+    use dilux_domain::schedule::TickRecord;
+    let (t, _) = setup().await;
+    let tick = |minutes_ago: i64, ok: bool| TickRecord {
+        name: "scheduler".into(),
+        at: now() - Duration::minutes(minutes_ago),
+        ok,
+        detail: if ok { "{}".into() } else { "query entities: storage down".into() },
+    };
+    let alerts = |s: &serde_json::Value| s["alerts"].as_array().unwrap().clone();
+    t.mem.ticks.put("scheduler", tick(1, true));
+    let s = t.call("viewer", "GET", "/api/system-status", None).await.body;
+    assert!(!alerts(&s).iter().any(|a| a["kind"].as_str().unwrap().starts_with("scheduler")), "{s}");
+    t.mem.ticks.put("scheduler", tick(12, true));
+    let s = t.call("viewer", "GET", "/api/system-status", None).await.body;
+    let stopped = alerts(&s).into_iter().find(|a| a["kind"] == "scheduler_stopped").expect("a stopped scheduler");
+    assert_eq!((stopped["severity"].as_str(), s["status"].as_str()), (Some("error"), Some("degraded")));
+    assert!(stopped["message"].as_str().unwrap().contains("last ran 12 minutes ago"), "{stopped}");
+    t.mem.ticks.put("scheduler", tick(1, false));
+    let s = t.call("viewer", "GET", "/api/system-status", None).await.body;
+    let failing = alerts(&s).into_iter().find(|a| a["kind"] == "scheduler_failing").expect("a failing scheduler");
+    assert!(failing["message"].as_str().unwrap().contains("storage down"), "{failing}");
+}
+
+#[tokio::test]
 async fn backups_per_day_are_exact_beyond_any_page() {
     let (t, d) = setup().await;
     for _ in 0..250 {
