@@ -52,7 +52,7 @@ impl Histogram {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Recorded {
     /// (engine, outcome): `completed` or the failure's class.
     dumps: BTreeMap<(String, String), u64>,
@@ -67,32 +67,13 @@ struct Recorded {
 }
 
 /// The registry.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Metrics {
     recorded: Mutex<Recorded>,
     dumps_running: AtomicI64,
     restores_running: AtomicI64,
     /// Bytes the running dumps have stored so far in blobs they have not committed yet.
     bytes_in_flight: AtomicU64,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let recorded = Recorded {
-            dumps: BTreeMap::new(),
-            dump_seconds: BTreeMap::new(),
-            dump_bytes: BTreeMap::new(),
-            restores: BTreeMap::new(),
-            jobs: BTreeMap::new(),
-            last_success: BTreeMap::new(),
-        };
-        Metrics {
-            recorded: Mutex::new(recorded),
-            dumps_running: AtomicI64::new(0),
-            restores_running: AtomicI64::new(0),
-            bytes_in_flight: AtomicU64::new(0),
-        }
-    }
 }
 
 /// This process's registry.

@@ -85,8 +85,7 @@ pub async fn trigger(cx: &Cx<'_>) -> ApiResult<Reply> {
         if !app.stores.history.withdraw(&row).await.unwrap_or(true) {
             crate::log::event("backup_queued_despite_lost_answer", &[("backup", &job.id)]);
         } else {
-            let e = ApiError::from(e);
-            return Err(ApiError::new(e.kind, format!("the backup was not queued, nothing will run: {}", e.message)));
+            return Err(ApiError::not_queued("backup", e));
         }
     }
     let answer = Triggered {

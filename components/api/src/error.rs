@@ -141,6 +141,12 @@ impl ApiError {
         ApiError::new(Kind::NotFound, format!("{what} `{id}` does not exist"))
     }
 
+    /// A job (`what`: backup, restore) whose message did not reach the queue, its row taken back.
+    pub fn not_queued(what: &str, e: StoreError) -> Self {
+        let e = ApiError::from(e);
+        ApiError::new(e.kind, format!("the {what} was not queued, nothing will run: {}", e.message))
+    }
+
     /// The same error, naming the field it is about.
     pub fn on_field(mut self, field: &str) -> Self {
         self.field = Some(field.into());

@@ -111,8 +111,7 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
         if !app.stores.restores.withdraw(&row.id, &waiting).await.unwrap_or(true) {
             crate::log::event("restore_queued_despite_lost_answer", &[("restore", &row.id)]);
         } else {
-            let e = ApiError::from(e);
-            return Err(ApiError::new(e.kind, format!("the restore was not queued, nothing will run: {}", e.message)));
+            return Err(ApiError::not_queued("restore", e));
         }
     }
     let answer = Requested {

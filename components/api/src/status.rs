@@ -153,7 +153,7 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
     // settings leave it unknown, not the status page broken.
     let protection = match stores.files.protection().await {
         Ok(p) => {
-            if p.soft_delete_days.is_none() && !p.immutability_policy && !p.legal_hold && !p.version_immutability {
+            if !p.any() {
                 alerts.push(json!({
                     "kind": "backups_unprotected", "severity": "warning",
                     "message": "blob soft delete is off and the backups container is not immutable: a backup deleted \
@@ -162,8 +162,9 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
                                 storage account",
                 }));
             }
-            json!({ "known": true, "soft_delete_days": p.soft_delete_days, "immutability_policy": p.immutability_policy,
-                    "legal_hold": p.legal_hold, "version_immutability": p.version_immutability })
+            let mut view = serde_json::to_value(&p).expect("protection serializes");
+            view["known"] = true.into();
+            view
         }
         Err(e) => json!({ "known": false, "message": e.to_string() }),
     };

@@ -280,26 +280,27 @@ impl Daily {
         to: chrono::NaiveDate,
         rows: impl IntoIterator<Item = &'a StatsFields>,
     ) -> Daily {
-        let mut days: Vec<DayCounts> = from
-            .iter_days()
-            .take_while(|d| *d <= to)
-            .map(|d| DayCounts { day: d.format("%Y-%m-%d").to_string(), ..Default::default() })
-            .collect();
+        let dates: Vec<chrono::NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+        // Each day counted by the same rule as the totals.
+        let mut per_day = vec![HistoryStats::default(); dates.len()];
         let mut totals = HistoryStats::default();
         for r in rows {
             let Some(i) = (r.created_at.date_naive() - from).num_days().try_into().ok() else { continue };
-            let Some(day) = days.get_mut::<usize>(i) else { continue };
+            let Some(day) = per_day.get_mut::<usize>(i) else { continue };
+            day.add(r);
             totals.add(r);
-            match r.status {
-                BackupStatus::Completed => {
-                    day.completed += 1;
-                    day.stored_bytes = day.stored_bytes.saturating_add(r.file_size_bytes.unwrap_or(0));
-                }
-                BackupStatus::Failed => day.failed += 1,
-                BackupStatus::Pending | BackupStatus::InProgress => day.in_flight += 1,
-                BackupStatus::Cancelled => {}
-            }
         }
+        let days = dates
+            .iter()
+            .zip(per_day)
+            .map(|(d, s)| DayCounts {
+                day: d.format("%Y-%m-%d").to_string(),
+                completed: s.completed,
+                failed: s.failed,
+                in_flight: s.in_flight,
+                stored_bytes: s.total_size_bytes,
+            })
+            .collect();
         Daily { days, totals }
     }
 }

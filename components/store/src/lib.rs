@@ -125,6 +125,13 @@ pub struct Protection {
     pub version_immutability: bool,
 }
 
+impl Protection {
+    /// Whether anything keeps a deleted or overwritten backup recoverable.
+    pub fn any(&self) -> bool {
+        self.soft_delete_days.is_some() || self.immutability_policy || self.legal_hold || self.version_immutability
+    }
+}
+
 /// A short-lived read-only URL of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadLink {
