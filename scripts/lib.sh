@@ -64,6 +64,19 @@ PY
   export DILUX_PG_TOOLS_DIR="$root"
 }
 
+# aiosmtpd, the SMTP server the notification tests send email to (PyPI, pinned with its dependencies).
+PY_TOOLS=(aiosmtpd==1.4.6 atpublic==9.0.0 attrs==26.1.0)
+install_py_tools() {
+  local root="$HOME/.cache/dilux/py" want="${PY_TOOLS[*]}"
+  if [ "$(cat "$root/.installed" 2>/dev/null)" != "$want" ]; then
+    log "installing ${want} (PyPI)"
+    rm -rf "$root" && mkdir -p "$root"
+    python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$root" "${PY_TOOLS[@]}"
+    echo "$want" >"$root/.installed"
+  fi
+  export DILUX_PY_TOOLS="$root"
+}
+
 install_rust_targets() {
   # rust-toolchain.toml pins the toolchain and lists the targets; this makes rustup fetch them.
   (cd "$ROOT" && rustup show active-toolchain >/dev/null 2>&1 || true)
@@ -91,11 +104,13 @@ install_all() {
   local downloads=()
   install_node_tools & downloads+=($!)
   install_pg_tools & downloads+=($!)
+  install_py_tools & downloads+=($!)
   install_wasm_bindgen
   for p in "${downloads[@]}"; do wait "$p"; done
   # Again, in this shell, for the variables they export (already installed: instant).
   install_node_tools
   install_pg_tools
+  install_py_tools
 }
 
 # Formatting (rustfmt.toml), lines of at most 120 characters, and clippy on every target, warnings as

@@ -7,6 +7,7 @@ pub mod host;
 pub mod manifest;
 mod maria_swap;
 pub mod metrics;
+pub mod notify;
 pub mod outbound;
 pub mod probe;
 pub mod probe_service;

@@ -1,10 +1,12 @@
 //! The probe service: `POST /internal/dumper/probe` (Bearer `dumper_token`) runs a connection test or
 //! database listing for the API, which cannot run database clients itself; `GET` reports the
-//! installed tools. `GET /metrics` (the same token) is Prometheus' view of this host. A worker serves
-//! both on its own listener ([`serve`]); the local Spin runner serves them beside the app's routes.
+//! installed tools. `POST /internal/dumper/notify` sends a rendered notification for the API, which has
+//! no sockets of its own. `GET /metrics` (the same token) is Prometheus' view of this host. A worker
+//! serves them on its own listener ([`serve`]); the local Spin runner serves them beside the app's routes.
 
 use std::sync::Arc;
 
+use dilux_domain::notify::{Outgoing, NOTIFY_PATH};
 use dilux_domain::probe::{ProbeRequest, PROBE_PATH};
 use dilux_domain::secret::SharedToken;
 use http_body_util::BodyExt;
@@ -87,6 +89,28 @@ impl ProbeService {
         reply::with_type(200, PROMETHEUS_TEXT, crate::metrics::global().render(&depths).into_bytes())
     }
 
+    /// Answers one request to [`NOTIFY_PATH`]: sends the notification, answers how it went.
+    pub async fn notify(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<HyperOutgoingBody> {
+        if let Some(refused) = self.refuse(&req) {
+            return refused;
+        }
+        if req.method() != hyper::Method::POST {
+            return reply::error(405, "notifications are POST");
+        }
+        let body = match read_body(req).await {
+            Ok(b) => b,
+            Err(refused) => return refused,
+        };
+        let outgoing: Outgoing = match serde_json::from_slice(&body) {
+            Ok(o) => o,
+            Err(e) => {
+                return reply::error(400, &format!("not a notification: {}", e.to_string().replace('"', "'")));
+            }
+        };
+        let result = crate::notify::send(&outgoing).await;
+        reply::json(200, serde_json::to_vec(&result).expect("results serialize"))
+    }
+
     /// Answers one request to [`PROBE_PATH`].
     pub async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<HyperOutgoingBody> {
         if let Some(refused) = self.refuse(&req) {
@@ -99,11 +123,9 @@ impl ProbeService {
         if req.method() != hyper::Method::POST {
             return reply::error(405, "probes are POST (GET reports the installed tools)");
         }
-        let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY).collect();
-        let body = match tokio::time::timeout(crate::server::BODY_TIMEOUT, limited).await {
-            Err(_) => return reply::error(408, "the probe request did not arrive in time"),
-            Ok(Ok(b)) => b.to_bytes(),
-            Ok(Err(_)) => return reply::error(413, "probe request too large"),
+        let body = match read_body(req).await {
+            Ok(b) => b,
+            Err(refused) => return refused,
         };
         let request: ProbeRequest = match serde_json::from_slice(&body) {
             Ok(r) => r,
@@ -116,7 +138,19 @@ impl ProbeService {
     }
 }
 
-/// Serves only [`PROBE_PATH`] on `listener` (a worker that does not run the app), until the process
+/// A request's body, within [`MAX_BODY`] and [`crate::server::BODY_TIMEOUT`].
+async fn read_body(
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<bytes::Bytes, hyper::Response<HyperOutgoingBody>> {
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY).collect();
+    match tokio::time::timeout(crate::server::BODY_TIMEOUT, limited).await {
+        Err(_) => Err(reply::error(408, "the request did not arrive in time")),
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(_)) => Err(reply::error(413, "request too large")),
+    }
+}
+
+/// Serves only [`PROBE_PATH`], [`NOTIFY_PATH`] on `listener` (a worker that does not run the app), until the process
 /// ends or accepting fails.
 pub async fn serve(service: Arc<ProbeService>, listener: TcpListener) -> std::io::Result<()> {
     loop {
@@ -128,6 +162,7 @@ pub async fn serve(service: Arc<ProbeService>, listener: TcpListener) -> std::io
                 async move {
                     Ok::<_, std::convert::Infallible>(match req.uri().path() {
                         PROBE_PATH => service.handle(req).await,
+                        NOTIFY_PATH => service.notify(req).await,
                         METRICS_PATH => service.metrics(req).await,
                         _ => reply::error(404, "this listener serves only the probe endpoint and the metrics"),
                     })

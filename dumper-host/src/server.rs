@@ -113,6 +113,9 @@ impl App {
         if path == dilux_domain::probe::PROBE_PATH {
             return Ok(self.probe.handle(req).await);
         }
+        if path == dilux_domain::notify::NOTIFY_PATH {
+            return Ok(self.probe.notify(req).await);
+        }
         if path == crate::metrics::METRICS_PATH {
             return Ok(self.probe.metrics(req).await);
         }

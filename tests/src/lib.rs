@@ -744,6 +744,142 @@ impl Drop for LosingProxy {
     }
 }
 
+// ---------------------------------------------------------------- notification receivers
+
+/// One request a [`HookReceiver`] took.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    /// Names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A local HTTP endpoint standing in for a webhook, Slack or Teams: keeps every POST it is sent and
+/// answers 200, or 500 on paths starting with `/refuse`. Stops when dropped.
+pub struct HookReceiver {
+    pub port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HookReceiver {
+    pub fn start() -> Result<Self> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        listener.set_nonblocking(true)?;
+        let (got, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
+        let (keep, stopping) = (got.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let keep = keep.clone();
+                std::thread::spawn(move || {
+                    let _ = Self::serve(conn, &keep);
+                });
+            }
+        });
+        Ok(HookReceiver { port, got, stop })
+    }
+
+    fn serve(mut conn: std::net::TcpStream, keep: &std::sync::Mutex<Vec<Received>>) -> std::io::Result<()> {
+        use std::io::Read;
+        conn.set_nonblocking(false)?;
+        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut reader = BufReader::new(conn.try_clone()?);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h)?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let len: usize =
+            headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body)?;
+        let refuse = path.starts_with("/refuse");
+        keep.lock().unwrap().push(Received { path, headers, body: String::from_utf8_lossy(&body).into_owned() });
+        let (status, text) = if refuse { ("500 Internal Server Error", "refused") } else { ("200 OK", "ok") };
+        write!(conn, "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// What was sent to paths starting with `path` so far.
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        self.got.lock().unwrap().iter().filter(|r| r.path.starts_with(path)).cloned().collect()
+    }
+}
+
+impl Drop for HookReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// aiosmtpd (PyPI), a real SMTP server, keeping what it is sent in a Maildir.
+pub struct SmtpSink {
+    _proc: Proc,
+    pub port: u16,
+    maildir: PathBuf,
+}
+
+impl SmtpSink {
+    pub fn start() -> Result<Self> {
+        let tools = std::env::var("DILUX_PY_TOOLS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/dilux/py"));
+        if !tools.join("aiosmtpd").is_dir() {
+            bail!("aiosmtpd is not installed in {} (run scripts/test.sh, which installs it)", tools.display());
+        }
+        let port = free_port();
+        let maildir = tempdir("smtp-sink").join("mail");
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .env("PYTHONPATH", &tools)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start aiosmtpd")?;
+        let sink = SmtpSink { _proc: Proc { child, name: "aiosmtpd".into() }, port, maildir };
+        wait_port(port, Duration::from_secs(20)).context("aiosmtpd did not start")?;
+        Ok(sink)
+    }
+
+    /// Every message received so far, as its raw text.
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(self.maildir.join("new")) else { return vec![] };
+        dir.filter_map(|e| e.ok()).filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect()
+    }
+}
+
 // ---------------------------------------------------------------- API client
 
 /// A small client for the app's API, as the tests use it, signed in with one role.

@@ -59,6 +59,12 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
             admin.post("/api/users", json!({"email": format!("spare-{role}@example.com"), "role": "viewer"})).await?;
         mutations += 2;
         let (sp, su) = (spare_policy["id"].as_str().unwrap(), spare_user["id"].as_str().unwrap());
+        // Nothing listens on the closed port: a test send answers that it failed.
+        let hook = json!({"name": format!("hook-{role}"), "kind": "webhook",
+            "url": format!("http://127.0.0.1:{closed}/hook")});
+        let spare_channel = admin.post("/api/notifications/channels", hook.clone()).await?;
+        mutations += 1;
+        let sc = spare_channel["id"].as_str().unwrap();
         let read = [200, 200, 200, 401];
         let manage_created = [201, 201, 403, 401];
         let manage = [200, 200, 403, 401];
@@ -230,6 +236,37 @@ async fn every_route_answers_each_role_exactly() -> Result<()> {
             (M::PUT, "/api/settings", "/api/settings".into(), Some(json!({"dark_mode": false})), admin_only),
             (M::POST, "/api/settings/reseal", "/api/settings/reseal".into(), None, admin_only),
             (M::GET, "/api/system-status", "/api/system-status".into(), None, read),
+            (M::GET, "/api/notifications/channels", "/api/notifications/channels".into(), None, read),
+            (
+                M::POST,
+                "/api/notifications/channels",
+                "/api/notifications/channels".into(),
+                Some(hook.clone()),
+                [201, 403, 403, 401],
+            ),
+            (M::GET, "/api/notifications/channels/{id}", format!("/api/notifications/channels/{sc}"), None, read),
+            (
+                M::PUT,
+                "/api/notifications/channels/{id}",
+                format!("/api/notifications/channels/{sc}"),
+                Some(hook.clone()),
+                admin_only,
+            ),
+            (
+                M::POST,
+                "/api/notifications/channels/{id}/test",
+                format!("/api/notifications/channels/{sc}/test"),
+                None,
+                admin_only,
+            ),
+            (
+                M::DELETE,
+                "/api/notifications/channels/{id}",
+                format!("/api/notifications/channels/{sc}"),
+                None,
+                admin_only,
+            ),
+            (M::GET, "/api/notifications/deliveries", "/api/notifications/deliveries".into(), None, read),
             (
                 M::POST,
                 "/api/system-status/soft-delete",

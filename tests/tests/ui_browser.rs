@@ -88,8 +88,35 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
     Ok(())
 }
 
-/// Entra ID sign-in in the browser, against a MOCK identity provider (tests/ui/entra.mjs; Entra ID
-/// cannot run here): the authorization-code flow with PKCE, and a forged callback refused.
+/// The Notifications page: an admin adds a webhook channel, sends a test that a local receiver takes,
+/// and sees it delivered in the log; a refused channel says which field; a viewer gets no controls.
+#[test]
+fn a_channel_and_its_test_send_from_the_browser() -> Result<()> {
+    let az = Azurite::start()?;
+    let app = App::start_without_worker(&az.connection_string, &[("DILUX_TICKS", "off")])?;
+    let hooks = dilux_e2e::HookReceiver::start()?;
+    let shots = dilux_e2e::tempdir("ui-notifications");
+    let out = Command::new("node")
+        .arg(root().join("tests/ui/notifications.mjs"))
+        .env("DILUX_URL", &app.url)
+        .env("DILUX_ROOT", root())
+        .env("HOOK_URL", hooks.url("/hook"))
+        .env("SHOTS", &shots)
+        .output()
+        .context("cannot run node")?;
+    let _ = std::fs::remove_dir_all(&shots);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains("notifications ok"),
+        "the notifications page check failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = hooks.received("/hook");
+    ensure!(got.len() == 1 && got[0].json()["event"]["kind"] == "test", "the receiver got the test: {got:?}");
+    ensure!(got[0].header("x-dilux-signature").is_some_and(|s| s.starts_with("sha256=")), "it is signed");
+    Ok(())
+}
+
 /// More backups on one day than a page of history holds (the dashboard once counted the newest 200 rows):
 /// the chart and "Backups today" show every one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,6 +167,8 @@ async fn the_dashboard_counts_every_backup_of_a_busy_day() -> Result<()> {
     Ok(())
 }
 
+/// Entra ID sign-in in the browser, against a MOCK identity provider (tests/ui/entra.mjs; Entra ID
+/// cannot run here): the authorization-code flow with PKCE, and a forged callback refused.
 #[test]
 fn entra_sign_in_with_pkce_against_a_mock_identity_provider() -> Result<()> {
     let az = Azurite::start()?;

@@ -102,6 +102,7 @@ fn Nav() -> impl IntoView {
             <A href="/restores">"Restores"</A>
             <A href="/policies">"Policies"</A>
             <A href="/storage">"Storage"</A>
+            <A href="/notifications">"Notifications"</A>
             <Show when=move || s.can(Permission::ManageUsers)>
                 <A href="/users">"Users"</A>
                 <A href="/audit">"Audit"</A>
@@ -168,6 +169,7 @@ fn App() -> impl IntoView {
                                 <Route path=path!("/storage") view=pages::storage::Storage/>
                                 <Route path=path!("/users") view=pages::users::Users/>
                                 <Route path=path!("/audit") view=pages::audit::Audit/>
+                                <Route path=path!("/notifications") view=pages::notifications::Notifications/>
                                 <Route path=path!("/settings") view=pages::settings::Settings/>
                                 <Route path=path!("/status") view=pages::status::Status/>
                             </Routes>

@@ -124,6 +124,12 @@ pub struct ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 impl ApiError {
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
         ApiError { kind, message: message.into(), field: None }

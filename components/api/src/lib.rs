@@ -20,6 +20,7 @@ pub mod error;
 pub mod http;
 mod log;
 pub mod me;
+pub mod notifications;
 pub mod openapi;
 pub mod policies;
 pub mod probe;

@@ -138,7 +138,7 @@ fn key_schema() -> Value {
 }
 
 /// Query parameters that name records by id: checked like path ids before any handler runs.
-pub const ID_PARAMS: [&str; 5] = ["database_id", "engine_id", "policy_id", "resource_id", "user_id"];
+pub const ID_PARAMS: [&str; 6] = ["database_id", "engine_id", "policy_id", "resource_id", "user_id", "channel_id"];
 
 /// A query parameter's schema, exactly as its handler reads it, and whether it is required.
 fn query_schema(route: &str, name: &str) -> (Value, bool) {
@@ -152,6 +152,8 @@ fn query_schema(route: &str, name: &str) -> (Value, bool) {
         (_, "page") => int(u64::from(u32::MAX)),
         ("AuditStats", "days") => int(366),
         ("BackupsPerDay", "days") => int(90),
+        ("ListDeliveries", "limit") => int(500),
+        ("ListDeliveries", "state") => one_of(&["pending", "delivered", "failed"]),
         (_, "days") => int(3660),
         (_, "from" | "to") => date,
         (_, "engine_type") => one_of(&["mysql", "postgresql", "sqlserver"]),

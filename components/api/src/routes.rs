@@ -12,7 +12,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use crate::error::ApiResult;
 use crate::http::{Cx, Reply, Verb};
 use crate::{access_requests, audit_log, auth, backups, engines, me, policies, probe, settings, status, users};
-use crate::{databases, openapi, restores};
+use crate::{databases, notifications, openapi, restores};
 
 pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// A handler: what it is given, what it answers.
@@ -137,6 +137,7 @@ impl Route {
 }
 
 use dilux_domain::engine::{CreateDatabase, CreateEngine, UpdateDatabase, UpdateEngine};
+use dilux_domain::notify::{ChannelInput, ChannelView, Delivery};
 use dilux_domain::policy::PolicyInput;
 use dilux_domain::probe::ProbeResult;
 use dilux_domain::settings::{
@@ -447,6 +448,40 @@ pub static ROUTES: &[Route] = &[
     .audited("storage_soft_delete_enabled", "settings")
     .body(schema::<status::SoftDelete>)
     .returns(schema::<dilux_store::Protection>),
+    // Notifications. Viewers see where notifications go (never a secret); only admins change or test it.
+    r(Get, "/api/notifications/channels", "ListChannels", h!(notifications::list_channels), "Notification channels")
+        .needs(View)
+        .returns(schema::<notifications::ChannelList>),
+    r(Post, "/api/notifications/channels", "CreateChannel", h!(notifications::create_channel), "Add a channel")
+        .needs(ManageSettings)
+        .audited("notification_channel_created", "notification_channel")
+        .body(schema::<ChannelInput>)
+        .returns(schema::<ChannelView>)
+        .ok(201),
+    r(Get, "/api/notifications/channels/{id}", "GetChannel", h!(notifications::get_channel), "One channel")
+        .needs(View)
+        .returns(schema::<ChannelView>),
+    r(Put, "/api/notifications/channels/{id}", "UpdateChannel", h!(notifications::update_channel), "Replace a channel")
+        .needs(ManageSettings)
+        .audited("notification_channel_updated", "notification_channel")
+        .body(schema::<ChannelInput>)
+        .returns(schema::<ChannelView>)
+        .if_match(),
+    r(Delete, "/api/notifications/channels/{id}", "DeleteChannel", h!(notifications::delete_channel), "Delete one")
+        .needs(ManageSettings)
+        .audited("notification_channel_deleted", "notification_channel"),
+    r(Post, "/api/notifications/channels/{id}/test", "TestChannel", h!(notifications::test_channel), "Send a test")
+        .needs(ManageSettings)
+        .audited("notification_test_sent", "notification_channel")
+        .returns(schema::<Delivery>),
+    r(Get, "/api/notifications/deliveries", "ListDeliveries", h!(notifications::list_deliveries), "Delivery log")
+        .needs(View)
+        .query(&[
+            ("channel_id", "one channel"),
+            ("state", "pending, delivered or failed"),
+            ("limit", "newest rows kept, 1 to 500 (default 100)"),
+        ])
+        .returns(schema::<notifications::DeliveryList>),
 ];
 
 fn health() -> serde_json::Value {

@@ -47,7 +47,7 @@ pub async fn update(cx: &Cx<'_>) -> ApiResult<Reply> {
 
 #[derive(serde::Serialize, schemars::JsonSchema)]
 pub struct Resealed {
-    /// Passwords sealed again under the current `seal_key`.
+    /// Passwords (and notification channel secrets) sealed again under the current `seal_key`.
     pub resealed: usize,
     /// Already under the current key.
     pub unchanged: usize,
@@ -71,6 +71,38 @@ pub async fn reseal(cx: &Cx<'_>) -> ApiResult<Reply> {
         {
             d.password_sealed = Some(again);
             out.write(app.stores.databases.replace(&d.id.clone(), &d, Some(&etag)).await)?;
+        }
+    }
+    for (mut c, etag) in app.stores.channels.list().await? {
+        let whose = || format!("notification channel `{}`", c.name);
+        let mut changed = false;
+        let fields = [
+            c.url_sealed.clone(),
+            c.secret_sealed.clone(),
+            c.headers_sealed.clone(),
+            c.smtp.as_ref().and_then(|s| s.password_sealed.clone()),
+        ];
+        let again: Vec<Option<String>> = fields.iter().map(|f| out.reseal(app, f.as_deref(), &c.id, whose)).collect();
+        for (slot, new) in [&mut c.url_sealed, &mut c.secret_sealed, &mut c.headers_sealed].into_iter().zip(&again) {
+            if let Some(n) = new {
+                *slot = Some(n.clone());
+                changed = true;
+            }
+        }
+        if let (Some(s), Some(n)) = (c.smtp.as_mut(), &again[3]) {
+            s.password_sealed = Some(n.clone());
+            changed = true;
+        }
+        // Each secret counts; a channel changed meanwhile keeps all of its new ones.
+        if changed {
+            let n = again.iter().flatten().count();
+            match app.stores.channels.replace(&c.id.clone(), &c, Some(&etag)).await {
+                Err(dilux_store::StoreError::Changed { .. }) => {
+                    out.resealed -= n;
+                    out.unchanged += n;
+                }
+                other => other.map(|_| ()).map_err(crate::error::ApiError::from)?,
+            }
         }
     }
     let summary = format!("{} resealed, {} unreadable", out.resealed, out.unreadable.len());

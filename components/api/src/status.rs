@@ -1,7 +1,7 @@
 //! `GET /api/system-status`: is storage reachable, how deep is the job queue, is the dumper-host
 //! there, did the ticks run, and which databases are missing backups.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use dilux_domain::drill::{drill_alert, DrillState};
 use dilux_domain::policy::{effective_policy_id, overdue};
 use dilux_domain::schedule::{ScheduleState, TickRecord};
@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::error::ApiResult;
 use crate::http::{Cx, Reply};
+use crate::App;
 
 /// How far back a suspect newest backup is looked for.
 const SUSPECT_ALERT_DAYS: i64 = 14;
@@ -18,12 +19,17 @@ const SUSPECT_ALERT_DAYS: i64 = 14;
 const SCHEDULER_STALE_MINUTES: i64 = 5;
 
 pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
-    let (stores, now) = (&cx.app.stores, cx.now);
+    Ok(Reply::json(&report(cx.app, cx.now).await?))
+}
+
+/// The status page's document: also what the notify tick reads its incidents from.
+pub async fn report(app: &App, now: DateTime<Utc>) -> ApiResult<serde_json::Value> {
+    let stores = &app.stores;
     let queue_depth = stores.jobs.depth().await?;
     let dbs = stores.databases.list().await?;
     let engines = stores.engines.list().await?;
     let states: Vec<ScheduleState> = stores.schedule.list().await?.into_iter().map(|(s, _)| s).collect();
-    let policies = crate::policies::all(cx.app).await?;
+    let policies = crate::policies::all(app).await?;
     let drill_states: Vec<DrillState> = stores.drills.list().await?.into_iter().map(|(s, _)| s).collect();
     let mut alerts = Vec::new();
     let mut drills = Vec::new();
@@ -170,7 +176,7 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
     };
     let tick_view = |t: Option<&TickRecord>| t.map(|t| json!({ "at": t.at, "ok": t.ok, "detail": t.detail }));
     let degraded = alerts.iter().any(|a| a["severity"] == "error");
-    Ok(Reply::json(&json!({
+    Ok(json!({
         "status": if degraded { "degraded" } else { "healthy" },
         "storage": { "reachable": true, "protection": protection },
         "queue": { "name": dilux_domain::JOBS_QUEUE, "depth": queue_depth },
@@ -183,7 +189,7 @@ pub async fn system_status(cx: &Cx<'_>) -> ApiResult<Reply> {
         "unauthenticated_requests_24h": stores.audit.unauthenticated_since(now - Duration::hours(24)).await?,
         "failing_databases": failing,
         "alerts": alerts,
-    })))
+    }))
 }
 
 /// `POST /api/system-status/soft-delete`: how long deleted or overwritten backups stay recoverable.

@@ -141,6 +141,7 @@ pub async fn ensure_app_storage(a: &Account, container: &str) -> Result<(), Stor
             t::SETTINGS,
             t::ACCESS_REQUESTS,
             t::RESTORES,
+            t::NOTIFICATIONS,
             t::COUNTERS,
         ],
         &[dilux_domain::JOBS_QUEUE, dilux_domain::restore::RESTORE_JOBS_QUEUE],

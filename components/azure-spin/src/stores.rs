@@ -10,6 +10,7 @@ use dilux_azure::{blob, queue, Account, BlobSas, SasPermissions};
 use dilux_domain::audit::AuditLog;
 use dilux_domain::backup::{HistoryStats, StatsFields};
 use dilux_domain::manifest::{manifest_blob, MANIFEST_SUFFIX};
+use dilux_domain::notify::{Outgoing, SendResult, NOTIFY_PATH};
 use dilux_domain::probe::{ProbeRequest, ProbeResult, PROBE_PATH};
 use dilux_domain::{tables, BackupResult};
 use dilux_store::HourCount;
@@ -363,14 +364,14 @@ impl Files for AzureFiles {
 
 /// The dumper-host's probe endpoint at `url` (its base), with its shared secret.
 pub struct HttpDumper {
-    /// `None`: not configured (the variables are missing).
+    /// Its base URL and token; `None`: not configured (the variables are missing).
     pub endpoint: Option<(String, String)>,
 }
 
 impl HttpDumper {
     pub fn new(url: Option<String>, token: Option<String>) -> Self {
         let endpoint = match (url, token) {
-            (Some(u), Some(t)) => Some((format!("{}{PROBE_PATH}", u.trim_end_matches('/')), t)),
+            (Some(u), Some(t)) => Some((u.trim_end_matches('/').to_string(), t)),
             _ => None,
         };
         HttpDumper { endpoint }
@@ -386,7 +387,8 @@ impl HttpDumper {
 #[async_trait(?Send)]
 impl Dumper for HttpDumper {
     async fn probe(&self, req: &ProbeRequest) -> Result<ProbeResult, ServiceError> {
-        let (url, token) = self.endpoint()?;
+        let (base, token) = self.endpoint()?;
+        let url = &format!("{base}{PROBE_PATH}");
         let body = serde_json::to_vec(req).expect("probe requests serialize");
         let request = spin_sdk::http::Request::post(url, body)
             .header("authorization", format!("Bearer {token}"))
@@ -402,8 +404,10 @@ impl Dumper for HttpDumper {
     }
 
     async fn health(&self) -> Result<serde_json::Value, ServiceError> {
-        let (url, token) = self.endpoint()?;
-        let request = spin_sdk::http::Request::get(url).header("authorization", format!("Bearer {token}")).build();
+        let (base, token) = self.endpoint()?;
+        let url = format!("{base}{PROBE_PATH}");
+        let request =
+            spin_sdk::http::Request::get(url.as_str()).header("authorization", format!("Bearer {token}")).build();
         match spin_sdk::http::send::<_, spin_sdk::http::Response>(request).await {
             Ok(r) if *r.status() == 200 => Ok(serde_json::from_slice(r.body()).unwrap_or_default()),
             Ok(r) => {
@@ -413,6 +417,24 @@ impl Dumper for HttpDumper {
                 "the dumper-host at {url} does not answer ({e}); backups cannot run"
             ))),
         }
+    }
+
+    async fn send(&self, outgoing: &Outgoing) -> Result<SendResult, ServiceError> {
+        let (base, token) = self.endpoint()?;
+        let url = format!("{base}{NOTIFY_PATH}");
+        let body = serde_json::to_vec(outgoing).expect("notifications serialize");
+        let request = spin_sdk::http::Request::post(&url, body)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .build();
+        let unreachable = |detail: String| ServiceError::Unreachable(format!("the dumper-host at {base} {detail}"));
+        let resp: spin_sdk::http::Response = spin_sdk::http::send(request)
+            .await
+            .map_err(|e| unreachable(format!("could not send the notification ({e})")))?;
+        if *resp.status() != 200 {
+            return Err(unreachable(format!("could not send the notification (it answered {})", resp.status())));
+        }
+        serde_json::from_slice(resp.body()).map_err(|e| unreachable(format!("gave an unreadable answer: {e}")))
     }
 }
 
@@ -465,6 +487,10 @@ impl AzureStorage {
                 queue: dilux_domain::restore::RESTORE_JOBS_QUEUE,
             }),
             files: Box::new(AzureFiles(self.clone())),
+            channels: Box::new(TableRecords::new(self, tables::NOTIFICATIONS, "channel")),
+            deliveries: Box::new(TableRecords::new(self, tables::NOTIFICATIONS, "delivery")),
+            incidents: Box::new(TableRecords::new(self, tables::NOTIFICATIONS, "incident")),
+            notify_cursor: Box::new(TableRecords::new(self, tables::NOTIFICATIONS, "cursor")),
             dumper: Box::new(dumper),
             keys: Box::new(HttpKeySource),
         }

@@ -11,6 +11,7 @@ pub mod entity;
 pub mod error;
 pub mod log;
 pub mod manifest;
+pub mod notify;
 pub mod policy;
 pub mod probe;
 pub mod restore;
@@ -45,6 +46,8 @@ pub mod tables {
     pub const COUNTERS: &str = "requestcounters";
     /// One row per restore.
     pub const RESTORES: &str = "restorehistory";
+    /// Notification channels, the outbox and delivery log, open incidents, the notify cursor.
+    pub const NOTIFICATIONS: &str = "notifications";
     /// The single partition of the engines table.
     pub const ENGINE_PK: &str = "engine";
     /// The single partition of the databases table.

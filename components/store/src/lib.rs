@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dilux_domain::audit::AuditLog;
 use dilux_domain::backup::HistoryStats;
+use dilux_domain::notify::{Channel, Delivery, Incident, NotifyCursor, Outgoing, SendResult};
 use dilux_domain::policy::PolicyRow;
 use dilux_domain::probe::{ProbeRequest, ProbeResult};
 use dilux_domain::restore::RestoreResult;
@@ -166,6 +167,9 @@ pub trait Dumper {
     async fn probe(&self, request: &ProbeRequest) -> Result<ProbeResult, ServiceError>;
     /// Its own report (installed tools).
     async fn health(&self) -> Result<serde_json::Value, ServiceError>;
+    /// Sends one rendered notification. A destination that refuses it is a result (`ok: false`); an error
+    /// means the dumper-host itself could not be asked.
+    async fn send(&self, outgoing: &Outgoing) -> Result<SendResult, ServiceError>;
 }
 
 /// Where the identity provider publishes its signing keys.
@@ -203,6 +207,14 @@ pub struct Stores {
     /// The restore jobs queue.
     pub restore_jobs: Box<dyn Jobs>,
     pub files: Box<dyn Files>,
+    /// Notification channels, by id.
+    pub channels: Box<dyn Records<Channel>>,
+    /// The notification outbox and delivery log, by [`dilux_domain::notify::delivery_key`].
+    pub deliveries: Box<dyn Records<Delivery>>,
+    /// Open incidents, by key.
+    pub incidents: Box<dyn Records<Incident>>,
+    /// One record, [`dilux_domain::notify::CURSOR_KEY`].
+    pub notify_cursor: Box<dyn Records<NotifyCursor>>,
     pub dumper: Box<dyn Dumper>,
     pub keys: Box<dyn KeySource>,
 }

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dilux_domain::audit::AuditLog;
 use dilux_domain::manifest::MANIFEST_SUFFIX;
+use dilux_domain::notify::{Outgoing, SendResult};
 use dilux_domain::probe::{ProbeRequest, ProbeResult};
 use dilux_domain::BackupResult;
 use dilux_store::{
@@ -373,6 +374,10 @@ pub struct FakeDumper {
     pub answer: Shared<ProbeResult>,
     pub down: Shared<bool>,
     pub asked: Shared<Vec<ProbeRequest>>,
+    /// Every notification it was given to send.
+    pub sent: Shared<Vec<Outgoing>>,
+    /// Destinations (URL prefixes or SMTP hosts) that refuse what is sent to them.
+    pub refusing: Shared<Vec<String>>,
 }
 
 impl Default for FakeDumper {
@@ -385,7 +390,13 @@ impl Default for FakeDumper {
             duration_ms: 3,
             databases: vec![],
         };
-        FakeDumper { answer: Rc::new(RefCell::new(answer)), down: Rc::default(), asked: Rc::default() }
+        FakeDumper {
+            answer: Rc::new(RefCell::new(answer)),
+            down: Rc::default(),
+            asked: Rc::default(),
+            sent: Rc::default(),
+            refusing: Rc::default(),
+        }
     }
 }
 
@@ -410,6 +421,20 @@ impl Dumper for FakeDumper {
             return Err(ServiceError::Unreachable("the dumper-host does not answer; backups cannot run".into()));
         }
         Ok(serde_json::json!({ "tools": { "pg_dump": ["15"], "mariadb-dump": true } }))
+    }
+
+    async fn send(&self, outgoing: &Outgoing) -> Result<SendResult, ServiceError> {
+        if *self.down.borrow() {
+            return Err(ServiceError::Unreachable("the dumper-host does not answer".into()));
+        }
+        self.sent.borrow_mut().push(outgoing.clone());
+        let to = match outgoing {
+            Outgoing::Http { url, .. } => url.clone(),
+            Outgoing::Smtp { host, .. } => host.clone(),
+        };
+        let refused = self.refusing.borrow().iter().any(|r| to.starts_with(r.as_str()));
+        let (ok, status) = if refused { (false, 500) } else { (true, 200) };
+        Ok(SendResult { ok, status: Some(status), message: if ok { "ok" } else { "refused" }.into(), duration_ms: 1 })
     }
 }
 
@@ -448,6 +473,10 @@ pub struct Memory {
     pub jobs: MemJobs,
     pub restore_jobs: MemJobs,
     pub files: MemFiles,
+    pub channels: MemRecords<dilux_domain::notify::Channel>,
+    pub deliveries: MemRecords<dilux_domain::notify::Delivery>,
+    pub incidents: MemRecords<dilux_domain::notify::Incident>,
+    pub notify_cursor: MemRecords<dilux_domain::notify::NotifyCursor>,
     pub dumper: FakeDumper,
     pub keys: FakeKeys,
 }
@@ -473,6 +502,10 @@ impl Default for Memory {
             jobs: MemJobs::default(),
             restore_jobs: MemJobs::default(),
             files: MemFiles::default(),
+            channels: MemRecords::new("channel", &v),
+            deliveries: MemRecords::new("delivery", &v),
+            incidents: MemRecords::new("incident", &v),
+            notify_cursor: MemRecords::new("notify cursor", &v),
             dumper: FakeDumper::default(),
             keys: FakeKeys::default(),
         }
@@ -500,6 +533,10 @@ impl Memory {
             jobs: Box::new(self.jobs.clone()),
             restore_jobs: Box::new(self.restore_jobs.clone()),
             files: Box::new(self.files.clone()),
+            channels: Box::new(self.channels.clone()),
+            deliveries: Box::new(self.deliveries.clone()),
+            incidents: Box::new(self.incidents.clone()),
+            notify_cursor: Box::new(self.notify_cursor.clone()),
             dumper: Box::new(self.dumper.clone()),
             keys: Box::new(self.keys.clone()),
         }

@@ -2,6 +2,7 @@ pub mod audit;
 pub mod backups;
 pub mod dashboard;
 pub mod databases;
+pub mod notifications;
 pub mod policies;
 pub mod restores;
 pub mod servers;

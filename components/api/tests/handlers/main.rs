@@ -3,6 +3,7 @@
 
 mod backups;
 mod catalog;
+mod notifications;
 mod people;
 mod restores;
 mod routing;
