@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dilux_domain::notify::{is_forbidden_ip, Outgoing, SendResult, SmtpSecurity};
+use dilux_domain::notify::{clip, is_forbidden_ip, Outgoing, SendResult, SmtpSecurity};
 
 /// A destination has this long to take a notification.
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
@@ -45,12 +45,9 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
+/// At most `MAX_ANSWER` characters of `s`, then `…`.
 fn short(s: &str) -> String {
-    let s = s.trim();
-    if s.chars().count() <= MAX_ANSWER {
-        return s.to_string();
-    }
-    s.chars().take(MAX_ANSWER).collect::<String>() + "…"
+    clip(s.trim(), MAX_ANSWER + 1)
 }
 
 async fn http(url: &str, headers: &[(String, String)], body: &str) -> (bool, Option<u16>, String) {

@@ -371,16 +371,15 @@ pub async fn tick(app: &App, now: DateTime<Utc>) -> ApiResult<TickReport> {
     if cursor.as_ref().is_none_or(|(c, _)| c.since < until) {
         s.notify_cursor.upsert(CURSOR_KEY, &NotifyCursor { since: until }).await?;
     }
-    work_outbox(app, now, &mut report).await?;
+    work_outbox(app, &channels, now, &mut report).await?;
     Ok(report)
 }
 
-/// Sends what is due, a few at once; forgets what the log no longer keeps.
-async fn work_outbox(app: &App, now: DateTime<Utc>, report: &mut TickReport) -> ApiResult<()> {
+/// Sends what is due to the `enabled` channels, a few at once; forgets what the log no longer keeps.
+async fn work_outbox(app: &App, enabled: &[Channel], now: DateTime<Utc>, report: &mut TickReport) -> ApiResult<()> {
     let s = &app.stores;
     let all = s.deliveries.list().await?;
-    let channels: BTreeMap<String, Channel> =
-        s.channels.list().await?.into_iter().map(|(c, _)| (c.id.clone(), c)).collect();
+    let channels: BTreeMap<&str, &Channel> = enabled.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut due = Vec::new();
     for (d, etag) in all {
         if d.expired(now) {
@@ -403,7 +402,7 @@ async fn work_outbox(app: &App, now: DateTime<Utc>, report: &mut TickReport) -> 
             }
         }
         let sends = claimed.iter().map(|(d, _)| async {
-            match channels.get(&d.channel_id).filter(|c| c.enabled) {
+            match channels.get(d.channel_id.as_str()) {
                 Some(c) => Some(send(app, c, d, now).await),
                 None => None,
             }

@@ -170,7 +170,8 @@ impl Event {
     }
 }
 
-fn clip(s: &str, max: usize) -> String {
+/// `s` cut to at most `max` characters, the last one `…` when it was longer.
+pub fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
