@@ -37,6 +37,8 @@ pub enum Kind {
     BackupRunning,
     RestoreInProgress,
     HasDatabases,
+    /// A notification channel's kind cannot change.
+    KindFixed,
     LastAdmin,
     NoCredentials,
     Orphaned,
@@ -68,7 +70,7 @@ impl Kind {
             NotFound | NoRoute => 404,
             MethodNotAllowed => 405,
             Duplicate | AlreadyResolved | BackupInProgress | BackupRunning | RestoreInProgress | HasDatabases
-            | LastAdmin | NoCredentials | Orphaned | PolicyInUse | SystemPolicy | UnreadableSecret => 409,
+            | KindFixed | LastAdmin | NoCredentials | Orphaned | PolicyInUse | SystemPolicy | UnreadableSecret => 409,
             Changed => 412,
             BodyTooLarge => 413,
             Misconfigured | TokenError => 500,
@@ -97,6 +99,7 @@ impl Kind {
             BackupRunning => "backup_running",
             RestoreInProgress => "restore_in_progress",
             HasDatabases => "has_databases",
+            KindFixed => "kind_fixed",
             LastAdmin => "last_admin",
             NoCredentials => "no_credentials",
             Orphaned => "orphaned",

@@ -257,17 +257,22 @@ pub fn query_params(q: &str) -> Vec<(String, String)> {
 }
 
 fn decode(s: &str) -> String {
-    let s = s.replace('+', " ");
+    percent_decode(&s.replace('+', " "))
+}
+
+/// `%XX` escapes to their bytes (a path segment: `+` stays itself); what is not UTF-8 becomes U+FFFD.
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if let (b'%', Some(hi), Some(lo)) =
+            (bytes[i], bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -364,6 +369,8 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_decoded() {
+        assert_eq!(percent_decode("email%3Aa%40b.c+%C3%B1%a%zz%"), "email:a@b.c+ñ%a%zz%");
+        assert_eq!(percent_decode("%é%aé"), "%é%aé");
         let q = query_params("a=x%2Fy&b=1+2&c");
         assert_eq!(param(&q, "a"), Some("x/y"));
         assert_eq!(param(&q, "b"), Some("1 2"));

@@ -73,6 +73,9 @@ pub async fn handle(app: Result<&App, &ApiError>, req: &Request) -> Response {
             return Response::error(&e);
         }
     };
+    // Clients escape what a path segment may not hold (`:` in `email:…`, any non-ASCII): ids are their text.
+    let decoded: Vec<String> = params.iter().map(|p| http::percent_decode(p)).collect();
+    let params: Vec<&str> = decoded.iter().map(String::as_str).collect();
     // Path ids become Table keys: one storage would refuse is a bad request, not an outage.
     if params.iter().any(|p| !dilux_domain::entity::valid_key(p)) {
         return Response::error(&ApiError::field("id", dilux_domain::entity::KEY_RULE));

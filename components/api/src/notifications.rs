@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use dilux_domain::notify::{
     incident_key, reconcile, render, Channel, ChannelInput, ChannelView, Condition, Delivery, DeliveryState, Event,
-    EventKind, Incident, NotifyCursor, Opened, SendResult, Severity, Subject, CONSECUTIVE_FAILURES, CURSOR_KEY,
+    EventKind, Incident, NewChannel, NotifyCursor, Opened, SendResult, Severity, Subject, CONSECUTIVE_FAILURES,
+    CURSOR_KEY,
 };
 use dilux_domain::policy::effective_policy_id;
 use dilux_domain::restore::RestorePurpose;
@@ -18,7 +19,7 @@ use dilux_store::{HistoryQuery, StoreError};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::error::{changed_meanwhile, ApiError, ApiResult};
+use crate::error::{changed_meanwhile, ApiError, ApiResult, Kind};
 use crate::http::{enum_param, number_param, typed, Cx, Reply};
 use crate::App;
 
@@ -76,7 +77,7 @@ pub async fn list_channels(cx: &Cx<'_>) -> ApiResult<Reply> {
 
 /// `POST /api/notifications/channels`.
 pub async fn create_channel(cx: &Cx<'_>) -> ApiResult<Reply> {
-    let input: ChannelInput = cx.body()?;
+    let NewChannel(input) = cx.body()?;
     let id = uuid::Uuid::new_v4().to_string();
     let channel = Channel::apply(&id, &input, None, &|s| cx.app.sealer.seal(s, &id), cx.now)?;
     cx.app.stores.channels.insert(&id, &channel).await?;
@@ -94,9 +95,14 @@ pub async fn get_channel(cx: &Cx<'_>) -> ApiResult<Reply> {
 pub async fn update_channel(cx: &Cx<'_>) -> ApiResult<Reply> {
     let (app, id) = (cx.app, cx.id());
     let input: ChannelInput = cx.body()?;
+    input.validate(false)?;
     let (old, etag) = load(app, id).await?;
     cx.check_if_match(&etag, "the channel")?;
-    let channel = Channel::apply(id, &input, Some(&old), &|s| app.sealer.seal(s, id), cx.now)?;
+    // The body is valid on its own: what is left to refuse is what it cannot change over the stored channel.
+    let channel = Channel::apply(id, &input, Some(&old), &|s| app.sealer.seal(s, id), cx.now).map_err(|e| {
+        let kind = if e.field == "kind" { Kind::KindFixed } else { Kind::NoCredentials };
+        ApiError::new(kind, format!("{}: {}", e.field, e.message)).on_field(&e.field)
+    })?;
     let new_etag =
         app.stores.channels.replace(id, &channel, Some(&etag)).await.map_err(changed_meanwhile("the channel"))?;
     Ok(Reply::json(&ChannelView::from(&channel)).etag(new_etag).about(id, &channel.name))

@@ -137,7 +137,7 @@ impl Route {
 }
 
 use dilux_domain::engine::{CreateDatabase, CreateEngine, UpdateDatabase, UpdateEngine};
-use dilux_domain::notify::{ChannelInput, ChannelView, Delivery};
+use dilux_domain::notify::{ChannelInput, ChannelView, Delivery, NewChannel};
 use dilux_domain::policy::PolicyInput;
 use dilux_domain::probe::ProbeResult;
 use dilux_domain::settings::{
@@ -455,7 +455,7 @@ pub static ROUTES: &[Route] = &[
     r(Post, "/api/notifications/channels", "CreateChannel", h!(notifications::create_channel), "Add a channel")
         .needs(ManageSettings)
         .audited("notification_channel_created", "notification_channel")
-        .body(schema::<ChannelInput>)
+        .body(schema::<NewChannel>)
         .returns(schema::<ChannelView>)
         .ok(201),
     r(Get, "/api/notifications/channels/{id}", "GetChannel", h!(notifications::get_channel), "One channel")

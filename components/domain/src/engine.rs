@@ -441,7 +441,7 @@ impl UpdateDatabase {
     }
 }
 
-fn validate_name(field: &str, v: &str) -> Result<(), FieldError> {
+pub(crate) fn validate_name(field: &str, v: &str) -> Result<(), FieldError> {
     let t = v.trim();
     if t.is_empty() {
         return Err(FieldError::new(field, "must not be empty"));

@@ -192,12 +192,15 @@ pub struct Filters {
     pub min_severity: Severity,
     /// Only events about these databases.
     #[serde(default)]
+    #[schemars(length(max = 500))]
     pub database_ids: Vec<String>,
     /// Only events about databases on these servers.
     #[serde(default)]
+    #[schemars(length(max = 500))]
     pub engine_ids: Vec<String>,
     /// Only events about databases under these policies.
     #[serde(default)]
+    #[schemars(length(max = 100))]
     pub policy_ids: Vec<String>,
 }
 
@@ -309,10 +312,14 @@ pub struct Channel {
 /// `smtp` in a channel's create or update body.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("allOf" = crate::schema::smtp_rules()))]
 pub struct SmtpInput {
+    /// A host name or IP address; with `security: none`, this machine (`localhost`, `127.x.x.x`, `::1`).
+    #[schemars(regex(pattern = crate::schema::HOST), length(min = 1, max = 253))]
     pub host: String,
     /// Default: 587 for `starttls`, 465 for `tls`, 25 for `none`.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     #[serde(default)]
     pub security: SmtpSecurity,
@@ -321,8 +328,10 @@ pub struct SmtpInput {
     /// Kept when an update leaves it out (and the server is unchanged).
     #[serde(default)]
     pub password: Option<String>,
+    #[schemars(regex(pattern = crate::schema::MAILBOX), length(max = 254))]
     pub from: String,
     /// 1 to 20 addresses.
+    #[schemars(length(min = 1, max = 20), inner(regex(pattern = crate::schema::MAILBOX), length(max = 254)))]
     pub to: Vec<String>,
 }
 
@@ -330,20 +339,26 @@ pub struct SmtpInput {
 /// replaces the channel; secrets left out are kept).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("allOf" = crate::schema::channel_by_kind(false)))]
 pub struct ChannelInput {
     /// 1 to 100 characters.
+    #[schemars(regex(pattern = crate::schema::NAME), length(max = 100))]
     pub name: String,
     pub kind: ChannelKind,
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// Webhook, Slack and Teams: the endpoint, `https://` (plain `http://` only to this machine).
+    /// Webhook, Slack and Teams: the endpoint, `https://` and a DNS name or IPv4 address (plain `http://`
+    /// only to this machine); not the link-local range, where the cloud metadata service answers.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::schema::NOTIFY_URL), length(max = 2048), extend("not" = forbidden_url()))]
     pub url: Option<String>,
-    /// Webhook only: the HMAC-SHA256 key of the `X-Dilux-Signature` header, at least 16 characters.
+    /// Webhook only: the HMAC-SHA256 key of the `X-Dilux-Signature` header, 16 to 256 characters.
     #[serde(default)]
+    #[schemars(length(min = 16, max = 256))]
     pub secret: Option<String>,
     /// Webhook only: up to 20 extra headers (e.g. an API key); replaced as a whole when given.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::webhook_headers")]
     pub headers: Option<BTreeMap<String, String>>,
     /// Email only.
     #[serde(default)]
@@ -352,17 +367,35 @@ pub struct ChannelInput {
     pub filters: Option<Filters>,
 }
 
+fn forbidden_url() -> serde_json::Value {
+    json!({ "type": "string", "pattern": crate::schema::FORBIDDEN_URL })
+}
+
+/// The body of `POST /api/notifications/channels`: a channel with its destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct NewChannel(pub ChannelInput);
+
+impl schemars::JsonSchema for NewChannel {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NewChannel".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = ChannelInput::json_schema(generator);
+        schema.insert("allOf".into(), crate::schema::channel_by_kind(true));
+        schema
+    }
+}
+
 /// Headers the sender sets itself, or that would change how the request travels.
-const RESERVED_HEADERS: [&str; 8] =
+pub const RESERVED_HEADERS: [&str; 8] =
     ["host", "content-length", "content-type", "transfer-encoding", "connection", "te", "upgrade", "trailer"];
 
 impl ChannelInput {
     /// Checks everything that does not depend on what is stored. `creating`: the destination is required.
     pub fn validate(&self, creating: bool) -> Result<(), FieldError> {
-        let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(FieldError::new("name", "must be 1 to 100 characters"));
-        }
+        crate::engine::validate_name("name", &self.name)?;
         let http = self.kind != ChannelKind::Email;
         match (&self.url, http) {
             (Some(u), true) => validate_url("url", u)?,
@@ -375,7 +408,7 @@ impl ChannelInput {
             return Err(FieldError::new(field, "is for webhook channels only"));
         }
         if let Some(s) = &self.secret {
-            if s.chars().count() < 16 || s.len() > 256 {
+            if !(16..=256).contains(&s.chars().count()) {
                 return Err(FieldError::new("secret", "must be 16 to 256 characters"));
             }
         }
@@ -393,7 +426,7 @@ impl ChannelInput {
                          hop-by-hop or X-Dilux-*)",
                     ));
                 }
-                if v.len() > 4096 || v.chars().any(|c| c.is_control()) {
+                if v.chars().count() > 4096 || v.chars().any(|c| c.is_control()) {
                     return Err(FieldError::new(format!("headers.{k}"), "value: at most 4096 characters, no control"));
                 }
             }
@@ -422,10 +455,8 @@ impl ChannelInput {
 
 impl SmtpInput {
     fn validate(&self) -> Result<(), FieldError> {
-        let host = self.host.trim();
-        if host.is_empty() || host.len() > 253 || host.contains(|c: char| c.is_whitespace() || c == '/') {
-            return Err(FieldError::new("smtp.host", "must be a host name or IP address"));
-        }
+        crate::engine::validate_host(&self.host).map_err(|e| FieldError::new("smtp.host", e.message))?;
+        let host = self.host.as_str();
         if self.port == Some(0) {
             return Err(FieldError::new("smtp.port", "must be between 1 and 65535"));
         }
@@ -454,8 +485,8 @@ impl SmtpInput {
     }
 }
 
-fn validate_address(field: &str, a: &str) -> Result<(), FieldError> {
-    let ok = a.len() <= 254
+pub(crate) fn validate_address(field: &str, a: &str) -> Result<(), FieldError> {
+    let ok = a.chars().count() <= 254
         && a.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
         && !a.contains(|c: char| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c));
     if ok {
@@ -465,26 +496,34 @@ fn validate_address(field: &str, a: &str) -> Result<(), FieldError> {
     }
 }
 
-/// `localhost` or a loopback IP literal.
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+/// `localhost` (any case), an IPv4 address in `127.0.0.0/8`, or `::1` (bracketed or not). Literal forms
+/// only: what the API's schema can say exactly.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        || host == "::1"
+        || host == "[::1]"
 }
 
-/// The host of an `http(s)://` URL, and whether it is https. No userinfo: a password in a URL leaks.
+/// The host of an `http(s)://` URL, and whether it is https: a DNS name or IPv4 address (or `[::1]`), then
+/// an optional port, then nothing or `/`, `?`, `#`. No userinfo: a password in a URL leaks.
 fn url_host(url: &str) -> Option<(bool, &str)> {
     let (https, rest) =
         if let Some(r) = url.strip_prefix("https://") { (true, r) } else { (false, url.strip_prefix("http://")?) };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.contains('@') {
-        return None;
-    }
-    let host = if authority.starts_with('[') {
-        authority.split_inclusive(']').next().unwrap_or(authority)
-    } else {
-        authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
+    let (host, port) = match authority.strip_prefix("[::1]") {
+        Some(after) => ("[::1]", after),
+        None => authority.split_at(authority.find(':').unwrap_or(authority.len())),
     };
-    Some((https, host))
+    let name_ok = (host == "[::1]" && !https)
+        || (!host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| {
+            (1..=5).contains(&p.len())
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u32>().is_ok_and(|p| p <= 65535)
+        });
+    (name_ok && port_ok).then_some((https, host))
 }
 
 /// Addresses a notification must never be sent to: the cloud's metadata service and the unspecified
@@ -502,13 +541,15 @@ pub fn is_forbidden_ip(ip: std::net::IpAddr) -> bool {
 
 fn validate_url(field: &str, url: &str) -> Result<(), FieldError> {
     let bad = |why: &str| Err(FieldError::new(field, why));
-    if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if url.chars().count() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("must be a URL of at most 2048 characters, without spaces");
     }
     let Some((https, host)) = url_host(url) else {
-        return bad("must be an https:// URL with a host (and no user:password@)");
+        return bad(
+            "must be an https:// URL with a DNS name or IPv4 address, an optional port (and no user:password@)",
+        );
     };
-    if !https && !is_loopback_host(host) {
+    if !https && (host.is_empty() || !is_loopback_host(host)) {
         return bad("must be https:// (plain http:// only to this machine)");
     }
     if host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(is_forbidden_ip) {

@@ -70,6 +70,94 @@ pub const NO_CONTROL: &str = concat!("^[^", ctrl!(), "]*$");
 /// A Table key (an id): 1 to 260 characters, none of `/ \ # ?` or control characters.
 pub const KEY: &str = concat!("^[^/\\\\#?", ctrl!(), "]+$");
 
+/// An IPv4 octet as Rust's parser takes it (no leading zeros).
+macro_rules! octet {
+    () => {
+        "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+    };
+}
+/// A port: up to five digits, at most 65535.
+macro_rules! port {
+    () => {
+        "(0[0-9]{4}|[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+    };
+}
+/// This machine: `localhost` (any case), `127.0.0.0/8` or `[::1]`.
+macro_rules! loopback {
+    () => {
+        concat!(
+            "([Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|127\\.",
+            octet!(),
+            "\\.",
+            octet!(),
+            "\\.",
+            octet!(),
+            "|\\[::1\\])"
+        )
+    };
+}
+
+/// A notification endpoint: `https://` and a DNS name or IPv4 address, or plain `http://` to this machine;
+/// an optional port; no `user:password@`, no whitespace or control characters.
+pub const NOTIFY_URL: &str =
+    concat!("^(https://[A-Za-z0-9._-]+|http://", loopback!(), ")(:", port!(), ")?([/?#][^", space!(), ctrl!(), "]*)?$");
+
+/// What a notification endpoint must not be: the link-local range (the cloud metadata service), the
+/// unspecified or the broadcast address.
+pub const FORBIDDEN_URL: &str =
+    concat!("^https://(169\\.254\\.", octet!(), "\\.", octet!(), "|0\\.0\\.0\\.0|255\\.255\\.255\\.255)([:/?#]|$)");
+
+/// `smtp.host` with `security: none`: a relay on this machine.
+pub const LOOPBACK_HOST: &str = concat!("^(", loopback!(), "|::1)$");
+
+/// An email address as a channel sends to it: something, `@`, a domain with a dot (not first); no
+/// whitespace, control characters or `<>,;"`.
+pub const MAILBOX: &str = concat!(
+    "^[^@<>,;\"",
+    space!(),
+    ctrl!(),
+    "]+@[^.<>,;\"",
+    space!(),
+    ctrl!(),
+    "][^<>,;\"",
+    space!(),
+    ctrl!(),
+    "]*\\.[^<>,;\"",
+    space!(),
+    ctrl!(),
+    "]*$"
+);
+
+/// A header name a webhook may set: letters, digits, `-` and `_`.
+pub const HEADER_NAME: &str = "^[A-Za-z0-9_-]+$";
+
+/// `names` as one anchored pattern that ignores ASCII case (`[Hh][Oo]…`: no inline flags, which not
+/// every dialect reads); `prefix` names match as prefixes.
+pub fn any_case(names: &[&str], prefixes: &[&str]) -> String {
+    let class = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphabetic() {
+                    format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase())
+                } else {
+                    regex_escape(c)
+                }
+            })
+            .collect()
+    };
+    let alts: Vec<String> =
+        names.iter().map(|n| class(n)).chain(prefixes.iter().map(|p| format!("{}.*", class(p)))).collect();
+    format!("^({})$", alts.join("|"))
+}
+
+fn regex_escape(c: char) -> String {
+    if "\\.+*?()|[]{}^$".contains(c) {
+        format!("\\{c}")
+    } else {
+        c.to_string()
+    }
+}
+
 /// PEM CA certificates (and only certificates), or nothing.
 pub const CA_BUNDLE: &str = r"^(\s*-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\s]*-----END CERTIFICATE-----)*\s*$";
 
@@ -151,6 +239,51 @@ pub fn yearly_tier(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     tier(&["time", "day_of_month", "month"])
 }
 
+/// A channel's fields by kind: a URL for webhook, Slack and Teams, `smtp` for email, `secret` and `headers`
+/// only on a webhook. `creating`: the destination is required (an update keeps the stored one).
+pub fn channel_by_kind(creating: bool) -> serde_json::Value {
+    let absent = serde_json::json!({ "type": "null" });
+    let kind = |k: &str| serde_json::json!({ "required": ["kind"], "properties": { "kind": { "const": k } } });
+    let mut email = serde_json::json!({ "properties": { "url": absent.clone() } });
+    let mut http = serde_json::json!({ "properties": { "smtp": absent.clone() } });
+    if creating {
+        email["required"] = serde_json::json!(["smtp"]);
+        email["properties"]["smtp"] = serde_json::json!({ "type": "object" });
+        http["required"] = serde_json::json!(["url"]);
+        http["properties"]["url"] = serde_json::json!({ "type": "string" });
+    }
+    serde_json::json!([
+        { "if": kind("email"), "then": email, "else": http },
+        { "if": { "not": kind("webhook") }, "then": { "properties": { "secret": absent.clone(), "headers": absent } } }
+    ])
+}
+
+/// `smtp`'s rules across fields: no encryption only to this machine and never with a password; a password
+/// needs its user name.
+pub fn smtp_rules() -> serde_json::Value {
+    serde_json::json!([
+        {
+            "if": { "required": ["security"], "properties": { "security": { "const": "none" } } },
+            "then": { "properties": { "host": { "pattern": LOOPBACK_HOST }, "password": { "type": "null" } } }
+        },
+        {
+            "if": { "required": ["password"], "properties": { "password": { "type": "string" } } },
+            "then": { "required": ["username"], "properties": { "username": { "type": "string" } } }
+        }
+    ])
+}
+
+/// A webhook's extra headers: up to 20, names a sender may set, values without control characters.
+pub fn webhook_headers(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let reserved = any_case(&crate::notify::RESERVED_HEADERS, &["x-dilux-"]);
+    schemars::json_schema!({
+        "type": ["object", "null"],
+        "maxProperties": 20,
+        "propertyNames": { "pattern": HEADER_NAME, "not": { "pattern": reserved } },
+        "additionalProperties": { "type": "string", "maxLength": 4096, "pattern": NO_CONTROL }
+    })
+}
+
 /// A policy has at least one active tier.
 pub fn some_active_tier() -> serde_json::Value {
     let active = serde_json::json!({ "properties": { "enabled": { "const": true }, "keep_count": { "minimum": 1 } },
@@ -188,5 +321,83 @@ mod tests {
         let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
         assert!(matches(CA_BUNDLE, pem) && matches(CA_BUNDLE, "") && crate::tls::validate_ca("f", pem).is_ok());
         assert!(!matches(CA_BUNDLE, "-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----"));
+    }
+
+    #[test]
+    fn channel_patterns_say_what_the_channel_validator_takes() {
+        use crate::notify::{ChannelInput, ChannelKind};
+        let url_ok = |u: &str| {
+            let input = ChannelInput {
+                name: "n".into(),
+                kind: ChannelKind::Webhook,
+                enabled: None,
+                url: Some(u.into()),
+                secret: None,
+                headers: None,
+                smtp: None,
+                filters: None,
+            };
+            input.validate(true).is_ok()
+        };
+        let urls = [
+            "https://hooks.example.com/x?y#z",
+            "https://h",
+            "https://h:443",
+            "https://h:65535/",
+            "https://h:65536",
+            "https://h:",
+            "https://h:00080",
+            "https://:80",
+            "https://",
+            "http://localhost:8080/x",
+            "http://LocalHost",
+            "http://127.0.0.1:9/h",
+            "http://127.1.2.3",
+            "http://127.0.0.01/",
+            "http://[::1]:9/x",
+            "http://[::1]x",
+            "http://example.com/",
+            "https://[::1]/",
+            "https://u:p@h/",
+            "https://h/a b",
+            "https://h/\u{85}",
+            "https://169.254.169.254/latest",
+            "https://169.254.1.1:80",
+            "https://0.0.0.0",
+            "https://0.0.0.0.example/",
+            "https://255.255.255.255#x",
+            "https://169.254.1.300/",
+            "HTTPS://h/",
+            "https://h:8:9",
+            "https://h\u{e9}/",
+        ];
+        for u in urls {
+            let schema = matches(NOTIFY_URL, u) && !matches(FORBIDDEN_URL, u);
+            assert_eq!(schema, url_ok(u), "{u}");
+        }
+        let mailbox_ok = |a: &str| crate::notify::validate_address("a", a).is_ok();
+        for a in [
+            "ops@example.com",
+            "a@b.c",
+            "a@b@c.d",
+            "@b.c",
+            "a@.b",
+            "a@b",
+            "a b@c.d",
+            "<a>@b.c",
+            "a@b.",
+            "a@b\u{3000}.c",
+        ] {
+            assert_eq!(matches(MAILBOX, a), mailbox_ok(a), "{a}");
+        }
+        let reserved = regex::Regex::new(&any_case(&crate::notify::RESERVED_HEADERS, &["x-dilux-"])).unwrap();
+        for (h, taken) in [("Content-Type", true), ("X-DILUX-Sig", true), ("Authorization", false), ("hosts", false)] {
+            assert_eq!(reserved.is_match(h), taken, "{h}");
+        }
+        for (h, local) in
+            [("localhost", true), ("127.0.0.1", true), ("::1", true), ("[::1]", true), ("127.0.0.1.x", false)]
+        {
+            assert_eq!(matches(LOOPBACK_HOST, h), local, "{h}");
+        }
     }
 }

@@ -89,7 +89,10 @@ async fn a_channel_never_shows_its_secrets_and_only_an_admin_manages_it() {
     assert_eq!((a.status, a.body["signed"].as_bool()), (200, Some(true)), "{}", a.body);
     let moved = json!({ "name": "ops", "kind": "webhook", "url": "https://elsewhere.example.net/hook" });
     let a = t.call("admin", "PUT", &path, Some(moved)).await;
-    assert_eq!((a.status, a.field()), (400, Some("secret")), "{}", a.body);
+    // Valid on its own but not over the stored channel: a conflict, not a malformed body.
+    assert_eq!((a.status, a.field()), (409, Some("secret")), "{}", a.body);
+    let a = t.call("admin", "PUT", &path, Some(json!({ "name": "ops", "kind": "slack" }))).await;
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (409, Some("kind_fixed")), "{}", a.body);
     assert_eq!(t.call("operator", "DELETE", &path, None).await.status, 403);
     assert_eq!(t.admin("DELETE", &path, None).await.status, 200);
     assert_eq!(t.admin("GET", &path, None).await.status, 404);

@@ -53,6 +53,19 @@ async fn the_last_admin_cannot_be_demoted_disabled_or_deleted() {
 }
 
 #[tokio::test]
+async fn an_id_escaped_in_the_path_is_the_same_id() {
+    let t = T::new();
+    let id = user(&t, "ñandú@example.com", "viewer").await;
+    assert_eq!(id, "email:ñandú@example.com");
+    let escaped = "email%3A%C3%B1and%C3%BA%40example.com";
+    let a = t.admin("PUT", &format!("/api/users/{escaped}"), Some(json!({ "role": "operator" }))).await;
+    assert_eq!((a.status, a.body["role"].as_str()), (200, Some("operator")), "{}", a.body);
+    assert_eq!(t.admin("DELETE", &format!("/api/users/{escaped}"), None).await.status, 200);
+    // An escaped `/` is still a character no id holds.
+    assert_eq!(t.admin("DELETE", "/api/users/a%2Fb", None).await.field(), Some("id"));
+}
+
+#[tokio::test]
 async fn a_missing_user_is_404() {
     let t = T::new();
     assert_eq!(t.admin("PUT", "/api/users/nope", Some(json!({ "role": "viewer" }))).await.status, 404);
