@@ -1062,8 +1062,41 @@ pub fn incident_key(kind: EventKind, about: Option<&str>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A webhook channel's body with only `url` set.
+    pub(crate) fn webhook_input(url: &str) -> ChannelInput {
+        ChannelInput {
+            name: "n".into(),
+            kind: ChannelKind::Webhook,
+            enabled: None,
+            url: Some(url.into()),
+            secret: None,
+            headers: None,
+            smtp: None,
+            filters: None,
+        }
+    }
+
+    /// A stored channel `c` of `kind`, sealed secret or not, made at hour 1.
+    fn channel(kind: ChannelKind, secret_sealed: Option<&str>) -> Channel {
+        Channel {
+            id: "c".into(),
+            name: "n".into(),
+            kind,
+            enabled: true,
+            url_sealed: None,
+            url_hint: None,
+            secret_sealed: secret_sealed.map(Into::into),
+            headers_sealed: None,
+            header_names: vec![],
+            smtp: None,
+            filters: Filters::default(),
+            created_at: at(1),
+            updated_at: at(1),
+        }
+    }
 
     fn at(h: u32) -> DateTime<Utc> {
         chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 1, h, 0, 0).unwrap()
@@ -1116,21 +1149,7 @@ mod tests {
 
     #[test]
     fn webhooks_are_signed_over_timestamp_and_body() {
-        let ch = Channel {
-            id: "c".into(),
-            name: "n".into(),
-            kind: ChannelKind::Webhook,
-            enabled: true,
-            url_sealed: None,
-            url_hint: None,
-            secret_sealed: Some("x".into()),
-            headers_sealed: None,
-            header_names: vec![],
-            smtp: None,
-            filters: Filters::default(),
-            created_at: at(1),
-            updated_at: at(1),
-        };
+        let ch = channel(ChannelKind::Webhook, Some("x"));
         let opened = Opened {
             url: Some("https://example.com/hook".into()),
             secret: Some("0123456789abcdef".into()),
@@ -1150,21 +1169,7 @@ mod tests {
     #[test]
     fn deliveries_back_off_then_give_up() {
         let ch_event = Event::test("n", at(1));
-        let ch = Channel {
-            id: "c".into(),
-            name: "n".into(),
-            kind: ChannelKind::Slack,
-            enabled: true,
-            url_sealed: None,
-            url_hint: None,
-            secret_sealed: None,
-            headers_sealed: None,
-            header_names: vec![],
-            smtp: None,
-            filters: Filters::default(),
-            created_at: at(1),
-            updated_at: at(1),
-        };
+        let ch = channel(ChannelKind::Slack, None);
         let mut d = Delivery::new(&ch, &ch_event, at(1));
         let fail = SendResult { ok: false, status: Some(500), message: "no".into(), duration_ms: 1 };
         d.record(fail.clone(), at(1));
@@ -1179,16 +1184,7 @@ mod tests {
 
     #[test]
     fn urls_must_be_https_and_not_the_metadata_service() {
-        let input = |url: &str| ChannelInput {
-            name: "n".into(),
-            kind: ChannelKind::Webhook,
-            enabled: None,
-            url: Some(url.into()),
-            secret: None,
-            headers: None,
-            smtp: None,
-            filters: None,
-        };
+        let input = webhook_input;
         assert!(input("https://hooks.example.com/x").validate(true).is_ok());
         assert!(input("http://127.0.0.1:9000/x").validate(true).is_ok());
         assert_eq!(input("http://example.com/x").validate(true).unwrap_err().field, "url");
@@ -1200,16 +1196,8 @@ mod tests {
     #[test]
     fn a_moved_url_needs_its_secret_again() {
         let seal = |s: &str| format!("sealed({s})");
-        let mut input = ChannelInput {
-            name: "n".into(),
-            kind: ChannelKind::Webhook,
-            enabled: None,
-            url: Some("https://a.example.com/x".into()),
-            secret: Some("0123456789abcdef".into()),
-            headers: None,
-            smtp: None,
-            filters: None,
-        };
+        let mut input =
+            ChannelInput { secret: Some("0123456789abcdef".into()), ..webhook_input("https://a.example.com/x") };
         let ch = Channel::apply("c", &input, None, &seal, at(1)).unwrap();
         input.secret = None;
         input.url = Some("https://a.example.com/y".into());

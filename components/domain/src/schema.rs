@@ -325,20 +325,7 @@ mod tests {
 
     #[test]
     fn channel_patterns_say_what_the_channel_validator_takes() {
-        use crate::notify::{ChannelInput, ChannelKind};
-        let url_ok = |u: &str| {
-            let input = ChannelInput {
-                name: "n".into(),
-                kind: ChannelKind::Webhook,
-                enabled: None,
-                url: Some(u.into()),
-                secret: None,
-                headers: None,
-                smtp: None,
-                filters: None,
-            };
-            input.validate(true).is_ok()
-        };
+        let url_ok = |u: &str| crate::notify::tests::webhook_input(u).validate(true).is_ok();
         let urls = [
             "https://hooks.example.com/x?y#z",
             "https://h",
