@@ -43,7 +43,8 @@ fi
 export SPIN_VARIABLE_STORAGE_CONNECTION_STRING="${SPIN_VARIABLE_STORAGE_CONNECTION_STRING:-UseDevelopmentStorage=true}"
 
 log "starting the app"
-(cd "$ROOT" && "$DILUX_HOST_BIN" --manifest spin.toml --listen "127.0.0.1:$PORT" --job-runner target/wasm/dilux_job_runner.wasm) &
+(cd "$ROOT" && "$DILUX_HOST_BIN" --manifest spin.toml --listen "127.0.0.1:$PORT" --job-runner target/wasm/dilux_job_runner.wasm \
+  --notifiers notifiers.toml) &
 pids+=($!)
 for _ in $(seq 1 120); do
   if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then break; fi

@@ -133,7 +133,8 @@ for name in sys.stdin.read().split():
   fi
   (cd "$ROOT" && cargo clippy --release --all-targets -- -D warnings)
   (cd "$ROOT" && cargo clippy --release --target wasm32-wasip2 \
-    -p dilux-api -p dilux-static-ui -p dilux-job-runner -p dilux-ticks -- -D warnings)
+    -p dilux-api -p dilux-static-ui -p dilux-job-runner -p dilux-ticks -p dilux-notify-discord \
+    -p dilux-test-notifier -- -D warnings)
   (cd "$ROOT" && cargo clippy --release --target wasm32-unknown-unknown -p dilux-ui -- -D warnings)
 }
 
@@ -158,9 +159,11 @@ build_ui() {
 
 build_components() {
   log "building Wasm components (wasm32-wasip2)"
-  (cd "$ROOT" && cargo build --release --target wasm32-wasip2 -p dilux-api -p dilux-static-ui -p dilux-job-runner -p dilux-ticks)
+  # With the example notifier plug-in and the tests' misbehaving one.
+  (cd "$ROOT" && cargo build --release --target wasm32-wasip2 -p dilux-api -p dilux-static-ui -p dilux-job-runner \
+    -p dilux-ticks -p dilux-notify-discord -p dilux-test-notifier)
   mkdir -p "$WASM_OUT"
-  for c in dilux_api dilux_static_ui dilux_job_runner dilux_ticks; do
+  for c in dilux_api dilux_static_ui dilux_job_runner dilux_ticks dilux_notify_discord dilux_test_notifier; do
     cp "$CARGO_TARGET_DIR/wasm32-wasip2/release/$c.wasm" "$WASM_OUT/$c.wasm"
   done
   build_ui

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 
 const USAGE: &str = "\
 usage: dilux-dumper-host [--manifest spin.toml] [--listen ADDR] [--job-runner job_runner.wasm]
-                         [--no-serve] [--probe-listen ADDR]
+                         [--no-serve] [--probe-listen ADDR] [--notifiers notifiers.toml]
 
   --manifest PATH      the Spin manifest (default spin.toml)
   --listen ADDR        where the app is served, its probe endpoint and /metrics included (default 127.0.0.1:3000)
@@ -26,6 +26,8 @@ usage: dilux-dumper-host [--manifest spin.toml] [--listen ADDR] [--job-runner jo
                        /internal/dumper/probe is still served, on --probe-listen, else on --listen
   --probe-listen ADDR  serve the probe endpoint and /metrics (Bearer dumper_token) on ADDR, on its own
                        (default: the environment's DILUX_PROBE_LISTEN)
+  --notifiers PATH     run the notifier plug-ins this file lists for plug-in channels
+                       (default: the environment's DILUX_NOTIFIERS)
 
 Variables come from SPIN_VARIABLE_<NAME> environment variables, as with Spin.";
 
@@ -35,6 +37,7 @@ struct Args {
     job_runner: Option<PathBuf>,
     serve: bool,
     probe_listen: Option<String>,
+    notifiers: Option<PathBuf>,
 }
 
 impl Args {
@@ -45,6 +48,7 @@ impl Args {
             job_runner: None,
             serve: true,
             probe_listen: None,
+            notifiers: env.get("DILUX_NOTIFIERS").filter(|v| !v.is_empty()).map(PathBuf::from),
         };
         while let Some(arg) = it.next() {
             let mut val = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
@@ -54,6 +58,7 @@ impl Args {
                 "--job-runner" => a.job_runner = Some(val("--job-runner")?.into()),
                 "--no-serve" => a.serve = false,
                 "--probe-listen" => a.probe_listen = Some(val("--probe-listen")?),
+                "--notifiers" => a.notifiers = Some(val("--notifiers")?.into()),
                 "-h" | "--help" => {
                     println!("{USAGE}");
                     std::process::exit(0);
@@ -113,6 +118,11 @@ async fn main() -> anyhow::Result<()> {
     if let (Some(storage), Some(_)) = (&storage, &args.job_runner) {
         let queues = vec![dilux_domain::JOBS_QUEUE.into(), dilux_domain::restore::RESTORE_JOBS_QUEUE.into()];
         probe = probe.with_queues(storage.clone(), queues);
+    }
+    if let Some(path) = &args.notifiers {
+        let notifiers = host::notifier::Notifiers::load(path)?;
+        tracing::info!(file = %path.display(), plugins = ?notifiers.names(), "notifier plug-ins");
+        probe = probe.with_notifiers(Arc::new(notifiers));
     }
     let probe = Arc::new(probe);
 

@@ -1,23 +1,33 @@
 //! Sends one rendered notification for the API's notify tick, which has no sockets of its own: an
-//! HTTPS POST (webhook, Slack, Teams) or an email over SMTP. The address is resolved once and checked
-//! before anything is sent — never the cloud's metadata service or a link-local address, even when a
-//! name resolves there — and the request goes to exactly that address.
+//! HTTPS POST (webhook, Slack, Teams), an email over SMTP, or a run of a notifier plug-in. The address is
+//! resolved once and checked before anything is sent — never the cloud's metadata service or a link-local
+//! address, even when a name resolves there — and the request goes to exactly that address.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dilux_domain::notify::{clip, is_forbidden_ip, Outgoing, SendResult, SmtpSecurity};
 
+use crate::host::notifier::Notifiers;
+
 /// A destination has this long to take a notification.
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 /// What is kept of a destination's answer.
 const MAX_ANSWER: usize = 300;
 
-pub async fn send(o: &Outgoing) -> SendResult {
+/// Sends `o`; a plug-in's notification runs that plug-in from `plugins`.
+pub async fn send(o: &Outgoing, plugins: Option<&Notifiers>) -> SendResult {
     let started = Instant::now();
-    let (ok, status, message) = match o {
-        Outgoing::Http { url, headers, body } => http(url, headers, body).await,
-        Outgoing::Smtp { .. } => smtp(o).await,
+    let (ok, status, message) = match (o, plugins) {
+        (Outgoing::Http { url, headers, body }, _) => http(url, headers, body).await,
+        (Outgoing::Smtp { .. }, _) => smtp(o).await,
+        (Outgoing::Plugin { plugin, settings, delivery_id, event }, Some(plugins)) => {
+            let r = plugins.notify(plugin, event, delivery_id, settings).await;
+            (r.ok, r.status, r.message)
+        }
+        (Outgoing::Plugin { .. }, None) => {
+            (false, None, "this dumper-host runs no notifier plug-ins: start it with --notifiers notifiers.toml".into())
+        }
     };
     let result = SendResult { ok, status, message, duration_ms: started.elapsed().as_millis() as u64 };
     tracing::info!(target_host = %o.target(), ok = result.ok, status = ?result.status, ms = result.duration_ms,

@@ -31,6 +31,11 @@ impl AllowedHost {
         Ok(AllowedHost { scheme: scheme.to_ascii_lowercase(), host: host.to_ascii_lowercase(), port })
     }
 
+    /// False for an entry that matches every host (`*`).
+    pub fn names_hosts(&self) -> bool {
+        self.host != "*"
+    }
+
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
         let default_port = match scheme {
             "https" => 443,
@@ -101,7 +106,7 @@ impl WasiHttpHooks for OutboundPolicy {
             // Say which host and where to allow it: the usual cause is a missing manifest entry.
             let host = request.uri().authority().map(|a| a.as_str()).unwrap_or("");
             tracing::warn!(component = %self.component, uri = %host,
-                "outbound request denied: add the host to allowed_outbound_hosts in spin.toml");
+                "outbound request denied: add the host to the component's allowed_outbound_hosts");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let options = Some(capped(options));

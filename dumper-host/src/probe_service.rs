@@ -1,7 +1,7 @@
 //! The probe service: `POST /internal/dumper/probe` (Bearer `dumper_token`) runs a connection test or
 //! database listing for the API, which cannot run database clients itself; `GET` reports the
-//! installed tools. `POST /internal/dumper/notify` sends a rendered notification for the API, which has
-//! no sockets of its own. `GET /metrics` (the same token) is Prometheus' view of this host. A worker
+//! installed tools and notifier plug-ins. `POST /internal/dumper/notify` sends a rendered notification for
+//! the API, which has no sockets of its own. `GET /metrics` (the same token) is Prometheus' view of this host. A worker
 //! serves them on its own listener ([`serve`]); the local Spin runner serves them beside the app's routes.
 
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use chrono::Utc;
 use dilux_azure::queue;
 
 use crate::dump::DumpOptions;
+use crate::host::notifier::Notifiers;
 use crate::metrics::METRICS_PATH;
 use crate::reply;
 use crate::storage::Storage;
@@ -33,6 +34,8 @@ pub struct ProbeService {
     options: DumpOptions,
     /// The jobs queues whose depth [`METRICS_PATH`] reports.
     queues: Option<(Storage, Vec<String>)>,
+    /// The notifier plug-ins a plug-in channel's notifications run.
+    notifiers: Option<Arc<Notifiers>>,
 }
 
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -44,12 +47,17 @@ impl ProbeService {
     /// `token`: `dumper_token`; unset or empty turns connection tests off, a short one is refused.
     pub fn new(token: Option<String>, options: DumpOptions) -> Result<Self, dilux_domain::config::ConfigError> {
         let token = token.filter(|t| !t.is_empty()).map(|t| SharedToken::new("dumper_token", &t)).transpose()?;
-        Ok(ProbeService { token, options, queues: None })
+        Ok(ProbeService { token, options, queues: None, notifiers: None })
     }
 
     /// Reports the depth of `queues` on `storage` with the metrics.
     pub fn with_queues(self, storage: Storage, queues: Vec<String>) -> Self {
         ProbeService { queues: Some((storage, queues)), ..self }
+    }
+
+    /// Runs plug-in channels' notifications with `notifiers`.
+    pub fn with_notifiers(self, notifiers: Arc<Notifiers>) -> Self {
+        ProbeService { notifiers: Some(notifiers), ..self }
     }
 
     /// `None` when the request may go on; the refusal otherwise. The probe and the metrics share the token.
@@ -107,7 +115,7 @@ impl ProbeService {
                 return reply::error(400, &format!("not a notification: {}", e.to_string().replace('"', "'")));
             }
         };
-        let result = crate::notify::send(&outgoing).await;
+        let result = crate::notify::send(&outgoing, self.notifiers.as_deref()).await;
         reply::json(200, serde_json::to_vec(&result).expect("results serialize"))
     }
 
@@ -117,7 +125,8 @@ impl ProbeService {
             return refused;
         }
         if req.method() == hyper::Method::GET {
-            let tools = crate::probe::tools(&self.options);
+            let mut tools = crate::probe::tools(&self.options);
+            tools["notifier_plugins"] = self.notifiers.as_ref().map(|n| n.names()).unwrap_or_default().into();
             return reply::json(200, serde_json::to_vec(&tools).expect("reports serialize"));
         }
         if req.method() != hyper::Method::POST {

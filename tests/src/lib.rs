@@ -42,6 +42,22 @@ pub fn tempdir(name: &str) -> PathBuf {
     d
 }
 
+/// A `notifiers.toml` with the example Discord plug-in and the tests' misbehaving one, both allowed to
+/// reach `http://127.0.0.1:{port}` only.
+pub fn notifiers_file(port: u16) -> Result<PathBuf> {
+    let wasm = root().join("target/wasm");
+    let allowed = format!("http://127.0.0.1:{port}");
+    let text = format!(
+        "[[notifier]]\nname = \"discord\"\nsource = \"{}\"\nallowed_outbound_hosts = [\"{allowed}\"]\n\n\
+         [[notifier]]\nname = \"misbehaving\"\nsource = \"{}\"\nallowed_outbound_hosts = [\"{allowed}\"]\n",
+        wasm.join("dilux_notify_discord.wasm").display(),
+        wasm.join("dilux_test_notifier.wasm").display(),
+    );
+    let path = tempdir("notifiers").join("notifiers.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
 fn wait_port(port: u16, within: Duration) -> Result<()> {
     let t = Instant::now();
     while t.elapsed() < within {
@@ -817,10 +833,25 @@ impl HookReceiver {
                 headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
             }
         }
-        let len: usize =
-            headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body)?;
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let mut body = Vec::new();
+        if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+            // What a client that does not know the length up front sends (wasi:http's, for one).
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size)?;
+                let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+                let mut chunk = vec![0; n + 2];
+                reader.read_exact(&mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        } else {
+            body.resize(header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0), 0);
+            reader.read_exact(&mut body)?;
+        }
         let refuse = path.starts_with("/refuse");
         keep.lock().unwrap().push(Received { path, headers, body: String::from_utf8_lossy(&body).into_owned() });
         let (status, text) = if refuse { ("500 Internal Server Error", "refused") } else { ("200 OK", "ok") };

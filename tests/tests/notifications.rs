@@ -51,6 +51,19 @@ async fn test_send(admin: &Api, id: &str) -> Result<Value> {
     Ok(d)
 }
 
+/// A database `shop` on a server nobody listens for: its backups fail for real. Answers its id.
+async fn unreachable_database(admin: &Api) -> Result<String> {
+    let engine = admin
+        .post(
+            "/api/engines",
+            json!({ "name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": dilux_e2e::free_port(),
+                "username": "u", "password": "p" }),
+        )
+        .await?;
+    let db = admin.post("/api/databases", json!({ "engine_id": engine["id"], "name": "shop" })).await?;
+    Ok(db["id"].as_str().unwrap().to_string())
+}
+
 #[tokio::test]
 async fn a_failed_backup_reaches_a_signed_webhook_and_an_smtp_server() -> Result<()> {
     let az = Azurite::start()?;
@@ -89,15 +102,8 @@ async fn a_failed_backup_reaches_a_signed_webhook_and_an_smtp_server() -> Result
 
     // A backup that fails for real (nothing listens on the server's port).
     notify_tick(&app, Utc::now()).await?;
-    let engine = admin
-        .post(
-            "/api/engines",
-            json!({ "name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": dilux_e2e::free_port(),
-                "username": "u", "password": "p" }),
-        )
-        .await?;
-    let db = admin.post("/api/databases", json!({ "engine_id": engine["id"], "name": "shop" })).await?;
-    let db_id = db["id"].as_str().unwrap();
+    let db_id = unreachable_database(&admin).await?;
+    let db_id = db_id.as_str();
     let queued = admin.post(&format!("/api/databases/{db_id}/backup"), json!({})).await?;
     let row = admin.wait_final(db_id, queued["backup_id"].as_str().unwrap(), Duration::from_secs(90)).await?;
     assert_eq!(row["status"], "failed", "{row}");
@@ -179,5 +185,96 @@ async fn slack_and_teams_get_their_documented_payloads_at_mock_endpoints() -> Re
     assert_eq!(card["$schema"], "http://adaptivecards.io/schemas/adaptive-card.json");
     let kinds: Vec<&str> = card["body"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(kinds.iter().all(|k| ["TextBlock", "FactSet"].contains(k)) && kinds[0] == "TextBlock", "{kinds:?}");
+    Ok(())
+}
+
+async fn plugin_channel(admin: &Api, name: &str, plugin: &str, settings: Value) -> Result<String> {
+    let c = admin
+        .post(
+            "/api/notifications/channels",
+            json!({ "name": name, "kind": "plugin", "plugin": plugin, "settings": settings,
+                "filters": { "events": ["test"] } }),
+        )
+        .await?;
+    Ok(c["id"].as_str().unwrap().to_string())
+}
+
+fn last_message(d: &Value) -> &str {
+    d["attempts"][0]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_plugin_reaches_only_its_own_hosts_and_one_that_traps_or_hangs_fails_alone() -> Result<()> {
+    let az = Azurite::start()?;
+    let (hooks, elsewhere) = (HookReceiver::start()?, HookReceiver::start()?);
+    let file = dilux_e2e::notifiers_file(hooks.port)?;
+    let app = App::start_with(
+        &az.connection_string,
+        &dilux_e2e::root().join("spin.toml"),
+        &[("DILUX_NOTIFIERS", file.to_str().unwrap()), ("DILUX_TICKS", "off"), ("DILUX_WORKER_IDLE_POLL_MS", "50")],
+    )?;
+    let admin = Api::signed_in(&app, "admin").await?;
+    let (_, status) = admin.call(M::GET, "/api/system-status", None).await?;
+    assert_eq!(status["dumper_host"]["notifier_plugins"], json!(["discord", "misbehaving"]), "{status}");
+
+    // The example plug-in renders its own payload, Discord's webhook message, and posts it where told.
+    let discord = plugin_channel(&admin, "discord", "discord", json!({ "webhook_url": hooks.url("/discord") })).await?;
+    let d = test_send(&admin, &discord).await?;
+    assert_eq!(d["state"], "delivered", "{d}");
+    let got = hooks.received("/discord");
+    assert_eq!(got.len(), 1);
+    let m = got[0].json();
+    assert_eq!((m["username"].as_str(), &m["allowed_mentions"]), (Some("Dilux Backup"), &json!({ "parse": [] })));
+    assert!(m["embeds"][0]["title"].as_str().unwrap().contains("test notification"), "{m}");
+    assert_eq!(m["embeds"][0]["fields"][0], json!({ "name": "Event", "value": "test", "inline": true }), "{m}");
+
+    // Told to post to a host its entry does not list: the host refuses the request, nothing arrives there.
+    let outside =
+        plugin_channel(&admin, "outside", "discord", json!({ "webhook_url": elsewhere.url("/stolen") })).await?;
+    let d = test_send(&admin, &outside).await?;
+    assert_eq!(d["state"], "failed", "{d}");
+    assert!(last_message(&d).contains("allowed_outbound_hosts"), "{d}");
+    assert!(elsewhere.received("/").is_empty(), "a host outside the plug-in's list was reached");
+
+    // A plug-in that is not installed, one that traps, one that asks for 1 GiB: each fails its delivery, saying so.
+    let nope = plugin_channel(&admin, "nope", "not-installed", json!({})).await?;
+    let d = test_send(&admin, &nope).await?;
+    assert!(last_message(&d).contains("no notifier plug-in `not-installed`"), "{d}");
+    for (behave, says) in [("trap", "failed"), ("hog", "failed")] {
+        let id = plugin_channel(&admin, behave, "misbehaving", json!({ "behave": behave })).await?;
+        let d = test_send(&admin, &id).await?;
+        assert_eq!(d["state"], "failed", "{d}");
+        assert!(last_message(&d).contains(says), "{behave}: {d}");
+    }
+
+    // One that computes forever and one that waits forever are stopped at 10 s; meanwhile the app answers
+    // and a backup runs to its end (it fails: nothing listens on its server's port).
+    let db_id = unreachable_database(&admin).await?;
+    for behave in ["spin", "sleep"] {
+        let id = plugin_channel(&admin, behave, "misbehaving", json!({ "behave": behave })).await?;
+        let started = std::time::Instant::now();
+        let hung = async {
+            let d = test_send(&admin, &id).await?;
+            Ok::<_, anyhow::Error>((d, started.elapsed()))
+        };
+        let meanwhile = async {
+            let queued = admin.post(&format!("/api/databases/{db_id}/backup"), json!({})).await?;
+            let row = admin.wait_final(&db_id, queued["backup_id"].as_str().unwrap(), Duration::from_secs(60)).await?;
+            let (s, _) = admin.call(M::GET, "/api/notifications/channels", None).await?;
+            Ok::<_, anyhow::Error>((row, s, started.elapsed()))
+        };
+        let (hung, meanwhile) = tokio::join!(hung, meanwhile);
+        let ((d, took), (row, listed, backed_up)) = (hung?, meanwhile?);
+        assert_eq!(d["state"], "failed", "{behave}: {d}");
+        assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(20), "{behave}: took {took:?}");
+        assert!(last_message(&d).contains("10 s"), "{behave}: {d}");
+        assert_eq!((row["status"].as_str(), listed), (Some("failed"), 200), "{row}");
+        assert!(
+            backed_up < took,
+            "{behave}: the backup ended after {backed_up:?}, the plug-in was stopped at {took:?}"
+        );
+    }
+    // And the host is still there for the next delivery.
+    assert_eq!(test_send(&admin, &discord).await?["state"], "delivered");
     Ok(())
 }

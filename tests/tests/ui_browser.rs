@@ -88,19 +88,25 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
     Ok(())
 }
 
-/// The Notifications page: an admin adds a webhook channel, sends a test that a local receiver takes,
-/// and sees it delivered in the log; a refused channel says which field; a viewer gets no controls.
+/// The Notifications page: an admin adds a webhook channel and a plug-in channel, sends tests that a local
+/// receiver takes, and sees them delivered in the log; a refused channel says which field; a viewer gets no
+/// controls.
 #[test]
 fn a_channel_and_its_test_send_from_the_browser() -> Result<()> {
     let az = Azurite::start()?;
-    let app = App::start_without_worker(&az.connection_string, &[("DILUX_TICKS", "off")])?;
     let hooks = dilux_e2e::HookReceiver::start()?;
+    let notifiers = dilux_e2e::notifiers_file(hooks.port)?;
+    let app = App::start_without_worker(
+        &az.connection_string,
+        &[("DILUX_TICKS", "off"), ("DILUX_NOTIFIERS", notifiers.to_str().unwrap())],
+    )?;
     let shots = dilux_e2e::tempdir("ui-notifications");
     let out = Command::new("node")
         .arg(root().join("tests/ui/notifications.mjs"))
         .env("DILUX_URL", &app.url)
         .env("DILUX_ROOT", root())
         .env("HOOK_URL", hooks.url("/hook"))
+        .env("DISCORD_URL", hooks.url("/discord"))
         .env("SHOTS", &shots)
         .output()
         .context("cannot run node")?;
@@ -114,6 +120,8 @@ fn a_channel_and_its_test_send_from_the_browser() -> Result<()> {
     let got = hooks.received("/hook");
     ensure!(got.len() == 1 && got[0].json()["event"]["kind"] == "test", "the receiver got the test: {got:?}");
     ensure!(got[0].header("x-dilux-signature").is_some_and(|s| s.starts_with("sha256=")), "it is signed");
+    let posted = hooks.received("/discord");
+    ensure!(posted.len() == 1 && posted[0].json()["embeds"][0]["fields"][0]["value"] == "test", "{posted:?}");
     Ok(())
 }
 

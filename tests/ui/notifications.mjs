@@ -1,6 +1,7 @@
 // The Notifications page in Debian's headless Chromium (playwright-core): an admin adds a webhook
-// channel, sends a test, and sees the delivery in the log; a viewer sees the channel but no controls.
-// Called by tests/tests/ui_browser.rs with DILUX_URL, DILUX_ROOT, HOOK_URL and SHOTS.
+// channel, sends a test, and sees the delivery in the log; adds a plug-in channel and tests it; edits the
+// webhook; a viewer sees the channels but no controls.
+// Called by tests/tests/ui_browser.rs with DILUX_URL, DILUX_ROOT, HOOK_URL, DISCORD_URL and SHOTS.
 import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
 
@@ -46,13 +47,36 @@ try {
   const log = await page.textContent('#deliveries tbody');
   if (!log.includes('delivered') || !log.includes('200')) fail(`the delivery log says: ${log}`);
   await page.screenshot({ path: `${env.SHOTS}/notifications-log.png`, fullPage: true });
+  // A notifier plug-in: the form says which are installed; the settings are shown by name only.
+  await page.selectOption('#channel-kind', 'plugin');
+  await page.waitForSelector('#installed-plugins:has-text("discord, misbehaving")');
+  await page.fill('#channel-name', 'ops discord');
+  await page.fill('#channel-plugin', 'discord');
+  await page.fill('#channel-settings', `webhook_url=${env.DISCORD_URL}\nusername=Backups`);
+  await page.click('#create-channel');
+  await page.waitForSelector('#channels td:has-text("plug-in discord")');
+  if ((await page.textContent('#channels')).includes(env.DISCORD_URL)) fail('a plug-in setting is shown');
+  await page.click('#channels tr:has-text("ops discord") .test-channel');
+  await page.waitForSelector('p.ok:has-text("Test delivered to ops discord")');
+  // Editing keeps what the form leaves empty: the webhook stays signed, its other filters stay.
+  await page.click('#channels tr:has-text("ops hook") .edit-channel');
+  await page.waitForSelector('#new-channel h2:has-text("Edit the channel")');
+  if (await page.inputValue('#channel-name') !== 'ops hook') fail('the form is not filled with the channel');
+  await page.fill('#channel-name', 'ops hook renamed');
+  await page.check('#new-channel input[value="restore_failed"]');
+  await page.click('#create-channel');
+  await page.waitForSelector('#channels td:has-text("ops hook renamed")');
+  const edited = await page.textContent('#channels tr:has-text("ops hook renamed")');
+  if (!edited.includes('(signed)') || !edited.includes('backup failed, restore failed')) fail(`edited: ${edited}`);
+  await page.waitForSelector('#new-channel h2:has-text("Add a channel")');
+  await page.selectOption('#channel-kind', 'webhook');
   // A bad URL: the API's sentence, naming the field, and nothing added.
   await page.fill('#channel-name', 'bad');
   await page.fill('#channel-url', 'http://hooks.example.com/plain-http');
   await page.click('#create-channel');
   await page.waitForSelector('p.error:has-text("url")');
   const rows = await page.$$eval('#channels tbody tr', (r) => r.length);
-  if (rows !== 1) fail(`${rows} channels after a refused one`);
+  if (rows !== 2) fail(`${rows} channels after a refused one`);
 
   const viewer = await signIn('viewer');
   await viewer.waitForSelector('#channels td:has-text("ops hook")');

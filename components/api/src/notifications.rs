@@ -59,12 +59,18 @@ fn opened(app: &App, c: &Channel) -> Result<Opened, String> {
             .transpose()
             .map_err(|_| "its secrets do not open with the current seal_key; save the channel again".to_string())
     };
-    let headers = match open(&c.headers_sealed)? {
-        Some(h) => serde_json::from_str::<BTreeMap<String, String>>(&h).map_err(|e| e.to_string())?,
-        None => BTreeMap::new(),
+    let map = |sealed: &Option<String>| match open(sealed)? {
+        Some(h) => serde_json::from_str::<BTreeMap<String, String>>(&h).map_err(|e| e.to_string()),
+        None => Ok(BTreeMap::new()),
     };
     let smtp_password = open(&c.smtp.as_ref().and_then(|s| s.password_sealed.clone()))?;
-    Ok(Opened { url: open(&c.url_sealed)?, secret: open(&c.secret_sealed)?, headers, smtp_password })
+    Ok(Opened {
+        url: open(&c.url_sealed)?,
+        secret: open(&c.secret_sealed)?,
+        headers: map(&c.headers_sealed)?,
+        smtp_password,
+        settings: map(&c.settings_sealed)?,
+    })
 }
 
 /// `GET /api/notifications/channels`.

@@ -233,6 +233,9 @@ pub enum ChannelKind {
     /// A Microsoft Teams Workflows webhook ("when a Teams webhook request is received"): an Adaptive Card.
     Teams,
     Email,
+    /// A notifier plug-in installed on the dumper-host (its `notifiers.toml`): a Wasm component that
+    /// reaches only the hosts listed there.
+    Plugin,
 }
 
 impl ChannelKind {
@@ -242,6 +245,7 @@ impl ChannelKind {
             ChannelKind::Slack => "slack",
             ChannelKind::Teams => "teams",
             ChannelKind::Email => "email",
+            ChannelKind::Plugin => "plugin",
         }
     }
 }
@@ -303,6 +307,13 @@ pub struct Channel {
     pub header_names: Vec<String>,
     #[serde(default)]
     pub smtp: Option<Smtp>,
+    /// The plug-in's name, and its settings (JSON object) sealed: they often hold a token.
+    #[serde(default)]
+    pub plugin: Option<String>,
+    #[serde(default)]
+    pub settings_sealed: Option<String>,
+    #[serde(default)]
+    pub setting_names: Vec<String>,
     #[serde(default)]
     pub filters: Filters,
     pub created_at: DateTime<Utc>,
@@ -363,6 +374,15 @@ pub struct ChannelInput {
     /// Email only.
     #[serde(default)]
     pub smtp: Option<SmtpInput>,
+    /// Plug-in only: the name of a notifier plug-in installed on the dumper-host.
+    #[serde(default)]
+    #[schemars(regex(pattern = crate::schema::PLUGIN_NAME))]
+    pub plugin: Option<String>,
+    /// Plug-in only: up to 20 settings the plug-in reads (e.g. its URL and token); replaced as a whole when
+    /// given, and required again when the channel moves to another plug-in.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::schema::plugin_settings")]
+    pub settings: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub filters: Option<Filters>,
 }
@@ -396,13 +416,14 @@ impl ChannelInput {
     /// Checks everything that does not depend on what is stored. `creating`: the destination is required.
     pub fn validate(&self, creating: bool) -> Result<(), FieldError> {
         crate::engine::validate_name("name", &self.name)?;
-        let http = self.kind != ChannelKind::Email;
+        let http = !matches!(self.kind, ChannelKind::Email | ChannelKind::Plugin);
         match (&self.url, http) {
             (Some(u), true) => validate_url("url", u)?,
             (None, true) if creating => return Err(FieldError::new("url", "is required for this kind of channel")),
             (Some(_), false) => return Err(FieldError::new("url", "is for webhook, slack and teams channels")),
             _ => {}
         }
+        self.validate_plugin(creating)?;
         if self.kind != ChannelKind::Webhook && (self.secret.is_some() || self.headers.is_some()) {
             let field = if self.secret.is_some() { "secret" } else { "headers" };
             return Err(FieldError::new(field, "is for webhook channels only"));
@@ -451,6 +472,49 @@ impl ChannelInput {
         }
         Ok(())
     }
+}
+
+impl ChannelInput {
+    fn validate_plugin(&self, creating: bool) -> Result<(), FieldError> {
+        let plugin = self.kind == ChannelKind::Plugin;
+        match (&self.plugin, plugin) {
+            (Some(p), true) if !is_plugin_name(p) => {
+                return Err(FieldError::new("plugin", "must be a plug-in name: a-z, then a-z, 0-9 and -, 1 to 63"));
+            }
+            (None, true) if creating => return Err(FieldError::new("plugin", "is required for a plug-in channel")),
+            (Some(_), false) => return Err(FieldError::new("plugin", "is for plug-in channels only")),
+            _ => {}
+        }
+        let Some(settings) = &self.settings else { return Ok(()) };
+        if !plugin {
+            return Err(FieldError::new("settings", "are for plug-in channels only"));
+        }
+        if settings.len() > 20 {
+            return Err(FieldError::new("settings", "at most 20 settings"));
+        }
+        for (k, v) in settings {
+            let key_ok = (1..=64).contains(&k.len())
+                && k.starts_with(|c: char| c.is_ascii_lowercase())
+                && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !key_ok {
+                return Err(FieldError::new(
+                    format!("settings.{k}"),
+                    "is not a setting name (a-z, then a-z, 0-9 and _, at most 64)",
+                ));
+            }
+            if v.chars().count() > 2048 || v.chars().any(|c| c.is_control()) {
+                return Err(FieldError::new(format!("settings.{k}"), "value: at most 2048 characters, no control"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A notifier plug-in's name, as `notifiers.toml` and a plug-in channel give it.
+pub fn is_plugin_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl SmtpInput {
@@ -581,6 +645,10 @@ pub struct ChannelView {
     pub header_names: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpView>,
+    /// Plug-in: its name, and the names of its settings (their values are sealed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    pub setting_names: Vec<String>,
     pub filters: Filters,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -599,9 +667,10 @@ pub struct SmtpView {
 
 impl From<&Channel> for ChannelView {
     fn from(c: &Channel) -> Self {
-        let destination = match &c.smtp {
-            Some(s) => format!("{}:{} → {}", s.host, s.port, s.to.join(", ")),
-            None => c.url_hint.clone().unwrap_or_default(),
+        let destination = match (&c.smtp, &c.plugin) {
+            (Some(s), _) => format!("{}:{} → {}", s.host, s.port, s.to.join(", ")),
+            (None, Some(p)) => format!("plug-in {p}"),
+            (None, None) => c.url_hint.clone().unwrap_or_default(),
         };
         ChannelView {
             id: c.id.clone(),
@@ -620,6 +689,8 @@ impl From<&Channel> for ChannelView {
                 from: s.from.clone(),
                 to: s.to.clone(),
             }),
+            plugin: c.plugin.clone(),
+            setting_names: c.setting_names.clone(),
             filters: c.filters.clone(),
             created_at: c.created_at,
             updated_at: c.updated_at,
@@ -697,6 +768,19 @@ impl Channel {
             }
             None => old.and_then(|o| o.smtp.clone()),
         };
+        let plugin = input.plugin.clone().or(old.and_then(|o| o.plugin.clone()));
+        let other_plugin = old.is_some_and(|o| input.plugin.is_some() && input.plugin != o.plugin);
+        let (settings_sealed, setting_names) = match &input.settings {
+            Some(s) if s.is_empty() => (None, vec![]),
+            Some(s) => (Some(seal(&serde_json::to_string(s).expect("maps serialize"))), s.keys().cloned().collect()),
+            None if other_plugin && keep(|o| o.settings_sealed.clone()).is_some() => {
+                return Err(FieldError::new(
+                    "settings",
+                    "are required again when the channel moves to another plug-in",
+                ));
+            }
+            None => (keep(|o| o.settings_sealed.clone()), old.map(|o| o.setting_names.clone()).unwrap_or_default()),
+        };
         Ok(Channel {
             id: id.to_string(),
             name: input.name.trim().to_string(),
@@ -708,6 +792,9 @@ impl Channel {
             headers_sealed,
             header_names,
             smtp,
+            plugin,
+            settings_sealed,
+            setting_names,
             filters: input.filters.clone().or(old.map(|o| o.filters.clone())).unwrap_or_default(),
             created_at: old.map(|o| o.created_at).unwrap_or(now),
             updated_at: now,
@@ -722,6 +809,7 @@ pub struct Opened {
     pub secret: Option<String>,
     pub headers: BTreeMap<String, String>,
     pub smtp_password: Option<String>,
+    pub settings: BTreeMap<String, String>,
 }
 
 /// A rendered notification, as the dumper-host sends it.
@@ -744,6 +832,13 @@ pub enum Outgoing {
         subject: String,
         text: String,
     },
+    /// For a notifier plug-in, which renders the event itself.
+    Plugin {
+        plugin: String,
+        settings: Vec<(String, String)>,
+        delivery_id: String,
+        event: Event,
+    },
 }
 
 impl Outgoing {
@@ -752,6 +847,7 @@ impl Outgoing {
         match self {
             Outgoing::Http { url, .. } => url_hint(url),
             Outgoing::Smtp { host, port, .. } => format!("smtp {host}:{port}"),
+            Outgoing::Plugin { plugin, .. } => format!("plug-in {plugin}"),
         }
     }
 }
@@ -838,6 +934,14 @@ pub fn webhook_payload(e: &Event, delivery_id: &str) -> serde_json::Value {
 
 /// Renders `event` for `channel` with its opened secrets; `now` stamps the signature.
 pub fn render(channel: &Channel, opened: &Opened, event: &Event, delivery_id: &str, now: DateTime<Utc>) -> Outgoing {
+    if let Some(plugin) = channel.plugin.as_ref().filter(|_| channel.kind == ChannelKind::Plugin) {
+        return Outgoing::Plugin {
+            plugin: plugin.clone(),
+            settings: opened.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            delivery_id: delivery_id.into(),
+            event: event.clone(),
+        };
+    }
     if let Some(s) = &channel.smtp {
         let mut text = format!("{}\n\n", event.message);
         for (k, v) in facts(event) {
@@ -1075,6 +1179,8 @@ pub(crate) mod tests {
             secret: None,
             headers: None,
             smtp: None,
+            plugin: None,
+            settings: None,
             filters: None,
         }
     }
@@ -1092,6 +1198,9 @@ pub(crate) mod tests {
             headers_sealed: None,
             header_names: vec![],
             smtp: None,
+            plugin: None,
+            settings_sealed: None,
+            setting_names: vec![],
             filters: Filters::default(),
             created_at: at(1),
             updated_at: at(1),

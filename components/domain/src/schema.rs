@@ -131,6 +131,11 @@ pub const MAILBOX: &str = concat!(
 /// A header name a webhook may set: letters, digits, `-` and `_`.
 pub const HEADER_NAME: &str = "^[A-Za-z0-9_-]+$";
 
+/// A notifier plug-in's name.
+pub const PLUGIN_NAME: &str = "^[a-z][a-z0-9-]{0,62}$";
+/// A plug-in setting's name.
+pub const SETTING_NAME: &str = "^[a-z][a-z0-9_]{0,63}$";
+
 /// `names` as one anchored pattern that ignores ASCII case (`[Hh][Oo]…`: no inline flags, which not
 /// every dialect reads); `prefix` names match as prefixes.
 pub fn any_case(names: &[&str], prefixes: &[&str]) -> String {
@@ -243,18 +248,23 @@ pub fn yearly_tier(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 /// only on a webhook. `creating`: the destination is required (an update keeps the stored one).
 pub fn channel_by_kind(creating: bool) -> serde_json::Value {
     let absent = serde_json::json!({ "type": "null" });
-    let kind = |k: &str| serde_json::json!({ "required": ["kind"], "properties": { "kind": { "const": k } } });
-    let mut email = serde_json::json!({ "properties": { "url": absent.clone() } });
-    let mut http = serde_json::json!({ "properties": { "smtp": absent.clone() } });
+    let kind = |k: &[&str]| serde_json::json!({ "required": ["kind"], "properties": { "kind": { "enum": k } } });
+    let mut email = serde_json::json!({ "properties": { "url": absent, "plugin": absent, "settings": absent } });
+    let mut plugin = serde_json::json!({ "properties": { "url": absent, "smtp": absent } });
+    let mut http = serde_json::json!({ "properties": { "smtp": absent, "plugin": absent, "settings": absent } });
     if creating {
-        email["required"] = serde_json::json!(["smtp"]);
-        email["properties"]["smtp"] = serde_json::json!({ "type": "object" });
-        http["required"] = serde_json::json!(["url"]);
-        http["properties"]["url"] = serde_json::json!({ "type": "string" });
+        for (rules, field, ty) in
+            [(&mut email, "smtp", "object"), (&mut plugin, "plugin", "string"), (&mut http, "url", "string")]
+        {
+            rules["required"] = serde_json::json!([field]);
+            rules["properties"][field] = serde_json::json!({ "type": ty });
+        }
     }
     serde_json::json!([
-        { "if": kind("email"), "then": email, "else": http },
-        { "if": { "not": kind("webhook") }, "then": { "properties": { "secret": absent.clone(), "headers": absent } } }
+        { "if": kind(&["email"]), "then": email },
+        { "if": kind(&["plugin"]), "then": plugin },
+        { "if": kind(&["webhook", "slack", "teams"]), "then": http },
+        { "if": { "not": kind(&["webhook"]) }, "then": { "properties": { "secret": absent, "headers": absent } } }
     ])
 }
 
@@ -281,6 +291,16 @@ pub fn webhook_headers(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "maxProperties": 20,
         "propertyNames": { "pattern": HEADER_NAME, "not": { "pattern": reserved } },
         "additionalProperties": { "type": "string", "maxLength": 4096, "pattern": NO_CONTROL }
+    })
+}
+
+/// A plug-in channel's settings: up to 20, lowercase names, values without control characters.
+pub fn plugin_settings(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": ["object", "null"],
+        "maxProperties": 20,
+        "propertyNames": { "pattern": SETTING_NAME },
+        "additionalProperties": { "type": "string", "maxLength": 2048, "pattern": NO_CONTROL }
     })
 }
 
@@ -380,6 +400,17 @@ mod tests {
         let reserved = regex::Regex::new(&any_case(&crate::notify::RESERVED_HEADERS, &["x-dilux-"])).unwrap();
         for (h, taken) in [("Content-Type", true), ("X-DILUX-Sig", true), ("Authorization", false), ("hosts", false)] {
             assert_eq!(reserved.is_match(h), taken, "{h}");
+        }
+        let (longest, too_long) = ("a".repeat(63), "a".repeat(64));
+        for n in ["discord", "a", "a-1", "1a", "A", "a_b", "", "a\n", longest.as_str(), too_long.as_str()] {
+            assert_eq!(matches(PLUGIN_NAME, n), crate::notify::is_plugin_name(n), "{n}");
+        }
+        let setting_ok = |k: &str| {
+            let body = serde_json::json!({ "name": "p", "kind": "plugin", "plugin": "x", "settings": { k: "v" } });
+            serde_json::from_value::<crate::notify::ChannelInput>(body).unwrap().validate(true).is_ok()
+        };
+        for k in ["url", "api_token2", "Url", "2a", "a-b", "", "a\n", too_long.as_str(), "a".repeat(65).as_str()] {
+            assert_eq!(matches(SETTING_NAME, k), setting_ok(k), "{k}");
         }
         for (h, local) in
             [("localhost", true), ("127.0.0.1", true), ("::1", true), ("[::1]", true), ("127.0.0.1.x", false)]

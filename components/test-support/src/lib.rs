@@ -431,6 +431,7 @@ impl Dumper for FakeDumper {
         let to = match outgoing {
             Outgoing::Http { url, .. } => url.clone(),
             Outgoing::Smtp { host, .. } => host.clone(),
+            Outgoing::Plugin { plugin, .. } => format!("plugin:{plugin}"),
         };
         let refused = self.refusing.borrow().iter().any(|r| to.starts_with(r.as_str()));
         let (ok, status) = if refused { (false, 500) } else { (true, 200) };

@@ -1,9 +1,10 @@
 //! The wasmtime side: one engine and linker for every guest, and the per-instance state. Each host
 //! interface a guest imports has its own file: [`variables`] (`fermyon:spin/variables`) and [`dump`]
-//! (`dilux:dumper/dump`).
+//! (`dilux:dumper/dump`); [`notifier`] runs the notifier plug-ins, on an engine of their own.
 
 pub mod compiled;
 pub mod dump;
+pub mod notifier;
 pub mod restore;
 pub mod variables;
 

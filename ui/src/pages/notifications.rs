@@ -1,6 +1,6 @@
-//! Notifications: where people hear about problems (webhooks, Slack, Teams, email), which events each
-//! channel hears about, a test send, and the delivery log with every attempt. Everyone sees them (never
-//! a secret); admins add, test and remove channels.
+//! Notifications: where people hear about problems (webhooks, Slack, Teams, email, notifier plug-ins),
+//! which events each channel hears about, a test send, and the delivery log with every attempt. Everyone
+//! sees them (never a secret); admins add, test and remove channels.
 
 use dilux_domain::notify::EventKind;
 use dilux_domain::user::Permission;
@@ -24,8 +24,13 @@ struct Form {
     password: RwSignal<String>,
     from: RwSignal<String>,
     to: RwSignal<String>,
+    plugin: RwSignal<String>,
+    /// One `name=value` per line.
+    settings: RwSignal<String>,
     events: RwSignal<Vec<EventKind>>,
     severity: RwSignal<String>,
+    /// The channel being edited (its id and filters as stored); `None`: a new channel.
+    editing: RwSignal<Option<(String, Value)>>,
 }
 
 impl Form {
@@ -43,20 +48,53 @@ impl Form {
             password: s(),
             from: s(),
             to: s(),
+            plugin: s(),
+            settings: s(),
             events: RwSignal::new(vec![]),
             severity: RwSignal::new("info".into()),
+            editing: RwSignal::new(None),
         }
+    }
+
+    /// Fills the form with a channel as the API shows it: secrets stay empty (left empty, they are kept).
+    fn edit(&self, c: &Value) {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        self.name.set(text(&c["name"]));
+        self.kind.set(text(&c["kind"]));
+        for s in [self.url, self.secret, self.password, self.settings] {
+            s.set(String::new());
+        }
+        let smtp = &c["smtp"];
+        self.host.set(text(&smtp["host"]));
+        self.port.set(smtp["port"].as_u64().map(|p| p.to_string()).unwrap_or_default());
+        self.security.set(smtp["security"].as_str().unwrap_or("starttls").to_string());
+        self.username.set(text(&smtp["username"]));
+        self.from.set(text(&smtp["from"]));
+        let to: Vec<String> = smtp["to"].as_array().into_iter().flatten().map(text).collect();
+        self.to.set(to.join(", "));
+        self.plugin.set(text(&c["plugin"]));
+        self.events.set(serde_json::from_value(c["filters"]["events"].clone()).unwrap_or_default());
+        self.severity.set(c["filters"]["min_severity"].as_str().unwrap_or("info").to_string());
+        self.editing.set(Some((text(&c["id"]), c["filters"].clone())));
+    }
+
+    fn clear(&self) {
+        for s in [self.name, self.url, self.secret, self.password, self.settings, self.plugin] {
+            s.set(String::new());
+        }
+        self.editing.set(None);
     }
 
     /// The request body: empty optional fields are left out, so the API's defaults apply.
     fn body(&self) -> Value {
         let opt = |s: RwSignal<String>| Some(s.get_untracked().trim().to_string()).filter(|v| !v.is_empty());
         let kind = self.kind.get_untracked();
-        let mut b = json!({
-            "name": self.name.get_untracked(),
-            "kind": kind,
-            "filters": { "events": self.events.get_untracked(), "min_severity": self.severity.get_untracked() },
-        });
+        let editing = self.editing.get_untracked();
+        // An edit keeps the filters this form does not show (database, server and policy ids).
+        let mut filters = editing.as_ref().map(|(_, f)| f.clone()).filter(Value::is_object).unwrap_or(json!({}));
+        filters["events"] = json!(self.events.get_untracked());
+        filters["min_severity"] = self.severity.get_untracked().into();
+        let mut b = json!({ "name": self.name.get_untracked(), "kind": kind, "filters": filters });
         if kind == "email" {
             let to: Vec<String> =
                 self.to.get_untracked().split(',').map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
@@ -71,9 +109,27 @@ impl Form {
                 }
             }
             b["smtp"] = smtp;
-        } else {
-            b["url"] = self.url.get_untracked().trim().into();
-            if let Some(s) = opt(self.secret).filter(|_| kind == "webhook") {
+        } else if kind == "plugin" {
+            b["plugin"] = self.plugin.get_untracked().trim().into();
+            if editing.is_some() && self.settings.get_untracked().trim().is_empty() {
+                return b;
+            }
+            let settings: serde_json::Map<String, Value> = self
+                .settings
+                .get_untracked()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                    (k.trim().to_string(), Value::from(v.trim()))
+                })
+                .collect();
+            b["settings"] = settings.into();
+        } else if let Some(url) = opt(self.url).or_else(|| editing.is_none().then(String::new)) {
+            b["url"] = url.into();
+        }
+        if kind == "webhook" {
+            if let Some(s) = opt(self.secret) {
                 b["secret"] = s.into();
             }
         }
@@ -90,19 +146,25 @@ fn text_input(label: &'static str, id: &'static str, kind: &'static str, value: 
     }
 }
 
+/// Adds a channel, or changes the one [`Form::edit`] filled in.
 #[component]
-fn NewChannel(reload: RwSignal<u32>, message: RwSignal<Option<Result<String, String>>>) -> impl IntoView {
-    let f = Form::new();
+fn ChannelForm(f: Form, reload: RwSignal<u32>, message: RwSignal<Option<Result<String, String>>>) -> impl IntoView {
     let email = move || f.kind.get() == "email";
+    let plugin = move || f.kind.get() == "plugin";
+    let status = fetched::<Value>(|| "/api/system-status".into(), reload);
     let create = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         leptos::task::spawn_local(async move {
-            match api::post("/api/notifications/channels", &f.body()).await {
+            let editing = f.editing.get_untracked();
+            let out = match &editing {
+                Some((id, _)) => api::put(&format!("/api/notifications/channels/{id}"), &f.body()).await,
+                None => api::post("/api/notifications/channels", &f.body()).await,
+            };
+            match out {
                 Ok(c) => {
-                    message.set(Some(Ok(format!("Channel {} added", c["name"].as_str().unwrap_or_default()))));
-                    f.name.set(String::new());
-                    f.secret.set(String::new());
-                    f.password.set(String::new());
+                    let done = if editing.is_some() { "saved" } else { "added" };
+                    message.set(Some(Ok(format!("Channel {} {done}", c["name"].as_str().unwrap_or_default()))));
+                    f.clear();
                     reload.update(|n| *n += 1);
                 }
                 Err(e) => message.set(Some(Err(e.message))),
@@ -111,17 +173,35 @@ fn NewChannel(reload: RwSignal<u32>, message: RwSignal<Option<Result<String, Str
     };
     view! {
         <form class="dialog" id="new-channel" on:submit=create>
-            <h2>"Add a channel"</h2>
+            <h2>{move || if f.editing.with(Option::is_some) { "Edit the channel" } else { "Add a channel" }}</h2>
+            <Show when=move || f.editing.with(Option::is_some)>
+                <p class="hint">
+                    "Secrets left empty are kept; a URL, server or plug-in that changes needs them again."
+                </p>
+            </Show>
             {text_input("Name", "channel-name", "text", f.name)}
             <label>"Kind"
-                <select id="channel-kind" on:change=move |ev| f.kind.set(event_target_value(&ev))>
+                <select id="channel-kind" prop:value=move || f.kind.get()
+                    prop:disabled=move || f.editing.with(Option::is_some)
+                    on:change=move |ev| f.kind.set(event_target_value(&ev))>
                     <option value="webhook">"Webhook (JSON, signed)"</option>
                     <option value="slack">"Slack incoming webhook"</option>
                     <option value="teams">"Microsoft Teams (Workflows webhook)"</option>
                     <option value="email">"Email (SMTP)"</option>
+                    <option value="plugin">"Notifier plug-in"</option>
                 </select>
             </label>
-            <Show when=move || !email()>
+            <Show when=plugin>
+                {text_input("Plug-in (its name in notifiers.toml)", "channel-plugin", "text", f.plugin)}
+                <p class="hint" id="installed-plugins">"Installed: "{show(status, |s: &Value| {
+                    crate::pages::status::plugin_names(&s["dumper_host"])
+                })}</p>
+                <label>"Settings (one name=value per line; stored sealed, shown by name only)"
+                    <textarea id="channel-settings" rows="3" prop:value=move || f.settings.get()
+                        on:input=move |ev| f.settings.set(event_target_value(&ev))></textarea>
+                </label>
+            </Show>
+            <Show when=move || !email() && !plugin()>
                 {text_input("URL", "channel-url", "url", f.url)}
                 <Show when=move || f.kind.get() == "webhook">
                     {text_input("Signing secret (16+ characters, optional)", "channel-secret", "password", f.secret)}
@@ -131,7 +211,8 @@ fn NewChannel(reload: RwSignal<u32>, message: RwSignal<Option<Result<String, Str
                 {text_input("SMTP server", "smtp-host", "text", f.host)}
                 {text_input("Port (default for the security)", "smtp-port", "number", f.port)}
                 <label>"Security"
-                    <select id="smtp-security" on:change=move |ev| f.security.set(event_target_value(&ev))>
+                    <select id="smtp-security" prop:value=move || f.security.get()
+                        on:change=move |ev| f.security.set(event_target_value(&ev))>
                         <option value="starttls">"STARTTLS"</option>
                         <option value="tls">"TLS"</option>
                         <option value="none">"None (a relay on this machine only)"</option>
@@ -157,13 +238,19 @@ fn NewChannel(reload: RwSignal<u32>, message: RwSignal<Option<Result<String, Str
                 }).collect_view()}
             </fieldset>
             <label>"Least severity"
-                <select on:change=move |ev| f.severity.set(event_target_value(&ev))>
+                <select id="channel-severity" prop:value=move || f.severity.get()
+                    on:change=move |ev| f.severity.set(event_target_value(&ev))>
                     <option value="info">"info"</option>
                     <option value="warning">"warning"</option>
                     <option value="error">"error"</option>
                 </select>
             </label>
-            <button type="submit" id="create-channel">"Add channel"</button>
+            <button type="submit" id="create-channel">
+                {move || if f.editing.with(Option::is_some) { "Save channel" } else { "Add channel" }}
+            </button>
+            <Show when=move || f.editing.with(Option::is_some)>
+                <button type="button" class="link" id="cancel-edit" on:click=move |_| f.clear()>"Cancel"</button>
+            </Show>
         </form>
     }
 }
@@ -176,11 +263,14 @@ pub fn Notifications() -> impl IntoView {
     let deliveries = fetched::<Value>(|| "/api/notifications/deliveries?limit=100".into(), reload);
     let message = RwSignal::new(None::<Result<String, String>>);
     let is_admin = move || s.can(Permission::ManageSettings);
+    let form = Form::new();
     let test = move |id: String| {
         leptos::task::spawn_local(async move {
             let out = api::post(&format!("/api/notifications/channels/{id}/test"), &json!({})).await;
             message.set(Some(match out {
-                Ok(d) if d["state"] == "delivered" => Ok(format!("Test delivered to {}", d["channel_name"])),
+                Ok(d) if d["state"] == "delivered" => {
+                    Ok(format!("Test delivered to {}", d["channel_name"].as_str().unwrap_or_default()))
+                }
                 Ok(d) => Err(format!(
                     "The test was not delivered: {}",
                     d["attempts"][0]["message"].as_str().unwrap_or("no answer")
@@ -209,6 +299,7 @@ pub fn Notifications() -> impl IntoView {
                     </tr></thead>
                     <tbody>{rows.into_iter().map(|c| {
                         let id = c["id"].as_str().unwrap_or_default().to_string();
+                        let stored = c.clone();
                         let (tid, did) = (id.clone(), id.clone());
                         let events: Vec<String> = c["filters"]["events"].as_array().cloned().unwrap_or_default()
                             .iter().filter_map(|e| e.as_str().map(|e| e.replace('_', " "))).collect();
@@ -226,6 +317,10 @@ pub fn Notifications() -> impl IntoView {
                                             let tid = tid.clone();
                                             move |_| test(tid.clone())
                                         }>"Send a test"</button>
+                                        <button class="link edit-channel" on:click={
+                                            let stored = stored.clone();
+                                            move |_| form.edit(&stored)
+                                        }>"Edit"</button>
                                         <button class="link" on:click={
                                             let did = did.clone();
                                             move |_| remove(did.clone())
@@ -241,7 +336,7 @@ pub fn Notifications() -> impl IntoView {
                 })}
             }
         })}
-        <Show when=is_admin><NewChannel reload=reload message=message/></Show>
+        <Show when=is_admin><ChannelForm f=form reload=reload message=message/></Show>
         <h2>"Delivery log"</h2>
         {show(deliveries, move |v: &Value| view! {
             <table id="deliveries">

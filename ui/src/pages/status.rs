@@ -85,6 +85,7 @@ pub fn Status() -> impl IntoView {
                         <th>"PostgreSQL clients"</th>
                         <td>{s["dumper_host"]["postgresql_client_majors"].to_string()}</td>
                     </tr>
+                    <tr><th>"Notifier plug-ins"</th><td>{plugin_names(&s["dumper_host"])}</td></tr>
                     <tr><th>"Last scheduler run"</th><td>{tick(&s["scheduler"]["last_tick"])}</td></tr>
                     <tr><th>"Last retention run"</th><td>{tick(&s["retention"]["last_tick"])}</td></tr>
                     <tr><th>"Databases"</th><td>{s["databases"].to_string()}</td></tr>
@@ -107,5 +108,18 @@ pub fn Status() -> impl IntoView {
                 }).collect_view()}</ul>
             }
         })}
+    }
+}
+
+/// The dumper-host's notifier plug-ins, comma-separated; "none" when it runs none.
+pub fn plugin_names(dumper_host: &Value) -> String {
+    let names: Vec<&str> = dumper_host["notifier_plugins"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
     }
 }

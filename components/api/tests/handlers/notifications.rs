@@ -39,7 +39,7 @@ fn sent(t: &T) -> Vec<Value> {
         .iter()
         .filter_map(|o| match o {
             Outgoing::Http { body, .. } => serde_json::from_str::<Value>(body).ok().map(|b| b["event"].clone()),
-            Outgoing::Smtp { .. } => None,
+            Outgoing::Smtp { .. } | Outgoing::Plugin { .. } => None,
         })
         .collect()
 }
@@ -125,6 +125,12 @@ async fn a_bad_channel_is_refused_naming_the_field_and_nothing_is_stored() {
         (smtp(json!({ "password": "pw" })), "smtp.username"),
         (smtp(json!({ "to": ["not-an-address"] })), "smtp.to[0]"),
         (smtp(json!({ "to": [] })), "smtp.to"),
+        (json!({ "name": "x", "kind": "plugin" }), "plugin"),
+        (json!({ "name": "x", "kind": "plugin", "plugin": "Discord" }), "plugin"),
+        (json!({ "name": "x", "kind": "plugin", "plugin": "d", "url": HOOK }), "url"),
+        (json!({ "name": "x", "kind": "plugin", "plugin": "d", "settings": { "Token": "t" } }), "settings.Token"),
+        (json!({ "name": "x", "kind": "webhook", "url": HOOK, "settings": { "a": "b" } }), "settings"),
+        (json!({ "name": "x", "kind": "slack", "url": HOOK, "plugin": "d" }), "plugin"),
     ] {
         let a = t.admin("POST", "/api/notifications/channels", Some(body.clone())).await;
         assert_eq!(a.status, 400, "{body}: {}", a.body);
@@ -136,6 +142,41 @@ async fn a_bad_channel_is_refused_naming_the_field_and_nothing_is_stored() {
     assert_eq!((a.status, a.field()), (400, Some("limit")));
     let a = t.admin("GET", "/api/notifications/deliveries?state=lost", None).await;
     assert_eq!((a.status, a.field()), (400, Some("state")));
+}
+
+#[tokio::test]
+async fn a_plugin_channel_hands_the_plugin_its_settings_and_shows_only_their_names() {
+    let t = T::new();
+    let body = json!({ "name": "chat", "kind": "plugin", "plugin": "discord",
+        "settings": { "webhook_url": "https://discord.example/api/webhooks/1/plugin-secret-token" } });
+    let id = channel(&t, body).await;
+    let path = format!("/api/notifications/channels/{id}");
+    let view = t.call("viewer", "GET", &path, None).await;
+    assert_eq!(
+        (view.body["destination"].as_str(), &view.body["setting_names"]),
+        (Some("plug-in discord"), &json!(["webhook_url"]))
+    );
+    let stored = serde_json::to_string(&t.mem.channels.all()).unwrap();
+    for text in [view.body.to_string(), stored] {
+        assert!(!text.contains("plugin-secret-token"), "a setting's value is shown or stored in the clear: {text}");
+    }
+    let a = t.admin("POST", &format!("{path}/test"), None).await;
+    assert_eq!((a.status, a.body["state"].as_str()), (200, Some("delivered")), "{}", a.body);
+    let Outgoing::Plugin { plugin, settings, event, .. } = t.mem.dumper.sent.borrow()[0].clone() else {
+        panic!("a plug-in delivery")
+    };
+    assert_eq!(plugin, "discord");
+    assert_eq!(
+        settings,
+        [("webhook_url".to_string(), "https://discord.example/api/webhooks/1/plugin-secret-token".into())]
+    );
+    assert_eq!(event.kind.as_str(), "test");
+    // Renamed, the settings stay; moved to another plug-in, they must be given again (they were meant for
+    // the first one).
+    let a = t.admin("PUT", &path, Some(json!({ "name": "chat 2", "kind": "plugin" }))).await;
+    assert_eq!((a.status, &a.body["setting_names"]), (200, &json!(["webhook_url"])), "{}", a.body);
+    let a = t.admin("PUT", &path, Some(json!({ "name": "chat", "kind": "plugin", "plugin": "pager" }))).await;
+    assert_eq!((a.status, a.field()), (409, Some("settings")), "{}", a.body);
 }
 
 #[tokio::test]
@@ -256,7 +297,7 @@ async fn filters_choose_what_a_channel_hears_about() {
                 let b: Value = serde_json::from_str(body).unwrap();
                 (url.split('/').nth(2).unwrap().to_string(), b["event"]["kind"].as_str().unwrap().to_string())
             }
-            Outgoing::Smtp { .. } => unreachable!(),
+            Outgoing::Smtp { .. } | Outgoing::Plugin { .. } => unreachable!(),
         })
         .collect();
     to.sort();
