@@ -43,13 +43,14 @@ pub fn tempdir(name: &str) -> PathBuf {
 }
 
 /// A `notifiers.toml` with the example Discord plug-in and the tests' misbehaving one, both allowed to
-/// reach `http://127.0.0.1:{port}` only.
-pub fn notifiers_file(port: u16) -> Result<PathBuf> {
+/// reach `http://127.0.0.1:{port}` for these `ports` only.
+pub fn notifiers_file(ports: &[u16]) -> Result<PathBuf> {
     let wasm = root().join("target/wasm");
-    let allowed = format!("http://127.0.0.1:{port}");
+    let allowed: Vec<String> = ports.iter().map(|p| format!("\"http://127.0.0.1:{p}\"")).collect();
+    let allowed = allowed.join(", ");
     let text = format!(
-        "[[notifier]]\nname = \"discord\"\nsource = \"{}\"\nallowed_outbound_hosts = [\"{allowed}\"]\n\n\
-         [[notifier]]\nname = \"misbehaving\"\nsource = \"{}\"\nallowed_outbound_hosts = [\"{allowed}\"]\n",
+        "[[notifier]]\nname = \"discord\"\nsource = \"{}\"\nallowed_outbound_hosts = [{allowed}]\n\n\
+         [[notifier]]\nname = \"misbehaving\"\nsource = \"{}\"\nallowed_outbound_hosts = [{allowed}]\n",
         wasm.join("dilux_notify_discord.wasm").display(),
         wasm.join("dilux_test_notifier.wasm").display(),
     );
@@ -94,14 +95,38 @@ impl Drop for Proc {
 
 /// The child's stdout, line by line, on a channel (so a reader can wait with a timeout).
 fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    stdout_lines_kept(child, None)
+}
+
+/// [`stdout_lines`], each line also appended to `keep`.
+fn stdout_lines_kept(child: &mut Child, keep: Option<Captured>) -> std::sync::mpsc::Receiver<String> {
     let stdout = child.stdout.take().expect("stdout is piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(k) = &keep {
+                k.push(&line);
+            }
             let _ = tx.send(line);
         }
     });
     rx
+}
+
+/// Everything a process wrote to stdout and stderr, as it writes it.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl Captured {
+    fn push(&self, line: &str) {
+        let mut text = self.0.lock().unwrap();
+        text.push_str(line);
+        text.push('\n');
+    }
+
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 fn is_root() -> bool {
@@ -650,7 +675,24 @@ impl App {
         Self::spawn(connection_string, &root().join("spin.toml"), env, false)
     }
 
+    /// The app with its worker, and everything it and its guests write (their logs).
+    pub fn start_captured(connection_string: &str, env: &[(&str, &str)]) -> Result<(Self, Captured)> {
+        let out = Captured::default();
+        let app = Self::spawn_kept(connection_string, &root().join("spin.toml"), env, true, Some(out.clone()))?;
+        Ok((app, out))
+    }
+
     fn spawn(connection_string: &str, manifest: &Path, env: &[(&str, &str)], worker: bool) -> Result<Self> {
+        Self::spawn_kept(connection_string, manifest, env, worker, None)
+    }
+
+    fn spawn_kept(
+        connection_string: &str,
+        manifest: &Path,
+        env: &[(&str, &str)],
+        worker: bool,
+        keep: Option<Captured>,
+    ) -> Result<Self> {
         let bin = host_bin();
         let root = root();
         let mut child = Command::new(&bin)
@@ -668,10 +710,17 @@ impl App {
             .env("DILUX_WORKER_CONCURRENCY", "2")
             .envs(env.iter().copied()) // the caller's settings win
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if keep.is_some() { Stdio::piped() } else { Stdio::inherit() })
             .spawn()
             .with_context(|| format!("cannot start {} (run scripts/build.sh first)", bin.display()))?;
-        let rx = stdout_lines(&mut child);
+        if let (Some(k), Some(stderr)) = (keep.clone(), child.stderr.take()) {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    k.push(&line);
+                }
+            });
+        }
+        let rx = stdout_lines_kept(&mut child, keep);
         let proc = Proc { child, name: "dumper-host".into() };
         loop {
             let line = rx.recv_timeout(Duration::from_secs(120)).context("the app did not start listening")?;

@@ -207,7 +207,9 @@ fn last_message(d: &Value) -> &str {
 async fn a_plugin_reaches_only_its_own_hosts_and_one_that_traps_or_hangs_fails_alone() -> Result<()> {
     let az = Azurite::start()?;
     let (hooks, elsewhere) = (HookReceiver::start()?, HookReceiver::start()?);
-    let file = dilux_e2e::notifiers_file(hooks.port)?;
+    // A listener that takes connections and never answers: a request that hangs.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let file = dilux_e2e::notifiers_file(&[hooks.port, silent.local_addr()?.port()])?;
     let app = App::start_with(
         &az.connection_string,
         &dilux_e2e::root().join("spin.toml"),
@@ -236,22 +238,32 @@ async fn a_plugin_reaches_only_its_own_hosts_and_one_that_traps_or_hangs_fails_a
     assert!(last_message(&d).contains("allowed_outbound_hosts"), "{d}");
     assert!(elsewhere.received("/").is_empty(), "a host outside the plug-in's list was reached");
 
-    // A plug-in that is not installed, one that traps, one that asks for 1 GiB: each fails its delivery, saying so.
+    // A plug-in that is not installed, one that traps, one that needs more than its 64 MiB: each fails its
+    // delivery, saying so; within its memory the same plug-in delivers.
     let nope = plugin_channel(&admin, "nope", "not-installed", json!({})).await?;
     let d = test_send(&admin, &nope).await?;
     assert!(last_message(&d).contains("no notifier plug-in `not-installed`"), "{d}");
-    for (behave, says) in [("trap", "failed"), ("hog", "failed")] {
-        let id = plugin_channel(&admin, behave, "misbehaving", json!({ "behave": behave })).await?;
+    for (name, settings, state, says) in [
+        ("trap", json!({ "behave": "trap" }), "failed", "failed (wasm trap"),
+        ("hog 96", json!({ "behave": "hog", "mib": "96" }), "failed", "failed (wasm trap"),
+        ("hog 32", json!({ "behave": "hog", "mib": "32" }), "delivered", "took test"),
+    ] {
+        let id = plugin_channel(&admin, name, "misbehaving", settings).await?;
         let d = test_send(&admin, &id).await?;
-        assert_eq!(d["state"], "failed", "{d}");
-        assert!(last_message(&d).contains(says), "{behave}: {d}");
+        assert_eq!(d["state"], state, "{name}: {d}");
+        assert!(last_message(&d).contains(says), "{name}: {d}");
     }
 
-    // One that computes forever and one that waits forever are stopped at 10 s; meanwhile the app answers
-    // and a backup runs to its end (it fails: nothing listens on its server's port).
+    // One that computes forever, one that sleeps and one whose request never gets an answer are stopped at 10 s;
+    // meanwhile the app answers and a backup runs to its end (it fails: nothing listens on its server's port).
     let db_id = unreachable_database(&admin).await?;
-    for behave in ["spin", "sleep"] {
-        let id = plugin_channel(&admin, behave, "misbehaving", json!({ "behave": behave })).await?;
+    let hang = format!("http://{}/never-answers", silent.local_addr()?);
+    for (behave, settings) in [
+        ("spin", json!({ "behave": "spin" })),
+        ("sleep", json!({ "behave": "sleep" })),
+        ("fetch", json!({ "behave": "fetch", "url": hang })),
+    ] {
+        let id = plugin_channel(&admin, behave, "misbehaving", settings).await?;
         let started = std::time::Instant::now();
         let hung = async {
             let d = test_send(&admin, &id).await?;

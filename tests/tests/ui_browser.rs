@@ -95,7 +95,7 @@ fn a_backup_from_the_browser_and_a_read_only_viewer() -> Result<()> {
 fn a_channel_and_its_test_send_from_the_browser() -> Result<()> {
     let az = Azurite::start()?;
     let hooks = dilux_e2e::HookReceiver::start()?;
-    let notifiers = dilux_e2e::notifiers_file(hooks.port)?;
+    let notifiers = dilux_e2e::notifiers_file(&[hooks.port])?;
     let app = App::start_without_worker(
         &az.connection_string,
         &[("DILUX_TICKS", "off"), ("DILUX_NOTIFIERS", notifiers.to_str().unwrap())],

@@ -1,6 +1,6 @@
 //! A notifier plug-in for the sandbox's tests: its `behave` setting says how it misbehaves.
-//! `trap` panics, `spin` computes forever, `sleep` waits a minute, `hog` asks for 1 GiB, `fetch` sends a
-//! request to its `url` setting; anything else delivers.
+//! `trap` panics, `spin` computes forever, `sleep` waits a minute, `hog` fills its `mib` setting's MiB of
+//! memory, `fetch` sends a request to its `url` setting; anything else delivers.
 
 spin_sdk::wit_bindgen::generate!({
     world: "plugin",
@@ -28,7 +28,8 @@ impl Guest for Fixture {
             }
             "sleep" => std::thread::sleep(std::time::Duration::from_secs(60)),
             "hog" => {
-                let v = vec![1u8; 1 << 30];
+                let mib: usize = get("mib").parse().unwrap_or(1024);
+                let v = vec![1u8; mib << 20];
                 std::hint::black_box(&v);
             }
             "fetch" => {

@@ -145,6 +145,35 @@ async fn a_bad_channel_is_refused_naming_the_field_and_nothing_is_stored() {
 }
 
 #[tokio::test]
+async fn an_smtp_password_is_sealed_never_shown_and_typed_again_for_another_server() {
+    let t = T::new();
+    let smtp = |host: &str, password: Option<&str>| {
+        let mut s =
+            json!({ "host": host, "username": "dilux", "from": "dilux@example.com", "to": ["dba@example.com"] });
+        if let Some(p) = password {
+            s["password"] = p.into();
+        }
+        json!({ "name": "mail", "kind": "email", "smtp": s })
+    };
+    let id = channel(&t, smtp("smtp.example.com", Some("smtp-pass-7d41c2"))).await;
+    let path = format!("/api/notifications/channels/{id}");
+    let view = t.call("viewer", "GET", &path, None).await;
+    assert_eq!(view.body["smtp"]["has_password"], true, "{}", view.body);
+    let stored = serde_json::to_string(&t.mem.channels.all()).unwrap();
+    for text in [view.body.to_string(), stored] {
+        assert!(!text.contains("smtp-pass-7d41c2"), "the SMTP password is shown or stored in the clear: {text}");
+    }
+    // The same server keeps it; another server must be given it again (it was meant for the first one).
+    let a = t.admin("PUT", &path, Some(smtp("smtp.example.com", None))).await;
+    assert_eq!((a.status, a.body["smtp"]["has_password"].as_bool()), (200, Some(true)), "{}", a.body);
+    let a = t.admin("PUT", &path, Some(smtp("mail.elsewhere.example", None))).await;
+    assert_eq!((a.status, a.field()), (409, Some("smtp.password")), "{}", a.body);
+    assert!(t.admin("POST", &format!("{path}/test"), None).await.status == 200);
+    let Outgoing::Smtp { password, .. } = t.mem.dumper.sent.borrow()[0].clone() else { panic!("an email") };
+    assert_eq!(password.as_deref(), Some("smtp-pass-7d41c2"), "the dumper-host is given the opened password");
+}
+
+#[tokio::test]
 async fn a_plugin_channel_hands_the_plugin_its_settings_and_shows_only_their_names() {
     let t = T::new();
     let body = json!({ "name": "chat", "kind": "plugin", "plugin": "discord",
