@@ -22,8 +22,8 @@ pub async fn send(o: &Outgoing, plugins: Option<&Notifiers>) -> SendResult {
         (Outgoing::Http { url, headers, body }, _) => http(url, headers, body).await,
         (Outgoing::Smtp { .. }, _) => smtp(o).await,
         (Outgoing::Plugin { plugin, settings, delivery_id, event }, Some(plugins)) => {
-            let r = plugins.notify(plugin, event, delivery_id, settings).await;
-            (r.ok, r.status, r.message)
+            let (ok, status, said) = plugins.notify(plugin, event, delivery_id, settings).await;
+            (ok, status, short(&said))
         }
         (Outgoing::Plugin { .. }, None) => {
             (false, None, "this dumper-host runs no notifier plug-ins: start it with --notifiers notifiers.toml".into())

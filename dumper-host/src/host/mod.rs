@@ -116,13 +116,19 @@ pub fn engine_and_linker() -> anyhow::Result<(Engine, Linker<HostState>)> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     let engine = Engine::new(&config)?;
-    let mut linker = Linker::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    let mut linker = wasi_linker(&engine)?;
     variables::add_to_linker(&mut linker)?;
     job_runner::dilux::dumper::dump::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
     job_runner::dilux::dumper::restore::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
     Ok((engine, linker))
+}
+
+/// A linker offering WASI and `wasi:http` (through [`HostState`]'s outbound policy), and nothing of ours.
+pub fn wasi_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
 }
 
 /// Loads a component, compiled on the first start and kept in [`compiled::default_dir`] for the next.

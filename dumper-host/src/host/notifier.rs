@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dilux_domain::notify::{clip, is_plugin_name, Event, SendResult, Severity};
+use dilux_domain::notify::{is_plugin_name, Event, Severity};
 use serde::Deserialize;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, UpdateDeadline};
@@ -34,8 +34,6 @@ pub const PLUGIN_MEMORY: usize = 64 << 20;
 /// How often the plug-ins' engine advances its epoch: a guest computing without end is stopped at the
 /// first check past its deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(50);
-/// What is kept of a plug-in's answer or error.
-const MAX_ANSWER: usize = 300;
 
 /// An unusable `notifiers.toml`, said so the operator knows which entry to fix.
 #[derive(Debug, thiserror::Error)]
@@ -129,15 +127,15 @@ impl Notifiers {
         names
     }
 
-    /// Runs plug-in `name` for one delivery; whatever it does, the answer is a [`SendResult`].
+    /// Runs plug-in `name` for one delivery; whatever it does, the answer is whether it delivered, the
+    /// destination's status, and what it said or why it failed (uncut: the sender cuts every answer alike).
     pub async fn notify(
         &self,
         name: &str,
         event: &Event,
         delivery_id: &str,
         settings: &[(String, String)],
-    ) -> SendResult {
-        let started = Instant::now();
+    ) -> (bool, Option<u16>, String) {
         let outcome = match self.plugins.get(name) {
             None => Err(format!(
                 "no notifier plug-in `{name}` is installed on the dumper-host (installed: {}); add it to \
@@ -154,12 +152,9 @@ impl Notifiers {
                 Err(_) => Err(format!("the plug-in {name} did not finish in {} s", PLUGIN_TIME.as_secs())),
             },
         };
-        let duration_ms = started.elapsed().as_millis() as u64;
         match outcome {
-            Ok(d) => {
-                SendResult { ok: true, status: d.status, message: clip(d.message.trim(), MAX_ANSWER), duration_ms }
-            }
-            Err(message) => SendResult { ok: false, status: None, message: clip(&message, MAX_ANSWER), duration_ms },
+            Ok(d) => (true, d.status, d.message),
+            Err(message) => (false, None, message),
         }
     }
 
@@ -236,9 +231,7 @@ fn engine_and_linker() -> anyhow::Result<(Engine, Linker<HostState>)> {
             std::thread::sleep(EPOCH_TICK);
         }
     })?;
-    let mut linker = Linker::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    let linker = super::wasi_linker(&engine)?;
     Ok((engine, linker))
 }
 
