@@ -48,6 +48,7 @@ log "fuzzing http://127.0.0.1:$app/api/openapi.json"
 # From the scratch folder: schemathesis keeps a cache of earlier failures in its working directory, and
 # every run must be like CI's first.
 cd "$work"
-# PYTHONPATH: fuzz/sitecustomize.py, a fix for threads parsing at once in Python 3.11.
-PYTHONPATH="$FUZZ" "$VENV/bin/st" --config-file "$FUZZ/schemathesis.toml" run "http://127.0.0.1:$app/api/openapi.json" --header "Authorization: Bearer $bearer" \
+# PYTHONPATH: fuzz/sitecustomize.py, a fix for threads parsing at once in Python 3.11; fuzz/dilux_hooks.py,
+# generators for the formats the API defines (age recipients).
+SCHEMATHESIS_HOOKS=dilux_hooks PYTHONPATH="$FUZZ" "$VENV/bin/st" --config-file "$FUZZ/schemathesis.toml" run "http://127.0.0.1:$app/api/openapi.json" --header "Authorization: Bearer $bearer" \
   --checks all --max-examples 20 --workers 2 --request-timeout 10 --seed 1 "$@"

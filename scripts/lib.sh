@@ -8,7 +8,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 WASM_OUT="$ROOT/target/wasm"
 # chromium: the browser the UI tests drive (Debian's; browser downloads are not possible here); zstd: the CLI
 # users restore downloaded backups with, and the benchmarks' shell baseline.
-APT_PACKAGES=(postgresql mariadb-server mariadb-client ca-certificates openssl chromium zstd)
+# age: the reference age CLI, to check encrypted backups are standard age files users can decrypt.
+APT_PACKAGES=(postgresql mariadb-server mariadb-client ca-certificates openssl chromium zstd age)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -3,13 +3,17 @@
 //! A dump is cut into members of [`MEMBER`] bytes, each compressed on its own — a zstd frame or a gzip
 //! member — so several compress at once on the blocking pool while the tool keeps writing. Both formats
 //! define a file as a sequence of those: `zstd -d`, `gunzip` and every library read the whole file.
-//! The reader tells the format from the first bytes, so a backup restores whatever its policy says now.
+//! The reader tells the format from the first bytes, so a backup restores whatever its policy says now;
+//! an encrypted backup (an age file around one of those) is decrypted first with the host's identities.
 
 use std::io::Write as _;
 
 use dilux_domain::compression::{Compression, StoredFormat};
+use dilux_domain::encryption::{is_encrypted, AGE_MAGIC};
 use flate2::write::{GzEncoder, MultiGzDecoder};
 use zstd::stream::raw::{Decoder as ZstdDecoder, InBuffer, Operation as _, OutBuffer};
+
+use crate::crypt::{Keys, Opener};
 
 /// Input bytes per member: large enough that a member loses little to starting without the previous
 /// one's history (zstd level 3 looks 2 MiB back at most), small enough that a few in flight stay cheap.
@@ -33,21 +37,29 @@ pub fn compress(c: Compression, data: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// Stored bytes in, dump bytes out, a bounded piece at a time whatever the compression ratio: `push` some
-/// stored bytes, then `pull` until it answers `None`; `finish` at the end says whether the last member
-/// was whole.
-pub struct Decoder {
-    state: State,
+/// stored bytes, then `pull` until it answers `None`; at the end, `end`, `pull` the rest, and `finish`
+/// says whether the last member was whole.
+pub struct Decoder<'k> {
+    state: State<'k>,
     input: Vec<u8>,
     at: usize,
+    keys: &'k Keys,
 }
 
-enum State {
+enum State<'k> {
     /// Not enough bytes yet to tell the format.
     Sniffing,
+    /// An age file: its plaintext goes through a decoder of its own.
+    Encrypted {
+        opener: Opener<'k>,
+        inner: Box<Decoder<'k>>,
+    },
     Gzip(Box<MultiGzDecoder<Vec<u8>>>),
     Zstd {
         d: ZstdDecoder<'static>,
         frame_done: bool,
+        /// The last call filled its output: the decoder may hold more even with no input left.
+        flushing: bool,
     },
 }
 
@@ -56,27 +68,60 @@ const PIECE: usize = 1 << 20;
 /// Compressed bytes given to gzip at once: at most about 1 000 times that comes out of them.
 const GZIP_STEP: usize = 2 << 10;
 
-impl Default for Decoder {
+static NO_KEYS: Keys = Keys::EMPTY;
+
+impl Default for Decoder<'_> {
     fn default() -> Self {
-        Decoder { state: State::Sniffing, input: Vec::new(), at: 0 }
+        Decoder::new(&NO_KEYS)
     }
 }
 
-impl Decoder {
+impl<'k> Decoder<'k> {
+    /// A decoder that decrypts encrypted backups with `keys`.
+    pub fn new(keys: &'k Keys) -> Self {
+        Decoder { state: State::Sniffing, input: Vec::new(), at: 0, keys }
+    }
+
     pub fn push(&mut self, stored: &[u8]) -> Result<(), String> {
+        if let State::Encrypted { opener, .. } = &mut self.state {
+            return opener.push(stored);
+        }
         self.input.drain(..self.at);
         self.at = 0;
         self.input.extend_from_slice(stored);
+        let head = &self.input[..self.input.len().min(AGE_MAGIC.len())];
+        if matches!(self.state, State::Sniffing) && AGE_MAGIC.starts_with(head) && head.len() < AGE_MAGIC.len() {
+            // Perhaps an age file: wait for the whole magic.
+            return Ok(());
+        }
+        if matches!(self.state, State::Sniffing) && is_encrypted(&self.input) {
+            let mut opener = Opener::new(self.keys);
+            opener.push(&std::mem::take(&mut self.input))?;
+            // The plaintext is a compressed dump itself, never another age file.
+            let inner = Box::new(Decoder::new(&NO_KEYS));
+            self.state = State::Encrypted { opener, inner };
+            return Ok(());
+        }
         if matches!(self.state, State::Sniffing) && self.input.len() >= 4 {
             self.state = match StoredFormat::sniff(&self.input) {
                 Some(StoredFormat::Gzip) => State::Gzip(Box::new(MultiGzDecoder::new(Vec::new()))),
-                Some(StoredFormat::Zstd) => {
-                    State::Zstd { d: ZstdDecoder::new().map_err(|e| e.to_string())?, frame_done: false }
-                }
+                Some(StoredFormat::Zstd) => State::Zstd {
+                    d: ZstdDecoder::new().map_err(|e| e.to_string())?,
+                    frame_done: false,
+                    flushing: false,
+                },
                 None => return Err("it is neither zstd nor gzip (its first bytes are not either's)".into()),
             };
         }
         Ok(())
+    }
+
+    /// After the last `push`: the input has ended (an age file's last chunk is only known then); `pull`
+    /// what remains.
+    pub fn end(&mut self) {
+        if let State::Encrypted { opener, .. } = &mut self.state {
+            opener.end();
+        }
     }
 
     /// The next decoded piece, or `None` when everything pushed so far is decoded.
@@ -85,6 +130,15 @@ impl Decoder {
             let rest = &self.input[self.at..];
             match &mut self.state {
                 State::Sniffing => return Ok(None),
+                State::Encrypted { opener, inner } => {
+                    if let Some(out) = inner.pull()? {
+                        return Ok(Some(out));
+                    }
+                    match opener.pull()? {
+                        Some(plain) => inner.push(&plain)?,
+                        None => return Ok(None),
+                    }
+                }
                 State::Gzip(gz) => {
                     // Pieces of about PIECE bytes: fewer, larger writes to the client.
                     if rest.is_empty() || gz.get_ref().len() >= PIECE {
@@ -95,7 +149,11 @@ impl Decoder {
                     gz.write_all(step).map_err(|e| e.to_string())?;
                     self.at += step.len();
                 }
-                State::Zstd { d, frame_done } => {
+                State::Zstd { d, frame_done, flushing } => {
+                    // zstd refuses calls that can make no progress.
+                    if rest.is_empty() && !*flushing {
+                        return Ok(None);
+                    }
                     let mut out = Vec::with_capacity(PIECE);
                     let (hint, taken, full) = {
                         let mut src = InBuffer::around(rest);
@@ -108,6 +166,7 @@ impl Decoder {
                         *frame_done = hint == 0;
                     }
                     self.at += taken;
+                    *flushing = full;
                     if !out.is_empty() {
                         return Ok(Some(out));
                     }
@@ -123,6 +182,7 @@ impl Decoder {
     /// After the last `push` and `pull`: what remains, or why the stored bytes stop mid-member.
     pub fn finish(&mut self) -> Result<Vec<u8>, String> {
         match &mut self.state {
+            State::Encrypted { inner, .. } => inner.finish(),
             State::Sniffing if self.input.is_empty() => Err("it is empty".into()),
             State::Sniffing => Err("it is too short to be a backup".into()),
             // gzip's trailer (CRC-32 and length) catches a truncated or damaged member.
@@ -154,17 +214,52 @@ mod tests {
     }
 
     fn decode(stored: &[u8], push: usize) -> Result<Vec<u8>, String> {
-        let mut d = Decoder::default();
+        decode_with(&Keys::default(), stored, push)
+    }
+
+    fn decode_with(keys: &Keys, stored: &[u8], push: usize) -> Result<Vec<u8>, String> {
+        let mut d = Decoder::new(keys);
         let mut out = Vec::new();
-        for piece in stored.chunks(push) {
-            d.push(piece)?;
+        let mut take = |d: &mut Decoder| -> Result<(), String> {
             while let Some(o) = d.pull()? {
                 assert!(o.len() <= 4 << 20, "a piece is bounded, got {}", o.len());
                 out.extend(o);
             }
+            Ok(())
+        };
+        for piece in stored.chunks(push) {
+            d.push(piece)?;
+            take(&mut d)?;
         }
+        d.end();
+        take(&mut d)?;
         out.extend(d.finish()?);
         Ok(out)
+    }
+
+    #[test]
+    fn an_encrypted_backup_decodes_with_the_identity_only() {
+        let id = age::x25519::Identity::generate();
+        let to = [id.to_public()];
+        let keys = Keys::from_identities(vec![id]);
+        let dump = sample(2 << 20);
+        for c in [Compression::Zstd { level: 3 }, Compression::Gzip { level: 6 }] {
+            // Sealed member by member, as the dump pipeline does.
+            let mut sealer = crate::crypt::Sealer::new(&to).unwrap();
+            let mut file = Vec::new();
+            for m in dump.chunks(MEMBER / 8) {
+                file.extend(sealer.push(&compress(c, m).unwrap()).unwrap());
+            }
+            file.extend(sealer.finish().unwrap());
+            for push in [1, 5, 64 << 10, file.len()] {
+                assert_eq!(decode_with(&keys, &file, push).unwrap(), dump, "{c:?} pushed {push} at a time");
+            }
+            assert!(decode(&file, 64 << 10).unwrap_err().contains("no identity"), "{c:?} without the identity");
+            assert!(decode_with(&keys, &file[..file.len() - 20], 64 << 10).is_err(), "{c:?} cut");
+        }
+        // The first bytes of "age-…" wait for the whole magic; anything else is told at once.
+        assert!(decode(b"age-", 1).unwrap_err().contains("too short"));
+        assert!(decode(b"CREATE TABLE t (id int);", 64).unwrap_err().contains("neither zstd nor gzip"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The dump pipeline: tool stdout → gzip (zlib-rs) → SHA-256 → Put Block (bounded in flight) →
-//! Put Block List with `If-None-Match: *`. Memory is bounded by block size × blocks in flight, whatever
-//! the database size; nothing touches the local disk.
+//! The dump pipeline: tool stdout → zstd or gzip members (several at once) → age encryption (when the
+//! policy asks) → SHA-256 → Put Block (bounded in flight) → Put Block List with `If-None-Match: *`. Memory
+//! is bounded by block size × blocks in flight, whatever the database size; nothing touches the local disk.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -22,6 +22,7 @@ use dilux_domain::tls::{Tls, TlsMode};
 use dilux_domain::{EngineType, ErrorClass};
 
 use crate::codec;
+use crate::crypt::{seal_small, Keys, Sealer};
 use crate::storage::Storage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,8 @@ pub struct DumpSpec {
     pub container: String,
     pub blob_name: String,
     pub compression: Compression,
+    /// age recipients to encrypt to; empty: not encrypted.
+    pub recipients: Vec<String>,
     pub metadata: Vec<(String, String)>,
 }
 
@@ -66,6 +69,7 @@ impl std::fmt::Debug for DumpSpec {
             .field("username", &self.username)
             .field("blob_name", &self.blob_name)
             .field("compression", &self.compression)
+            .field("recipients", &self.recipients.len())
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +111,9 @@ pub struct DumpOptions {
     pub deadline: Duration,
     /// How long the tool may take to exit once its output ended.
     pub exit_wait: Duration,
+    /// The host's age identities: encrypted backups are made only to recipients among them, and restored
+    /// with them. Loaded by the binaries (`Keys::from_lookup`), not by [`DumpOptions::from_env`].
+    pub keys: Arc<Keys>,
 }
 
 const MYSQLDUMP: &str = "mariadb-dump";
@@ -125,6 +132,7 @@ impl Default for DumpOptions {
             manifest: true,
             deadline: Duration::from_secs(24 * 3600),
             exit_wait: Duration::from_secs(60),
+            keys: Default::default(),
         }
     }
 }
@@ -644,6 +652,7 @@ impl TallyThread {
 /// leave one's manifest beside the other's blob, and a manifest of other bytes must never judge a restore.
 pub(crate) async fn read_manifest(
     storage: &Storage,
+    keys: &Keys,
     container: &str,
     name: &str,
     blob_metadata: &[(String, String)],
@@ -660,7 +669,14 @@ pub(crate) async fn read_manifest(
             return Ok(None);
         }
     }
-    serde_json::from_slice(&r.body)
+    // An encrypted backup's manifest is encrypted with it: table names and digests say something of the data.
+    let body = match dilux_domain::encryption::is_encrypted(&r.body) {
+        true => {
+            keys.open_small(&r.body).map_err(|m| fail(ErrorClass::Corrupt, format!("the backup's manifest: {m}")))?
+        }
+        false => r.body,
+    };
+    serde_json::from_slice(&body)
         .map(Some)
         .map_err(|e| fail(ErrorClass::Corrupt, format!("the backup's manifest is unreadable: {e}")))
 }
@@ -680,7 +696,7 @@ pub(crate) fn metadata<'a>(m: &'a [(String, String)], key: &str) -> Option<&'a s
 /// What a committed blob of this name says, when there is one. A redelivered job whose earlier attempt
 /// committed before its worker died adopts that backup (`backup_id` in its metadata is this job's) instead
 /// of dumping again into a name the commit would refuse; another backup's blob is never touched.
-async fn committed(storage: &Storage, spec: &DumpSpec) -> Result<Option<DumpOutcome>, DumpFailure> {
+async fn committed(storage: &Storage, spec: &DumpSpec, keys: &Keys) -> Result<Option<DumpOutcome>, DumpFailure> {
     let storage_failed = |e: dilux_azure::AzureError| fail(ErrorClass::StorageFailed, e.to_string());
     let req = blob::get_properties(&storage.account, Utc::now(), &spec.container, &spec.blob_name);
     let r = storage.send("get blob properties", req).await.map_err(storage_failed)?;
@@ -702,10 +718,8 @@ async fn committed(storage: &Storage, spec: &DumpSpec) -> Result<Option<DumpOutc
     };
     tracing::info!(blob = %spec.blob_name, "an earlier attempt committed this backup; adopting it");
     let manifest =
-        read_manifest(storage, &spec.container, &spec.blob_name, &props.metadata).await?.unwrap_or_else(|| Manifest {
-            format: dilux_domain::manifest::FORMAT,
-            engine: spec.engine.into(),
-            tables: vec![],
+        read_manifest(storage, keys, &spec.container, &spec.blob_name, &props.metadata).await?.unwrap_or_else(|| {
+            Manifest { format: dilux_domain::manifest::FORMAT, engine: spec.engine.into(), tables: vec![] }
         });
     Ok(Some(DumpOutcome {
         compressed_bytes: props.content_length,
@@ -739,19 +753,27 @@ pub async fn run_dump(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) ->
 async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> Result<DumpOutcome, DumpFailure> {
     let started = Instant::now();
     spec.compression.validate("compression").map_err(|e| fail(ErrorClass::InvalidJob, e.to_string()))?;
-    let extension = format!(".{}", spec.compression.extension());
+    let encrypt_to = match spec.recipients.is_empty() {
+        true => None,
+        false => Some(opts.keys.recipients_for(&spec.recipients).map_err(|m| fail(ErrorClass::InvalidJob, m))?),
+    };
+    let extension = format!(".{}{}", spec.compression.extension(), if encrypt_to.is_some() { ".age" } else { "" });
     if !spec.blob_name.ends_with(&extension) {
-        let why = format!("the blob name must say its compression: {} does not end with {extension}", spec.blob_name);
+        let why = format!("the blob name must say how it is stored: {} does not end with {extension}", spec.blob_name);
         return Err(fail(ErrorClass::InvalidJob, why));
     }
-    if let Some(done) = committed(storage, spec).await? {
+    if let Some(done) = committed(storage, spec, &opts.keys).await? {
         return Ok(done);
     }
+    let sealer = match &encrypt_to {
+        Some(to) => Some(Sealer::new(to).map_err(|e| fail(ErrorClass::InvalidJob, format!("encryption: {e}")))?),
+        None => None,
+    };
     let mut tool = start_tool(spec, opts).await?;
     let tally = if opts.manifest { TallyThread::spawn(spec.engine) } else { TallyThread::off() };
     // This attempt's own block ids: a second attempt at the same blob never commits this one's blocks.
     let attempt = blob::attempt_prefix();
-    let pumped = pump(storage, spec, opts, &attempt, &mut tool.stdout, &tally).await;
+    let pumped = pump(storage, spec, opts, &attempt, &mut tool.stdout, &tally, sealer).await;
     tool.finish(pumped.is_err(), &spec.password, opts.exit_wait).await?;
     let (ids, uncompressed, compressed, sha) = match pumped {
         Ok(p) => p,
@@ -762,14 +784,17 @@ async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> 
     let manifest = tally.finish();
     // Another attempt committed meanwhile (its worker lost the lease to this one, or this one to it):
     // its sidecar describes its blob, so neither is touched.
-    if let Some(done) = committed(storage, spec).await? {
+    if let Some(done) = committed(storage, spec, &opts.keys).await? {
         return Ok(done);
     }
     // The manifest first: a committed backup always has one (a failed commit leaves a stray sidecar,
     // which the next attempt overwrites).
     let mut metadata = spec.metadata.clone();
     if opts.manifest {
-        let body = serde_json::to_vec(&manifest).expect("manifests serialize");
+        let mut body = serde_json::to_vec(&manifest).expect("manifests serialize");
+        if let Some(to) = &encrypt_to {
+            body = seal_small(to, &body).map_err(|e| fail(ErrorClass::InvalidJob, format!("encryption: {e}")))?;
+        }
         metadata.push(("manifest_sha256".into(), sha256_hex(&body)));
         let sidecar = manifest_blob(&spec.blob_name);
         let req =
@@ -785,13 +810,20 @@ async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> 
     metadata.push(("sha256".into(), sha.clone()));
     metadata.push(("compression".into(), format!("{}-{}", spec.compression.algorithm(), spec.compression.level())));
     metadata.push(("uncompressed_bytes".into(), uncompressed.to_string()));
+    let content_type = match encrypt_to {
+        Some(_) => {
+            metadata.push(("encryption".into(), "age-x25519".into()));
+            "application/octet-stream"
+        }
+        None => spec.compression.content_type(),
+    };
     let req = blob::put_block_list(
         &storage.account,
         Utc::now(),
         &spec.container,
         &spec.blob_name,
         &ids,
-        spec.compression.content_type(),
+        content_type,
         &metadata,
         false,
     );
@@ -799,7 +831,7 @@ async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> 
         storage.send("put block list", req).await.map_err(|e| fail(ErrorClass::StorageFailed, e.to_string()))?;
     if answer.status == 412 {
         // Committed by another attempt between the check above and this commit.
-        return committed(storage, spec)
+        return committed(storage, spec, &opts.keys)
             .await?
             .ok_or_else(|| fail(ErrorClass::StorageFailed, "the commit was refused"));
     }
@@ -844,7 +876,8 @@ enum PumpError {
 /// order, bytes read, bytes stored and the hex SHA-256 of what was stored.
 ///
 /// Compression runs on the blocking pool, a member at a time, several at once: the tool, the
-/// compressors and the uploads all progress together, and this task only moves buffers.
+/// compressors and the uploads all progress together, and this task only moves buffers. With a
+/// `sealer`, the compressed members are encrypted in order on the blocking pool too.
 async fn pump(
     storage: &Storage,
     spec: &DumpSpec,
@@ -852,6 +885,7 @@ async fn pump(
     attempt: &str,
     stdout: &mut tokio::process::ChildStdout,
     tally: &TallyThread,
+    mut sealer: Option<Sealer>,
 ) -> Result<(Vec<String>, u64, u64, String), PumpError> {
     let compression = spec.compression;
     let mut member = Vec::with_capacity(codec::MEMBER);
@@ -882,6 +916,19 @@ async fn pump(
                 .await
                 .map_err(|e| PumpError::Read(format!("compression stopped: {e}")))?
                 .map_err(|e| PumpError::Read(format!("compression failed: {e}")))?;
+            let out = match sealer.take() {
+                None => out,
+                Some(mut s) => {
+                    let (s, sealed) = tokio::task::spawn_blocking(move || {
+                        let sealed = s.push(&out);
+                        (s, sealed)
+                    })
+                    .await
+                    .map_err(|e| PumpError::Read(format!("encryption stopped: {e}")))?;
+                    sealer = Some(s);
+                    sealed.map_err(|e| PumpError::Read(format!("encryption failed: {e}")))?
+                }
+            };
             block.extend_from_slice(&out);
             if block.len() >= block_size_for(opts.block_size, ids.len()) {
                 let data = std::mem::replace(&mut block, Vec::with_capacity(opts.block_size + codec::MEMBER));
@@ -914,6 +961,9 @@ async fn pump(
     }
     while !compressing.is_empty() {
         settle_oldest!();
+    }
+    if let Some(s) = sealer {
+        block.extend(s.finish().map_err(|e| PumpError::Read(format!("encryption failed: {e}")))?);
     }
     if !block.is_empty() {
         send_block(block, &mut hasher, &mut stored_total, &mut ids, &mut uploads, opts, &upload).await?;
@@ -984,6 +1034,7 @@ mod tests {
             container: "c".into(),
             blob_name: "b".into(),
             compression: Compression::default(),
+            recipients: vec![],
             metadata: vec![],
         }
     }

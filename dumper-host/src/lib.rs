@@ -1,6 +1,7 @@
 //! The dumper-host library: the pieces `main.rs` wires together, public for the integration tests.
 
 pub mod codec;
+pub mod crypt;
 pub mod dump;
 pub mod heap;
 pub mod host;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use dilux_azure::Account;
 use dilux_domain::probe::PROBE_PATH;
+use dilux_dumper_host::crypt::Keys;
 use dilux_dumper_host::dump::DumpOptions;
 use dilux_dumper_host::manifest::Manifest;
 use dilux_dumper_host::probe_service::{self, ProbeService};
@@ -29,7 +30,9 @@ usage: dilux-dumper-host [--manifest spin.toml] [--listen ADDR] [--job-runner jo
   --notifiers PATH     run the notifier plug-ins this file lists for plug-in channels
                        (default: the environment's DILUX_NOTIFIERS)
 
-Variables come from SPIN_VARIABLE_<NAME> environment variables, as with Spin.";
+Variables come from SPIN_VARIABLE_<NAME> environment variables, as with Spin.
+Encrypted backups are made and restored with the age identities in DILUX_AGE_IDENTITY_FILE (a file as
+age-keygen writes it; several lines for old keys) or DILUX_AGE_IDENTITY (the same text).";
 
 struct Args {
     manifest: PathBuf,
@@ -88,7 +91,12 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let mut env: HashMap<String, String> = std::env::vars().collect();
     let args = Args::parse(std::env::args().skip(1), &env)?;
-    let dump_options = DumpOptions::from_lookup(|name| env.get(name).cloned());
+    let mut dump_options = DumpOptions::from_lookup(|name| env.get(name).cloned());
+    let keys = Keys::from_lookup(|name| env.get(name).cloned()).map_err(anyhow::Error::msg)?;
+    if !keys.is_empty() {
+        tracing::info!(recipients = ?keys.recipients(), "age identities for encrypted backups");
+    }
+    dump_options.keys = Arc::new(keys);
 
     let app_listener = if args.serve { Some(bind(&args.listen).await?) } else { None };
     if let Some(listener) = &app_listener {

@@ -45,6 +45,8 @@ pub fn tools(opts: &DumpOptions) -> serde_json::Value {
         "pg_dump_on_path": opts.pg_dump.as_deref().map(on_path).unwrap_or_else(|| on_path("pg_dump")),
         "mysqldump": { "tool": opts.mysqldump, "found": on_path(&opts.mysqldump) },
         "mysql_client": { "tool": mysql_client(opts), "found": on_path(&mysql_client(opts)) },
+        // Public keys: a policy that encrypts must name one of them, or the product could not restore.
+        "encryption_recipients": opts.keys.recipients(),
     })
 }
 
@@ -95,6 +97,7 @@ fn target(req: &ProbeRequest, engine: Engine, database: &str) -> DumpSpec {
         blob_name: String::new(),
         // Nothing is stored.
         compression: Default::default(),
+        recipients: vec![],
         metadata: vec![],
     }
 }

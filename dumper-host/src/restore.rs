@@ -1,5 +1,6 @@
-//! The restore pipeline: a backup (blob, read in ranges, or a downloaded file) → SHA-256 → gunzip →
-//! the target's own client (`psql --single-transaction`, `mariadb`), into a database created for it.
+//! The restore pipeline: a backup (blob, read in ranges, or a downloaded file) → SHA-256 → age decryption
+//! (an encrypted backup) → zstd or gzip → the target's own client (`psql --single-transaction`, `mariadb`),
+//! into a database created for it.
 //!
 //! Nothing half-done is kept: the target is always a fresh database, and it is dropped again when
 //! anything fails — the tool stops on an error, the stream is truncated, or the bytes do not hash to
@@ -118,6 +119,7 @@ impl RestoreSpec {
             blob_name: String::new(),
             // Only ever tallied, never stored.
             compression: Default::default(),
+            recipients: vec![],
             metadata: vec![],
         }
     }
@@ -344,11 +346,12 @@ async fn read_source(storage: Option<Storage>, source: Source, size: u64, tx: mp
 /// is the blob's, from [`describe`].
 async fn load_manifest(
     storage: Option<&Storage>,
+    keys: &crate::crypt::Keys,
     source: &Source,
     metadata: &[(String, String)],
 ) -> Result<Option<Manifest>, DumpFailure> {
     let (Some(storage), Source::Blob { container, name }) = (storage, source) else { return Ok(None) };
-    crate::dump::read_manifest(storage, container, name, metadata).await
+    crate::dump::read_manifest(storage, keys, container, name, metadata).await
 }
 
 /// Dumps the restored database with the backup's tool and flags and compares it with the manifest.
@@ -392,7 +395,7 @@ pub async fn run_restore(
     let (size, metadata) = describe(storage, &spec.source).await?;
     let recorded = crate::dump::metadata(&metadata, "sha256").map(str::to_string);
     let expected = spec.expected_sha256.clone().or(recorded).map(|s| s.to_ascii_lowercase());
-    let manifest = if verify { load_manifest(storage, &spec.source, &metadata).await? } else { None };
+    let manifest = if verify { load_manifest(storage, &opts.keys, &spec.source, &metadata).await? } else { None };
     create_database(spec, opts).await?;
     let mut restore_duration = Duration::ZERO;
     let fed = match feed(storage, spec, opts, size, expected.as_deref(), progress).await {
@@ -568,12 +571,11 @@ async fn feed(
     progress(0, size);
 
     let mut hasher = Sha256::new();
-    let mut decoder = crate::codec::Decoder::default();
+    let mut decoder = crate::codec::Decoder::new(&opts.keys);
     let (mut stored, mut restored) = (0u64, 0u64);
-    let mut client_ok = true;
     // A damaged stream is read to its end anyway: the hash then names the cause (an altered blob).
     let mut damaged: Option<String> = None;
-    'read: while let Some(piece) = rx.recv().await {
+    while let Some(piece) = rx.recv().await {
         let piece = match piece {
             Ok(p) => p,
             Err(m) => return abort(child, stderr_task, spec, Some(fail(ErrorClass::StorageFailed, m))).await,
@@ -586,39 +588,21 @@ async fn feed(
         let mut fed = stored - piece.len() as u64;
         for slice in piece.chunks(SLICE) {
             fed += slice.len() as u64;
-            if let Err(e) = decoder.push(slice) {
-                damaged = Some(e);
-                continue 'read;
+            match decoder.push(slice) {
+                Ok(()) => match deliver(&mut decoder, &mut stdin, opts, &mut restored).await {
+                    Delivered::All => {}
+                    Delivered::Damaged(e) => damaged = Some(e),
+                    Delivered::ClientGone => return abort(child, stderr_task, spec, None).await,
+                    Delivered::Stalled(f) => return abort(child, stderr_task, spec, Some(f)).await,
+                },
+                Err(e) => damaged = Some(e),
             }
-            loop {
-                let out = match decoder.pull() {
-                    Ok(Some(out)) => out,
-                    Ok(None) => break,
-                    Err(e) => {
-                        damaged = Some(e);
-                        continue 'read;
-                    }
-                };
-                restored += out.len() as u64;
-                match tokio::time::timeout(opts.stall_timeout, stdin.write_all(&out)).await {
-                    Ok(Ok(())) => {}
-                    // The client stopped reading: it failed, and its own words say why.
-                    Ok(Err(_)) => {
-                        client_ok = false;
-                        break 'read;
-                    }
-                    Err(_) => {
-                        let why = format!("the server accepted nothing for {}s", opts.stall_timeout.as_secs());
-                        return abort(child, stderr_task, spec, Some(fail(ErrorClass::Timeout, why))).await;
-                    }
-                }
+            if damaged.is_some() {
+                break;
             }
             // What the server has taken, not what was downloaded ahead of it.
             progress(fed, size);
         }
-    }
-    if !client_ok {
-        return abort(child, stderr_task, spec, None).await;
     }
     if stored != size {
         let short = fail(ErrorClass::Corrupt, format!("the backup ended after {stored} of {size} bytes"));
@@ -630,8 +614,18 @@ async fn feed(
             format!("SHA-256 mismatch: the stored backup hashes to {sha}, but {want} was recorded at backup time");
         return abort(child, stderr_task, spec, Some(fail(ErrorClass::Corrupt, why))).await;
     }
-    // Each format's own checks (gzip's CRC-32 and length, zstd's frame checksum) catch a truncated or
-    // damaged stream even without a hash.
+    // The end of an encrypted stream is known only now: its last chunk is delivered here.
+    if damaged.is_none() {
+        decoder.end();
+        match deliver(&mut decoder, &mut stdin, opts, &mut restored).await {
+            Delivered::All => {}
+            Delivered::Damaged(e) => damaged = Some(e),
+            Delivered::ClientGone => return abort(child, stderr_task, spec, None).await,
+            Delivered::Stalled(f) => return abort(child, stderr_task, spec, Some(f)).await,
+        }
+    }
+    // Each format's own checks (gzip's CRC-32 and length, zstd's frame checksum, age's authenticated
+    // chunks) catch a truncated or damaged stream even without a hash.
     let tail = match damaged.map_or_else(|| decoder.finish(), Err) {
         Ok(tail) => tail,
         Err(e) => {
@@ -651,6 +645,40 @@ async fn feed(
         return Err(client_failed(&words));
     }
     Ok((stored, restored, sha))
+}
+
+enum Delivered {
+    /// Everything decoded so far went to the client.
+    All,
+    Damaged(String),
+    /// The client stopped reading: it failed, and its own words say why.
+    ClientGone,
+    Stalled(DumpFailure),
+}
+
+/// Writes what the decoder has ready to the client.
+async fn deliver(
+    decoder: &mut crate::codec::Decoder<'_>,
+    stdin: &mut tokio::process::ChildStdin,
+    opts: &DumpOptions,
+    restored: &mut u64,
+) -> Delivered {
+    loop {
+        let out = match decoder.pull() {
+            Ok(Some(out)) => out,
+            Ok(None) => return Delivered::All,
+            Err(e) => return Delivered::Damaged(e),
+        };
+        *restored += out.len() as u64;
+        match tokio::time::timeout(opts.stall_timeout, stdin.write_all(&out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Delivered::ClientGone,
+            Err(_) => {
+                let why = format!("the server accepted nothing for {}s", opts.stall_timeout.as_secs());
+                return Delivered::Stalled(fail(ErrorClass::Timeout, why));
+            }
+        }
+    }
 }
 
 fn client_failed(words: &str) -> DumpFailure {

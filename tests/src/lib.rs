@@ -664,6 +664,20 @@ impl App {
         Ok(text.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(Ok(0), str::parse)?)
     }
 
+    /// Runs tick `route` (scheduler, retention, drills, notify) now, or at `now` when the app lets the clock
+    /// be overridden (`SPIN_VARIABLE_ALLOW_CLOCK_OVERRIDE`); answers its report.
+    pub async fn tick(&self, route: &str, now: Option<chrono::DateTime<chrono::Utc>>) -> Result<serde_json::Value> {
+        let at = now.map(|t| format!("?now={}", t.to_rfc3339().replace('+', "%2B"))).unwrap_or_default();
+        let r = reqwest::Client::new().post(format!("{}/internal/ticks/{route}{at}", self.url)).bearer_auth(TICK_TOKEN);
+        let r = r.send().await?;
+        let s = r.status().as_u16();
+        let v: serde_json::Value = r.json().await?;
+        if s != 200 {
+            bail!("{route} tick at {now:?} answered {s}: {v}");
+        }
+        Ok(v)
+    }
+
     /// Kills the app as a crash would (SIGKILL: no cleanup of any kind).
     pub fn crash(mut self) {
         let _ = self._proc.child.kill();
@@ -1084,6 +1098,28 @@ impl Api {
                 bail!("restore {id} did not finish within {within:?}: {r}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until every drill in the restore history is final, at least `expected` of them; answers them,
+    /// newest first.
+    pub async fn drills_done(&self, expected: usize) -> Result<Vec<serde_json::Value>> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let list = self.call(reqwest::Method::GET, "/api/restores", None).await?.1;
+            let drills: Vec<serde_json::Value> = list["restores"]
+                .as_array()
+                .context("restores")?
+                .iter()
+                .filter(|r| r["purpose"] == "drill")
+                .cloned()
+                .collect();
+            let done = drills.iter().filter(|r| r["status"] == "completed" || r["status"] == "failed").count();
+            if drills.len() >= expected && done == drills.len() {
+                return Ok(drills);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "drills did not finish: {list}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
 

@@ -4,9 +4,9 @@
 //! the evidence on the backup and drop the scratch database. A backup altered so that one table lost a
 //! row is reported with that table and the difference, and the failed drill raises an alert.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use dilux_azure::{blob, table};
 use dilux_dumper_host::storage::Storage;
@@ -32,41 +32,6 @@ INSERT INTO items WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s
   IF(g % 5 = 0, NULL, 'paren ( and ); quote \' back \\ done') FROM s;
 CREATE TABLE empty_one (id INT);
 "#;
-
-struct Clock {
-    c: reqwest::Client,
-    url: String,
-}
-
-impl Clock {
-    async fn tick(&self, route: &str, now: DateTime<Utc>) -> Result<Value> {
-        let at = now.to_rfc3339().replace('+', "%2B");
-        let r = self.c.post(format!("{}/internal/ticks/{route}?now={at}", self.url)).bearer_auth(dilux_e2e::TICK_TOKEN);
-        let r = r.send().await?;
-        let s = r.status().as_u16();
-        let v: Value = r.json().await?;
-        if s != 200 {
-            bail!("{route} tick at {now} answered {s}: {v}");
-        }
-        Ok(v)
-    }
-}
-
-/// Waits until every drill in the restore history is final; answers them, newest first.
-async fn drills_done(api: &Api, expected: usize) -> Result<Vec<Value>> {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let list = api.call(M::GET, "/api/restores", None).await?.1;
-        let drills: Vec<Value> =
-            list["restores"].as_array().unwrap().iter().filter(|r| r["purpose"] == "drill").cloned().collect();
-        let done = drills.iter().filter(|r| r["status"] == "completed" || r["status"] == "failed").count();
-        if drills.len() >= expected && done == drills.len() {
-            return Ok(drills);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "drills did not finish: {list}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
 
 /// Replaces a backup blob (with its SHA-256 in the metadata) and the SHA-256 its history row records,
 /// as a backup that was wrong from the start would be: only the manifest can tell.
@@ -106,7 +71,6 @@ async fn drills_prove_each_backup_restores_and_name_what_does_not() -> Result<()
         &[("SPIN_VARIABLE_ALLOW_CLOCK_OVERRIDE", "true"), ("DILUX_TICKS", "off"), ("DILUX_WORKER_IDLE_POLL_MS", "50")],
     )?;
     let api = Api::signed_in(&app, "admin").await?;
-    let clock = Clock { c: reqwest::Client::new(), url: app.url.clone() };
 
     // A policy asking for a drill every day; bad drill settings are refused by name.
     let bad = json!({ "name": "x", "daily": { "enabled": true, "keep_count": 3, "time": "02:00" },
@@ -133,10 +97,10 @@ async fn drills_prove_each_backup_restores_and_name_what_does_not() -> Result<()
 
     // Day 1: both databases are drilled; the evidence is on the backups; the scratch databases are gone.
     let t0 = Utc::now();
-    let r = clock.tick("drills", t0).await?;
+    let r = app.tick("drills", Some(t0)).await?;
     assert_eq!(r["queued"], 2, "{r}");
-    assert_eq!(clock.tick("drills", t0).await?["queued"], 0, "a drill in flight is not queued twice");
-    let drills = drills_done(&api, 2).await?;
+    assert_eq!(app.tick("drills", Some(t0)).await?["queued"], 0, "a drill in flight is not queued twice");
+    let drills = api.drills_done(2).await?;
     for d in &drills {
         assert_eq!(d["status"], "completed", "{d}");
         assert_eq!(d["verification"]["result"], "passed", "{d}");
@@ -147,7 +111,7 @@ async fn drills_prove_each_backup_restores_and_name_what_does_not() -> Result<()
     }
     assert_eq!(pg.sql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'shop_drill%'")?.trim(), "0");
     assert!(maria.sql("", "SHOW DATABASES LIKE 'shop_drill%'")?.trim().is_empty(), "the scratch database is dropped");
-    let r = clock.tick("drills", t0 + chrono::Duration::minutes(5)).await?;
+    let r = app.tick("drills", Some(t0 + chrono::Duration::minutes(5))).await?;
     assert_eq!((r["queued"].as_u64(), r["up_to_date"].as_u64()), (Some(0), Some(2)), "{r}");
     let status = api.call(M::GET, "/api/system-status", None).await?.1;
     let rows = status["drills"]["databases"].as_array().unwrap();
@@ -185,8 +149,8 @@ async fn drills_prove_each_backup_restores_and_name_what_does_not() -> Result<()
     let row = sql.lines().find(|l| l.starts_with("42\t")).expect("row 42 is in the COPY block").to_string();
     rewrite_backup(&storage, pg_backup, &sql.replacen(&format!("{row}\n"), "", 1)).await?;
     let t1 = t0 + chrono::Duration::days(1) + chrono::Duration::minutes(1);
-    assert_eq!(clock.tick("drills", t1).await?["queued"], 2);
-    let drills = drills_done(&api, 4).await?;
+    assert_eq!(app.tick("drills", Some(t1)).await?["queued"], 2);
+    let drills = api.drills_done(4).await?;
     let failed: Vec<&Value> = drills.iter().filter(|d| d["status"] == "failed").collect();
     assert_eq!(failed.len(), 1, "only the altered backup fails: {drills:?}");
     let f = failed[0];
@@ -196,7 +160,7 @@ async fn drills_prove_each_backup_restores_and_name_what_does_not() -> Result<()
     assert_eq!((mismatch["expected_rows"].as_u64(), mismatch["actual_rows"].as_u64()), (Some(500), Some(499)));
     assert!(f["error_message"].as_str().unwrap().contains("499 rows restored, 500 in the backup (1 missing)"), "{f}");
     assert_eq!(pg.sql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'shop_drill%'")?.trim(), "0");
-    clock.tick("drills", t1 + chrono::Duration::minutes(5)).await?;
+    app.tick("drills", Some(t1 + chrono::Duration::minutes(5))).await?;
     let status = api.call(M::GET, "/api/system-status", None).await?.1;
     let alert = status["alerts"].as_array().unwrap().iter().find(|a| a["kind"] == "restore_drill").cloned();
     let alert = alert.unwrap_or_else(|| panic!("a failed drill raises the alert: {status}"));

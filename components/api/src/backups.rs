@@ -49,6 +49,8 @@ pub struct DownloadLink {
     pub blob_name: String,
     pub size_bytes: u64,
     pub sha256: Option<String>,
+    /// An age file (`.age`): `age -d -i <identity file>` gives the compressed dump.
+    pub encrypted: bool,
 }
 
 /// `POST /api/databases/{id}/backup`: records a pending history row, then queues the job.
@@ -68,13 +70,14 @@ pub async fn trigger(cx: &Cx<'_>) -> ApiResult<Reply> {
             format!("a backup of this database is already {state} (id {}); wait for it to finish", r.id),
         ));
     }
-    // Compressed as its policy says; a policy gone since (its row deleted) leaves the default.
-    let compression = match crate::policies::load(app, &effective_policy_id(&db, Some(&engine))).await {
-        Ok((policy, _)) => policy.compression,
+    // Stored as its policy says; a policy gone since (its row deleted) leaves the defaults.
+    let (compression, encryption) = match crate::policies::load(app, &effective_policy_id(&db, Some(&engine))).await {
+        Ok((policy, _)) => (policy.compression, policy.encryption),
         Err(e) if e.kind == Kind::NotFound => Default::default(),
         Err(e) => return Err(e),
     };
-    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Manual, vec![], cx.now).compressed(compression);
+    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Manual, vec![], cx.now)
+        .stored_as(compression, encryption.as_ref());
     let row = BackupResult::pending(&job, &db.name, &db.alias, &engine.id);
     app.stores.history.insert(&row).await?;
     let message = serde_json::to_string(&job).expect("jobs serialize");
@@ -259,6 +262,7 @@ pub async fn download(cx: &Cx<'_>) -> ApiResult<Reply> {
         blob_name: name.to_string(),
         size_bytes: props.size,
         sha256: props.sha256,
+        encrypted: name.ends_with(".age"),
     };
     Ok(Reply::json(&answer).about(name, name))
 }

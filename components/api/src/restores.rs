@@ -166,8 +166,11 @@ pub struct BackupVerification {
     pub database_id: String,
     pub database_alias: String,
     /// Per table, exact rows and digest, tallied while the backup streamed; none for a backup made
-    /// before manifests existed.
+    /// before manifests existed, or an encrypted one.
     pub manifest: Option<Manifest>,
+    /// The backup and its manifest are encrypted: only the dumper-host reads the manifest (a restore or
+    /// drill compares with it); `latest` says what the last one found.
+    pub manifest_encrypted: bool,
     pub latest: Option<Verification>,
     pub history: Vec<Verification>,
     /// The database's restore drills.
@@ -180,7 +183,9 @@ pub async fn verification(cx: &Cx<'_>) -> ApiResult<Reply> {
     let backup =
         stores.history.query(&q).await?.into_iter().next().ok_or_else(|| ApiError::not_found("backup", cx.id()))?;
     let sidecar = manifest_blob(&backup.blob_name);
-    let manifest = match stores.files.read_small(&sidecar).await? {
+    let stored = stores.files.read_small(&sidecar).await?;
+    let manifest_encrypted = stored.as_deref().is_some_and(dilux_domain::encryption::is_encrypted);
+    let manifest = match stored.filter(|_| !manifest_encrypted) {
         Some(bytes) => Some(serde_json::from_slice::<Manifest>(&bytes).map_err(|e| {
             dilux_store::StoreError::Corrupt { table: "backups".into(), key: sidecar.clone(), detail: e.to_string() }
         })?),
@@ -197,6 +202,7 @@ pub async fn verification(cx: &Cx<'_>) -> ApiResult<Reply> {
         database_id: backup.database_id.clone(),
         database_alias: backup.database_alias.clone(),
         manifest,
+        manifest_encrypted,
         latest: history.first().cloned().or(backup.last_verification.clone()),
         history,
         drills,

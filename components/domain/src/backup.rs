@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::compression::Compression;
+use crate::encryption::Encryption;
 use crate::{EngineType, ErrorClass};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -81,6 +82,9 @@ pub struct BackupJob {
     /// Messages queued before policies chose were all gzip level 6.
     #[serde(default = "legacy_compression")]
     pub compression: Compression,
+    /// age recipients the dump is encrypted to (its policy's); empty: not encrypted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encrypt_to: Vec<String>,
 }
 
 fn legacy_compression() -> Compression {
@@ -99,8 +103,9 @@ impl BackupJob {
         let (history_pk, history_rk) = history_keys(now, &id);
         let compression = Compression::default();
         BackupJob {
-            blob_name: blob_name(engine_type, database_id, now, &id, compression),
+            blob_name: blob_name(engine_type, database_id, now, &id, compression, false),
             compression,
+            encrypt_to: vec![],
             id,
             database_id: database_id.into(),
             engine_type,
@@ -112,10 +117,14 @@ impl BackupJob {
         }
     }
 
-    /// The job with `compression` (its policy's); the blob name's extension follows.
-    pub fn compressed(mut self, compression: Compression) -> Self {
-        self.blob_name = blob_name(self.engine_type, &self.database_id, self.created_at, &self.id, compression);
+    /// The job stored as its policy says: compressed with `compression`, encrypted to `encryption`'s
+    /// recipients if any. The blob name's extension follows (`.sql.zst`, `.sql.zst.age`).
+    pub fn stored_as(mut self, compression: Compression, encryption: Option<&Encryption>) -> Self {
         self.compression = compression;
+        self.encrypt_to = encryption.map(|e| e.recipients.clone()).unwrap_or_default();
+        let encrypted = !self.encrypt_to.is_empty();
+        self.blob_name =
+            blob_name(self.engine_type, &self.database_id, self.created_at, &self.id, compression, encrypted);
         self
     }
 }
@@ -141,6 +150,7 @@ pub fn blob_name(
     at: DateTime<Utc>,
     backup_id: &str,
     compression: Compression,
+    encrypted: bool,
 ) -> String {
     // The backup id's first characters keep two backups started in the same second apart.
     let tag: String = backup_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
@@ -149,7 +159,7 @@ pub fn blob_name(
         engine_type.as_str(),
         database_id,
         at.format("%Y%m%d_%H%M%S"),
-        engine_type.dump_format(compression)
+        engine_type.dump_format(compression, encrypted)
     )
 }
 
@@ -177,6 +187,9 @@ pub struct BackupResult {
     pub duration_seconds: Option<f64>,
     pub blob_name: String,
     pub file_format: String,
+    /// Encrypted to its policy's age recipients: only a holder of one of their identities reads it.
+    #[serde(default)]
+    pub encrypted: bool,
     #[serde(default)]
     pub file_size_bytes: Option<i64>,
     #[serde(default)]
@@ -348,7 +361,8 @@ impl BackupResult {
             completed_at: None,
             duration_seconds: None,
             blob_name: job.blob_name.clone(),
-            file_format: job.engine_type.dump_format(job.compression).into(),
+            file_format: job.engine_type.dump_format(job.compression, !job.encrypt_to.is_empty()),
+            encrypted: !job.encrypt_to.is_empty(),
             file_size_bytes: None,
             uncompressed_size_bytes: None,
             sha256: None,
@@ -468,13 +482,21 @@ mod tests {
     fn blob_names_follow_the_layout() {
         let t = Utc.with_ymd_and_hms(2024, 1, 15, 0, 0, 7).unwrap();
         assert_eq!(
-            blob_name(EngineType::Mysql, "db-1", t, "1a2b3c4d-ffff", Compression::LEGACY),
+            blob_name(EngineType::Mysql, "db-1", t, "1a2b3c4d-ffff", Compression::LEGACY, false),
             "mysql/db-1/20240115_000007_1a2b3c4d.sql.gz"
         );
         let job = BackupJob::new("db-1", EngineType::Postgresql, TriggeredBy::Manual, vec![], t)
-            .compressed(Compression::Gzip { level: 1 });
+            .stored_as(Compression::Gzip { level: 1 }, None);
         assert!(job.blob_name.ends_with(".sql.gz"), "{}", job.blob_name);
         assert_eq!(BackupResult::pending(&job, "d", "d", "e").file_format, "sql.gz");
+        let to =
+            Encryption { recipients: vec!["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".into()] };
+        let sealed = job.clone().stored_as(Compression::default(), Some(&to));
+        assert!(sealed.blob_name.ends_with(".sql.zst.age"), "{}", sealed.blob_name);
+        assert_eq!(sealed.encrypt_to, to.recipients);
+        let row = BackupResult::pending(&sealed, "d", "d", "e");
+        assert_eq!((row.file_format.as_str(), row.encrypted), ("sql.zst.age", true));
+        assert!(!serde_json::to_string(&job).unwrap().contains("encrypt_to"), "unencrypted jobs read as before");
         let zstd = BackupJob::new("db-1", EngineType::Postgresql, TriggeredBy::Manual, vec![], t);
         assert!(zstd.blob_name.ends_with(".sql.zst"), "{}", zstd.blob_name);
         // A message from before the choice existed reads as what it made: gzip level 6.

@@ -32,11 +32,16 @@ impl EngineType {
         }
     }
 
-    /// File format of this engine's dumps as stored.
-    pub fn dump_format(self, compression: crate::compression::Compression) -> &'static str {
-        match self {
+    /// File format of this engine's dumps as stored: `sql.zst`, or `sql.zst.age` encrypted.
+    pub fn dump_format(self, compression: crate::compression::Compression, encrypted: bool) -> String {
+        let format = match self {
             EngineType::Mysql | EngineType::Postgresql => compression.extension(),
             EngineType::Sqlserver => "bacpac",
+        };
+        if encrypted {
+            format!("{format}.age")
+        } else {
+            format.to_string()
         }
     }
 

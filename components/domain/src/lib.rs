@@ -6,6 +6,7 @@ pub mod backup;
 pub mod compression;
 pub mod config;
 pub mod drill;
+pub mod encryption;
 pub mod engine;
 pub mod entity;
 pub mod error;

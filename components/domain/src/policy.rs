@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::compression::Compression;
+use crate::encryption::Encryption;
 use crate::{BackupTier, FieldError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
@@ -94,6 +95,9 @@ pub struct BackupPolicy {
     /// How new backups are compressed (policies stored before the choice existed: zstd level 3).
     #[serde(default)]
     pub compression: Compression,
+    /// Whom new backups are encrypted to; none: stored unencrypted.
+    #[serde(default)]
+    pub encryption: Option<Encryption>,
 }
 
 /// `POST /api/backup-policies` and `PUT /api/backup-policies/{id}`: the whole policy; tiers left out
@@ -126,6 +130,10 @@ pub struct PolicyInput {
     /// How its backups are compressed; zstd level 3 when left out.
     #[serde(default)]
     pub compression: Compression,
+    /// Encrypt its backups to these age recipients; left out or null: not encrypted. Changing it needs an
+    /// admin.
+    #[serde(default)]
+    pub encryption: Option<Encryption>,
 }
 
 impl PolicyInput {
@@ -146,9 +154,13 @@ impl PolicyInput {
             yearly: self.yearly,
             verification: self.verification,
             compression: self.compression,
+            encryption: self.encryption,
         };
         p.validate()?;
         p.compression.validate("compression")?;
+        if let Some(e) = &p.encryption {
+            e.validate("encryption")?;
+        }
         p.check_inactive_tiers()?;
         p.verification.validate()?;
         if p.active_tiers().next().is_none() {
@@ -173,6 +185,8 @@ pub struct PolicyRow {
     pub verification: VerifyPolicy,
     #[serde(default)]
     pub compression: Compression,
+    #[serde(default)]
+    pub encryption: Option<Encryption>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -201,6 +215,7 @@ impl From<&BackupPolicy> for PolicyRow {
             tiers: serde_json::to_string(&tiers).expect("tiers serialize"),
             verification: p.verification.clone(),
             compression: p.compression,
+            encryption: p.encryption.clone(),
         }
     }
 }
@@ -222,6 +237,7 @@ impl TryFrom<PolicyRow> for BackupPolicy {
             yearly: t.yearly,
             verification: r.verification,
             compression: r.compression,
+            encryption: r.encryption,
         })
     }
 }
@@ -295,6 +311,7 @@ pub fn default_policies() -> Vec<BackupPolicy> {
             yearly: yearly(true, 3),
             verification: VerifyPolicy::default(),
             compression: Compression::default(),
+            encryption: None,
         },
         BackupPolicy {
             id: DEFAULT_POLICY_ID.into(),
@@ -308,6 +325,7 @@ pub fn default_policies() -> Vec<BackupPolicy> {
             yearly: yearly(true, 1),
             verification: VerifyPolicy::default(),
             compression: Compression::default(),
+            encryption: None,
         },
         BackupPolicy {
             id: "development".into(),
@@ -321,6 +339,7 @@ pub fn default_policies() -> Vec<BackupPolicy> {
             yearly: yearly(false, 0),
             verification: VerifyPolicy::default(),
             compression: Compression::default(),
+            encryption: None,
         },
     ]
 }

@@ -193,6 +193,7 @@ async fn prepare(ctx: &Ctx, job: &BackupJob) -> Result<dump::DumpRequest, Prepar
             Compression::Zstd { level } => dump::Compression::Zstd(level),
             Compression::Gzip { level } => dump::Compression::Gzip(level),
         },
+        recipients: job.encrypt_to.clone(),
         metadata: vec![
             ("database_id".into(), db.id.clone()),
             ("engine_type".into(), engine.engine_type.as_str().into()),

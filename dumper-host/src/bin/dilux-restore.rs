@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use dilux_azure::Account;
 use dilux_domain::tls::{Tls, TlsMode};
+use dilux_dumper_host::crypt::Keys;
 use dilux_dumper_host::dump::{DumpOptions, Engine};
 use dilux_dumper_host::restore::{run_restore, RestoreSpec, Source};
 use dilux_dumper_host::storage::Storage;
@@ -15,13 +16,15 @@ use dilux_dumper_host::storage::Storage;
 const USAGE: &str = "\
 usage: dilux-restore --engine postgresql|mysql --host HOST [--port PORT] --user USER --database NEW_DB
                      (--blob NAME [--container backups] | --file PATH [--sha256 HEX])
-                     [--tls disable|prefer|require|verify-full] [--tls-ca PEM_FILE]
+                     [--tls disable|prefer|require|verify-full] [--tls-ca PEM_FILE] [--identity FILE]
 
 Restores one backup into NEW_DB, which it creates (it must not exist). A failed restore drops it again.
   --blob NAME          a backup in the storage account, e.g. postgresql/<database id>/20261201_020000_ab12cd34.sql.gz;
                        its SHA-256 metadata is checked while it streams
   --file PATH          a downloaded backup; --sha256 (from the backup's history row) is checked if given,
                        gzip's own checksum always is
+  --identity FILE      an age identity file (as age-keygen writes) to decrypt an encrypted backup (.age);
+                       default: DILUX_AGE_IDENTITY_FILE, else DILUX_AGE_IDENTITY (the key itself)
   --tls MODE           encryption of the database connection: require by default off this machine, prefer on
                        its loopback; verify-full also checks the certificate against --tls-ca (else the system's CAs)
 
@@ -40,12 +43,13 @@ struct Args {
     sha256: Option<String>,
     tls: TlsMode,
     tls_ca: Option<String>,
+    identity: Option<String>,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let (mut engine, mut host, mut port, mut user, mut database) = (None, None, None, None, None);
     let (mut blob, mut container, mut file, mut sha256) = (None, "backups".to_string(), None, None);
-    let (mut tls, mut tls_ca) = (None, None);
+    let (mut tls, mut tls_ca, mut identity) = (None, None, None);
     while let Some(arg) = it.next() {
         let mut val = || it.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
@@ -79,6 +83,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
                 dilux_domain::tls::validate_ca("--tls-ca", &pem)?;
                 tls_ca = Some(pem);
             }
+            "--identity" => identity = Some(val()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -107,6 +112,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             (m, _) => m.unwrap_or(TlsMode::Auto),
         },
         tls_ca,
+        identity,
     })
 }
 
@@ -190,7 +196,13 @@ async fn run() -> anyhow::Result<()> {
             eprintln!("restoring: {:.1} of {:.1} MiB ({pct:.0}%)", mib(done), mib(total));
         }
     };
-    let opts = DumpOptions::from_env();
+    let keys = match &args.identity {
+        Some(path) => Keys::from_lookup(|n| (n == "DILUX_AGE_IDENTITY_FILE").then(|| path.clone())),
+        None => Keys::from_lookup(|n| std::env::var(n).ok()),
+    };
+    let flag = if args.identity.is_some() { "--identity" } else { "DILUX_AGE_IDENTITY_FILE" };
+    let keys = keys.map_err(|m| anyhow::anyhow!(m.replace("DILUX_AGE_IDENTITY_FILE", flag)))?;
+    let opts = DumpOptions { keys: std::sync::Arc::new(keys), ..DumpOptions::from_env() };
     let restored = match dilux_dumper_host::dump::require_tls(&spec.conn(""), &opts).await {
         Ok(tls) => run_restore(storage.as_ref(), &spec, &opts, true, &progress, &tls).await,
         Err(f) => Err(f),

@@ -71,6 +71,7 @@ impl From<wit::DumpRequest> for DumpSpec {
                 wit::Compression::Zstd(level) => Compression::Zstd { level },
                 wit::Compression::Gzip(level) => Compression::Gzip { level },
             },
+            recipients: r.recipients,
             metadata: r.metadata,
         }
     }

@@ -77,6 +77,7 @@ async fn main() -> Result<()> {
                 container: "bench".into(),
                 blob_name: String::new(),
                 compression: Compression::default(),
+                recipients: vec![],
                 metadata: vec![],
             };
             let tool = shell(&spec, &opts, None).await?;
@@ -85,6 +86,7 @@ async fn main() -> Result<()> {
             let backup = |c: Compression, tag: &str, opts: DumpOptions| {
                 let spec = DumpSpec {
                     compression: c,
+                    recipients: vec![],
                     blob_name: format!("{name}/{db}-{tag}.{}", c.extension()),
                     ..spec.clone()
                 };

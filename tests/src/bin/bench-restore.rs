@@ -55,6 +55,7 @@ async fn main() -> Result<()> {
                 container: "bench".into(),
                 blob_name: format!("postgresql/{db}.{}", c.extension()),
                 compression: c,
+                recipients: vec![],
                 metadata: vec![],
             };
             let dumped = run_dump(&storage, &spec, &opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;

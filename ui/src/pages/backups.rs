@@ -61,8 +61,12 @@ pub fn Backups() -> impl IntoView {
             match api::get::<Value>(&format!("/api/backups/download?blob_name={}", api::enc(&blob))).await {
                 Ok(v) => {
                     let url = v["url"].as_str().unwrap_or_default().to_string();
+                    let encrypted = match v["encrypted"].as_bool() {
+                        Some(true) => "; it is encrypted: age -d -i <identity file> decrypts it",
+                        _ => "",
+                    };
                     message.set(Some(Ok(format!(
-                        "Download link ready (valid 15 minutes), SHA-256 {}",
+                        "Download link ready (valid 15 minutes), SHA-256 {}{encrypted}",
                         v["sha256"].as_str().unwrap_or("?")
                     ))));
                     save_link(&url);
@@ -217,7 +221,15 @@ pub fn Backups() -> impl IntoView {
                                     })}
                                 </td>
                                 <td>{tiers}</td>
-                                <td>{b.file_size_bytes.map(api::bytes).unwrap_or_default()}</td>
+                                <td>
+                                    {b.file_size_bytes.map(api::bytes).unwrap_or_default()}
+                                    {b.encrypted.then(|| view! {
+                                        <span class="badge encrypted" title="Encrypted with age to its policy's \
+                                            recipients: the product restores it with the dumper-host's identity">
+                                            "encrypted"
+                                        </span>
+                                    })}
+                                </td>
                                 <td>{b.duration_seconds.map(|d| format!("{d:.1} s")).unwrap_or_default()}</td>
                                 <td class="verified">{verified}</td>
                                 <td class="details">{details}</td>

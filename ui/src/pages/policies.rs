@@ -2,6 +2,7 @@
 //! create, edit (system ones too) and delete (not system ones, not ones in use).
 
 use dilux_domain::compression::Compression;
+use dilux_domain::encryption::Encryption;
 use dilux_domain::policy::{BackupPolicy, TierConfig, TIERS};
 use dilux_domain::user::Permission;
 use dilux_domain::BackupTier;
@@ -50,6 +51,7 @@ pub fn Policies() -> impl IntoView {
             },
             verification: Default::default(),
             compression: Default::default(),
+            encryption: None,
         }))
     };
     let remove = move |id: String| {
@@ -92,6 +94,7 @@ pub fn Policies() -> impl IntoView {
                                 <div class="hint compression">
                                     {format!("compressed with {}", p.compression.describe())}
                                 </div>
+                                <div class="hint encryption">{describe_encryption(p.encryption.as_ref())}</div>
                             </td>
                             <td><ul class="tiers">{TIERS.iter().map(|t| view! {
                                 <li>{format!("{}: {}", t.as_str(), p.describe(*t))}</li>
@@ -135,7 +138,8 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
             "monthly": p.monthly,
             "yearly": p.yearly,
             "verification": p.verification,
-            "compression": p.compression
+            "compression": p.compression,
+            "encryption": p.encryption
         });
         let done = done.clone();
         leptos::task::spawn_local(async move {
@@ -331,6 +335,34 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
                      does, several times faster; gzip suits tools that read nothing else."
                 </p>
             </fieldset>
+            <fieldset class="encryption" id="policy-encryption">
+                <legend>"Encryption"</legend>
+                <label>"Encrypt new backups to these age recipients, one per line"
+                    <textarea
+                        name="encryption-recipients"
+                        rows="3"
+                        placeholder="age1…"
+                        prop:value=move || draft.with(|p| {
+                            p.encryption.as_ref().map(|e| e.recipients.join("\n")).unwrap_or_default()
+                        })
+                        on:input=move |ev| {
+                            let recipients: Vec<String> = event_target_value(&ev)
+                                .lines()
+                                .map(|l| l.trim().to_string())
+                                .filter(|l| !l.is_empty())
+                                .collect();
+                            draft.update(|p| {
+                                p.encryption = (!recipients.is_empty()).then_some(Encryption { recipients })
+                            })
+                        }
+                    ></textarea>
+                </label>
+                <p class="hint">
+                    "Empty: not encrypted. Include the dumper-host's own recipient (Status page): the product restores \
+                     and drills only what it can decrypt. Anyone holding one of these identities can read the \
+                     backups; keep a second one offline to restore without the product (age -d -i key.txt)."
+                </p>
+            </fieldset>
             <p>"Summary: " <strong id="policy-summary">{move || draft.with(|p| p.summary())}</strong></p>
             <div class="buttons">
                 <button type="submit" id="save-policy">"Save"</button>
@@ -338,5 +370,14 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
             </div>
             <Notice message=message/>
         </form>
+    }
+}
+
+/// "encrypted to 2 age recipients", or "not encrypted".
+fn describe_encryption(e: Option<&Encryption>) -> String {
+    match e.map(|e| e.recipients.len()) {
+        None => "not encrypted".into(),
+        Some(1) => "encrypted to 1 age recipient".into(),
+        Some(n) => format!("encrypted to {n} age recipients"),
     }
 }

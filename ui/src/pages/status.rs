@@ -86,6 +86,8 @@ pub fn Status() -> impl IntoView {
                         <td>{s["dumper_host"]["postgresql_client_majors"].to_string()}</td>
                     </tr>
                     <tr><th>"Notifier plug-ins"</th><td>{plugin_names(&s["dumper_host"])}</td></tr>
+                    <tr><th>"Backup encryption recipients"</th>
+                        <td class="recipients">{encryption_recipients(&s["dumper_host"])}</td></tr>
                     <tr><th>"Last scheduler run"</th><td>{tick(&s["scheduler"]["last_tick"])}</td></tr>
                     <tr><th>"Last retention run"</th><td>{tick(&s["retention"]["last_tick"])}</td></tr>
                     <tr><th>"Databases"</th><td>{s["databases"].to_string()}</td></tr>
@@ -113,10 +115,18 @@ pub fn Status() -> impl IntoView {
 
 /// The dumper-host's notifier plug-ins, comma-separated; "none" when it runs none.
 pub fn plugin_names(dumper_host: &Value) -> String {
-    let names: Vec<&str> = dumper_host["notifier_plugins"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    listed(dumper_host, "notifier_plugins")
+}
+
+/// The age recipients the dumper-host can decrypt for (policies that encrypt must name one).
+pub fn encryption_recipients(dumper_host: &Value) -> String {
+    listed(dumper_host, "encryption_recipients")
+}
+
+/// A list the dumper-host reports, comma-separated; "none" when empty.
+fn listed(dumper_host: &Value, key: &str) -> String {
+    let names: Vec<&str> =
+        dumper_host[key].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     if names.is_empty() {
         "none".into()
     } else {

@@ -551,3 +551,41 @@ async fn a_policys_compression_names_new_backups_and_bad_levels_name_the_field()
     let jobs: Vec<serde_json::Value> = t.mem.jobs.messages().iter().map(|m| serde_json::from_str(m).unwrap()).collect();
     assert_eq!(jobs[0]["compression"], json!({ "algorithm": "gzip", "level": 9 }));
 }
+
+#[tokio::test]
+async fn a_policys_recipients_are_checked_and_its_backups_are_queued_encrypted() {
+    let t = T::new();
+    // age's own example recipient; one character changed fails the checksum.
+    let good = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    let typo = good.replace("hjy", "hjz");
+    for (bad, field) in [
+        (json!({ "recipients": [good, typo] }), "encryption.recipients[1]"),
+        (json!({ "recipients": [good, good] }), "encryption.recipients[1]"),
+        (json!({ "recipients": [] }), "encryption.recipients"),
+        (json!({ "recipients": ["AGE-SECRET-KEY-1QQQQ"] }), "encryption.recipients[0]"),
+    ] {
+        let mut p = policy("Bad");
+        p["encryption"] = bad;
+        let a = t.admin("POST", "/api/backup-policies", Some(p)).await;
+        assert_eq!((a.status, a.field()), (400, Some(field)), "{}", a.body);
+    }
+    let mut sealed = policy("Sealed");
+    sealed["encryption"] = json!({ "recipients": [good] });
+    assert_eq!(t.call("operator", "POST", "/api/backup-policies", Some(sealed.clone())).await.status, 403);
+    assert!(t.mem.policies.all().iter().all(|p| p.name != "Bad" && p.name != "Sealed"), "nothing written");
+    let created = t.admin("POST", "/api/backup-policies", Some(sealed)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["encryption"]["recipients"][0], good);
+
+    let e = t.engine("pg", "db1").await;
+    let id = created.body["id"].as_str().unwrap();
+    let db = t.admin("POST", "/api/databases", Some(json!({ "engine_id": e, "name": "s", "policy_id": id }))).await;
+    let db = db.body["id"].as_str().unwrap().to_string();
+    let a = t.call("operator", "POST", &format!("/api/databases/{db}/backup"), None).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert!(a.body["blob_name"].as_str().unwrap().ends_with(".sql.zst.age"), "{}", a.body);
+    let row = t.mem.history.all().into_iter().find(|r| r.database_id == db).unwrap();
+    assert!(row.encrypted && row.file_format == "sql.zst.age", "{row:?}");
+    let job: serde_json::Value = serde_json::from_str(&t.mem.jobs.messages()[0]).unwrap();
+    assert_eq!(job["encrypt_to"], json!([good]), "the worker is told whom to encrypt to");
+}
