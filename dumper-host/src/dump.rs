@@ -1,6 +1,7 @@
-//! The dump pipeline: tool stdout → zstd or gzip members (several at once) → age encryption (when the
-//! policy asks) → SHA-256 → Put Block (bounded in flight) → Put Block List with `If-None-Match: *`. Memory
-//! is bounded by block size × blocks in flight, whatever the database size; nothing touches the local disk.
+//! The dump pipeline: tool stdout (plain SQL, or a PostgreSQL custom archive) → zstd or gzip members (several
+//! at once) → age encryption (when the policy asks) → SHA-256 → Put Block (bounded in flight) → Put Block List
+//! with `If-None-Match: *`. Memory is bounded by block size × blocks in flight, whatever the database size;
+//! nothing touches the local disk.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -17,6 +18,7 @@ use tokio::task::JoinSet;
 
 use dilux_azure::blob;
 use dilux_domain::compression::Compression;
+use dilux_domain::format::DumpFormat;
 use dilux_domain::manifest::{manifest_blob, Manifest, Tally};
 use dilux_domain::tls::{Tls, TlsMode};
 use dilux_domain::{EngineType, ErrorClass};
@@ -53,6 +55,8 @@ pub struct DumpSpec {
     pub container: String,
     pub blob_name: String,
     pub compression: Compression,
+    /// PostgreSQL: plain SQL or pg_dump's custom archive (MariaDB: plain only).
+    pub format: DumpFormat,
     /// age recipients to encrypt to; empty: not encrypted.
     pub recipients: Vec<String>,
     pub metadata: Vec<(String, String)>,
@@ -69,6 +73,7 @@ impl std::fmt::Debug for DumpSpec {
             .field("username", &self.username)
             .field("blob_name", &self.blob_name)
             .field("compression", &self.compression)
+            .field("format", &self.format)
             .field("recipients", &self.recipients.len())
             .finish_non_exhaustive()
     }
@@ -259,15 +264,26 @@ fn ca_path(c: &mut Command, tls: &Tls, keep: &mut Inherited) -> Result<String, D
         // libpq 16+ also knows `system`; older ones need a file.
         return Ok(if std::path::Path::new(SYSTEM_CAS).exists() { SYSTEM_CAS } else { "system" }.to_string());
     };
-    let prepare = |e: std::io::Error| fail(ErrorClass::ToolFailed, format!("could not hand the CA bundle over: {e}"));
-    // SAFETY: the name is a NUL-terminated literal; the answer is a fresh descriptor or -1.
-    let fd = unsafe { libc::memfd_create(c"dilux-ca".as_ptr(), libc::MFD_CLOEXEC) };
+    memory_file(c, c"dilux-ca", pem.as_bytes(), keep)
+        .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not hand the CA bundle over: {e}")))
+}
+
+/// `content` in an anonymous memory file the child inherits, named as it opens it (`/dev/fd/N`): a file a
+/// tool can read more than once, with nothing on disk.
+pub(crate) fn memory_file(
+    c: &mut Command,
+    name: &std::ffi::CStr,
+    content: &[u8],
+    keep: &mut Inherited,
+) -> std::io::Result<String> {
+    // SAFETY: the name is NUL-terminated; the answer is a fresh descriptor or -1.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
-        return Err(prepare(std::io::Error::last_os_error()));
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: fd was just created and is owned here.
     let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    file.write_all(pem.as_bytes()).map_err(prepare)?;
+    file.write_all(content)?;
     inherit(c, fd);
     keep.push(file.into());
     Ok(format!("/dev/fd/{fd}"))
@@ -383,7 +399,12 @@ fn build_command(spec: &DumpSpec, opts: &DumpOptions, pg_dump: &str) -> Result<(
     match spec.engine {
         Engine::Postgresql => {
             let mut c = Command::new(pg_dump);
-            c.args(["--no-password", "--format=plain", "--encoding=UTF8"]);
+            c.args(["--no-password", "--encoding=UTF8"]);
+            // A custom archive uncompressed: the pipeline compresses it like SQL, on its own threads.
+            match spec.format {
+                DumpFormat::Plain => c.arg("--format=plain"),
+                DumpFormat::Custom => c.args(["--format=custom", "--compress=0"]),
+            };
             let keep = pg_env(&mut c, spec, opts)?;
             Ok((c, keep))
         }
@@ -506,6 +527,8 @@ fn greeting_offers_tls(p: &[u8]) -> Result<bool, String> {
 
 /// The dump tool, started, with its stdout to read and the tail of its stderr being kept.
 struct RunningTool {
+    /// The program, to find its siblings (pg_restore beside pg_dump).
+    program: std::path::PathBuf,
     child: tokio::process::Child,
     stdout: tokio::process::ChildStdout,
     stderr: tokio::task::JoinHandle<String>,
@@ -564,7 +587,8 @@ async fn start_tool(spec: &DumpSpec, opts: &DumpOptions) -> Result<RunningTool, 
         }
         String::from_utf8_lossy(&buf).into_owned()
     });
-    Ok(RunningTool { child, stdout, stderr })
+    let program = std::path::PathBuf::from(cmd.as_std().get_program());
+    Ok(RunningTool { program, child, stdout, stderr })
 }
 
 impl RunningTool {
@@ -605,7 +629,7 @@ fn stalled(opts: &DumpOptions) -> DumpFailure {
 /// read (a bounded queue, so memory stays flat) and collects the manifest at the end.
 pub(crate) struct TallyThread {
     tx: Option<tokio::sync::mpsc::Sender<Arc<Vec<u8>>>>,
-    handle: std::thread::JoinHandle<Manifest>,
+    handle: std::thread::JoinHandle<Result<Manifest, String>>,
 }
 
 impl TallyThread {
@@ -617,14 +641,71 @@ impl TallyThread {
             while let Some(chunk) = rx.blocking_recv() {
                 tally.feed(&chunk);
             }
-            tally.finish()
+            Ok(tally.finish())
         });
         TallyThread { tx: Some(tx), handle }
     }
 
+    /// The tally of a PostgreSQL custom archive: `pg_restore -f -` (no connection) turns it back into the
+    /// SQL a plain dump holds, which is tallied as one — and which proves, while the backup is made, that
+    /// pg_restore reads the archive to its end.
+    fn spawn_archive(pg_restore: &std::path::Path) -> Result<Self, DumpFailure> {
+        use std::io::Read as _;
+        let mut c = std::process::Command::new(pg_restore);
+        c.args(["--file=-"]).env_clear().env("LC_ALL", "C");
+        if let Some(path) = std::env::var_os("PATH") {
+            c.env("PATH", path);
+        }
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(|e| {
+            fail(
+                ErrorClass::ToolFailed,
+                format!("could not start `{}`: {e}; install it beside pg_dump", pg_restore.display()),
+            )
+        })?;
+        let (mut stdin, mut stdout, mut stderr) = (
+            child.stdin.take().expect("piped"),
+            child.stdout.take().expect("piped"),
+            child.stderr.take().expect("piped"),
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Arc<Vec<u8>>>(4);
+        let writer = std::thread::spawn(move || {
+            // A pg_restore that stopped reading has failed, and says why at the end: the dump goes on.
+            let mut open = true;
+            while let Some(chunk) = rx.blocking_recv() {
+                open = open && stdin.write_all(&chunk).is_ok();
+            }
+        });
+        let words = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = (&mut stderr).take(16 * 1024).read_to_end(&mut buf);
+            let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+            String::from_utf8_lossy(&buf).into_owned()
+        });
+        let handle = std::thread::spawn(move || {
+            let mut tally = Tally::new(EngineType::Postgresql);
+            let mut chunk = vec![0u8; 256 * 1024];
+            loop {
+                match stdout.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => tally.feed(&chunk[..n]),
+                    Err(e) => return Err(format!("reading pg_restore's output failed: {e}")),
+                }
+            }
+            let _ = writer.join();
+            let status = child.wait().map_err(|e| e.to_string())?;
+            let words = words.join().unwrap_or_default();
+            match status.success() {
+                true => Ok(tally.finish()),
+                false => Err(format!("pg_restore could not read the archive back ({status}): {}", words.trim())),
+            }
+        });
+        Ok(TallyThread { tx: Some(tx), handle })
+    }
+
     /// A tally that counts nothing (benchmarks only).
     fn off() -> Self {
-        let (tx, handle) = (None, std::thread::spawn(|| Tally::new(EngineType::Postgresql).finish()));
+        let (tx, handle) = (None, std::thread::spawn(|| Ok(Tally::new(EngineType::Postgresql).finish())));
         TallyThread { tx, handle }
     }
 
@@ -641,9 +722,9 @@ impl TallyThread {
         }
     }
 
-    pub(crate) fn finish(mut self) -> Manifest {
+    pub(crate) fn finish(mut self) -> Result<Manifest, DumpFailure> {
         drop(self.tx.take());
-        self.handle.join().expect("the tally thread does not panic")
+        self.handle.join().expect("the tally thread does not panic").map_err(|m| fail(ErrorClass::ToolFailed, m))
     }
 }
 
@@ -757,7 +838,11 @@ async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> 
         true => None,
         false => Some(opts.keys.recipients_for(&spec.recipients).map_err(|m| fail(ErrorClass::InvalidJob, m))?),
     };
-    let extension = format!(".{}{}", spec.compression.extension(), if encrypt_to.is_some() { ".age" } else { "" });
+    if spec.engine == Engine::Mysql && spec.format != DumpFormat::Plain {
+        return Err(fail(ErrorClass::InvalidJob, "MariaDB/MySQL dumps are plain SQL only"));
+    }
+    let extension =
+        format!(".{}{}", spec.compression.extension(spec.format), if encrypt_to.is_some() { ".age" } else { "" });
     if !spec.blob_name.ends_with(&extension) {
         let why = format!("the blob name must say how it is stored: {} does not end with {extension}", spec.blob_name);
         return Err(fail(ErrorClass::InvalidJob, why));
@@ -770,7 +855,17 @@ async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> 
         None => None,
     };
     let mut tool = start_tool(spec, opts).await?;
-    let tally = if opts.manifest { TallyThread::spawn(spec.engine) } else { TallyThread::off() };
+    let tally = match (opts.manifest, spec.format) {
+        (false, _) => TallyThread::off(),
+        (true, DumpFormat::Plain) => TallyThread::spawn(spec.engine),
+        (true, DumpFormat::Custom) => match TallyThread::spawn_archive(&sibling(&tool.program, "pg_restore")) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = tool.finish(true, &spec.password, opts.exit_wait).await;
+                return Err(e);
+            }
+        },
+    };
     // This attempt's own block ids: a second attempt at the same blob never commits this one's blocks.
     let attempt = blob::attempt_prefix();
     let pumped = pump(storage, spec, opts, &attempt, &mut tool.stdout, &tally, sealer).await;
@@ -781,7 +876,7 @@ async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> 
         Err(PumpError::Storage(m)) => return Err(fail(ErrorClass::StorageFailed, m)),
         Err(PumpError::Read(m)) => return Err(fail(ErrorClass::ToolFailed, m)),
     };
-    let manifest = tally.finish();
+    let manifest = tally.finish()?;
     // Another attempt committed meanwhile (its worker lost the lease to this one, or this one to it):
     // its sidecar describes its blob, so neither is touched.
     if let Some(done) = committed(storage, spec, &opts.keys).await? {
@@ -809,6 +904,9 @@ async fn dump_within(storage: &Storage, spec: &DumpSpec, opts: &DumpOptions) -> 
 
     metadata.push(("sha256".into(), sha.clone()));
     metadata.push(("compression".into(), format!("{}-{}", spec.compression.algorithm(), spec.compression.level())));
+    if spec.format == DumpFormat::Custom {
+        metadata.push(("dump_format".into(), "pg-custom".into()));
+    }
     metadata.push(("uncompressed_bytes".into(), uncompressed.to_string()));
     let content_type = match encrypt_to {
         Some(_) => {
@@ -863,7 +961,16 @@ pub async fn tally_database(spec: &DumpSpec, opts: &DumpOptions) -> Result<Manif
         }
     };
     tool.finish(read.is_err(), &spec.password, opts.exit_wait).await?;
-    read.map(|()| tally.finish())
+    read?;
+    tally.finish()
+}
+
+/// `tool` beside `program` (which PATH finds when `program` is a bare name).
+pub(crate) fn sibling(program: &std::path::Path, tool: &str) -> std::path::PathBuf {
+    match program.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => dir.join(tool),
+        None => tool.into(),
+    }
 }
 
 enum PumpError {
@@ -1034,6 +1141,7 @@ mod tests {
             container: "c".into(),
             blob_name: "b".into(),
             compression: Compression::default(),
+            format: DumpFormat::Plain,
             recipients: vec![],
             metadata: vec![],
         }

@@ -1,5 +1,6 @@
 //! The dumper-host library: the pieces `main.rs` wires together, public for the integration tests.
 
+pub mod archive;
 pub mod codec;
 pub mod crypt;
 pub mod dump;

@@ -97,6 +97,7 @@ fn target(req: &ProbeRequest, engine: Engine, database: &str) -> DumpSpec {
         blob_name: String::new(),
         // Nothing is stored.
         compression: Default::default(),
+        format: Default::default(),
         recipients: vec![],
         metadata: vec![],
     }

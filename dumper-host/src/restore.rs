@@ -1,11 +1,14 @@
 //! The restore pipeline: a backup (blob, read in ranges, or a downloaded file) → SHA-256 → age decryption
-//! (an encrypted backup) → zstd or gzip → the target's own client (`psql --single-transaction`, `mariadb`),
-//! into a database created for it.
+//! (an encrypted backup) → zstd or gzip → the target's own client (`psql --single-transaction`,
+//! `pg_restore --single-transaction --exit-on-error` for a custom archive, `mariadb`), into a database
+//! created for it. A custom archive can be restored table by table: its table of contents is read first
+//! (the archive's start only), and pg_restore is handed the entries to restore.
 //!
 //! Nothing half-done is kept: the target is always a fresh database, and it is dropped again when
 //! anything fails — the tool stops on an error, the stream is truncated, or the bytes do not hash to
-//! the SHA-256 recorded at backup time (checked before the client is told the input ended, so a
-//! mismatch never commits). Memory is bounded by two download ranges plus one decompressed slice.
+//! the SHA-256 recorded at backup time (checked before the client has its input's last byte, so a
+//! mismatch never commits: pg_restore commits once it read the archive's last block, without waiting for
+//! the end of its input). Memory is bounded by two download ranges plus one decompressed slice.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -18,6 +21,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use dilux_azure::blob;
+use dilux_domain::format::{DumpFormat, TableName};
 use dilux_domain::manifest::{compare, Comparison, Manifest};
 use dilux_domain::ErrorClass;
 
@@ -54,6 +58,8 @@ pub struct RestoreSpec {
     pub restore_id: String,
     /// Keep the mark after the restore: a swap follows, which clears it once the copy is in place.
     pub keep_mark: bool,
+    /// A selective restore of a custom archive: these tables' rows, into the whole schema; empty: all.
+    pub tables: Vec<TableName>,
 }
 
 impl std::fmt::Debug for RestoreSpec {
@@ -66,6 +72,7 @@ impl std::fmt::Debug for RestoreSpec {
             .field("username", &self.username)
             .field("database", &self.database)
             .field("source", &self.source)
+            .field("tables", &self.tables.len())
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +112,14 @@ const SLICE: usize = 64 << 10;
 const PG_MAINTENANCE_DB: &str = "postgres";
 
 impl RestoreSpec {
+    /// What the backup holds, as its name says (`.dump.*`: a custom archive).
+    pub fn format(&self) -> DumpFormat {
+        match &self.source {
+            Source::Blob { name, .. } => DumpFormat::of_name(name),
+            Source::File(path) => DumpFormat::of_name(&path.to_string_lossy()),
+        }
+    }
+
     /// The connection as the dump helpers take it, to `database`.
     pub fn conn(&self, database: &str) -> DumpSpec {
         DumpSpec {
@@ -119,6 +134,7 @@ impl RestoreSpec {
             blob_name: String::new(),
             // Only ever tallied, never stored.
             compression: Default::default(),
+            format: Default::default(),
             recipients: vec![],
             metadata: vec![],
         }
@@ -244,9 +260,28 @@ pub async fn drop_database(spec: &RestoreSpec, opts: &DumpOptions) {
     }
 }
 
-/// The restoring client, reading the dump on stdin.
-async fn client(spec: &RestoreSpec, opts: &DumpOptions) -> Result<(Command, crate::dump::Inherited), DumpFailure> {
+/// The restoring client, reading the dump on stdin; `list` (a custom archive's selective restore) says which
+/// of its entries to restore.
+async fn client(
+    spec: &RestoreSpec,
+    opts: &DumpOptions,
+    list: Option<&str>,
+) -> Result<(Command, crate::dump::Inherited), DumpFailure> {
     match spec.engine {
+        Engine::Postgresql if spec.format() == DumpFormat::Custom => {
+            let conn = spec.conn(&spec.database);
+            let mut c = Command::new(pg_tool_for(&conn, opts, "pg_restore").await?);
+            // One transaction: an error anywhere rolls everything back. An empty --dbname connects to
+            // PGDATABASE: the name never reaches argv, where it could read as a connection string.
+            c.args(["--no-password", "--single-transaction", "--exit-on-error", "--dbname="]);
+            let mut keep = pg_env(&mut c, &conn, opts)?;
+            if let Some(list) = list {
+                let path = crate::dump::memory_file(&mut c, c"dilux-restore-list", list.as_bytes(), &mut keep)
+                    .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not hand the restore list over: {e}")))?;
+                c.arg(format!("--use-list={path}"));
+            }
+            Ok((c, keep))
+        }
         Engine::Postgresql => {
             let conn = spec.conn(&spec.database);
             let mut c = Command::new(pg_tool_for(&conn, opts, "psql").await?);
@@ -373,7 +408,11 @@ async fn check(spec: &RestoreSpec, opts: &DumpOptions, manifest: Option<&Manifes
             let mut actual = crate::dump::tally_database(&spec.conn(&spec.database), opts).await?;
             // The restore's own mark is not the backup's.
             actual.tables.retain(|t| format!("`{}`", t.table) != MARIA_MARKER);
-            Some(compare(m, &actual))
+            // A selective restore brought back its tables' rows only; the others are empty by design.
+            match spec.tables.is_empty() {
+                true => Some(compare(m, &actual)),
+                false => Some(compare(&m.only(&spec.tables), &actual.only(&spec.tables))),
+            }
         }
     };
     Ok(Check { comparison, server_version, duration: started.elapsed() })
@@ -396,9 +435,14 @@ pub async fn run_restore(
     let recorded = crate::dump::metadata(&metadata, "sha256").map(str::to_string);
     let expected = spec.expected_sha256.clone().or(recorded).map(|s| s.to_ascii_lowercase());
     let manifest = if verify { load_manifest(storage, &opts.keys, &spec.source, &metadata).await? } else { None };
+    // Before anything is created: a table the backup lacks fails the restore here.
+    let list = match spec.tables.is_empty() {
+        true => None,
+        false => Some(selection(storage, spec, opts, size).await?),
+    };
     create_database(spec, opts).await?;
     let mut restore_duration = Duration::ZERO;
-    let fed = match feed(storage, spec, opts, size, expected.as_deref(), progress).await {
+    let fed = match feed(storage, spec, opts, size, expected.as_deref(), list.as_deref(), progress).await {
         Ok(done) => {
             restore_duration = started.elapsed();
             let checked = match verify {
@@ -532,6 +576,81 @@ pub async fn resume_swap(
     Ok(Resumed::NotStarted)
 }
 
+/// The `--use-list` of a selective restore: the archive's table of contents, read from its start (decrypted
+/// and decompressed like the restore; `pg_restore --list` stops reading there), filtered by
+/// [`crate::archive::select`].
+async fn selection(
+    storage: Option<&Storage>,
+    spec: &RestoreSpec,
+    opts: &DumpOptions,
+    size: u64,
+) -> Result<String, DumpFailure> {
+    if spec.engine != Engine::Postgresql || spec.format() != DumpFormat::Custom {
+        let why =
+            "only PostgreSQL backups in the custom format (`.dump.*`) restore table by table; restore this one whole";
+        return Err(fail(ErrorClass::InvalidJob, why));
+    }
+    // The target database does not exist yet: the server's version is asked of the maintenance one.
+    let conn = spec.conn(PG_MAINTENANCE_DB);
+    let mut c = Command::new(pg_tool_for(&conn, opts, "pg_restore").await?);
+    c.args(["--list", "--verbose"]).env_clear().env("LC_ALL", "C");
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child =
+        c.spawn().map_err(|e| fail(ErrorClass::ToolFailed, format!("could not start pg_restore --list: {e}")))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let listed = tokio::spawn(async move {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut stderr = (&mut stderr).take(16 * 1024);
+        let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+        (String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+    });
+    let (tx, mut rx) = mpsc::channel(AHEAD);
+    let reader = tokio::spawn(read_source(storage.cloned(), spec.source.clone(), size, tx));
+    let mut decoder = crate::codec::Decoder::new(&opts.keys);
+    let (mut sent, mut held, mut gone) = (0u64, None, false);
+    'read: while let Some(piece) = rx.recv().await {
+        let piece = piece.map_err(|m| fail(ErrorClass::StorageFailed, m))?;
+        for slice in piece.chunks(SLICE) {
+            decoder.push(slice).map_err(|e| fail(ErrorClass::Corrupt, format!("the backup is damaged: {e}")))?;
+            match deliver(&mut decoder, &mut stdin, opts, &mut sent, &mut held).await {
+                Delivered::All => {}
+                // pg_restore has the table of contents and stopped reading.
+                Delivered::ClientGone => {
+                    gone = true;
+                    break 'read;
+                }
+                Delivered::Damaged(e) => return Err(fail(ErrorClass::Corrupt, format!("the backup is damaged: {e}"))),
+                Delivered::Stalled(f) => return Err(f),
+            }
+        }
+    }
+    reader.abort();
+    if !gone {
+        // The archive is all table of contents (no rows at all).
+        decoder.end();
+        let _ = deliver(&mut decoder, &mut stdin, opts, &mut sent, &mut held).await;
+        let _ =
+            stdin.write_all(&held.into_iter().chain(decoder.finish().unwrap_or_default()).collect::<Vec<u8>>()).await;
+    }
+    drop(stdin);
+    let status = child.wait().await.map_err(|e| fail(ErrorClass::ToolFailed, e.to_string()))?;
+    let (list, words) = listed.await.unwrap_or_default();
+    if !status.success() {
+        return Err(fail(
+            ErrorClass::Corrupt,
+            format!("pg_restore could not read the archive's contents: {}", words.trim()),
+        ));
+    }
+    let chosen = crate::archive::select(&crate::archive::parse_list(&list), &spec.tables)
+        .map_err(|m| fail(ErrorClass::NotFound, m))?;
+    if !chosen.left_out.is_empty() {
+        let left_out = chosen.left_out.join("; ");
+        tracing::info!(database = %spec.database, %left_out, "foreign keys to tables not restored are left out");
+    }
+    Ok(chosen.list)
+}
+
 /// Streams the source through hash and decompression into the client; answers (stored, restored, sha256).
 async fn feed(
     storage: Option<&Storage>,
@@ -539,9 +658,10 @@ async fn feed(
     opts: &DumpOptions,
     size: u64,
     expected: Option<&str>,
+    list: Option<&str>,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(u64, u64, String), DumpFailure> {
-    let (mut cmd, keep_fd) = client(spec, opts).await?;
+    let (mut cmd, keep_fd) = client(spec, opts, list).await?;
     // If this process dies, the client dies with it instead of reading EOF on stdin — which psql
     // would take as the end of the dump, and commit. (The mark on the database covers the rest.)
     // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
@@ -573,6 +693,8 @@ async fn feed(
     let mut hasher = Sha256::new();
     let mut decoder = crate::codec::Decoder::new(&opts.keys);
     let (mut stored, mut restored) = (0u64, 0u64);
+    // The client gets the last byte only once the stream proved whole (see the module's comment).
+    let mut held: Option<u8> = None;
     // A damaged stream is read to its end anyway: the hash then names the cause (an altered blob).
     let mut damaged: Option<String> = None;
     while let Some(piece) = rx.recv().await {
@@ -589,7 +711,7 @@ async fn feed(
         for slice in piece.chunks(SLICE) {
             fed += slice.len() as u64;
             match decoder.push(slice) {
-                Ok(()) => match deliver(&mut decoder, &mut stdin, opts, &mut restored).await {
+                Ok(()) => match deliver(&mut decoder, &mut stdin, opts, &mut restored, &mut held).await {
                     Delivered::All => {}
                     Delivered::Damaged(e) => damaged = Some(e),
                     Delivered::ClientGone => return abort(child, stderr_task, spec, None).await,
@@ -617,7 +739,7 @@ async fn feed(
     // The end of an encrypted stream is known only now: its last chunk is delivered here.
     if damaged.is_none() {
         decoder.end();
-        match deliver(&mut decoder, &mut stdin, opts, &mut restored).await {
+        match deliver(&mut decoder, &mut stdin, opts, &mut restored, &mut held).await {
             Delivered::All => {}
             Delivered::Damaged(e) => damaged = Some(e),
             Delivered::ClientGone => return abort(child, stderr_task, spec, None).await,
@@ -634,7 +756,8 @@ async fn feed(
         }
     };
     restored += tail.len() as u64;
-    if stdin.write_all(&tail).await.is_err() {
+    let last: Vec<u8> = held.into_iter().chain(tail).collect();
+    if stdin.write_all(&last).await.is_err() {
         return abort(child, stderr_task, spec, None).await;
     }
     // Only now does the client see the end of its input, and commit.
@@ -656,20 +779,27 @@ enum Delivered {
     Stalled(DumpFailure),
 }
 
-/// Writes what the decoder has ready to the client.
+/// Writes what the decoder has ready to the client, but for its last byte when `held` is given (kept there,
+/// written ahead of the next output).
 async fn deliver(
     decoder: &mut crate::codec::Decoder<'_>,
     stdin: &mut tokio::process::ChildStdin,
     opts: &DumpOptions,
     restored: &mut u64,
+    held: &mut Option<u8>,
 ) -> Delivered {
     loop {
-        let out = match decoder.pull() {
+        let mut out = match decoder.pull() {
             Ok(Some(out)) => out,
             Ok(None) => return Delivered::All,
             Err(e) => return Delivered::Damaged(e),
         };
         *restored += out.len() as u64;
+        if let Some(last) = out.pop() {
+            if let Some(first) = held.replace(last) {
+                out.insert(0, first);
+            }
+        }
         match tokio::time::timeout(opts.stall_timeout, stdin.write_all(&out)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Delivered::ClientGone,
@@ -718,6 +848,7 @@ mod tests {
             expected_sha256: None,
             restore_id: "r-1".into(),
             keep_mark: false,
+            tables: vec![],
         }
     }
 

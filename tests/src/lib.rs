@@ -1086,6 +1086,16 @@ impl Api {
         Ok(done)
     }
 
+    /// Registers `db` on server `engine_id` on `policy_id`, backs it up now and answers its final history row
+    /// (completed or failed).
+    pub async fn back_up(&self, engine_id: &str, db: &str, policy_id: &str) -> Result<serde_json::Value> {
+        let body = serde_json::json!({ "engine_id": engine_id, "name": db, "policy_id": policy_id });
+        let d = self.post("/api/databases", body).await?;
+        let id = d["id"].as_str().context("database id")?;
+        let b = self.post(&format!("/api/databases/{id}/backup"), serde_json::Value::Null).await?;
+        self.wait_final(id, b["backup_id"].as_str().context("backup id")?, Duration::from_secs(120)).await
+    }
+
     /// Polls restore `id` until it is completed or failed (a restore, a replace, a drill).
     pub async fn wait_restore(&self, id: &str, within: Duration) -> Result<serde_json::Value> {
         let t = Instant::now();
@@ -1178,6 +1188,22 @@ pub fn process_environments() -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// An identity from the reference tool: (identity file, its recipient, the secret key line).
+pub fn age_keygen(dir: &Path, name: &str) -> Result<(PathBuf, String, String)> {
+    let path = dir.join(name);
+    let o = Command::new("age-keygen").arg("-o").arg(&path).output().context("age-keygen runs (apt: age)")?;
+    anyhow::ensure!(o.status.success(), "age-keygen: {}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&path)?;
+    let recipient = text.lines().find_map(|l| l.strip_prefix("# public key: ")).context("public key line")?;
+    let secret = text.lines().find(|l| l.starts_with("AGE-SECRET-KEY-1")).context("secret key line")?;
+    Ok((path, recipient.to_string(), secret.to_string()))
+}
+
+/// What a finished command printed, stdout then stderr.
+pub fn said(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {

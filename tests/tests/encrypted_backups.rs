@@ -3,12 +3,12 @@
 //! `dilux-restore` — with the dumper-host's identity, on both engines with zstd and gzip, and are unreadable
 //! without one. The identity never shows in logs, and a policy the product could not restore is refused.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{ensure, Context as _, Result};
-use dilux_e2e::{Api, App, Azurite, Mariadb, Postgres};
+use anyhow::{Context as _, Result};
+use dilux_e2e::{age_keygen, said, Api, App, Azurite, Mariadb, Postgres};
 use reqwest::Method as M;
 use serde_json::{json, Value};
 
@@ -16,17 +16,6 @@ const PG_PASSWORD: &str = "pg-Encrypt-s3cret!";
 const MARIA_PASSWORD: &str = "maria-Encrypt-s3cret";
 /// A value that must never be readable in the stored bytes.
 const MARKER: &str = "secret-ledger-entry-7731";
-
-/// An identity from the reference tool: (identity file, its recipient, the secret key line).
-fn keygen(dir: &Path, name: &str) -> Result<(PathBuf, String, String)> {
-    let path = dir.join(name);
-    let o = Command::new("age-keygen").arg("-o").arg(&path).output().context("age-keygen runs (apt: age)")?;
-    ensure!(o.status.success(), "age-keygen: {}", String::from_utf8_lossy(&o.stderr));
-    let text = std::fs::read_to_string(&path)?;
-    let recipient = text.lines().find_map(|l| l.strip_prefix("# public key: ")).context("public key line")?;
-    let secret = text.lines().find(|l| l.starts_with("AGE-SECRET-KEY-1")).context("secret key line")?;
-    Ok((path, recipient.to_string(), secret.to_string()))
-}
 
 fn pg_digest(pg: &Postgres, db: &str) -> Result<String> {
     pg.sql(db, "SELECT count(*), md5(string_agg(l::text, '|' ORDER BY l.id)) FROM ledger l")
@@ -43,14 +32,6 @@ async fn policy(api: &Api, name: &str, compression: Value, recipients: &[&str]) 
     Ok(api.post("/api/backup-policies", body).await?["id"].as_str().context("policy id")?.to_string())
 }
 
-/// Registers `db` on the server on `policy_id`, backs it up now and answers its final history row.
-async fn back_up(api: &Api, engine_id: &str, db: &str, policy_id: &str) -> Result<Value> {
-    let d = api.post("/api/databases", json!({ "engine_id": engine_id, "name": db, "policy_id": policy_id })).await?;
-    let id = d["id"].as_str().context("database id")?;
-    let b = api.post(&format!("/api/databases/{id}/backup"), Value::Null).await?;
-    api.wait_final(id, b["backup_id"].as_str().context("backup id")?, Duration::from_secs(120)).await
-}
-
 fn restore_cli(conn: &str, password: &str, args: &[&str], identity: Option<&Path>) -> std::process::Output {
     let bin = dilux_e2e::host_bin().with_file_name("dilux-restore");
     let mut c = Command::new(bin);
@@ -59,10 +40,6 @@ fn restore_cli(conn: &str, password: &str, args: &[&str], identity: Option<&Path
         c.arg("--identity").arg(id);
     }
     c.output().expect("dilux-restore runs")
-}
-
-fn said(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,9 +65,9 @@ async fn encrypted_backups_restore_with_the_identity_and_are_unreadable_without_
         maria.sql(db, &fill_maria)?;
     }
     let dir = dilux_e2e::tempdir("age-keys");
-    let (host_id, host_recipient, host_secret) = keygen(&dir, "host.txt")?;
-    let (offline_id, offline_recipient, _) = keygen(&dir, "offline.txt")?;
-    let (stranger_id, stranger_recipient, _) = keygen(&dir, "stranger.txt")?;
+    let (host_id, host_recipient, host_secret) = age_keygen(&dir, "host.txt")?;
+    let (offline_id, offline_recipient, _) = age_keygen(&dir, "offline.txt")?;
+    let (stranger_id, stranger_recipient, _) = age_keygen(&dir, "stranger.txt")?;
 
     let host_id_str = host_id.to_str().unwrap();
     let (app, logs) = App::start_captured(&az.connection_string, &[("DILUX_AGE_IDENTITY_FILE", host_id_str)])?;
@@ -125,7 +102,7 @@ async fn encrypted_backups_restore_with_the_identity_and_are_unreadable_without_
             pg_engine = engine_id.clone();
         }
         for (db, policy_id) in [("zs", &zstd), ("gz", &gzip)] {
-            let done = back_up(&api, &engine_id, db, policy_id).await?;
+            let done = api.back_up(&engine_id, db, policy_id).await?;
             assert_eq!(done["status"], "completed", "{done}");
             backups.push((engine, db, done));
         }
@@ -182,7 +159,7 @@ async fn encrypted_backups_restore_with_the_identity_and_are_unreadable_without_
     let zstd3 = json!({ "algorithm": "zstd", "level": 3 });
     let offline_only = policy(&api, "offline-only", zstd3, &[offline_recipient.as_str()]).await?;
     pg.sql("postgres", "CREATE DATABASE off")?;
-    let failed = back_up(&api, &pg_engine, "off", &offline_only).await?;
+    let failed = api.back_up(&pg_engine, "off", &offline_only).await?;
     assert_eq!(failed["status"], "failed", "{failed}");
     let why = failed["error_message"].as_str().unwrap_or_default();
     assert!(why.contains("none of the policy's recipients is this dumper-host's"), "{failed}");

@@ -102,6 +102,7 @@ async fn an_old_pg_dump_never_sends_the_password_to_a_server_asking_for_cleartex
         container: "backups".into(),
         blob_name: "postgresql/x/20261202_000000_ab.sql.zst".into(),
         compression: Default::default(),
+        format: Default::default(),
         recipients: vec![],
         metadata: vec![],
     };

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Result;
 use chrono::Utc;
 use dilux_dumper_host::storage::Storage;
-use dilux_e2e::{Api, App, Azurite, Mariadb, Postgres};
+use dilux_e2e::{said, Api, App, Azurite, Mariadb, Postgres};
 use reqwest::Method as M;
 use serde_json::json;
 
@@ -109,10 +109,6 @@ fn restore(conn: &str, password: &str, target: &[String], source: &[&str]) -> Ou
         .env("DILUX_RESTORE_PASSWORD", password)
         .output()
         .expect("dilux-restore runs")
-}
-
-fn said(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// Replaces a blob's content with `content`, keeping its metadata (so its recorded SHA-256 stays).

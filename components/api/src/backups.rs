@@ -71,13 +71,17 @@ pub async fn trigger(cx: &Cx<'_>) -> ApiResult<Reply> {
         ));
     }
     // Stored as its policy says; a policy gone since (its row deleted) leaves the defaults.
-    let (compression, encryption) = match crate::policies::load(app, &effective_policy_id(&db, Some(&engine))).await {
-        Ok((policy, _)) => (policy.compression, policy.encryption),
-        Err(e) if e.kind == Kind::NotFound => Default::default(),
-        Err(e) => return Err(e),
-    };
-    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Manual, vec![], cx.now)
-        .stored_as(compression, encryption.as_ref());
+    let (compression, encryption, format) =
+        match crate::policies::load(app, &effective_policy_id(&db, Some(&engine))).await {
+            Ok((policy, _)) => (policy.compression, policy.encryption, policy.postgresql_format),
+            Err(e) if e.kind == Kind::NotFound => Default::default(),
+            Err(e) => return Err(e),
+        };
+    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Manual, vec![], cx.now).stored_as(
+        compression,
+        encryption.as_ref(),
+        format,
+    );
     let row = BackupResult::pending(&job, &db.name, &db.alias, &engine.id);
     app.stores.history.insert(&row).await?;
     let message = serde_json::to_string(&job).expect("jobs serialize");

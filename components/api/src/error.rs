@@ -36,6 +36,8 @@ pub enum Kind {
     BackupInProgress,
     BackupRunning,
     RestoreInProgress,
+    /// A restore of chosen tables asked of a backup that is not a PostgreSQL custom archive.
+    NotSelective,
     HasDatabases,
     /// A notification channel's kind cannot change.
     KindFixed,
@@ -69,8 +71,9 @@ impl Kind {
             Forbidden | AccountDisabled | AccessRequested | NoAccess => 403,
             NotFound | NoRoute => 404,
             MethodNotAllowed => 405,
-            Duplicate | AlreadyResolved | BackupInProgress | BackupRunning | RestoreInProgress | HasDatabases
-            | KindFixed | LastAdmin | NoCredentials | Orphaned | PolicyInUse | SystemPolicy | UnreadableSecret => 409,
+            Duplicate | AlreadyResolved | BackupInProgress | BackupRunning | RestoreInProgress | NotSelective
+            | HasDatabases | KindFixed | LastAdmin | NoCredentials | Orphaned | PolicyInUse | SystemPolicy
+            | UnreadableSecret => 409,
             Changed => 412,
             BodyTooLarge => 413,
             Misconfigured | TokenError => 500,
@@ -98,6 +101,7 @@ impl Kind {
             BackupInProgress => "backup_in_progress",
             BackupRunning => "backup_running",
             RestoreInProgress => "restore_in_progress",
+            NotSelective => "not_selective",
             HasDatabases => "has_databases",
             KindFixed => "kind_fixed",
             LastAdmin => "last_admin",

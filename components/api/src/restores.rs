@@ -2,6 +2,7 @@
 //! the dumper-host workers (`restore-jobs`), with a history a user can follow.
 
 use dilux_domain::drill::DrillState;
+use dilux_domain::format::{parse_tables, DumpFormat};
 use dilux_domain::manifest::{manifest_blob, Manifest};
 use dilux_domain::restore::{
     restored_name, RestoreJob, RestoreMode, RestorePurpose, RestoreRequest, RestoreResult, Verification,
@@ -75,6 +76,25 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
             return Err(ApiError::field("mode", "replace is available for PostgreSQL and MariaDB/MySQL"));
         }
     }
+    let tables = match &input.tables {
+        None => vec![],
+        Some(names) => {
+            if replace {
+                return Err(ApiError::field(
+                    "tables",
+                    "a restore of chosen tables goes into a new database: use mode `new`",
+                ));
+            }
+            if DumpFormat::of_name(&backup.blob_name) != DumpFormat::Custom {
+                return Err(ApiError::new(
+                    Kind::NotSelective,
+                    "tables: only PostgreSQL backups in the custom format restore table by table; this one is SQL \
+                     (set the policy's postgresql_format to `custom` for the next ones), so restore it whole",
+                ));
+            }
+            parse_tables(names)?.iter().map(ToString::to_string).collect()
+        }
+    };
     let target = input.target_database.clone().unwrap_or_else(|| {
         if replace {
             backup.database_name.clone()
@@ -101,7 +121,9 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
             format!("a restore into `{target}` is already {} (id {}); wait for it", r.status.as_str(), r.id),
         ));
     }
-    let row = RestoreResult::queued(&backup, &engine, &target, input.mode, RestorePurpose::Restore, &who.email, cx.now);
+    let mut row =
+        RestoreResult::queued(&backup, &engine, &target, input.mode, RestorePurpose::Restore, &who.email, cx.now);
+    row.tables = tables;
     app.stores.restores.insert(&row.id, &row).await?;
     let message = serde_json::to_string(&RestoreJob::new(&row.id)).expect("jobs serialize");
     if let Err(e) = app.stores.restore_jobs.put(&message).await {
@@ -121,6 +143,8 @@ pub async fn request(cx: &Cx<'_>) -> ApiResult<Reply> {
         target_database: target.clone(),
         message: if replace {
             format!("restore queued to replace `{target}` on `{}` (the original is kept, renamed)", engine.name)
+        } else if !row.tables.is_empty() {
+            format!("restore of {} tables queued into `{target}` on `{}`", row.tables.len(), engine.name)
         } else {
             format!("restore queued into `{target}` on `{}`", engine.name)
         },

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compression::Compression;
 use crate::encryption::Encryption;
+use crate::format::DumpFormat;
 use crate::{EngineType, ErrorClass};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -85,6 +86,9 @@ pub struct BackupJob {
     /// age recipients the dump is encrypted to (its policy's); empty: not encrypted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub encrypt_to: Vec<String>,
+    /// PostgreSQL: plain SQL or pg_dump's custom archive (jobs queued before the choice: plain).
+    #[serde(default, skip_serializing_if = "DumpFormat::is_plain")]
+    pub dump_format: DumpFormat,
 }
 
 fn legacy_compression() -> Compression {
@@ -103,9 +107,10 @@ impl BackupJob {
         let (history_pk, history_rk) = history_keys(now, &id);
         let compression = Compression::default();
         BackupJob {
-            blob_name: blob_name(engine_type, database_id, now, &id, compression, false),
+            blob_name: blob_name(engine_type, database_id, now, &id, compression, DumpFormat::Plain, false),
             compression,
             encrypt_to: vec![],
+            dump_format: DumpFormat::Plain,
             id,
             database_id: database_id.into(),
             engine_type,
@@ -117,14 +122,16 @@ impl BackupJob {
         }
     }
 
-    /// The job stored as its policy says: compressed with `compression`, encrypted to `encryption`'s
-    /// recipients if any. The blob name's extension follows (`.sql.zst`, `.sql.zst.age`).
-    pub fn stored_as(mut self, compression: Compression, encryption: Option<&Encryption>) -> Self {
+    /// The job stored as its policy says: a PostgreSQL dump in `format` (other engines': SQL), compressed
+    /// with `compression`, encrypted to `encryption`'s recipients if any. The blob name's extension follows
+    /// (`.sql.zst`, `.dump.zst`, `.sql.zst.age`).
+    pub fn stored_as(mut self, compression: Compression, encryption: Option<&Encryption>, format: DumpFormat) -> Self {
         self.compression = compression;
         self.encrypt_to = encryption.map(|e| e.recipients.clone()).unwrap_or_default();
+        self.dump_format = if self.engine_type == EngineType::Postgresql { format } else { DumpFormat::Plain };
         let encrypted = !self.encrypt_to.is_empty();
-        self.blob_name =
-            blob_name(self.engine_type, &self.database_id, self.created_at, &self.id, compression, encrypted);
+        let (engine, at) = (self.engine_type, self.created_at);
+        self.blob_name = blob_name(engine, &self.database_id, at, &self.id, compression, self.dump_format, encrypted);
         self
     }
 }
@@ -150,6 +157,7 @@ pub fn blob_name(
     at: DateTime<Utc>,
     backup_id: &str,
     compression: Compression,
+    format: DumpFormat,
     encrypted: bool,
 ) -> String {
     // The backup id's first characters keep two backups started in the same second apart.
@@ -159,7 +167,7 @@ pub fn blob_name(
         engine_type.as_str(),
         database_id,
         at.format("%Y%m%d_%H%M%S"),
-        engine_type.dump_format(compression, encrypted)
+        engine_type.dump_format(compression, format, encrypted)
     )
 }
 
@@ -361,7 +369,7 @@ impl BackupResult {
             completed_at: None,
             duration_seconds: None,
             blob_name: job.blob_name.clone(),
-            file_format: job.engine_type.dump_format(job.compression, !job.encrypt_to.is_empty()),
+            file_format: job.engine_type.dump_format(job.compression, job.dump_format, !job.encrypt_to.is_empty()),
             encrypted: !job.encrypt_to.is_empty(),
             file_size_bytes: None,
             uncompressed_size_bytes: None,
@@ -482,21 +490,31 @@ mod tests {
     fn blob_names_follow_the_layout() {
         let t = Utc.with_ymd_and_hms(2024, 1, 15, 0, 0, 7).unwrap();
         assert_eq!(
-            blob_name(EngineType::Mysql, "db-1", t, "1a2b3c4d-ffff", Compression::LEGACY, false),
+            blob_name(EngineType::Mysql, "db-1", t, "1a2b3c4d-ffff", Compression::LEGACY, DumpFormat::Plain, false),
             "mysql/db-1/20240115_000007_1a2b3c4d.sql.gz"
         );
-        let job = BackupJob::new("db-1", EngineType::Postgresql, TriggeredBy::Manual, vec![], t)
-            .stored_as(Compression::Gzip { level: 1 }, None);
+        let job = BackupJob::new("db-1", EngineType::Postgresql, TriggeredBy::Manual, vec![], t).stored_as(
+            Compression::Gzip { level: 1 },
+            None,
+            DumpFormat::Plain,
+        );
         assert!(job.blob_name.ends_with(".sql.gz"), "{}", job.blob_name);
         assert_eq!(BackupResult::pending(&job, "d", "d", "e").file_format, "sql.gz");
         let to =
             Encryption { recipients: vec!["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".into()] };
-        let sealed = job.clone().stored_as(Compression::default(), Some(&to));
+        let sealed = job.clone().stored_as(Compression::default(), Some(&to), DumpFormat::Plain);
         assert!(sealed.blob_name.ends_with(".sql.zst.age"), "{}", sealed.blob_name);
         assert_eq!(sealed.encrypt_to, to.recipients);
         let row = BackupResult::pending(&sealed, "d", "d", "e");
         assert_eq!((row.file_format.as_str(), row.encrypted), ("sql.zst.age", true));
         assert!(!serde_json::to_string(&job).unwrap().contains("encrypt_to"), "unencrypted jobs read as before");
+        let custom = job.clone().stored_as(Compression::default(), Some(&to), DumpFormat::Custom);
+        assert!(custom.blob_name.ends_with(".dump.zst.age"), "{}", custom.blob_name);
+        assert_eq!(BackupResult::pending(&custom, "d", "d", "e").file_format, "dump.zst.age");
+        let maria = BackupJob::new("db-1", EngineType::Mysql, TriggeredBy::Manual, vec![], t);
+        let maria = maria.stored_as(Compression::default(), None, DumpFormat::Custom);
+        assert!(maria.blob_name.ends_with(".sql.zst"), "MariaDB dumps are SQL whatever the policy says");
+        assert!(!serde_json::to_string(&maria).unwrap().contains("dump_format"));
         let zstd = BackupJob::new("db-1", EngineType::Postgresql, TriggeredBy::Manual, vec![], t);
         assert!(zstd.blob_name.ends_with(".sql.zst"), "{}", zstd.blob_name);
         // A message from before the choice existed reads as what it made: gzip level 6.

@@ -41,12 +41,17 @@ impl Compression {
         }
     }
 
-    /// The stored file's extension (after the name's last `/`-free part).
-    pub fn extension(self) -> &'static str {
+    /// `zst` or `gz`.
+    pub fn suffix(self) -> &'static str {
         match self {
-            Compression::Zstd { .. } => "sql.zst",
-            Compression::Gzip { .. } => "sql.gz",
+            Compression::Zstd { .. } => "zst",
+            Compression::Gzip { .. } => "gz",
         }
+    }
+
+    /// The stored file's extension for a dump of `format`: `sql.zst`, `dump.gz`.
+    pub fn extension(self, format: crate::format::DumpFormat) -> String {
+        format!("{}.{}", format.stem(), self.suffix())
     }
 
     pub fn content_type(self) -> &'static str {
@@ -113,8 +118,10 @@ mod tests {
         assert_eq!(serde_json::to_string(&Compression::default()).unwrap(), r#"{"algorithm":"zstd","level":3}"#);
         assert!(serde_json::from_str::<Compression>(r#"{"algorithm":"brotli","level":3}"#).is_err());
         assert!(serde_json::from_str::<Compression>(r#"{"algorithm":"zstd"}"#).is_err());
-        assert_eq!((c.extension(), c.content_type()), ("sql.gz", "application/gzip"));
-        assert_eq!(Compression::default().extension(), "sql.zst");
+        let plain = crate::format::DumpFormat::Plain;
+        assert_eq!((c.extension(plain).as_str(), c.content_type()), ("sql.gz", "application/gzip"));
+        assert_eq!(Compression::default().extension(plain), "sql.zst");
+        assert_eq!(Compression::default().extension(crate::format::DumpFormat::Custom), "dump.zst");
     }
 
     #[test]

@@ -32,16 +32,23 @@ impl EngineType {
         }
     }
 
-    /// File format of this engine's dumps as stored: `sql.zst`, or `sql.zst.age` encrypted.
-    pub fn dump_format(self, compression: crate::compression::Compression, encrypted: bool) -> String {
+    /// File format of this engine's dumps as stored: `sql.zst`, `dump.zst` (a PostgreSQL custom archive),
+    /// or `sql.zst.age` encrypted.
+    pub fn dump_format(
+        self,
+        compression: crate::compression::Compression,
+        format: crate::format::DumpFormat,
+        encrypted: bool,
+    ) -> String {
         let format = match self {
-            EngineType::Mysql | EngineType::Postgresql => compression.extension(),
-            EngineType::Sqlserver => "bacpac",
+            EngineType::Mysql => compression.extension(crate::format::DumpFormat::Plain),
+            EngineType::Postgresql => compression.extension(format),
+            EngineType::Sqlserver => "bacpac".to_string(),
         };
         if encrypted {
             format!("{format}.age")
         } else {
-            format.to_string()
+            format
         }
     }
 

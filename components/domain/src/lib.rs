@@ -10,6 +10,7 @@ pub mod encryption;
 pub mod engine;
 pub mod entity;
 pub mod error;
+pub mod format;
 pub mod log;
 pub mod manifest;
 pub mod notify;

@@ -46,6 +46,14 @@ impl Manifest {
     pub fn rows(&self) -> u64 {
         self.tables.iter().map(|t| t.rows).sum()
     }
+
+    /// The manifest of a selective restore: only `chosen`'s tables (a PostgreSQL manifest's names are
+    /// pg_dump's, quoted where needed).
+    pub fn only(&self, chosen: &[crate::format::TableName]) -> Manifest {
+        let keep =
+            |t: &TableTally| crate::format::TableName::of_manifest(&t.table).is_some_and(|n| chosen.contains(&n));
+        Manifest { tables: self.tables.iter().filter(|t| keep(t)).cloned().collect(), ..self.clone() }
+    }
 }
 
 /// How one table of the restored database differs from the backup's manifest.

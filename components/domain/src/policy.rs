@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compression::Compression;
 use crate::encryption::Encryption;
+use crate::format::DumpFormat;
 use crate::{BackupTier, FieldError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
@@ -98,6 +99,9 @@ pub struct BackupPolicy {
     /// Whom new backups are encrypted to; none: stored unencrypted.
     #[serde(default)]
     pub encryption: Option<Encryption>,
+    /// What PostgreSQL databases' dumps are made of (MariaDB's are always SQL).
+    #[serde(default)]
+    pub postgresql_format: DumpFormat,
 }
 
 /// `POST /api/backup-policies` and `PUT /api/backup-policies/{id}`: the whole policy; tiers left out
@@ -134,6 +138,10 @@ pub struct PolicyInput {
     /// admin.
     #[serde(default)]
     pub encryption: Option<Encryption>,
+    /// PostgreSQL databases only: `plain` SQL (the default) or pg_dump's `custom` archive, which restores
+    /// with `pg_restore` and can restore chosen tables only. MariaDB dumps are always SQL.
+    #[serde(default)]
+    pub postgresql_format: DumpFormat,
 }
 
 impl PolicyInput {
@@ -155,6 +163,7 @@ impl PolicyInput {
             verification: self.verification,
             compression: self.compression,
             encryption: self.encryption,
+            postgresql_format: self.postgresql_format,
         };
         p.validate()?;
         p.compression.validate("compression")?;
@@ -187,6 +196,8 @@ pub struct PolicyRow {
     pub compression: Compression,
     #[serde(default)]
     pub encryption: Option<Encryption>,
+    #[serde(default)]
+    pub postgresql_format: DumpFormat,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -216,6 +227,7 @@ impl From<&BackupPolicy> for PolicyRow {
             verification: p.verification.clone(),
             compression: p.compression,
             encryption: p.encryption.clone(),
+            postgresql_format: p.postgresql_format,
         }
     }
 }
@@ -238,6 +250,7 @@ impl TryFrom<PolicyRow> for BackupPolicy {
             verification: r.verification,
             compression: r.compression,
             encryption: r.encryption,
+            postgresql_format: r.postgresql_format,
         })
     }
 }
@@ -312,6 +325,7 @@ pub fn default_policies() -> Vec<BackupPolicy> {
             verification: VerifyPolicy::default(),
             compression: Compression::default(),
             encryption: None,
+            postgresql_format: DumpFormat::Plain,
         },
         BackupPolicy {
             id: DEFAULT_POLICY_ID.into(),
@@ -326,6 +340,7 @@ pub fn default_policies() -> Vec<BackupPolicy> {
             verification: VerifyPolicy::default(),
             compression: Compression::default(),
             encryption: None,
+            postgresql_format: DumpFormat::Plain,
         },
         BackupPolicy {
             id: "development".into(),
@@ -340,6 +355,7 @@ pub fn default_policies() -> Vec<BackupPolicy> {
             verification: VerifyPolicy::default(),
             compression: Compression::default(),
             encryption: None,
+            postgresql_format: DumpFormat::Plain,
         },
     ]
 }

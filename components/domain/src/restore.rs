@@ -42,6 +42,12 @@ pub struct RestoreRequest {
     pub mode: RestoreMode,
     /// With `replace`: must equal the target database's name.
     pub confirm: Option<String>,
+    /// A selective restore (PostgreSQL backups in the `custom` format, mode `new`): the rows of these tables
+    /// only (`schema.table`, or `table` for `public.table`), into the whole schema; the other tables come back
+    /// empty, and foreign keys between a chosen and an unchosen table are left out. Left out: everything.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::format::tables_schema")]
+    pub tables: Option<Vec<String>>,
 }
 
 impl RestoreRequest {
@@ -51,6 +57,9 @@ impl RestoreRequest {
             if name.len() > 63 {
                 return Err(FieldError::new("target_database", "must be at most 63 bytes (PostgreSQL cuts longer)"));
             }
+        }
+        if let Some(tables) = &self.tables {
+            crate::format::parse_tables(tables)?;
         }
         Ok(())
     }
@@ -259,6 +268,9 @@ pub struct RestoreResult {
     /// The restored database compared with the backup's manifest.
     #[serde(default)]
     pub verification: Option<Verification>,
+    /// A selective restore's tables (`schema.table`); empty: the whole backup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
 }
 
 impl RestoreResult {
@@ -300,6 +312,7 @@ impl RestoreResult {
             purpose,
             backup_created_at: Some(backup.created_at),
             verification: None,
+            tables: vec![],
         }
     }
 

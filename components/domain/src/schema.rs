@@ -64,6 +64,10 @@ pub const EMAIL: &str = concat!(
 /// A backup file name: `{engine_type}/{database_id}/{file}`, no part empty, `.` or `..`.
 pub const BLOB_NAME: &str = r"^(mysql|postgresql|sqlserver)(/([^/.][^/]*|\.[^/.][^/]*|\.\.[^/]+)){2}$";
 
+/// A table a selective restore names: `schema.table` (the first dot ends the schema) or `table`, each part 1
+/// to 63 characters without control characters.
+pub const TABLE_NAME: &str = concat!("^(?:[^.", ctrl!(), "]{1,63}\\.[^", ctrl!(), "]{1,63}|[^.", ctrl!(), "]{1,63})$");
+
 /// Any text without control characters (a blob name prefix).
 pub const NO_CONTROL: &str = concat!("^[^", ctrl!(), "]*$");
 

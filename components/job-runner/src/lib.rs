@@ -194,6 +194,7 @@ async fn prepare(ctx: &Ctx, job: &BackupJob) -> Result<dump::DumpRequest, Prepar
             Compression::Gzip { level } => dump::Compression::Gzip(level),
         },
         recipients: job.encrypt_to.clone(),
+        custom_format: job.dump_format == dilux_domain::format::DumpFormat::Custom,
         metadata: vec![
             ("database_id".into(), db.id.clone()),
             ("engine_type".into(), engine.engine_type.as_str().into()),

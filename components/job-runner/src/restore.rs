@@ -200,6 +200,7 @@ async fn request(ctx: &Ctx, row: &RestoreResult) -> Result<restore::RestoreReque
         restore_id: row.id.clone(),
         verify: true,
         drop_after: row.purpose == RestorePurpose::Drill,
+        tables: row.tables.clone(),
     })
 }
 

@@ -232,8 +232,11 @@ fn plan(
     if due.is_empty() {
         return if changed { Plan::Save { state, etag } } else { Plan::UpToDate };
     }
-    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Scheduler, due, now)
-        .stored_as(policy.compression, policy.encryption.as_ref());
+    let job = BackupJob::new(&db.id, db.engine_type, TriggeredBy::Scheduler, due, now).stored_as(
+        policy.compression,
+        policy.encryption.as_ref(),
+        policy.postgresql_format,
+    );
     state.start(&job);
     let row = BackupResult::pending(&job, &db.name, &db.alias, &db.engine_id);
     Plan::Queue { state, etag, job, row }

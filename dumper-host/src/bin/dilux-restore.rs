@@ -1,5 +1,6 @@
 //! `dilux-restore`: disaster recovery with the app gone. Restores one backup — a blob in the storage
-//! account, or a downloaded `.sql.gz` — into a new database, checking the SHA-256 recorded at backup
+//! account, or a downloaded `.sql.gz` / `.dump.zst` — into a new database (a PostgreSQL custom archive
+//! whole or table by table), checking the SHA-256 recorded at backup
 //! time while it streams. Nothing is kept unless the whole backup restored.
 
 use std::io::{BufRead as _, Write as _};
@@ -17,6 +18,7 @@ const USAGE: &str = "\
 usage: dilux-restore --engine postgresql|mysql --host HOST [--port PORT] --user USER --database NEW_DB
                      (--blob NAME [--container backups] | --file PATH [--sha256 HEX])
                      [--tls disable|prefer|require|verify-full] [--tls-ca PEM_FILE] [--identity FILE]
+                     [--table SCHEMA.TABLE ...]
 
 Restores one backup into NEW_DB, which it creates (it must not exist). A failed restore drops it again.
   --blob NAME          a backup in the storage account, e.g. postgresql/<database id>/20261201_020000_ab12cd34.sql.gz;
@@ -25,6 +27,8 @@ Restores one backup into NEW_DB, which it creates (it must not exist). A failed 
                        gzip's own checksum always is
   --identity FILE      an age identity file (as age-keygen writes) to decrypt an encrypted backup (.age);
                        default: DILUX_AGE_IDENTITY_FILE, else DILUX_AGE_IDENTITY (the key itself)
+  --table NAME         a PostgreSQL custom-format backup (.dump.*) only: restore this table's rows (repeat
+                       for more) into the whole schema; other tables come back empty
   --tls MODE           encryption of the database connection: require by default off this machine, prefer on
                        its loopback; verify-full also checks the certificate against --tls-ca (else the system's CAs)
 
@@ -44,12 +48,13 @@ struct Args {
     tls: TlsMode,
     tls_ca: Option<String>,
     identity: Option<String>,
+    tables: Vec<String>,
 }
 
 fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let (mut engine, mut host, mut port, mut user, mut database) = (None, None, None, None, None);
     let (mut blob, mut container, mut file, mut sha256) = (None, "backups".to_string(), None, None);
-    let (mut tls, mut tls_ca, mut identity) = (None, None, None);
+    let (mut tls, mut tls_ca, mut identity, mut tables) = (None, None, None, vec![]);
     while let Some(arg) = it.next() {
         let mut val = || it.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
@@ -84,6 +89,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
                 tls_ca = Some(pem);
             }
             "--identity" => identity = Some(val()?),
+            "--table" => tables.push(val()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -113,6 +119,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         },
         tls_ca,
         identity,
+        tables,
     })
 }
 
@@ -185,6 +192,11 @@ async fn run() -> anyhow::Result<()> {
         expected_sha256: args.sha256,
         restore_id: uuid::Uuid::new_v4().to_string(),
         keep_mark: false,
+        tables: match args.tables.is_empty() {
+            true => vec![],
+            false => dilux_domain::format::parse_tables(&args.tables)
+                .map_err(|e| anyhow::anyhow!("--table: {}", e.message))?,
+        },
     };
     let started = Instant::now();
     let last = std::sync::Mutex::new(Instant::now());
@@ -215,7 +227,7 @@ async fn run() -> anyhow::Result<()> {
     })?;
     let check = if o.verified { "SHA-256 verified" } else { "gzip checksum verified (no SHA-256 given)" };
     println!(
-        "restored into `{}` on {}:{}: {:.1} MiB stored, {:.1} MiB of SQL, {check} ({}), in {:.1}s",
+        "restored into `{}` on {}:{}: {:.1} MiB stored, {:.1} MiB of dump, {check} ({}), in {:.1}s",
         spec.database,
         spec.host,
         spec.port,

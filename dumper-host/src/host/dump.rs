@@ -71,6 +71,10 @@ impl From<wit::DumpRequest> for DumpSpec {
                 wit::Compression::Zstd(level) => Compression::Zstd { level },
                 wit::Compression::Gzip(level) => Compression::Gzip { level },
             },
+            format: match r.custom_format {
+                true => dilux_domain::format::DumpFormat::Custom,
+                false => dilux_domain::format::DumpFormat::Plain,
+            },
             recipients: r.recipients,
             metadata: r.metadata,
         }

@@ -25,6 +25,8 @@ impl From<wit::RestoreRequest> for RestoreSpec {
             expected_sha256: r.sha256,
             restore_id: r.restore_id,
             keep_mark: r.replace.is_some(),
+            // The API checked the names; one that does not parse cannot name a table of the backup either.
+            tables: r.tables.iter().filter_map(|t| dilux_domain::format::TableName::parse(t)).collect(),
         }
     }
 }

@@ -8,6 +8,9 @@
 //!   `zstd3_nomanifest_s`: without the manifest tally (what the tally costs);
 //! - ratios: `zstd3/sh` and `gzip6/sh` (the app's own overhead, target ≤ 1.05), `zstd3/tool` (target ≤ 1.15
 //!   for PostgreSQL), `sh_gzip6/gzip1` (how much faster than the scripted gzip, target ≥ 2.0);
+//! - `zstd3_age_s`, `age/zstd3`: zstd level 3 encrypted with age (what encryption costs);
+//! - PostgreSQL only: `sh_custom_s`: `pg_dump --format=custom --compress=0 | zstd -3 > /dev/null`, and
+//!   `custom_s`, `custom/sh`: the backup of that archive (its manifest tallied through `pg_restore -f -`);
 //! - `peak_rss_mib`: this process's peak resident memory after each size's backups: it must not grow with
 //!   the database.
 //!
@@ -19,6 +22,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use dilux_azure::{blob, Account};
 use dilux_domain::compression::Compression;
+use dilux_domain::format::DumpFormat;
 use dilux_dumper_host::dump::{run_dump, tool_command, DumpOptions, DumpSpec, Engine};
 use dilux_dumper_host::storage::Storage;
 use dilux_e2e::{memory_mib, Azurite, Mariadb, Postgres};
@@ -44,10 +48,14 @@ async fn main() -> Result<()> {
     blob::parse_create_container(
         storage.send("c", blob::create_container(&storage.account, chrono::Utc::now(), "bench")).await?,
     )?;
-    let opts = DumpOptions::from_env();
+    // Encrypted backups go to a throwaway identity of this run's own.
+    let (secret, recipient) = dilux_dumper_host::crypt::generate();
+    let keys = dilux_dumper_host::crypt::Keys::from_lookup(|n| (n == "DILUX_AGE_IDENTITY").then(|| secret.clone()));
+    let opts = DumpOptions { keys: std::sync::Arc::new(keys.map_err(anyhow::Error::msg)?), ..DumpOptions::from_env() };
     println!(
         "engine     size_mb raw_mib tool_s sh_zstd3_s zstd3_s zstd3/sh zstd3/tool zst_mib zstd3_nomanifest_s \
-         sh_gzip6_s gzip6_s gzip6/sh gz6_mib gzip1_s sh_gzip6/gzip1 peak_rss_mib tally_mib_per_s"
+         zstd3_age_s age/zstd3 sh_gzip6_s gzip6_s gzip6/sh gz6_mib gzip1_s sh_gzip6/gzip1 sh_custom_s custom_s \
+         custom/sh peak_rss_mib tally_mib_per_s"
     );
     for size in sizes {
         let rows = dilux_e2e::bench_rows(size);
@@ -77,6 +85,7 @@ async fn main() -> Result<()> {
                 container: "bench".into(),
                 blob_name: String::new(),
                 compression: Compression::default(),
+                format: Default::default(),
                 recipients: vec![],
                 metadata: vec![],
             };
@@ -84,10 +93,17 @@ async fn main() -> Result<()> {
             let sh_zstd = shell(&spec, &opts, Some(("zstd", "-3"))).await?;
             let sh_gzip = shell(&spec, &opts, Some(("gzip", "-6"))).await?;
             let backup = |c: Compression, tag: &str, opts: DumpOptions| {
+                let encrypted = tag.ends_with("-age");
+                let format = if tag.starts_with("custom") { DumpFormat::Custom } else { DumpFormat::Plain };
                 let spec = DumpSpec {
                     compression: c,
-                    recipients: vec![],
-                    blob_name: format!("{name}/{db}-{tag}.{}", c.extension()),
+                    format,
+                    recipients: if encrypted { vec![recipient.clone()] } else { vec![] },
+                    blob_name: format!(
+                        "{name}/{db}-{tag}.{}{}",
+                        c.extension(format),
+                        if encrypted { ".age" } else { "" }
+                    ),
                     ..spec.clone()
                 };
                 let storage = storage.clone();
@@ -105,19 +121,30 @@ async fn main() -> Result<()> {
                 DumpOptions { manifest: false, ..opts.clone() },
             )
             .await?;
+            let (zstd3_age, ..) = backup(Compression::Zstd { level: 3 }, "zstd3-age", opts.clone()).await?;
             let (gzip6, g, _) = backup(Compression::Gzip { level: 6 }, "gzip6", opts.clone()).await?;
             let (gzip1, ..) = backup(Compression::Gzip { level: 1 }, "gzip1", opts.clone()).await?;
+            let (sh_custom, custom) = match engine {
+                Engine::Mysql => ("-".to_string(), "-".to_string()),
+                Engine::Postgresql => {
+                    let archive = DumpSpec { format: DumpFormat::Custom, ..spec.clone() };
+                    let sh = shell(&archive, &opts, Some(("zstd", "-3"))).await?;
+                    let (t, ..) = backup(Compression::Zstd { level: 3 }, "custom-zstd3", opts.clone()).await?;
+                    (format!("{sh:.1}"), format!("{t:.1} {:>8.2}", t / sh))
+                }
+            };
             let peak = memory_mib("VmHWM:");
             let tally = tally_rate(&storage, &zst_blob, engine).await?;
             let mib = |b: u64| b as f64 / (1 << 20) as f64;
             println!(
                 "{name:<10} {size:>7} {:>7.0} {tool:>6.1} {sh_zstd:>10.1} {zstd3:>7.1} {:>8.2} {:>10.2} {:>7.0} \
-                 {zstd3_plain:>18.1} {sh_gzip:>10.1} {gzip6:>7.1} {:>8.2} {:>7.0} {gzip1:>7.1} {:>14.2} {peak:>12.0} \
-                 {tally:>15.0}",
+                 {zstd3_plain:>18.1} {zstd3_age:>11.1} {:>9.2} {sh_gzip:>10.1} {gzip6:>7.1} {:>8.2} {:>7.0} \
+                 {gzip1:>7.1} {:>14.2} {sh_custom:>11} {custom:>17} {peak:>12.0} {tally:>15.0}",
                 mib(z.uncompressed_bytes),
                 zstd3 / sh_zstd,
                 zstd3 / tool,
                 mib(z.compressed_bytes),
+                zstd3_age / zstd3,
                 gzip6 / sh_gzip,
                 mib(g.compressed_bytes),
                 sh_gzip / gzip1,

@@ -3,8 +3,8 @@
 //! file, both into fresh databases of the same server, in one run. Prints times, the ratio, throughput
 //! and the pipeline's peak memory, which must not grow with the database; then the same restore with
 //! the content check a drill makes (dump of the restored database compared with the manifest), and
-//! what that check costs. One row per stored format (zstd level 3, gzip level 6), against the same
-//! baseline.
+//! what that check costs. One row per stored format (plain SQL with zstd level 3 and gzip level 6, a
+//! custom archive with zstd level 3 restored by pg_restore), against the same baseline.
 //!
 //! usage: bench-restore [SIZE_MB ...]   (default: 1024)
 
@@ -14,6 +14,7 @@ use std::time::Instant;
 use anyhow::{ensure, Context as _, Result};
 use dilux_azure::{blob, Account};
 use dilux_domain::compression::Compression;
+use dilux_domain::format::DumpFormat;
 use dilux_dumper_host::dump::{require_tls, run_dump, DumpOptions, DumpSpec, Engine};
 use dilux_dumper_host::restore::{run_restore, RestoreSpec, Source};
 use dilux_dumper_host::storage::Storage;
@@ -35,15 +36,16 @@ async fn main() -> Result<()> {
     let psql = std::path::PathBuf::from(std::env::var("DILUX_PG_BINDIR").context("set DILUX_PG_BINDIR")?).join("psql");
     let work = dilux_e2e::tempdir("bench-restore");
     println!(
-        "size_mb  format  sql_mib  stored_mib  psql_file_s  dilux_s  ratio  dilux_sql_mib_per_s  rss_before_mib  \
+        "size_mb      format  sql_mib  stored_mib  psql_file_s  dilux_s  ratio  dilux_sql_mib_per_s  rss_before_mib  \
          peak_rss_mib  checked_s  check_s  checked_peak_rss_mib"
     );
     for size in sizes {
         let db = format!("bench{size}");
         dilux_e2e::pg_bench_database(&pg, &db, size)?;
-        let formats = [Compression::Zstd { level: 3 }, Compression::Gzip { level: 6 }];
+        let (zstd, gzip) = (Compression::Zstd { level: 3 }, Compression::Gzip { level: 6 });
+        let formats = [(zstd, DumpFormat::Plain), (gzip, DumpFormat::Plain), (zstd, DumpFormat::Custom)];
         let mut dumps = Vec::new();
-        for c in formats {
+        for (c, f) in formats {
             let spec = DumpSpec {
                 tls: Default::default(),
                 engine: Engine::Postgresql,
@@ -53,17 +55,18 @@ async fn main() -> Result<()> {
                 username: "postgres".into(),
                 password: "bench-pw".into(),
                 container: "bench".into(),
-                blob_name: format!("postgresql/{db}.{}", c.extension()),
+                blob_name: format!("postgresql/{db}.{}", c.extension(f)),
                 compression: c,
+                format: f,
                 recipients: vec![],
                 metadata: vec![],
             };
             let dumped = run_dump(&storage, &spec, &opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            dumps.push((c, spec.blob_name, dumped));
+            dumps.push((format!("{}-{}", f.stem(), c.algorithm()), c, spec.blob_name, dumped));
         }
 
         // The baseline's input: the very same plain dump, as a local file (not timed).
-        let (c, blob_name, dumped) = &dumps[0];
+        let (_, c, blob_name, dumped) = &dumps[0];
         let file = work.join(format!("{db}.sql"));
         let unpack = std::process::Command::new("sh")
             .arg("-c")
@@ -97,7 +100,7 @@ async fn main() -> Result<()> {
         ensure!(out.status.success(), "psql -f failed: {}", String::from_utf8_lossy(&out.stderr));
         std::fs::remove_file(&file)?;
 
-        for (c, blob_name, _) in &dumps {
+        for (label, _, blob_name, _) in &dumps {
             let restore = RestoreSpec {
                 tls: Default::default(),
                 engine: Engine::Postgresql,
@@ -105,11 +108,12 @@ async fn main() -> Result<()> {
                 port: pg.port,
                 username: "postgres".into(),
                 password: "bench-pw".into(),
-                database: format!("{db}_dilux_{}", c.algorithm()),
+                database: format!("{db}_dilux_{}", label.replace('-', "_")),
                 source: Source::Blob { container: "bench".into(), name: blob_name.clone() },
                 expected_sha256: None,
                 restore_id: "bench".into(),
                 keep_mark: false,
+                tables: vec![],
             };
             let tls = require_tls(&restore.conn(""), &opts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             let before = memory_mib("VmRSS:");
@@ -125,7 +129,8 @@ async fn main() -> Result<()> {
             let sql_mib = o.uncompressed_bytes as f64 / (1 << 20) as f64;
             let peak = memory_mib("VmHWM:");
             // The same restore, checked against the manifest as every app restore and drill is.
-            let checked_spec = RestoreSpec { database: format!("{db}_checked_{}", c.algorithm()), ..restore.clone() };
+            let checked_spec =
+                RestoreSpec { database: format!("{db}_checked_{}", label.replace('-', "_")), ..restore.clone() };
             reset_peak();
             let t = Instant::now();
             let with_check = run_restore(Some(&storage), &checked_spec, &opts, true, &|_, _| {}, &tls)
@@ -136,9 +141,9 @@ async fn main() -> Result<()> {
             let comparison = check.comparison.context("the dump left a manifest")?;
             ensure!(comparison.passed(), "the restored copy matches: {}", comparison.summary());
             println!(
-                "{size:>7} {:>7} {sql_mib:>8.0} {:>11.0} {baseline:>12.1} {ours:>8.1} {:>6.2} {:>20.1} {before:>15.0} \
+                "{size:>7} {label:>11} {sql_mib:>8.0} {:>11.0} {baseline:>12.1} {ours:>8.1} {:>6.2} {:>20.1} \
+                 {before:>15.0} \
                  {peak:>13.0} {checked:>10.1} {:>8.1} {:>21.0}",
-                c.algorithm(),
                 o.compressed_bytes as f64 / (1 << 20) as f64,
                 ours / baseline,
                 sql_mib / ours,

@@ -3,6 +3,7 @@
 
 use dilux_domain::compression::Compression;
 use dilux_domain::encryption::Encryption;
+use dilux_domain::format::DumpFormat;
 use dilux_domain::policy::{BackupPolicy, TierConfig, TIERS};
 use dilux_domain::user::Permission;
 use dilux_domain::BackupTier;
@@ -52,6 +53,7 @@ pub fn Policies() -> impl IntoView {
             verification: Default::default(),
             compression: Default::default(),
             encryption: None,
+            postgresql_format: Default::default(),
         }))
     };
     let remove = move |id: String| {
@@ -95,6 +97,11 @@ pub fn Policies() -> impl IntoView {
                                     {format!("compressed with {}", p.compression.describe())}
                                 </div>
                                 <div class="hint encryption">{describe_encryption(p.encryption.as_ref())}</div>
+                                {(p.postgresql_format == DumpFormat::Custom).then(|| view! {
+                                    <div class="hint format">
+                                        "PostgreSQL: custom archives (pg_restore, table by table)"
+                                    </div>
+                                })}
                             </td>
                             <td><ul class="tiers">{TIERS.iter().map(|t| view! {
                                 <li>{format!("{}: {}", t.as_str(), p.describe(*t))}</li>
@@ -139,7 +146,8 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
             "yearly": p.yearly,
             "verification": p.verification,
             "compression": p.compression,
-            "encryption": p.encryption
+            "encryption": p.encryption,
+            "postgresql_format": p.postgresql_format
         });
         let done = done.clone();
         leptos::task::spawn_local(async move {
@@ -335,6 +343,26 @@ fn PolicyEditor(policy: BackupPolicy, on_done: impl Fn() + Clone + Send + Sync +
                      does, several times faster; gzip suits tools that read nothing else."
                 </p>
             </fieldset>
+            <fieldset class="format" id="policy-format">
+                <legend>"PostgreSQL dump format"</legend>
+                <label>"Format"
+                    <select
+                        name="postgresql-format"
+                        prop:value=move || draft.with(|p| format_name(p.postgresql_format))
+                        on:change=move |ev| {
+                            let custom = event_target_value(&ev) == "custom";
+                            let format = if custom { DumpFormat::Custom } else { DumpFormat::Plain };
+                            draft.update(|p| p.postgresql_format = format)
+                        }
+                    >
+                        <option value="plain">"plain SQL (.sql.*: psql restores it)"</option>
+                        <option value="custom">"custom archive (.dump.*: pg_restore, table by table)"</option>
+                    </select>
+                </label>
+                <p class="hint">
+                    "A custom archive can restore chosen tables only. MariaDB backups are always SQL."
+                </p>
+            </fieldset>
             <fieldset class="encryption" id="policy-encryption">
                 <legend>"Encryption"</legend>
                 <label>"Encrypt new backups to these age recipients, one per line"
@@ -379,5 +407,13 @@ fn describe_encryption(e: Option<&Encryption>) -> String {
         None => "not encrypted".into(),
         Some(1) => "encrypted to 1 age recipient".into(),
         Some(n) => format!("encrypted to {n} age recipients"),
+    }
+}
+
+/// A format's value in the editor's select (its JSON name).
+fn format_name(f: DumpFormat) -> &'static str {
+    match f {
+        DumpFormat::Plain => "plain",
+        DumpFormat::Custom => "custom",
     }
 }

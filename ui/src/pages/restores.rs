@@ -70,6 +70,10 @@ pub fn RestoreDialog(backup: BackupResult, on_close: Callback<()>) -> impl IntoV
         && s.me.with_untracked(|m| m.as_ref().is_some_and(|m| m.role == dilux_domain::user::Role::Admin));
     let replace = RwSignal::new(false);
     let confirm = RwSignal::new(String::new());
+    // A PostgreSQL custom archive restores table by table too.
+    let selective =
+        dilux_domain::format::DumpFormat::of_name(&backup.blob_name) == dilux_domain::format::DumpFormat::Custom;
+    let tables = RwSignal::new(String::new());
     let original = backup.database_name.clone();
     let message = RwSignal::new(None::<Result<String, String>>);
     let running = RwSignal::new(None::<String>);
@@ -100,8 +104,14 @@ pub fn RestoreDialog(backup: BackupResult, on_close: Callback<()>) -> impl IntoV
         if replace.get_untracked() {
             body["mode"] = "replace".into();
             body["confirm"] = confirm.get_untracked().into();
-        } else if !name.trim().is_empty() {
-            body["target_database"] = name.trim().into();
+        } else {
+            if !name.trim().is_empty() {
+                body["target_database"] = name.trim().into();
+            }
+            let chosen = table_list(&tables.get_untracked());
+            if !chosen.is_empty() {
+                body["tables"] = chosen.into();
+            }
         }
         message.set(None);
         leptos::task::spawn_local(async move {
@@ -156,6 +166,22 @@ pub fn RestoreDialog(backup: BackupResult, on_close: Callback<()>) -> impl IntoV
                     />
                 </label>
             </Show>
+            {selective.then(|| view! {
+                <Show when=move || !replace.get()>
+                    <label>"Only these tables (optional)"
+                        <input
+                            id="restore-tables"
+                            placeholder="public.orders, sales.customers"
+                            prop:value=tables
+                            on:input=move |ev| tables.set(event_target_value(&ev))
+                        />
+                    </label>
+                    <p class="hint">
+                        "Their rows come back into the whole schema; the other tables come back empty, and foreign \
+                         keys between a chosen and an unchosen table are left out. Empty: everything."
+                    </p>
+                </Show>
+            })}
             {can_replace.then(|| view! {
                 <label class="toggle">
                     <input
@@ -241,4 +267,9 @@ pub fn Restores() -> impl IntoView {
             </table>
         })}
     }
+}
+
+/// Table names as typed: separated by commas, spaces or new lines.
+fn table_list(typed: &str) -> Vec<String> {
+    typed.split([',', '\n']).map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect()
 }

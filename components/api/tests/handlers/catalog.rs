@@ -589,3 +589,26 @@ async fn a_policys_recipients_are_checked_and_its_backups_are_queued_encrypted()
     let job: serde_json::Value = serde_json::from_str(&t.mem.jobs.messages()[0]).unwrap();
     assert_eq!(job["encrypt_to"], json!([good]), "the worker is told whom to encrypt to");
 }
+
+#[tokio::test]
+async fn a_policys_postgresql_format_is_kept_and_its_backups_are_queued_as_custom_archives() {
+    let t = T::new();
+    let mut p = policy("Archives");
+    p["postgresql_format"] = json!("directory");
+    let a = t.admin("POST", "/api/backup-policies", Some(p.clone())).await;
+    assert_eq!((a.status, a.field()), (400, Some("postgresql_format")), "{}", a.body);
+    p["postgresql_format"] = json!("custom");
+    let created = t.admin("POST", "/api/backup-policies", Some(p)).await;
+    assert_eq!((created.status, &created.body["postgresql_format"]), (201, &json!("custom")), "{}", created.body);
+    let id = created.body["id"].as_str().unwrap();
+    let listed = t.admin("GET", &format!("/api/backup-policies/{id}"), None).await;
+    assert_eq!(listed.body["postgresql_format"], "custom", "{}", listed.body);
+
+    let e = t.engine("pg", "db1").await;
+    let db = t.admin("POST", "/api/databases", Some(json!({ "engine_id": e, "name": "s", "policy_id": id }))).await;
+    let db = db.body["id"].as_str().unwrap().to_string();
+    let a = t.call("operator", "POST", &format!("/api/databases/{db}/backup"), None).await;
+    assert!(a.body["blob_name"].as_str().unwrap().ends_with(".dump.zst"), "{}", a.body);
+    let job: serde_json::Value = serde_json::from_str(&t.mem.jobs.messages()[0]).unwrap();
+    assert_eq!(job["dump_format"], "custom", "the worker is told to dump an archive");
+}

@@ -225,3 +225,46 @@ async fn status_shows_each_databases_drills_and_alerts_when_none_passed() {
     let status = t.call("viewer", "GET", "/api/system-status", None).await;
     assert_eq!(alerts(&status.body), vec!["shop: no successful restore drill for 9 days (every 7 days asked)"]);
 }
+
+#[tokio::test]
+async fn only_a_custom_archive_restores_chosen_tables_and_the_row_names_them() {
+    use dilux_domain::compression::Compression;
+    use dilux_domain::format::DumpFormat;
+    let (t, e, plain) = setup().await;
+    let d = t.database(&e, "shop2").await;
+    let job = BackupJob::new(&d, EngineType::Postgresql, TriggeredBy::Manual, vec![], now() - Duration::hours(1))
+        .stored_as(Compression::default(), None, DumpFormat::Custom);
+    let mut custom = BackupResult::pending(&job, "shop2", "Shop 2", &e);
+    custom.status = BackupStatus::Completed;
+    t.mem.history.put(custom.clone());
+    assert!(custom.blob_name.ends_with(".dump.zst"), "{}", custom.blob_name);
+
+    let a = t
+        .call(
+            "operator",
+            "POST",
+            "/api/backups/restore",
+            Some(json!({ "blob_name": plain.blob_name,
+        "tables": ["orders"] })),
+        )
+        .await;
+    assert_eq!((a.status, a.code()), (409, Some("not_selective")), "{}", a.body);
+    let cases = [
+        (json!({ "blob_name": custom.blob_name, "tables": [] }), "tables"),
+        (json!({ "blob_name": custom.blob_name, "tables": ["orders", ".x"] }), "tables[1]"),
+        (json!({ "blob_name": custom.blob_name, "tables": ["a\u{1}b"] }), "tables[0]"),
+        (json!({ "blob_name": custom.blob_name, "mode": "replace", "confirm": "shop2", "tables": ["t"] }), "tables"),
+    ];
+    for (body, field) in cases {
+        let a = t.admin("POST", "/api/backups/restore", Some(body.clone())).await;
+        assert_eq!((a.status, a.field()), (400, Some(field)), "{body}: {}", a.body);
+    }
+    assert!(t.mem.restores.is_empty(), "nothing written");
+
+    let body = json!({ "blob_name": custom.blob_name, "tables": ["orders", "public.orders", "sales.Order Items"] });
+    let a = t.call("operator", "POST", "/api/backups/restore", Some(body)).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert!(a.body["message"].as_str().unwrap().contains("restore of 2 tables"), "{}", a.body);
+    let row = t.mem.restores.all().remove(0);
+    assert_eq!(row.tables, ["public.orders", "sales.Order Items"], "one table named twice counts once");
+}
