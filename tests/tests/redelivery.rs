@@ -1,6 +1,8 @@
-//! A job whose worker died with it five times is failed with the reason instead of being run forever, for
-//! backups and restores alike. The five dead workers are played by receiving each message five times and never
-//! deleting it, with the real queue (Azurite) counting the deliveries the job-runner reads.
+//! Queue faults against the real queue (Azurite). A job whose worker died with it five times is failed with the
+//! reason instead of being run forever, for backups and restores alike: the five dead workers are played by
+//! receiving each message five times and never deleting it, and the queue counts the deliveries the job-runner
+//! reads. A drill whose queueing answer was lost (a proxy drops it after the queue took the message) is undone:
+//! the message finds no row and runs nothing, and the next tick queues the drill again.
 
 use std::time::Duration;
 
@@ -68,5 +70,46 @@ async fn a_job_delivered_five_times_already_is_failed_not_run_again() -> Result<
     assert_eq!(pg.sql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'shop_again'")?.trim(), "0");
     let files = api.call(M::GET, "/api/backups/files", None).await?.1;
     assert_eq!(files["count"], 1, "only the first backup is stored: {files}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_whose_queueing_answer_was_lost_is_undone_and_queued_again() -> Result<()> {
+    let az = std::thread::spawn(Azurite::start);
+    let pg = Postgres::start(PASSWORD)?;
+    let az = az.join().unwrap()?;
+    pg.sql("postgres", "CREATE DATABASE ledger")?;
+    pg.sql("ledger", "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 300)")?;
+    let [blob, queue_port, table] = az.ports();
+    let prefix = format!("POST /devstoreaccount1/{RESTORE_JOBS_QUEUE}/messages");
+    let proxy = dilux_e2e::LosingProxy::start(queue_port, &prefix, 1)?;
+    let storage = Account::azurite_connection_string(blob, proxy.port, table);
+    let app = App::start_with(&storage, &dilux_e2e::root().join("spin.toml"), &[("DILUX_TICKS", "off")])?;
+    let api = Api::signed_in(&app, "admin").await?;
+    let policy = json!({ "name": "drilled", "daily": { "enabled": true, "keep_count": 7, "time": "02:00" },
+        "verification": { "after_each_backup": true } });
+    let policy = api.post("/api/backup-policies", policy).await?["id"].as_str().context("policy id")?.to_string();
+    let e = json!({ "name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port,
+        "username": "postgres", "password": PASSWORD });
+    let engine = api.post("/api/engines", e).await?["id"].as_str().context("engine id")?.to_string();
+    let done = api.back_up(&engine, "ledger", &policy).await?;
+    assert_eq!(done["status"], "completed", "{done}");
+
+    let tick = app.tick("drills", None).await?;
+    assert_eq!((proxy.lost(), &tick["queued"]), (1, &json!(0)), "the answer was lost: {tick}");
+    // The message the queue did take reaches the worker, finds no drill and runs nothing.
+    let drills = "SELECT count(*) FROM pg_database WHERE datname LIKE 'ledger_drill_%'";
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(6) {
+        let list = api.call(M::GET, "/api/restores", None).await?.1;
+        assert_eq!(list["count"], 0, "the undone drill is not in the history: {list}");
+        assert_eq!(pg.sql("postgres", drills)?.trim(), "0", "the lost drill ran");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The next tick queues it again; it runs once and passes.
+    assert_eq!(app.tick("drills", None).await?["queued"], 1);
+    let drilled = api.drills_done(1).await?;
+    assert_eq!(drilled.len(), 1, "one drill: {drilled:?}");
+    assert_eq!(drilled[0]["verification"]["result"], "passed", "{}", drilled[0]);
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! Restores whose worker dies half-way. MariaDB has no transaction around a restore, so the killed
 //! attempt leaves a half-filled database behind: the job comes back when its lease runs out, the next
 //! attempt recognises its own leftover by the mark the restore put on it, drops it, and restores
-//! everything. A replace whose worker dies mid-swap is finished by the next attempt. One Azurite and
-//! one MariaDB serve both (two MariaDB installs at once are not reliable here).
+//! everything. PostgreSQL restores in one transaction whose client dies with the worker: a killed attempt
+//! commits nothing. A replace whose worker dies mid-swap is finished by the next attempt. One MariaDB serves all
+//! (two MariaDB installs at once are not reliable here).
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ async fn restores_and_replaces_survive_their_worker() -> Result<()> {
     let maria = Mariadb::start()?;
     let (az, pg) = (az.join().unwrap()?, pg.join().unwrap()?);
     a_restore_killed_half_way_is_started_over(&az, &maria).await?;
+    a_postgres_restore_killed_half_way_commits_nothing(&az, &pg).await?;
     // A storage account of its own: the first part registered this MariaDB server already.
     a_replace_whose_worker_died_mid_swap_is_finished(&Azurite::start()?, &pg, &maria).await
 }
@@ -92,6 +94,58 @@ async fn a_restore_killed_half_way_is_started_over(az: &Azurite, maria: &Mariadb
     ensure!(fingerprint(maria, "big_copy")? == fingerprint(maria, "big")?, "every row, once");
     let marks = "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = '_dilux_restore_in_progress'";
     ensure!(maria.sql("", marks)?.trim() == "0", "the mark is gone once the restore finished");
+    Ok(())
+}
+
+/// The client (psql) dies with the worker (`PR_SET_PDEATHSIG`) and its transaction with it. Had it outlived the
+/// worker, it would have read the end of its input and committed the rows it had; the database keeps only its
+/// mark, and the next attempt drops it and restores everything.
+async fn a_postgres_restore_killed_half_way_commits_nothing(az: &Azurite, pg: &Postgres) -> Result<()> {
+    pg.sql("postgres", "CREATE DATABASE bigpg")?;
+    pg.sql(
+        "bigpg",
+        "CREATE TABLE t (id int PRIMARY KEY, payload text); INSERT INTO t SELECT g, repeat(md5(g::text), 6) || \
+         ' 🦀 ' || g FROM generate_series(1, 400000) g",
+    )?;
+    let fingerprint = |db: &str| pg.sql(db, "SELECT count(*), sum(hashtext(id || '#' || payload)::bigint) FROM t");
+    let env = [("DILUX_WORKER_LEASE_SECS", "2")];
+    let manifest = dilux_e2e::root().join("spin.toml");
+    let app = App::start_with(&az.connection_string, &manifest, &env)?;
+    let api = Api::signed_in(&app, "admin").await?;
+    let e = json!({ "name": "pg", "engine_type": "postgresql", "host": "127.0.0.1", "port": pg.port,
+        "username": "postgres", "password": "pg-Swap-s3cret" });
+    let e = api.post("/api/engines", e).await?;
+    let d = api.post("/api/databases", json!({ "engine_id": e["id"], "name": "bigpg" })).await?;
+    let id = d["id"].as_str().unwrap();
+    let b = api.post(&format!("/api/databases/{id}/backup"), json!(null)).await?;
+    let backup = api.wait_final(id, b["backup_id"].as_str().unwrap(), Duration::from_secs(180)).await?;
+    ensure!(backup["status"] == "completed", "{backup}");
+    let body = json!({ "blob_name": backup["blob_name"], "target_database": "bigpg_copy" });
+    let rid = api.post("/api/backups/restore", body).await?["restore_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, r) = api.call(M::GET, &format!("/api/restores/{rid}"), None).await?;
+        let (done, total) = (r["progress_bytes"].as_i64().unwrap_or(0), r["bytes_total"].as_i64().unwrap_or(0));
+        if done > 0 && done < total {
+            break;
+        }
+        ensure!(r["status"] != "completed" && Instant::now() < deadline, "never seen half-way: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.crash();
+    // Time for a surviving psql to read the end of its input and commit.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tables = pg.sql("bigpg_copy", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")?;
+    ensure!(tables.trim() == "0", "the killed restore committed {} tables; it must commit none", tables.trim());
+    let mark = "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'bigpg_copy'";
+    let mark = pg.sql("postgres", mark)?;
+    ensure!(mark.contains(&rid), "the leftover carries this restore's mark: {mark}");
+
+    let app = App::start_with(&az.connection_string, &manifest, &env)?;
+    let api = Api::signed_in(&app, "viewer").await?;
+    let done = api.wait_restore(&rid, Duration::from_secs(180)).await?;
+    ensure!(done["status"] == "completed" && done["attempts"] == 2, "{done}");
+    ensure!(fingerprint("bigpg_copy")? == fingerprint("bigpg")?, "every row, once");
     Ok(())
 }
 
