@@ -25,12 +25,33 @@ work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-blob=$(port); queue=$(port); table=$(port); app=$(port)
-"$AZURITE_BIN" --silent --disableTelemetry --skipApiVersionCheck --location "$work/azurite" \
-  --blobPort "$blob" --queuePort "$queue" --tablePort "$table" > "$work/azurite.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 60); do (exec 3<>"/dev/tcp/127.0.0.1/$table") 2>/dev/null && break; sleep 0.5; done
+# Four distinct free ports, held together while they are picked (one at a time, the kernel may hand the same port
+# out twice); one of them can still be taken before Azurite binds it, so Azurite is started again on new ones.
+ports() {
+  python3 -c 'import socket
+held = [socket.socket() for _ in range(4)]
+for s in held: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in held])'
+}
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for attempt in 1 2 3; do
+  read -r blob queue table app < <(ports)
+  "$AZURITE_BIN" --silent --disableTelemetry --skipApiVersionCheck --location "$work/azurite" \
+    --blobPort "$blob" --queuePort "$queue" --tablePort "$table" > "$work/azurite.log" 2>&1 &
+  azurite=$!
+  for _ in $(seq 1 60); do
+    listening "$blob" && listening "$queue" && listening "$table" && break
+    kill -0 "$azurite" 2>/dev/null || break
+    sleep 0.5
+  done
+  if kill -0 "$azurite" 2>/dev/null && listening "$blob" && listening "$queue" && listening "$table"; then
+    pids+=("$azurite")
+    break
+  fi
+  kill "$azurite" 2>/dev/null || true
+  echo "Azurite did not start on ports $blob/$queue/$table (attempt $attempt): $(tail -n 1 "$work/azurite.log")" >&2
+  [ "$attempt" = 3 ] && exit 1
+done
 key="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 acct="devstoreaccount1"
 export SPIN_VARIABLE_STORAGE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=$acct;AccountKey=$key;\
