@@ -215,7 +215,7 @@ fn secret_pipe(content: &[u8]) -> std::io::Result<OwnedFd> {
 
 /// A tool starts from an empty environment plus `PATH`: the host's own holds the seal key, the storage
 /// credentials and the tokens, none of which a database client needs.
-fn bare_env(c: &mut Command) {
+pub(crate) fn bare_env(c: &mut std::process::Command) {
     c.env_clear();
     if let Some(path) = std::env::var_os("PATH") {
         c.env("PATH", path);
@@ -226,7 +226,7 @@ fn bare_env(c: &mut Command) {
 /// argv, and a database name can never be read as an option or a conninfo string. The answer holds the
 /// descriptors the client must inherit (a CA bundle): keep it until the client has started.
 pub(crate) fn pg_env(c: &mut Command, spec: &DumpSpec, opts: &DumpOptions) -> Result<Inherited, DumpFailure> {
-    bare_env(c);
+    bare_env(c.as_std_mut());
     c.env("PGHOST", &spec.host)
         .env("PGPORT", spec.port.to_string())
         .env("PGUSER", &spec.username)
@@ -431,7 +431,7 @@ fn build_command(spec: &DumpSpec, opts: &DumpOptions, pg_dump: &str) -> Result<(
 /// option file on an inherited pipe (`--defaults-extra-file=/dev/fd/N`, which must be the first argument).
 pub(crate) fn mysql_command(program: &str, conn: &DumpSpec) -> Result<(Command, Inherited), DumpFailure> {
     let mut c = Command::new(program);
-    bare_env(&mut c);
+    bare_env(c.as_std_mut());
     let mut keep = Vec::new();
     let mut cnf = format!(
         "[client]\nhost={}\nport={}\nuser={}\npassword={}\n",
@@ -652,10 +652,8 @@ impl TallyThread {
     fn spawn_archive(pg_restore: &std::path::Path) -> Result<Self, DumpFailure> {
         use std::io::Read as _;
         let mut c = std::process::Command::new(pg_restore);
-        c.args(["--file=-"]).env_clear().env("LC_ALL", "C");
-        if let Some(path) = std::env::var_os("PATH") {
-            c.env("PATH", path);
-        }
+        bare_env(&mut c);
+        c.args(["--file=-"]).env("LC_ALL", "C");
         c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().map_err(|e| {
             fail(

@@ -268,26 +268,22 @@ async fn client(
     list: Option<&str>,
 ) -> Result<(Command, crate::dump::Inherited), DumpFailure> {
     match spec.engine {
-        Engine::Postgresql if spec.format() == DumpFormat::Custom => {
+        Engine::Postgresql => {
             let conn = spec.conn(&spec.database);
-            let mut c = Command::new(pg_tool_for(&conn, opts, "pg_restore").await?);
-            // One transaction: an error anywhere rolls everything back. An empty --dbname connects to
+            let custom = spec.format() == DumpFormat::Custom;
+            let mut c = Command::new(pg_tool_for(&conn, opts, if custom { "pg_restore" } else { "psql" }).await?);
+            // One transaction: an error anywhere rolls everything back. pg_restore's empty --dbname connects to
             // PGDATABASE: the name never reaches argv, where it could read as a connection string.
-            c.args(["--no-password", "--single-transaction", "--exit-on-error", "--dbname="]);
+            match custom {
+                true => c.args(["--no-password", "--single-transaction", "--exit-on-error", "--dbname="]),
+                false => c.args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"]),
+            };
             let mut keep = pg_env(&mut c, &conn, opts)?;
             if let Some(list) = list {
                 let path = crate::dump::memory_file(&mut c, c"dilux-restore-list", list.as_bytes(), &mut keep)
                     .map_err(|e| fail(ErrorClass::ToolFailed, format!("could not hand the restore list over: {e}")))?;
                 c.arg(format!("--use-list={path}"));
             }
-            Ok((c, keep))
-        }
-        Engine::Postgresql => {
-            let conn = spec.conn(&spec.database);
-            let mut c = Command::new(pg_tool_for(&conn, opts, "psql").await?);
-            // One transaction: an error anywhere rolls everything back.
-            c.args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"]);
-            let keep = pg_env(&mut c, &conn, opts)?;
             Ok((c, keep))
         }
         Engine::Mysql => {
@@ -593,7 +589,8 @@ async fn selection(
     // The target database does not exist yet: the server's version is asked of the maintenance one.
     let conn = spec.conn(PG_MAINTENANCE_DB);
     let mut c = Command::new(pg_tool_for(&conn, opts, "pg_restore").await?);
-    c.args(["--list", "--verbose"]).env_clear().env("LC_ALL", "C");
+    crate::dump::bare_env(c.as_std_mut());
+    c.args(["--list", "--verbose"]).env("LC_ALL", "C");
     c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let mut child =
         c.spawn().map_err(|e| fail(ErrorClass::ToolFailed, format!("could not start pg_restore --list: {e}")))?;
@@ -601,8 +598,12 @@ async fn selection(
     let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
     let listed = tokio::spawn(async move {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut stderr = (&mut stderr).take(16 * 1024);
-        let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+        let words = async {
+            let _ = (&mut stderr).take(16 * 1024).read_to_end(&mut err).await;
+            // Drain the rest so pg_restore never blocks on a full pipe.
+            let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        };
+        let _ = tokio::join!(stdout.read_to_end(&mut out), words);
         (String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
     });
     let (tx, mut rx) = mpsc::channel(AHEAD);
@@ -779,8 +780,8 @@ enum Delivered {
     Stalled(DumpFailure),
 }
 
-/// Writes what the decoder has ready to the client, but for its last byte when `held` is given (kept there,
-/// written ahead of the next output).
+/// Writes what the decoder has ready to the client but for its last byte, which waits in `held` and goes out
+/// ahead of the next output.
 async fn deliver(
     decoder: &mut crate::codec::Decoder<'_>,
     stdin: &mut tokio::process::ChildStdin,
@@ -795,12 +796,14 @@ async fn deliver(
             Err(e) => return Delivered::Damaged(e),
         };
         *restored += out.len() as u64;
-        if let Some(last) = out.pop() {
-            if let Some(first) = held.replace(last) {
-                out.insert(0, first);
+        let before = out.pop().and_then(|last| held.replace(last));
+        let write = async {
+            if let Some(b) = before {
+                stdin.write_all(&[b]).await?;
             }
-        }
-        match tokio::time::timeout(opts.stall_timeout, stdin.write_all(&out)).await {
+            stdin.write_all(&out).await
+        };
+        match tokio::time::timeout(opts.stall_timeout, write).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Delivered::ClientGone,
             Err(_) => {

@@ -41,8 +41,7 @@ impl EngineType {
         encrypted: bool,
     ) -> String {
         let format = match self {
-            EngineType::Mysql => compression.extension(crate::format::DumpFormat::Plain),
-            EngineType::Postgresql => compression.extension(format),
+            EngineType::Mysql | EngineType::Postgresql => compression.extension(format),
             EngineType::Sqlserver => "bacpac".to_string(),
         };
         if encrypted {

@@ -269,7 +269,7 @@ pub fn Restores() -> impl IntoView {
     }
 }
 
-/// Table names as typed: separated by commas, spaces or new lines.
+/// Table names as typed: separated by commas or new lines (a name may hold spaces).
 fn table_list(typed: &str) -> Vec<String> {
     typed.split([',', '\n']).map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect()
 }
